@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Run the whole test suite headless: installs what it needs (Xvfb included), then pytest
+# under a virtual X server. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/install.sh --test
+export QT_API=pyqt6 PYTEST_QT_API=pyqt6
+export MPLBACKEND=Agg
+exec xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python -m pytest -p no:cacheprovider "$@"

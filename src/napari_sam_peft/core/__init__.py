@@ -1,0 +1,29 @@
+"""The Qt-free library under the plugin.
+
+Nothing in ``napari_sam_peft.core`` imports Qt or napari, so scripts, the command line
+and cluster jobs can use it on machines without a display. A test enforces this.
+"""
+
+from napari_sam_peft.core.architecture import SamArchitecture, build_sam
+from napari_sam_peft.core.devices import select_device
+from napari_sam_peft.core.errors import (
+    DeviceNotAvailableError,
+    InvalidCheckpointError,
+    ModelNotAvailableError,
+    SamPeftError,
+)
+from napari_sam_peft.core.models import LoadedModel, ModelIdentity, load_model, save_model
+
+__all__ = [
+    "DeviceNotAvailableError",
+    "InvalidCheckpointError",
+    "LoadedModel",
+    "ModelIdentity",
+    "ModelNotAvailableError",
+    "SamArchitecture",
+    "SamPeftError",
+    "build_sam",
+    "load_model",
+    "save_model",
+    "select_device",
+]

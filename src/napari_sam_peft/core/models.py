@@ -1,0 +1,304 @@
+"""Loading SAM models: by micro_sam registry name, from a local file, or the bundled demo.
+
+Every loaded model carries a :class:`ModelIdentity` (a name plus a hash of its weights),
+which the embedding cache and adapter files use as the key of "which base model".
+
+Safety: weights files are read with ``torch.load(..., weights_only=True)`` or as
+safetensors, so opening a checkpoint never runs code from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from segment_anything.modeling import Sam
+
+from napari_sam_peft.core.architecture import (
+    SamArchitecture,
+    architecture_for_model_name,
+    build_sam,
+    infer_architecture,
+)
+from napari_sam_peft.core.devices import select_device
+from napari_sam_peft.core.errors import InvalidCheckpointError, ModelNotAvailableError
+
+DEMO_MODEL_NAME = "demo"
+MODEL_FILE_FORMAT = "napari-sam-peft/model"
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt")
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which base model this is: a human name and a hash of its weights.
+
+    Two models with the same weights have the same ``content_hash`` wherever they were
+    loaded from, so a model saved and loaded again keeps its identity.
+    """
+
+    name: str
+    content_hash: str
+
+    @property
+    def key(self) -> str:
+        """A short string for file names and cache keys."""
+        return f"{self.name}-{self.content_hash[:16]}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "content_hash": self.content_hash}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, str]) -> ModelIdentity:
+        return cls(name=str(values["name"]), content_hash=str(values["content_hash"]))
+
+
+@dataclass
+class LoadedModel:
+    """A SAM model ready to use, with what it is and where it came from."""
+
+    sam: Sam
+    identity: ModelIdentity
+    architecture: SamArchitecture
+    source: str
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.sam.parameters()).device
+
+
+def state_dict_hash(state: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 over the names, dtypes, shapes and bytes of the tensors, in sorted order."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach()
+        digest.update(name.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        flat = tensor.to("cpu").contiguous().reshape(-1)
+        digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+    return digest.hexdigest()
+
+
+def model_identity(sam: Sam, name: str) -> ModelIdentity:
+    """The identity of a model's current weights."""
+    return ModelIdentity(name=name, content_hash=state_dict_hash(sam.state_dict()))
+
+
+def registry_model_names() -> list[str]:
+    """The SAM model names micro_sam can download (vit_t models excluded: not a ViT-B/L/H encoder)."""
+    from micro_sam.util import models
+
+    return sorted(n for n in models().registry if not n.endswith("_decoder") and not n.startswith("vit_t"))
+
+
+def bundled_demo_model_path() -> Path:
+    """The demo model's weights, shipped inside the package."""
+    return Path(str(resources.files("napari_sam_peft") / "data" / "demo_sam.safetensors"))
+
+
+def load_model(
+    model: str | os.PathLike[str],
+    device: str | torch.device | None = None,
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> LoadedModel:
+    """Load a SAM model by registry name, from a checkpoint file, or the bundled ``demo``.
+
+    Parameters
+    ----------
+    model
+        ``"demo"``; a micro_sam registry name such as ``"vit_b"`` or ``"vit_b_lm"`` (downloaded
+        once through micro_sam's own cache, ``MICROSAM_CACHEDIR``); or the path to an original
+        SAM ``.pth``, a micro_sam finetuned checkpoint, or a ``.safetensors`` model saved by
+        :func:`save_model`.
+    device
+        ``None``/``"auto"`` (cuda, then mps, then cpu) or an explicit device.
+    progress
+        Called with a short message before slow steps (download, reading weights).
+
+    Raises
+    ------
+    ModelNotAvailableError
+        Registry weights that are neither cached nor downloadable.
+    InvalidCheckpointError
+        A file that does not exist, is not a SAM checkpoint, or holds pickled code.
+    """
+    target = select_device(device)
+    say = progress or (lambda message: None)
+    name = os.fspath(model)
+    if name == DEMO_MODEL_NAME:
+        path = bundled_demo_model_path()
+        if not path.exists():
+            raise ModelNotAvailableError(
+                f"The bundled demo model is missing from the installation ({path}). Reinstall napari-sam-peft."
+            )
+        say("Loading the demo model")
+        state, architecture, _ = _read_checkpoint(path)
+        return _assemble(state, architecture, DEMO_MODEL_NAME, str(path), target)
+
+    path = Path(name).expanduser()
+    if path.exists() or path.suffix in CHECKPOINT_SUFFIXES or os.sep in name:
+        if not path.is_file():
+            raise InvalidCheckpointError(f"No model file at {path}. Check the path, or pick a registry name.")
+        say(f"Reading {path.name}")
+        state, architecture, stored_name = _read_checkpoint(path)
+        return _assemble(state, architecture, stored_name or path.stem, str(path), target)
+
+    if name not in registry_model_names():
+        raise ModelNotAvailableError(
+            f"Unknown model {name!r}. Choose 'demo', a checkpoint file, or one of: "
+            + ", ".join(registry_model_names())
+        )
+    path = _fetch_registry_weights(name, say)
+    say(f"Reading {path.name}")
+    architecture_for_model_name(name)  # refuses architectures we cannot adapt, before reading
+    state, _, _ = _read_checkpoint(path, trusted_registry_file=True)
+    return _assemble(state, None, name, name, target)
+
+
+def save_model(
+    model: LoadedModel | Sam,
+    path: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    architecture: SamArchitecture | None = None,
+) -> Path:
+    """Save a model's weights and architecture as one ``.safetensors`` file, atomically.
+
+    The file loads back with :func:`load_model` to the same outputs and the same identity.
+    For a bare ``Sam`` pass its ``architecture`` (the decoder's head count cannot be read
+    off the weights); without it the original SAM's value is assumed.
+    """
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise InvalidCheckpointError(f"Save models as '.safetensors', not {path.suffix!r}.")
+    if isinstance(model, LoadedModel):
+        sam = model.sam
+        architecture = architecture or model.architecture
+        name = name or model.identity.name
+    else:
+        sam, name = model, name or "custom"
+        architecture = architecture or infer_architecture(sam.state_dict(), name=name)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in sam.state_dict().items()}
+    metadata = {"format": MODEL_FILE_FORMAT, "architecture": architecture.to_json(), "name": name}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+    return path
+
+
+def _fetch_registry_weights(name: str, say: Callable[[str], None]) -> Path:
+    """Return the local path of registry weights, downloading them through micro_sam's cache."""
+    from micro_sam.util import models
+
+    registry = models()
+    path = Path(registry.abspath) / name
+    if path.exists():
+        return path
+    url = registry.get_url(name)
+    say(f"Downloading {name} weights (once) to {path.parent}")
+    try:
+        return Path(registry.fetch(name, progressbar=False))
+    except Exception as err:  # noqa: BLE001 - any failure of the downloader means "not available"
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ModelNotAvailableError(
+            f"The weights of model {name!r} are not on this computer and could not be downloaded "
+            f"({reason[:200]}). Download {url} and save it as {path} (or set MICROSAM_CACHEDIR to a "
+            "folder whose models/ holds it), or choose a local checkpoint file or 'demo'."
+        ) from None
+
+
+def _read_checkpoint(
+    path: Path, trusted_registry_file: bool = False
+) -> tuple[dict[str, torch.Tensor], SamArchitecture | None, str | None]:
+    """Read a checkpoint's SAM state dict, and its architecture and name where the file records them."""
+    if path.suffix == ".safetensors":
+        try:
+            state = load_file(str(path))
+            with safe_open(str(path), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+        except (SafetensorError, OSError, ValueError) as err:
+            raise InvalidCheckpointError(f"{path.name} is not a readable safetensors file: {err}") from None
+        architecture = None
+        if "architecture" in metadata:
+            try:
+                architecture = SamArchitecture.from_json(metadata["architecture"])
+            except (ValueError, TypeError, json.JSONDecodeError) as err:
+                raise InvalidCheckpointError(
+                    f"{path.name} has a damaged architecture record: {err}"
+                ) from None
+        return dict(state), architecture, metadata.get("name")
+
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many types for a bad file
+        if "Weights only load failed" not in str(err):
+            raise InvalidCheckpointError(
+                f"{path.name} is not a readable PyTorch checkpoint ({err})."
+            ) from None
+        if not trusted_registry_file:
+            raise InvalidCheckpointError(
+                f"{path.name} contains pickled Python objects besides weights, and napari-sam-peft does not "
+                "run code from model files. Re-save it as a plain state dict "
+                "(torch.save(model.state_dict(), path)) in a Python session you trust."
+            ) from None
+        # A registry file passed micro_sam's hash check, so its content is the published one;
+        # some micro_sam releases pickle training metadata beside the weights.
+        from micro_sam.util import _load_checkpoint
+
+        raw, _ = _load_checkpoint(str(path))
+    return _sam_state_from(raw, path), None, None
+
+
+def _sam_state_from(raw: object, path: Path) -> dict[str, torch.Tensor]:
+    """Unwrap the state dict formats in use: plain SAM, and micro_sam/torch_em training checkpoints."""
+    if isinstance(raw, Mapping) and "model_state" in raw:
+        raw = raw["model_state"]
+    if not isinstance(raw, Mapping) or not raw:
+        raise InvalidCheckpointError(f"{path.name} holds no state dict of a SAM model.")
+    state: dict[str, torch.Tensor] = OrderedDict()
+    for key, value in raw.items():
+        if not isinstance(value, torch.Tensor):
+            continue
+        key = str(key)
+        for prefix in ("sam.", "module."):
+            if key.startswith(prefix):
+                key = key[len(prefix) :]
+        state[key] = value
+    return state
+
+
+def _assemble(
+    state: dict[str, torch.Tensor],
+    architecture: SamArchitecture | None,
+    name: str,
+    source: str,
+    device: torch.device,
+) -> LoadedModel:
+    inferred = infer_architecture(state, name=name)
+    architecture = architecture or inferred
+    # The decoder's head count is invisible in tensor shapes, so only the file can say it.
+    if architecture != replace(inferred, decoder_num_heads=architecture.decoder_num_heads):
+        raise InvalidCheckpointError(
+            f"The weights in {source} do not match the architecture the file declares. The file is damaged."
+        )
+    sam = build_sam(architecture)
+    missing, unexpected = sam.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        detail = f"missing {sorted(missing)[:3]}" if missing else f"unexpected {sorted(unexpected)[:3]}"
+        raise InvalidCheckpointError(
+            f"{source} is not a plain SAM checkpoint ({detail}). If it holds a PEFT model, load the "
+            "base model and attach the adapter instead."
+        )
+    identity = model_identity(sam, name)
+    return LoadedModel(sam=sam.to(device), identity=identity, architecture=architecture, source=source)

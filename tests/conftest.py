@@ -1,0 +1,42 @@
+"""Shared fixtures: small SAM-architecture models that run in milliseconds."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from napari_sam_peft.core.architecture import TINY, build_sam
+from napari_sam_peft.core.models import LoadedModel, model_identity
+
+
+@pytest.fixture
+def tiny_sam():
+    """A randomly initialised SAM of the TINY architecture (4 blocks, width 32), seeded."""
+    torch.manual_seed(0)
+    return build_sam(TINY)
+
+
+@pytest.fixture
+def tiny_model(tiny_sam) -> LoadedModel:
+    return LoadedModel(
+        sam=tiny_sam, identity=model_identity(tiny_sam, "tiny"), architecture=TINY, source="test"
+    )
+
+
+def sam_forward(sam, image_size: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Run a SAM model end to end on a fixed random image with a point and a box prompt."""
+    generator = torch.Generator().manual_seed(seed)
+    image = torch.rand(1, 3, image_size, image_size, generator=generator) * 255
+    points = torch.tensor([[[image_size * 0.4, image_size * 0.5]]])
+    batched = [
+        {
+            "image": image[0],
+            "original_size": (image_size, image_size),
+            "point_coords": points,
+            "point_labels": torch.ones(1, 1),
+            "boxes": torch.tensor([[2.0, 3.0, image_size * 0.7, image_size * 0.6]]),
+        }
+    ]
+    with torch.no_grad():
+        out = sam(batched, multimask_output=True)[0]
+    return {"masks": out["low_res_logits"], "iou": out["iou_predictions"]}
