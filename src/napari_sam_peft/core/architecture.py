@@ -63,12 +63,8 @@ class SamArchitecture:
 
 
 VIT_B = SamArchitecture(name="vit_b")
-VIT_L = SamArchitecture(
-    embed_dim=1024, depth=24, num_heads=16, global_attn_indexes=(5, 11, 17, 23), name="vit_l"
-)
-VIT_H = SamArchitecture(
-    embed_dim=1280, depth=32, num_heads=16, global_attn_indexes=(7, 15, 23, 31), name="vit_h"
-)
+VIT_L = SamArchitecture(embed_dim=1024, depth=24, num_heads=16, global_attn_indexes=(5, 11, 17, 23), name="vit_l")
+VIT_H = SamArchitecture(embed_dim=1280, depth=32, num_heads=16, global_attn_indexes=(7, 15, 23, 31), name="vit_h")
 #: The bundled demo model: SAM's architecture at a size that trains in minutes on a CPU.
 DEMO = SamArchitecture(
     img_size=256,

@@ -234,18 +234,14 @@ def _read_checkpoint(
             try:
                 architecture = SamArchitecture.from_json(metadata["architecture"])
             except (ValueError, TypeError, json.JSONDecodeError) as err:
-                raise InvalidCheckpointError(
-                    f"{path.name} has a damaged architecture record: {err}"
-                ) from None
+                raise InvalidCheckpointError(f"{path.name} has a damaged architecture record: {err}") from None
         return dict(state), architecture, metadata.get("name")
 
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many types for a bad file
         if "Weights only load failed" not in str(err):
-            raise InvalidCheckpointError(
-                f"{path.name} is not a readable PyTorch checkpoint ({err})."
-            ) from None
+            raise InvalidCheckpointError(f"{path.name} is not a readable PyTorch checkpoint ({err}).") from None
         if not trusted_registry_file:
             raise InvalidCheckpointError(
                 f"{path.name} contains pickled Python objects besides weights, and napari-sam-peft does not "

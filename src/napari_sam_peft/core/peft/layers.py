@@ -1,0 +1,246 @@
+"""The modules PEFT methods put into SAM: each wraps one original module as ``.base``.
+
+Every wrapper starts as the identity change (the model's output is unchanged at
+initialisation), knows how to give back its original module (``base``) for detaching,
+and, where the change is linear, how to fold itself into a plain module (``merged``)
+that ``segment_anything`` loads without this package.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from napari_sam_peft.core.errors import SamPeftError
+
+
+class MergeNotSupportedError(SamPeftError):
+    """The adapter has a non-linear branch that cannot be folded into plain SAM weights."""
+
+
+def _dequantized_weight(linear: nn.Module) -> torch.Tensor:
+    """The full-precision weight of a Linear, or of a bitsandbytes 4-bit Linear."""
+    weight = linear.weight
+    quant_state = getattr(weight, "quant_state", None)
+    if quant_state is not None:
+        import bitsandbytes.functional as bnb_functional
+
+        return bnb_functional.dequantize_4bit(weight.data, quant_state)
+    return weight.data
+
+
+def plain_linear(linear: nn.Module) -> nn.Linear:
+    """A plain nn.Linear with the same (dequantized) weights."""
+    weight = _dequantized_weight(linear)
+    plain = nn.Linear(weight.shape[1], weight.shape[0], bias=linear.bias is not None, device=weight.device)
+    plain.weight.data = weight.to(torch.float32).clone()
+    if linear.bias is not None:
+        plain.bias.data = linear.bias.data.to(torch.float32).clone()
+    return plain
+
+
+class PeftWrapper(nn.Module):
+    """Base class: holds the original module as ``base``."""
+
+    def __init__(self, base: nn.Module) -> None:
+        super().__init__()
+        self.base = base
+
+    def merged(self) -> nn.Module:
+        raise NotImplementedError
+
+
+class LoRALinear(PeftWrapper):
+    """Low-rank update ``scale * B A x`` added to parts of a Linear's output.
+
+    ``parts`` names output slices: for SAM's fused ``qkv`` Linear they are ``q``, ``k`` and
+    ``v`` (thirds of the output); for any other Linear a single part ``""`` covers the whole
+    output. ``B`` starts at zero, so the output is unchanged at initialisation. The scale is
+    ``alpha / rank``; ``alpha = rank`` gives the paper's scale of 1.
+    """
+
+    def __init__(self, base: nn.Module, rank: int, alpha: float, parts: Sequence[str] = ("",)) -> None:
+        super().__init__(base)
+        if rank <= 0:
+            raise SamPeftError(f"LoRA rank must be a positive integer, not {rank}.")
+        self.rank = int(rank)
+        self.scale = float(alpha) / float(rank)
+        in_features, out_features = base.in_features, base.out_features
+        self.fused = tuple(parts) != ("",)
+        part_size = out_features // 3 if self.fused else out_features
+        self.parts = tuple(parts)
+        device = base.weight.device
+        for part in self.parts:
+            suffix = f"_{part}" if part else ""
+            a = nn.Parameter(torch.empty(rank, in_features, device=device))
+            b = nn.Parameter(torch.zeros(part_size, rank, device=device))
+            if device.type != "meta":
+                nn.init.kaiming_uniform_(a, a=math.sqrt(5))
+            self.register_parameter(f"lora_a{suffix}", a)
+            self.register_parameter(f"lora_b{suffix}", b)
+
+    def _pair(self, part: str) -> tuple[torch.Tensor, torch.Tensor]:
+        suffix = f"_{part}" if part else ""
+        return getattr(self, f"lora_a{suffix}"), getattr(self, f"lora_b{suffix}")
+
+    def _delta(self, x: torch.Tensor, part: str) -> torch.Tensor:
+        a, b = self._pair(part)
+        return (x.to(a.dtype) @ a.t()) @ b.t() * self.scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.base(x)
+        if not self.fused:
+            return y + self._delta(x, "").to(y.dtype)
+        size = y.shape[-1] // 3
+        pieces = []
+        for index, name in enumerate(("q", "k", "v")):
+            piece = y[..., index * size : (index + 1) * size]
+            if name in self.parts:
+                piece = piece + self._delta(x, name).to(y.dtype)
+            pieces.append(piece)
+        return torch.cat(pieces, dim=-1)
+
+    def weight_delta(self) -> torch.Tensor:
+        """The dense update of the base weight, shape (out, in)."""
+        out_features = self.base.out_features
+        delta = torch.zeros(out_features, self.base.in_features, device=self.lora_a_device())
+        size = out_features // 3 if self.fused else out_features
+        for part in self.parts:
+            a, b = self._pair(part)
+            start = ("q", "k", "v").index(part) * size if self.fused else 0
+            delta[start : start + size] += (b.float() @ a.float()) * self.scale
+        return delta
+
+    def lora_a_device(self) -> torch.device:
+        return self._pair(self.parts[0])[0].device
+
+    def merged(self) -> nn.Linear:
+        plain = plain_linear(self.base)
+        plain.weight.data += self.weight_delta().to(plain.weight.device)
+        return plain
+
+
+class FacTQKV(PeftWrapper):
+    """FacT on SAM's fused qkv: ``q += V S_q U x`` and ``v += V S_v U x``, dropout after S.
+
+    ``U`` (d -> r) and ``V`` (r -> d) are shared by q and v within the block; ``V`` starts at
+    zero so the output is unchanged at initialisation (the reference starts it at random).
+    """
+
+    def __init__(self, base: nn.Module, rank: int, dropout: float = 0.1) -> None:
+        super().__init__(base)
+        if rank <= 0:
+            raise SamPeftError(f"FacT rank must be a positive integer, not {rank}.")
+        dim = base.in_features
+        device = base.weight.device
+        self.fact_u = nn.Parameter(torch.empty(rank, dim, device=device))
+        self.fact_v = nn.Parameter(torch.zeros(dim, rank, device=device))
+        self.fact_s_q = nn.Parameter(torch.empty(rank, rank, device=device))
+        self.fact_s_v = nn.Parameter(torch.empty(rank, rank, device=device))
+        if device.type != "meta":
+            for p in (self.fact_u, self.fact_s_q, self.fact_s_v):
+                nn.init.kaiming_uniform_(p, a=math.sqrt(5))
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.base(x)
+        dim = y.shape[-1] // 3
+        u = x.to(self.fact_u.dtype) @ self.fact_u.t()
+        new_q = self.dropout(u @ self.fact_s_q.t()) @ self.fact_v.t()
+        new_v = self.dropout(u @ self.fact_s_v.t()) @ self.fact_v.t()
+        return torch.cat(
+            [y[..., :dim] + new_q.to(y.dtype), y[..., dim : 2 * dim], y[..., 2 * dim :] + new_v.to(y.dtype)],
+            dim=-1,
+        )
+
+    def merged(self) -> nn.Linear:
+        plain = plain_linear(self.base)
+        dim = plain.in_features
+        v, u = self.fact_v.data.float(), self.fact_u.data.float()
+        plain.weight.data[:dim] += v @ self.fact_s_q.data.float() @ u
+        plain.weight.data[2 * dim :] += v @ self.fact_s_v.data.float() @ u
+        return plain
+
+
+class ScaleShift(PeftWrapper):
+    """SSF: a per-channel ``scale`` and ``shift`` applied to a module's output.
+
+    ``channel_dim`` is -1 for Linear and LayerNorm outputs and 1 for the patch embedding's
+    convolution (N, C, H, W). Starts at scale 1 and shift 0 (the reference starts at random).
+    """
+
+    def __init__(self, base: nn.Module, channels: int, channel_dim: int = -1) -> None:
+        super().__init__(base)
+        device = _first_parameter(base).device
+        self.ssf_scale = nn.Parameter(torch.ones(channels, device=device))
+        self.ssf_shift = nn.Parameter(torch.zeros(channels, device=device))
+        self.channel_dim = channel_dim
+
+    def _shape(self, y: torch.Tensor) -> tuple[int, ...]:
+        if self.channel_dim == -1:
+            return (-1,)
+        shape = [1] * y.dim()
+        shape[self.channel_dim] = -1
+        return tuple(shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.base(x)
+        shape = self._shape(y)
+        return y * self.ssf_scale.view(shape).to(y.dtype) + self.ssf_shift.view(shape).to(y.dtype)
+
+    def merged(self) -> nn.Module:
+        base = self.base
+        scale, shift = self.ssf_scale.data.float(), self.ssf_shift.data.float()
+        if isinstance(base, nn.LayerNorm) or isinstance(base, nn.Conv2d):
+            plain = copy.deepcopy(base).float()
+        else:
+            plain = plain_linear(base)
+        weight_shape = (-1,) + (1,) * (plain.weight.dim() - 1)
+        plain.weight.data = plain.weight.data * scale.view(weight_shape)
+        bias = plain.bias.data if plain.bias is not None else torch.zeros_like(shift)
+        if plain.bias is None:
+            plain.bias = nn.Parameter(torch.zeros_like(shift))
+        plain.bias.data = bias * scale + shift
+        return plain
+
+
+class ParallelAdapter(PeftWrapper):
+    """AdaptFormer: ``mlp(x) + s * up(relu(down(x)))`` beside the block's MLP.
+
+    ``s`` is a learnable scalar; ``up`` starts at zero so the output is unchanged at
+    initialisation. Unlike the reference, no extra residual is added (the block already
+    adds one). The ReLU branch cannot be merged into plain SAM weights.
+    """
+
+    def __init__(self, base: nn.Module, dim: int, projection_size: int = 64, dropout: float = 0.0) -> None:
+        super().__init__(base)
+        device = _first_parameter(base).device
+        self.down = nn.Linear(dim, projection_size, device=device)
+        self.up = nn.Linear(projection_size, dim, device=device)
+        self.adapter_scale = nn.Parameter(torch.ones(1, device=device))
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
+        if device.type != "meta":
+            nn.init.kaiming_uniform_(self.down.weight, a=math.sqrt(5))
+            nn.init.zeros_(self.down.bias)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        branch = self.up(self.dropout(torch.relu(self.down(x.to(self.down.weight.dtype)))))
+        out = self.base(x)
+        return out + (branch * self.adapter_scale).to(out.dtype)
+
+    def merged(self) -> nn.Module:
+        raise MergeNotSupportedError(
+            "AdaptFormer adds a non-linear (ReLU) branch that plain SAM weights cannot express, so it "
+            "cannot be exported as a merged checkpoint. Use the adapter file with napari-sam-peft, or "
+            "train a linear method (lora, late_lora, ssf, fact) for export."
+        )
+
+
+def _first_parameter(module: nn.Module) -> torch.Tensor:
+    return next(module.parameters())
