@@ -96,7 +96,7 @@ class AttachedPeft:
             raise QuantizationUnavailableError(
                 "QLoRA needs the bitsandbytes package: pip install 'napari-sam-peft[qlora]'."
             ) from None
-        for parent_name, parent in list(self.sam.image_encoder.named_modules()):
+        for parent in list(self.sam.image_encoder.modules()):
             for attr, child in list(parent.named_children()):
                 if type(child) is not nn.Linear or child.weight.requires_grad:
                     continue
