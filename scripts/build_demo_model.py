@@ -16,15 +16,11 @@ import torch
 from napari_sam_peft.core.architecture import DEMO, build_sam
 from napari_sam_peft.core.models import model_identity, save_model
 
-DEFAULT_OUT = (
-    Path(__file__).resolve().parents[1] / "src" / "napari_sam_peft" / "data" / "demo_sam.safetensors"
-)
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "src" / "napari_sam_peft" / "data" / "demo_sam.safetensors"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()

@@ -18,9 +18,7 @@ def tiny_sam():
 
 @pytest.fixture
 def tiny_model(tiny_sam) -> LoadedModel:
-    return LoadedModel(
-        sam=tiny_sam, identity=model_identity(tiny_sam, "tiny"), architecture=TINY, source="test"
-    )
+    return LoadedModel(sam=tiny_sam, identity=model_identity(tiny_sam, "tiny"), architecture=TINY, source="test")
 
 
 def sam_forward(sam, image_size: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -40,3 +38,21 @@ def sam_forward(sam, image_size: int, seed: int = 0) -> dict[str, torch.Tensor]:
     with torch.no_grad():
         out = sam(batched, multimask_output=True)[0]
     return {"masks": out["low_res_logits"], "iou": out["iou_predictions"]}
+
+
+def sam_train_loss(sam, image_size: int, seed: int = 0) -> torch.Tensor:
+    """A differentiable loss through encoder, prompt encoder and decoder (Sam.forward is no_grad)."""
+    generator = torch.Generator().manual_seed(seed)
+    image = torch.rand(1, 3, image_size, image_size, generator=generator)
+    embeddings = sam.image_encoder(image)
+    box = torch.tensor([[2.0, 3.0, image_size * 0.7, image_size * 0.6]])
+    sparse, dense = sam.prompt_encoder(points=None, boxes=box, masks=None)
+    masks, iou = sam.mask_decoder(
+        image_embeddings=embeddings,
+        image_pe=sam.prompt_encoder.get_dense_pe(),
+        sparse_prompt_embeddings=sparse,
+        dense_prompt_embeddings=dense,
+        multimask_output=False,
+    )
+    target = (torch.rand(masks.shape, generator=generator) > 0.5).float()
+    return torch.nn.functional.binary_cross_entropy_with_logits(masks, target) + iou.square().mean()

@@ -6,9 +6,7 @@ import pytest
 from napari_sam_peft.core.sample_data import make_sample
 
 
-@pytest.mark.parametrize(
-    ("key", "image_name"), [("nuclei", "nuclei (domain A)"), ("cells", "cells (domain B)")]
-)
+@pytest.mark.parametrize(("key", "image_name"), [("nuclei", "nuclei (domain A)"), ("cells", "cells (domain B)")])
 def test_open_sample_adds_an_image_and_its_ground_truth(make_napari_viewer, key, image_name):
     viewer = make_napari_viewer()
     viewer.open_sample("napari-sam-peft", key)

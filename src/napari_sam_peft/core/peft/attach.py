@@ -62,6 +62,8 @@ class AttachedPeft:
         setattr(sam, _ATTACHED, self)
         self._attached = True  # from here on, detach() undoes whatever was done
         self.replacements = method.inject(sam, spec.blocks, spec.options)
+        for *_, wrapper in self.replacements:
+            wrapper.train(sam.training)  # new modules start in training mode (dropout on)
         added: set[str] = set()
         wrapper_paths = {id(w): None for *_, w in self.replacements}
         for module_name, module in sam.named_modules():

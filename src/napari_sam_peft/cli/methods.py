@@ -1,0 +1,89 @@
+"""``napari-sam-peft methods``: every preset with its adapted blocks and trainable parameters."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from napari_sam_peft.core.architecture import (
+    VIT_B,
+    SamArchitecture,
+    architecture_for_model_name,
+    infer_architecture,
+)
+from napari_sam_peft.core.errors import InvalidCheckpointError, ModelNotAvailableError
+from napari_sam_peft.core.models import (
+    CHECKPOINT_SUFFIXES,
+    DEMO_MODEL_NAME,
+    _read_checkpoint,
+    bundled_demo_model_path,
+    registry_model_names,
+)
+from napari_sam_peft.core.peft import PRESETS, count_trainable_parameters, format_blocks, spec_from_preset
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "methods",
+        help="list the PEFT presets with their blocks and trainable parameters",
+        description="List every PEFT preset for a model: method, adapted encoder blocks, trainable "
+        "parameters. Counts are computed without loading weights.",
+    )
+    parser.add_argument(
+        "--model",
+        default="vit_b",
+        metavar="NAME|FILE",
+        help="registry name (vit_b, vit_b_lm, ...), 'demo', or a checkpoint file (default: vit_b)",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.set_defaults(run=run)
+
+
+def architecture_of(model: str) -> SamArchitecture:
+    """The architecture of a model name or file, without downloading weights."""
+    if model == DEMO_MODEL_NAME:
+        _, architecture, _ = _read_checkpoint(bundled_demo_model_path())
+        return architecture
+    path = Path(model).expanduser()
+    if path.is_file():
+        state, architecture, name = _read_checkpoint(path)
+        return architecture or infer_architecture(state, name=name or path.stem)
+    if path.suffix in CHECKPOINT_SUFFIXES or "/" in model:
+        raise InvalidCheckpointError(f"No model file at {path}. Check the path, or pick a registry name.")
+    if model in registry_model_names():
+        return architecture_for_model_name(model)
+    raise ModelNotAvailableError(
+        f"Unknown model {model!r}: give 'demo', a checkpoint file, or one of {', '.join(registry_model_names())}."
+    )
+
+
+def method_rows(architecture: SamArchitecture) -> list[dict]:
+    rows = []
+    for name in PRESETS:
+        spec = spec_from_preset(name, architecture.depth)
+        rows.append(
+            {
+                "preset": name,
+                "method": spec.method,
+                "blocks": list(spec.blocks),
+                "trainable_params": count_trainable_parameters(spec, architecture),
+            }
+        )
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    architecture = architecture_of(args.model) if args.model != "vit_b" else VIT_B
+    rows = method_rows(architecture)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    total = count_trainable_parameters(spec_from_preset("full_ft", architecture.depth), architecture)
+    print(f"PEFT presets for {args.model} ({architecture.depth} encoder blocks, {total:,} parameters)\n")
+    print(f"{'preset':<16}{'method':<16}{'blocks':<10}{'trainable':>14}{'share':>9}")
+    for row in rows:
+        blocks = format_blocks(row["blocks"], architecture.depth) if row["blocks"] else "-"
+        share = row["trainable_params"] / total
+        print(f"{row['preset']:<16}{row['method']:<16}{blocks:<10}{row['trainable_params']:>14,}{share:>9.1%}")
+    return 0
