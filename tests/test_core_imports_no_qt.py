@@ -6,12 +6,13 @@ import sys
 FORBIDDEN = ("qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "napari", "magicgui", "vispy")
 
 
-def test_importing_core_and_every_submodule_loads_no_qt_or_napari():
+def test_importing_core_every_submodule_and_the_session_loads_no_qt_or_napari():
     code = f"""
 import importlib, pkgutil, sys
 import napari_sam_peft.core as core
 for module in pkgutil.walk_packages(core.__path__, core.__name__ + "."):
     importlib.import_module(module.name)
+import napari_sam_peft.session  # the widgets' shared state is Qt-free too
 loaded = sorted({{name.split(".")[0] for name in sys.modules}} & set({FORBIDDEN!r}))
 print(",".join(loaded))
 """

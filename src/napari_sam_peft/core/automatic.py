@@ -1,0 +1,68 @@
+"""Automatic segmentation to pre-annotate an image, with micro_sam's mask generators."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+
+def automatic_segmentation(
+    predictor,
+    image: np.ndarray,
+    embeddings: dict,
+    *,
+    tile_shape: tuple[int, int] | None = None,
+    halo: tuple[int, int] | None = None,
+    points_per_side: int | None = None,
+    pred_iou_thresh: float = 0.8,
+    stability_score_thresh: float = 0.9,
+    min_object_size: int = 25,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """An instance segmentation (uint32 labels, 0 = background) of the whole image.
+
+    ``points_per_side`` defaults to 32 for SAM-sized models and 16 for small ones.
+    Uses micro_sam's ``AutomaticMaskGenerator`` (``TiledAutomaticMaskGenerator`` for tiled
+    embeddings) with the already computed ``embeddings``.
+    """
+    from micro_sam.instance_segmentation import AutomaticMaskGenerator, TiledAutomaticMaskGenerator
+
+    if points_per_side is None:
+        # A 32 x 32 grid for SAM-sized inputs; small models see a proportionally smaller image.
+        points_per_side = 32 if predictor.model.image_encoder.img_size >= 1024 else 16
+    state = {"total": 1, "done": 0}
+
+    def init(total, description=""):
+        state.update(total=max(int(total), 1), done=0)
+        if progress:
+            progress(0, state["total"])
+
+    def update(n=1):
+        state["done"] += int(n)
+        if progress:
+            progress(min(state["done"], state["total"]), state["total"])
+
+    if tile_shape is not None:
+        generator = TiledAutomaticMaskGenerator(predictor, points_per_side=points_per_side)
+        generator.initialize(
+            image,
+            image_embeddings=embeddings,
+            tile_shape=tile_shape,
+            halo=halo,
+            pbar_init=init,
+            pbar_update=update,
+        )
+    else:
+        generator = AutomaticMaskGenerator(predictor, points_per_side=points_per_side)
+        generator.initialize(image, image_embeddings=embeddings, pbar_init=init, pbar_update=update)
+    segmentation = generator.generate(
+        pred_iou_thresh=pred_iou_thresh,
+        stability_score_thresh=stability_score_thresh,
+        min_mask_region_area=min_object_size,
+        output_mode="instance_segmentation",
+        with_background=True,
+    )
+    if isinstance(segmentation, list):  # no mask passed the filters
+        return np.zeros(image.shape[:2], dtype=np.uint32)
+    return np.asarray(segmentation, dtype=np.uint32)

@@ -1,0 +1,149 @@
+"""The embedding cache: image embeddings on disk (zarr, micro_sam's format), keyed so that
+a changed model or adapter can never be served stale embeddings.
+
+The key is ``image content hash + base-model identity + adapter identity + tiling``. Each
+entry is one zarr group written by ``micro_sam.util.precompute_image_embeddings`` into a
+temporary folder and renamed into place when complete, so a crash never leaves an entry
+that looks finished. Reopening an image with the same model and adapter reads the entry
+instead of running the encoder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from napari_sam_peft.core.images import image_content_hash
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def default_cache_dir() -> Path:
+    """``$NAPARI_SAM_PEFT_CACHE`` or the user cache folder (e.g. ``~/.cache/napari-sam-peft``)."""
+    env = os.environ.get("NAPARI_SAM_PEFT_CACHE")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("napari-sam-peft"))
+
+
+@dataclass(frozen=True)
+class EmbeddingKey:
+    """What an embedding depends on."""
+
+    image_hash: str
+    model_key: str
+    adapter_key: str
+    tile_shape: tuple[int, int] | None = None
+    halo: tuple[int, int] | None = None
+
+    @property
+    def name(self) -> str:
+        tiling = f"{self.tile_shape}-{self.halo}" if self.tile_shape else "whole"
+        digest = hashlib.sha256(
+            f"{self.image_hash}|{self.model_key}|{self.adapter_key}|{tiling}".encode()
+        ).hexdigest()
+        return digest[:40]
+
+
+class EmbeddingCache:
+    """Image embeddings on disk, one zarr group per :class:`EmbeddingKey`."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root) if root is not None else default_cache_dir() / "embeddings"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.computed = 0  # encoder runs through this cache (tests and the status line use it)
+        self.reused = 0
+
+    def path(self, key: EmbeddingKey) -> Path:
+        return self.root / f"{key.name}.zarr"
+
+    def __contains__(self, key: EmbeddingKey) -> bool:
+        path = self.path(key)
+        if not path.exists():
+            return False
+        try:
+            return "input_size" in zarr.open_group(str(path), mode="r").attrs
+        except Exception:  # noqa: BLE001 - an unreadable entry is a missing entry
+            return False
+
+    def get_or_compute(
+        self,
+        predictor,
+        image: np.ndarray,
+        key: EmbeddingKey,
+        progress: ProgressCallback | None = None,
+    ) -> dict:
+        """Return the embeddings for ``key``: read from disk, or computed and stored.
+
+        ``predictor`` must already carry the base model and adapter the key names.
+        """
+        from micro_sam.util import precompute_image_embeddings
+
+        bar = _ProgressAdapter(progress)
+        final = self.path(key)
+        if key in self:
+            self.reused += 1
+            return precompute_image_embeddings(
+                predictor, image, save_path=str(final), tile_shape=key.tile_shape, halo=key.halo, verbose=False
+            )
+        if final.exists():  # an unreadable leftover
+            shutil.rmtree(final, ignore_errors=True)
+        tmp = self.root / f".{key.name}.{os.getpid()}.tmp.zarr"
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            embeddings = precompute_image_embeddings(
+                predictor,
+                image,
+                save_path=str(tmp),
+                tile_shape=key.tile_shape,
+                halo=key.halo,
+                verbose=False,
+                pbar_init=bar.init,
+                pbar_update=bar.update,
+            )
+            os.replace(tmp, final) if not final.exists() else shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.computed += 1
+        if isinstance(embeddings.get("features"), zarr.Array | zarr.Group):
+            # Tiled embeddings point into the zarr group: reopen them from the final place.
+            return precompute_image_embeddings(
+                predictor, image, save_path=str(final), tile_shape=key.tile_shape, halo=key.halo, verbose=False
+            )
+        return embeddings
+
+    def clear(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+
+class _ProgressAdapter:
+    """micro_sam's (pbar_init, pbar_update) callbacks -> one ``progress(done, total)`` callback."""
+
+    def __init__(self, progress: ProgressCallback | None) -> None:
+        self.progress = progress
+        self.total = 1
+        self.done = 0
+
+    def init(self, total: int, description: str = "") -> None:
+        self.total, self.done = max(int(total), 1), 0
+        if self.progress:
+            self.progress(0, self.total)
+
+    def update(self, n: int = 1) -> None:
+        self.done += int(n)
+        if self.progress:
+            self.progress(min(self.done, self.total), self.total)
+
+
+def image_key(image: np.ndarray) -> str:
+    return image_content_hash(image)

@@ -1,0 +1,103 @@
+"""Prompt-based segmentation: points and boxes to masks, through micro_sam's functions.
+
+Coordinates are napari's: points as (row, col), boxes as (row_min, col_min, row_max, col_max).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from napari_sam_peft.core.errors import SamPeftError
+
+
+class NoPromptsError(SamPeftError):
+    """Segmenting was asked for without any prompt."""
+
+
+@dataclass
+class ObjectPrompts:
+    """The prompts of one object: points with labels (1 positive, 0 negative) and at most one box."""
+
+    points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), dtype=int))
+    box: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.points = np.asarray(self.points, dtype=float).reshape(-1, 2)
+        self.labels = np.asarray(self.labels, dtype=int).reshape(-1)
+        if self.box is not None:
+            self.box = np.asarray(self.box, dtype=float).reshape(4)
+
+    @property
+    def is_empty(self) -> bool:
+        return self.box is None and not (self.labels == 1).any()
+
+
+def box_from_corners(corners: np.ndarray) -> np.ndarray:
+    """A napari rectangle (4 corner vertices, (row, col)) as (row_min, col_min, row_max, col_max)."""
+    corners = np.asarray(corners)[:, -2:]
+    return np.concatenate([corners.min(axis=0), corners.max(axis=0)])
+
+
+def segment_object(predictor, embeddings: dict, prompts: ObjectPrompts) -> np.ndarray:
+    """One boolean mask for one object's prompts.
+
+    Raises
+    ------
+    NoPromptsError
+        Without a box or at least one positive point.
+    """
+    from micro_sam.prompt_based_segmentation import (
+        segment_from_box,
+        segment_from_box_and_points,
+        segment_from_points,
+    )
+
+    if prompts.is_empty:
+        raise NoPromptsError(
+            "There is nothing to segment: place a positive point or draw a box first, then press S."
+        )
+    if prompts.box is not None and len(prompts.points):
+        mask = segment_from_box_and_points(
+            predictor, prompts.box, prompts.points, prompts.labels, image_embeddings=embeddings
+        )
+    elif prompts.box is not None:
+        mask = segment_from_box(predictor, prompts.box, image_embeddings=embeddings)
+    else:
+        mask = segment_from_points(predictor, prompts.points, prompts.labels, image_embeddings=embeddings)
+    return np.asarray(mask).squeeze().astype(bool)
+
+
+def segment_objects(predictor, embeddings: dict, objects: Sequence[ObjectPrompts]) -> list[np.ndarray]:
+    """One mask per object (batch mode)."""
+    if not objects:
+        raise NoPromptsError("There is nothing to segment: place points or draw boxes first, then press S.")
+    return [segment_object(predictor, embeddings, prompts) for prompts in objects]
+
+
+def split_into_objects(
+    points: np.ndarray, labels: np.ndarray, boxes: Sequence[np.ndarray], batch: bool
+) -> list[ObjectPrompts]:
+    """Group prompts into objects.
+
+    Single mode: all prompts describe one object. Batch mode: each box is one object and,
+    when there are no boxes, each positive point is one object (negative points apply to all).
+    Several boxes are always several objects.
+    """
+    points = np.asarray(points, dtype=float).reshape(-1, 2)
+    labels = np.asarray(labels, dtype=int).reshape(-1)
+    if len(boxes) > 1 or (batch and len(boxes) == 1):
+        return [ObjectPrompts(box=box) for box in boxes]
+    if batch and len(points):
+        negatives = labels == 0
+        return [
+            ObjectPrompts(
+                points=np.concatenate([points[i : i + 1], points[negatives]]),
+                labels=np.concatenate([[1], labels[negatives]]),
+            )
+            for i in np.flatnonzero(labels == 1)
+        ]
+    return [ObjectPrompts(points=points, labels=labels, box=boxes[0] if boxes else None)]

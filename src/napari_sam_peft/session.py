@@ -1,0 +1,187 @@
+"""The state the plugin's widgets share for one viewer, with events, and no Qt.
+
+One :class:`AnnotatorSession` per viewer holds the base model, the active adapter, the
+predictor and the embedding cache. Widgets observe its signals and never reach into each
+other; the training worker (later) writes adapters that the session attaches in place, so
+the Segment widget's next prompt uses them without reloading the base model.
+
+Methods that run models take a lock, so an adapter switch cannot happen half-way through
+an embedding computed on a worker thread.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from psygnal import Signal
+
+from napari_sam_peft.core.embeddings import EmbeddingCache, EmbeddingKey
+from napari_sam_peft.core.errors import SamPeftError
+from napari_sam_peft.core.images import check_image, image_content_hash
+from napari_sam_peft.core.models import LoadedModel, load_model
+from napari_sam_peft.core.peft import Adapter, AttachedPeft
+from napari_sam_peft.core.prompting import ObjectPrompts, segment_objects
+
+ProgressCallback = Callable[[int, int], None]
+
+BASE_ADAPTER_KEY = "base"
+
+
+class NoModelError(SamPeftError):
+    """An action that needs a model before one is loaded."""
+
+
+class AnnotatorSession:
+    """Base model, active adapter, predictor and embedding cache for one viewer."""
+
+    model_changed = Signal(object)  # LoadedModel
+    adapter_changed = Signal(object)  # Adapter | None
+    #: {"image_layer", "object_ids", "prompts", "source"}: objects committed in the Segment widget
+    objects_committed = Signal(object)
+    #: {"image_layer", "object_ids"}: a commit was undone
+    objects_uncommitted = Signal(object)
+
+    def __init__(self, cache: EmbeddingCache | None = None) -> None:
+        self._cache = cache
+        self.model: LoadedModel | None = None
+        self.adapter: Adapter | None = None
+        self.adapter_path: Path | None = None
+        self._handle: AttachedPeft | None = None
+        self.predictor = None
+        self.lock = threading.RLock()
+
+    # ------------------------------------------------------------------ model
+    @property
+    def cache(self) -> EmbeddingCache:
+        if self._cache is None:
+            self._cache = EmbeddingCache()
+        return self._cache
+
+    def load_model(
+        self,
+        model: str | os.PathLike[str],
+        device: str | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> LoadedModel:
+        """Load a base model (registry name, file or 'demo') and make it the session's model."""
+        loaded = load_model(model, device=device, progress=progress)
+        self.set_model(loaded)
+        return loaded
+
+    def set_model(self, loaded: LoadedModel) -> None:
+        from segment_anything import SamPredictor
+
+        with self.lock:
+            self._detach()
+            self.model = loaded
+            self.predictor = SamPredictor(loaded.sam)
+            self.predictor.model_type = loaded.architecture.name
+            self.predictor.model_name = loaded.identity.name
+            self._tag_predictor()
+        self.model_changed.emit(loaded)  # implies "no adapter": a new model starts without one
+
+    def require_model(self) -> LoadedModel:
+        if self.model is None:
+            raise NoModelError(
+                "No model is loaded yet: pick a model in the Segment widget and press 'Load model'."
+            )
+        return self.model
+
+    # ---------------------------------------------------------------- adapter
+    @property
+    def adapter_key(self) -> str:
+        return self.adapter.identity if self.adapter is not None else BASE_ADAPTER_KEY
+
+    def set_adapter(self, adapter: Adapter | str | os.PathLike[str] | None) -> Adapter | None:
+        """Attach an adapter (object or ``.safetensors`` path) in place of the current one; None detaches.
+
+        A bad or mismatched adapter raises and leaves the current one attached.
+        """
+        model = self.require_model()
+        path = None
+        if adapter is not None and not isinstance(adapter, Adapter):
+            path = Path(adapter)
+            adapter = Adapter.load(path)
+        with self.lock:
+            if adapter is not None:
+                adapter.check_base(model)  # before detaching the current one
+            previous = (self.adapter, self.adapter_path)
+            self._detach()
+            if adapter is not None:
+                try:
+                    self._handle = adapter.attach_to(model)
+                except Exception:
+                    if previous[0] is not None:  # put the previous adapter back
+                        self._handle = previous[0].attach_to(model)
+                        self.adapter, self.adapter_path = previous
+                        self._tag_predictor()
+                    raise
+            self.adapter, self.adapter_path = adapter, path
+            self._tag_predictor()
+        self.adapter_changed.emit(adapter)
+        return adapter
+
+    def _detach(self) -> None:
+        if self._handle is not None:
+            self._handle.detach()
+        self._handle = None
+        self.adapter = None
+        self.adapter_path = None
+
+    def _tag_predictor(self) -> None:
+        """micro_sam's embedding signature includes the predictor's hash: make it model + adapter."""
+        if self.predictor is not None and self.model is not None:
+            self.predictor._hash = f"{self.model.identity.key}+{self.adapter_key[:16]}"
+            self.predictor.reset_image()
+
+    # ------------------------------------------------------------- embeddings
+    def tiling_for(self, image: np.ndarray) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+        """Tile images larger than twice the model's input size; each tile+halo is one model input."""
+        size = self.require_model().architecture.img_size
+        if max(image.shape[:2]) <= 2 * size:
+            return None, None
+        halo = size // 8
+        tile = size - 2 * halo
+        return (tile, tile), (halo, halo)
+
+    def embedding_key(self, image: np.ndarray) -> EmbeddingKey:
+        model = self.require_model()
+        tile, halo = self.tiling_for(image)
+        return EmbeddingKey(
+            image_hash=image_content_hash(image),
+            model_key=f"{model.identity.name}:{model.identity.content_hash}",
+            adapter_key=self.adapter_key,
+            tile_shape=tile,
+            halo=halo,
+        )
+
+    def compute_embeddings(
+        self, image: np.ndarray, rgb: bool | None = None, progress: ProgressCallback | None = None
+    ) -> tuple[EmbeddingKey, dict]:
+        """Embeddings of ``image`` for the current model and adapter, from the cache when possible."""
+        image = check_image(image, rgb)
+        with self.lock:
+            key = self.embedding_key(image)
+            embeddings = self.cache.get_or_compute(self.predictor, image, key, progress=progress)
+        return key, embeddings
+
+    # ---------------------------------------------------------- segmentation
+    def segment(self, embeddings: dict, objects: list[ObjectPrompts]) -> list[np.ndarray]:
+        with self.lock:
+            return segment_objects(self.predictor, embeddings, objects)
+
+    def automatic(
+        self, image: np.ndarray, embeddings: dict, progress: ProgressCallback | None = None
+    ) -> np.ndarray:
+        from napari_sam_peft.core.automatic import automatic_segmentation
+
+        image = check_image(image)
+        tile, halo = self.tiling_for(image)
+        with self.lock:
+            return automatic_segmentation(
+                self.predictor, image, embeddings, tile_shape=tile, halo=halo, progress=progress
+            )

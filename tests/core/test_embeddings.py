@@ -1,0 +1,141 @@
+"""The embedding cache: keyed by image, base model and adapter; reopening reads, never recomputes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_sam_peft.core.architecture import TINY
+from napari_sam_peft.core.embeddings import EmbeddingCache
+from napari_sam_peft.core.models import LoadedModel, model_identity
+from napari_sam_peft.core.peft import Adapter, attach, spec_from_preset
+from napari_sam_peft.core.prompting import ObjectPrompts
+from napari_sam_peft.core.sample_data import make_sample
+from napari_sam_peft.session import AnnotatorSession, NoModelError
+
+IMAGE = make_sample("nuclei", seed=0, shape=(64, 64)).image
+
+
+@pytest.fixture
+def session(tiny_model, tmp_path):
+    session = AnnotatorSession(cache=EmbeddingCache(tmp_path / "cache"))
+    session.set_model(tiny_model)
+    return session
+
+
+def _lora_adapter(model: LoadedModel, seed: int) -> Adapter:
+    handle = attach(model.sam, spec_from_preset("lora", TINY.depth, rank=2))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in handle.trainable_parameters():
+            p.add_(torch.randn(p.shape, generator=generator) * 0.5)
+    adapter = Adapter.from_attached(handle, model)
+    handle.detach()
+    return adapter
+
+
+def test_reopening_the_same_image_reads_the_cache(session):
+    key1, first = session.compute_embeddings(IMAGE)
+    key2, second = session.compute_embeddings(IMAGE.copy())
+    assert key1 == key2
+    assert (session.cache.computed, session.cache.reused) == (1, 1)
+    np.testing.assert_array_equal(np.asarray(first["features"]), np.asarray(second["features"]))
+
+
+def test_a_cache_entry_survives_a_new_session(session, tiny_model, tmp_path):
+    session.compute_embeddings(IMAGE)
+    fresh = AnnotatorSession(cache=EmbeddingCache(tmp_path / "cache"))
+    fresh.set_model(tiny_model)
+    fresh.compute_embeddings(IMAGE)
+    assert (fresh.cache.computed, fresh.cache.reused) == (0, 1)
+
+
+def test_attaching_an_adapter_changes_the_key_and_recomputes(session, tiny_model):
+    first, second = _lora_adapter(tiny_model, seed=1), _lora_adapter(tiny_model, seed=2)
+    base_key, base = session.compute_embeddings(IMAGE)
+    session.set_adapter(first)
+    adapted_key, adapted = session.compute_embeddings(IMAGE)
+
+    assert adapted_key != base_key
+    assert adapted_key.adapter_key == first.identity
+    assert session.cache.computed == 2
+    assert not np.allclose(np.asarray(base["features"]), np.asarray(adapted["features"]))
+
+    session.set_adapter(second)
+    other_key, _ = session.compute_embeddings(IMAGE)
+    assert other_key not in (base_key, adapted_key) and session.cache.computed == 3
+
+    session.set_adapter(None)  # back to the base model: its cached entry is valid again
+    back_key, back = session.compute_embeddings(IMAGE)
+    assert back_key == base_key and session.cache.computed == 3
+    np.testing.assert_array_equal(np.asarray(back["features"]), np.asarray(base["features"]))
+
+
+def test_switching_the_adapter_changes_predictions_without_reloading_the_base(session, tiny_model):
+    adapter = _lora_adapter(tiny_model, seed=3)
+    sam_before = session.model.sam
+    _, embeddings = session.compute_embeddings(IMAGE)
+    prompts = [ObjectPrompts(points=[[30, 30]], labels=[1])]
+    base_logits = _logits(session, embeddings, prompts)
+
+    session.set_adapter(adapter)
+    _, embeddings = session.compute_embeddings(IMAGE)
+    assert session.model.sam is sam_before  # adapted in place, not reloaded
+    assert not np.allclose(_logits(session, embeddings, prompts), base_logits)
+
+
+def _logits(session, embeddings, prompts):
+    from micro_sam.prompt_based_segmentation import segment_from_points
+
+    _, _, logits = segment_from_points(
+        session.predictor, prompts[0].points, prompts[0].labels, image_embeddings=embeddings, return_all=True
+    )
+    return logits
+
+
+def test_a_changed_model_gets_new_embeddings(session, tmp_path):
+    session.compute_embeddings(IMAGE)
+    torch.manual_seed(7)
+    from napari_sam_peft.core.architecture import build_sam
+
+    other = build_sam(TINY)
+    session.set_model(LoadedModel(other, model_identity(other, "other"), TINY, "test"))
+    session.compute_embeddings(IMAGE)
+    assert session.cache.computed == 2
+
+
+def test_an_adapter_for_another_base_is_refused_and_the_current_one_stays(session, tiny_model):
+    from napari_sam_peft.core.architecture import build_sam
+    from napari_sam_peft.core.peft import AdapterMismatchError
+
+    good = _lora_adapter(tiny_model, seed=1)
+    torch.manual_seed(5)
+    other = build_sam(TINY)
+    foreign = _lora_adapter(LoadedModel(other, model_identity(other, "other"), TINY, "t"), seed=1)
+    session.set_adapter(good)
+    with pytest.raises(AdapterMismatchError):
+        session.set_adapter(foreign)
+    assert session.adapter is good
+
+
+def test_large_images_are_embedded_in_tiles(session):
+    big = make_sample("cells", seed=1, shape=(200, 180)).image
+    key, embeddings = session.compute_embeddings(big)
+    assert key.tile_shape is not None
+    mask = session.segment(embeddings, [ObjectPrompts(points=[[150, 120]], labels=[1])])[0]
+    assert mask.shape == big.shape
+
+
+def test_no_model_is_a_clear_error(tmp_path):
+    with pytest.raises(NoModelError, match="Load model"):
+        AnnotatorSession(cache=EmbeddingCache(tmp_path)).compute_embeddings(IMAGE)
+
+
+def test_an_interrupted_write_is_not_taken_for_an_entry(session, tmp_path):
+    key = session.embedding_key(IMAGE)
+    half = session.cache.path(key)
+    half.mkdir(parents=True)  # a folder without the "finished" attributes
+    assert key not in session.cache
+    session.compute_embeddings(IMAGE)
+    assert key in session.cache and session.cache.computed == 1

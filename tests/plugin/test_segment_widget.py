@@ -1,0 +1,270 @@
+"""The Segment widget in a real napari viewer: prompts, segment, commit, undo, bad inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_sam_peft.core.sample_data import make_sample
+from tests.plugin.conftest import error_messages, place_points, wait_for_worker
+
+NUCLEI = make_sample("nuclei", seed=0)
+
+
+def _centre_of(obj_id):
+    rows, cols = np.nonzero(NUCLEI.labels == obj_id)
+    return [rows.mean(), cols.mean()]
+
+
+def test_widget_creates_the_micro_sam_layers(segment_widget):
+    viewer, widget = segment_widget
+    for name in ("point_prompts", "prompts", "current_object", "committed_objects"):
+        assert name in viewer.layers
+    assert widget.image_choice.value == "nuclei (domain A)"
+    assert "demo on cpu, base model" in widget.model_status.value
+
+
+def test_point_segment_commit_and_undo(segment_widget, qtbot):
+    viewer, widget = segment_widget
+    place_points(widget, [_centre_of(1)], ["positive"])
+    widget.segment()
+    current = viewer.layers["current_object"].data
+    assert current.shape == NUCLEI.image.shape and current.any()
+
+    widget.commit()
+    committed = viewer.layers["committed_objects"].data
+    assert set(np.unique(committed)) == {0, 1}
+    np.testing.assert_array_equal(committed == 1, current > 0)
+    assert len(widget.point_layer.data) == 0  # prompts cleared after a commit
+    assert not viewer.layers["current_object"].data.any()
+
+    place_points(widget, [_centre_of(2)], ["positive"])
+    widget.segment()
+    widget.commit()
+    assert set(np.unique(viewer.layers["committed_objects"].data)) >= {0, 2}
+
+    widget.undo_commit()
+    labels = viewer.layers["committed_objects"].data
+    assert 2 not in np.unique(labels) and 1 in np.unique(labels)
+    widget.undo_commit()
+    assert not viewer.layers["committed_objects"].data.any()
+
+
+def test_keyboard_shortcuts_drive_segment_commit_clear(segment_widget, qtbot):
+    viewer, widget = segment_widget
+    place_points(widget, [_centre_of(3)], ["positive"])
+    viewer.layers.selection.active = widget.point_layer
+    bindings = widget.point_layer.keymap
+    assert any("S" in str(k).upper() for k in bindings)
+
+    widget.point_layer.keymap  # noqa: B018 - the layer's own keymap is overridden by the widget
+    _press(viewer, widget.point_layer, "s")
+    assert viewer.layers["current_object"].data.any()
+    _press(viewer, widget.point_layer, "c")
+    assert viewer.layers["committed_objects"].data.max() == 1
+    place_points(widget, [_centre_of(4)], ["positive"])
+    _press(viewer, widget.point_layer, "Shift-C")
+    assert len(widget.point_layer.data) == 0
+    _press(viewer, widget.point_layer, "u")
+    assert not viewer.layers["committed_objects"].data.any()
+
+
+def _press(viewer, layer, key):
+    from app_model.types import KeyBinding
+
+    binding = KeyBinding.from_str(key)
+    for keymap in (layer.keymap, viewer.keymap):
+        for bound, func in keymap.items():
+            if bound == binding:
+                func(layer)
+                return
+    raise AssertionError(f"nothing bound to {key}")
+
+
+def test_box_prompt_segments_one_object(segment_widget):
+    viewer, widget = segment_widget
+    rows, cols = np.nonzero(NUCLEI.labels == 5)
+    r0, c0, r1, c1 = rows.min(), cols.min(), rows.max(), cols.max()
+    widget.box_layer.add_rectangles(np.array([[r0, c0], [r1, c1]], dtype=float))
+    widget.segment()
+    assert set(np.unique(viewer.layers["current_object"].data)) == {0, 1}
+
+
+def test_batch_mode_gives_one_object_per_positive_point(segment_widget):
+    viewer, widget = segment_widget
+    widget.batch_mode.value = True
+    place_points(widget, [_centre_of(1), _centre_of(2), _centre_of(3)], ["positive"] * 3)
+    widget.segment()
+    assert len(np.unique(viewer.layers["current_object"].data)) - 1 == 3
+    widget.commit()
+    assert len(np.unique(viewer.layers["committed_objects"].data)) - 1 == 3
+
+
+def test_several_boxes_give_several_objects(segment_widget):
+    viewer, widget = segment_widget
+    for obj in (1, 2):
+        rows, cols = np.nonzero(NUCLEI.labels == obj)
+        widget.box_layer.add_rectangles(np.array([[rows.min(), cols.min()], [rows.max(), cols.max()]], float))
+    widget.segment()
+    assert len(np.unique(viewer.layers["current_object"].data)) - 1 == 2
+
+
+def test_toggle_switches_the_label_of_new_points(segment_widget):
+    _, widget = segment_widget
+    widget.toggle_point_label()
+    assert widget.point_layer.current_properties["label"][0] == "negative"
+    widget.toggle_point_label()
+    assert widget.point_layer.current_properties["label"][0] == "positive"
+
+
+def test_segmenting_without_prompts_is_a_notification(segment_widget):
+    viewer, widget = segment_widget
+    widget.segment()
+    assert any("nothing to segment" in m for m in error_messages())
+    assert not viewer.layers["current_object"].data.any()
+
+
+def test_each_image_keeps_its_own_annotations(segment_widget, qtbot):
+    viewer, widget = segment_widget
+    place_points(widget, [_centre_of(1)], ["positive"])
+    widget.segment()
+    widget.commit()
+    first = viewer.layers["committed_objects"].data.copy()
+
+    viewer.open_sample("napari-sam-peft", "cells")
+    widget.step_image(+1)
+    wait_for_worker(qtbot, widget)
+    assert widget.image_choice.value == "cells (domain B)"
+    assert not viewer.layers["committed_objects"].data.any()
+
+    widget.step_image(-1)
+    wait_for_worker(qtbot, widget)
+    np.testing.assert_array_equal(viewer.layers["committed_objects"].data, first)
+
+
+@pytest.mark.parametrize(
+    ("data", "rgb", "message"),
+    [
+        (np.zeros((64, 64), dtype=np.uint8), False, "blank"),
+        (np.ones((1, 1), dtype=np.uint8), False, "at least 8 x 8"),
+        (np.full((64, 64), np.nan, dtype=np.float32), False, "NaN"),
+        (np.zeros((64, 64, 4), dtype=np.uint8), True, "4 channels"),
+        (np.zeros((5, 64, 64), dtype=np.uint16), False, "3D volumes"),
+    ],
+    ids=["empty", "one-pixel", "nan", "rgba", "3d-stack"],
+)
+def test_bad_images_give_a_notification_not_a_traceback(segment_widget, qtbot, data, rgb, message):
+    viewer, widget = segment_widget
+    viewer.add_image(data, name="bad", rgb=rgb)
+    widget.image_choice.value = "bad"
+    wait_for_worker(qtbot, widget)
+    assert any(message in m for m in error_messages()), error_messages()
+    widget.segment()  # and segmenting on it is a notification too, not an exception
+
+
+def _adapter_file(model, path, seed=1):
+    import torch
+
+    from napari_sam_peft.core.peft import Adapter, attach, spec_from_preset
+
+    handle = attach(model.sam, spec_from_preset("lora", model.architecture.depth, rank=4))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in handle.trainable_parameters():
+            p.add_(torch.randn(p.shape, generator=generator) * 0.3)
+    adapter = Adapter.from_attached(handle, model)
+    handle.detach()
+    return adapter.save(path)
+
+
+def test_attaching_an_adapter_in_the_widget_recomputes_embeddings_and_changes_masks(
+    segment_widget, qtbot, tmp_path
+):
+    viewer, widget = segment_widget
+    base_key = widget.embedding_key
+    place_points(widget, [_centre_of(1)], ["positive"])
+    widget.segment()
+    base_mask = viewer.layers["current_object"].data.copy()
+
+    path = _adapter_file(widget.session.model, tmp_path / "adapter.safetensors")
+    widget.adapter_file.value = path
+    widget.attach_button.changed.emit(True)
+    wait_for_worker(qtbot, widget)
+    try:
+        assert widget.embedding_key != base_key
+        assert widget.embedding_key.adapter_key == widget.session.adapter.identity
+        assert "adapter lora" in widget.model_status.value
+        place_points(widget, [_centre_of(1)], ["positive"])
+        widget.segment()
+        assert not np.array_equal(viewer.layers["current_object"].data, base_mask)
+    finally:
+        widget.session.set_adapter(None)  # the demo model is shared between tests
+        wait_for_worker(qtbot, widget)
+    assert widget.embedding_key == base_key
+
+
+def test_a_bad_adapter_file_is_a_notification(segment_widget, tmp_path):
+    _, widget = segment_widget
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"not an adapter")
+    widget.attach_adapter(bad)
+    assert any("not a readable adapter" in m for m in error_messages())
+    assert widget.session.adapter is None
+
+
+def test_automatic_segmentation_pre_annotates_and_commits(segment_widget, qtbot, monkeypatch):
+    viewer, widget = segment_widget
+    proposal = NUCLEI.labels.astype(np.uint32)
+    monkeypatch.setattr(widget.session, "automatic", lambda image, embeddings, progress=None: proposal)
+    widget.run_automatic()
+    wait_for_worker(qtbot, widget)
+    auto = viewer.layers["auto_segmentation"]
+    np.testing.assert_array_equal(auto.data, proposal)
+
+    auto.data[auto.data == 1] = 0  # the user deletes a wrong proposal
+    widget.commit_automatic()
+    committed = viewer.layers["committed_objects"].data
+    assert len(np.unique(committed)) - 1 == NUCLEI.labels.max() - 1
+    assert not viewer.layers["auto_segmentation"].data.any()
+
+
+def test_automatic_segmentation_runs_micro_sams_generator(segment_widget, qtbot):
+    viewer, widget = segment_widget
+    widget.run_automatic()
+    wait_for_worker(qtbot, widget, timeout=120_000)
+    assert viewer.layers["auto_segmentation"].data.shape == NUCLEI.image.shape
+
+
+def test_open_folder_adds_an_image_series(segment_widget, qtbot, tmp_path):
+    import imageio.v3 as iio
+
+    viewer, widget = segment_widget
+    for i in range(3):
+        iio.imwrite(tmp_path / f"img_{i}.png", make_sample("cells", seed=i, shape=(64, 64)).image)
+    widget.open_folder(tmp_path)
+    wait_for_worker(qtbot, widget)
+    assert widget.image_choice.value == "img_0"
+    widget.step_image(+1)
+    wait_for_worker(qtbot, widget)
+    assert widget.image_choice.value == "img_1"
+    assert widget.embeddings is not None
+
+
+def test_open_folder_without_images_is_a_notification(segment_widget, tmp_path):
+    _, widget = segment_widget
+    widget.open_folder(tmp_path)
+    assert any("No images" in m for m in error_messages())
+
+
+def test_segment_is_in_the_plugins_menu_and_layers_segment_submenu(make_napari_viewer):
+    from npe2 import PluginManifest
+
+    manifest = PluginManifest.from_distribution("napari-sam-peft")
+    names = {w.display_name for w in manifest.contributions.widgets}
+    assert "Segment" in names
+    assert manifest.contributions.submenus[0].label == "SAM PEFT"
+    segment_menu = manifest.contributions.menus["napari/layers/segment"]
+    assert segment_menu[0].submenu == "napari-sam-peft.sam_peft"
+    viewer = make_napari_viewer()
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-sam-peft", "Segment")
+    assert type(widget).__name__ == "SegmentWidget"
