@@ -72,7 +72,7 @@ def check_image(data: np.ndarray, rgb: bool | None = None) -> np.ndarray:
         )
     if image.min() == image.max():
         raise InvalidImageError(
-            f"The image is blank (every pixel is {image.flat[0]}): there is nothing to segment. Pick another image."
+            f"The image is blank (every pixel is {image.flat[0]}): nothing to segment. Pick another image."
         )
     return image
 
