@@ -36,5 +36,44 @@ def samples() -> None:
     viewer.close()
 
 
+def segment_widget() -> None:
+    """The Segment widget docked, with point and box prompts, a current object and commits."""
+    import numpy as np
+    from qtpy.QtWidgets import QApplication
+
+    from napari_sam_peft._qt.segment_widget import SegmentWidget
+    from napari_sam_peft.core.models import load_model
+    from napari_sam_peft.core.sample_data import make_sample
+
+    viewer = napari.Viewer(title="napari-sam-peft")
+    viewer.open_sample("napari-sam-peft", "nuclei")
+    widget = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Segment", area="right")
+    widget.session.set_model(load_model("demo", device="cpu"))
+    app = QApplication.instance()
+    while widget.active_workers or widget.embeddings is None:
+        app.processEvents()
+    labels = make_sample("nuclei", seed=0).labels
+
+    def centre(obj):
+        rows, cols = np.nonzero(labels == obj)
+        return [rows.mean(), cols.mean()]
+
+    for obj in (1, 2, 3):
+        widget.point_layer.data = np.array([centre(obj)])
+        widget.point_layer.properties = {"label": np.array(["positive"])}
+        widget.segment()
+        widget.commit()
+    rows, cols = np.nonzero(labels == 5)
+    widget.box_layer.add_rectangles(np.array([[rows.min(), cols.min()], [rows.max(), cols.max()]], float))
+    widget.point_layer.data = np.array([centre(4), [20.0, 20.0]])
+    widget.point_layer.properties = {"label": np.array(["positive", "negative"])}
+    widget.batch_mode.value = True
+    widget.segment()
+    _save(viewer, "segment_widget.png")
+    viewer.close()
+
+
 if __name__ == "__main__":
     samples()
+    segment_widget()

@@ -56,7 +56,7 @@ class SegmentWidget(Container):
     """Dock widget: pick model, adapter and image; segment with prompts; commit objects."""
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
-        super().__init__(labels=False)
+        super().__init__(labels=True)
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.annotations: dict[str, ImageAnnotations] = {}

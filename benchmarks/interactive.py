@@ -1,0 +1,133 @@
+"""Interactive latency: embedding, cached reopen and prompt-to-mask, ours vs micro_sam's functions.
+
+For each model (the vit_b architecture with random weights, and the bundled demo model) it
+measures, on the same image and in the same run:
+
+- **embedding**: the image encoder on a new image, written to the on-disk cache
+  (ours: ``AnnotatorSession.compute_embeddings``; micro_sam: ``precompute_image_embeddings``
+  with a zarr ``save_path``);
+- **cached reopen**: the same image again, read from disk;
+- **prompt-to-mask**: one positive point to a mask from the cached embeddings
+  (ours: ``AnnotatorSession.segment``; micro_sam: ``segment_from_points``), median of N.
+
+Run: ``python benchmarks/interactive.py [--models vit_b,demo] [--device auto] [--repeats 20]``.
+Weights do not matter for speed, so vit_b is built from its architecture (nothing is downloaded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_sam_peft.core.architecture import VIT_B, build_sam
+from napari_sam_peft.core.devices import select_device
+from napari_sam_peft.core.embeddings import EmbeddingCache
+from napari_sam_peft.core.models import LoadedModel, load_model, model_identity
+from napari_sam_peft.core.prompting import ObjectPrompts
+from napari_sam_peft.core.sample_data import make_sample
+from napari_sam_peft.session import AnnotatorSession
+
+
+def _model(name: str, device: torch.device) -> LoadedModel:
+    if name == "vit_b":
+        torch.manual_seed(0)
+        sam = build_sam(VIT_B).to(device)
+        return LoadedModel(sam, model_identity(sam, "vit_b (random)"), VIT_B, "benchmark")
+    return load_model(name, device=device)
+
+
+def _timed(function, *args, **kwargs) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = function(*args, **kwargs)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, result
+
+
+def bench_model(name: str, device: torch.device, repeats: int) -> dict[str, float | str]:
+    from micro_sam.prompt_based_segmentation import segment_from_points
+    from micro_sam.util import precompute_image_embeddings
+    from segment_anything import SamPredictor
+
+    model = _model(name, device)
+    size = model.architecture.img_size
+    image = make_sample("cells", seed=1, shape=(size, size)).image
+    point = np.array([[size * 0.5, size * 0.5]])
+    results: dict[str, float | str] = {"model": name, "image": f"{size} x {size}"}
+    with tempfile.TemporaryDirectory() as tmp:
+        # Ours: through the session and its cache.
+        session = AnnotatorSession(cache=EmbeddingCache(Path(tmp) / "ours"))
+        session.set_model(model)
+        session.compute_embeddings(make_sample("cells", seed=99, shape=(size, size)).image)  # warm-up
+        results["embed_ours"], (_, embeddings) = _timed(session.compute_embeddings, image)
+        results["reopen_ours"], _ = _timed(session.compute_embeddings, image)
+        prompts = [ObjectPrompts(points=point, labels=[1])]
+        session.segment(embeddings, prompts)
+        results["prompt_ours"] = statistics.median(
+            _timed(session.segment, embeddings, prompts)[0] for _ in range(repeats)
+        )
+
+        # micro_sam's own functions on the same model.
+        predictor = SamPredictor(model.sam)
+        predictor.model_type, predictor.model_name = model.architecture.name, name
+        save = str(Path(tmp) / "micro_sam.zarr")
+        results["embed_micro_sam"], embeddings = _timed(
+            precompute_image_embeddings, predictor, image, save_path=save, verbose=False
+        )
+        results["reopen_micro_sam"], _ = _timed(
+            precompute_image_embeddings, predictor, image, save_path=save, verbose=False
+        )
+        labels = np.array([1])
+        segment_from_points(predictor, point, labels, image_embeddings=embeddings)
+        results["prompt_micro_sam"] = statistics.median(
+            _timed(segment_from_points, predictor, point, labels, image_embeddings=embeddings)[0]
+            for _ in range(repeats)
+        )
+    return results
+
+
+def _machine(device: torch.device) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
+    return f"{cpu}, {torch.get_num_threads()} threads{gpu}; torch {torch.__version__}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="vit_b,demo")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--repeats", type=int, default=20)
+    args = parser.parse_args()
+    device = select_device(args.device)
+    print(f"device: {device.type}; machine: {_machine(device)}\n")
+    print(
+        "| model | image | embedding, ours | embedding, micro_sam | cached reopen, ours | "
+        "cached reopen, micro_sam | prompt-to-mask, ours | prompt-to-mask, micro_sam |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for name in args.models.split(","):
+        r = bench_model(name.strip(), device, args.repeats)
+        print(
+            f"| {r['model']} | {r['image']} | {r['embed_ours']:.2f} s | {r['embed_micro_sam']:.2f} s | "
+            f"{r['reopen_ours'] * 1000:.0f} ms | {r['reopen_micro_sam'] * 1000:.0f} ms | "
+            f"{r['prompt_ours'] * 1000:.1f} ms | {r['prompt_micro_sam'] * 1000:.1f} ms |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
