@@ -70,6 +70,8 @@ def segment_widget() -> None:
     widget.point_layer.properties = {"label": np.array(["positive", "negative"])}
     widget.batch_mode.value = True
     widget.segment()
+    widget.point_layer.size = 6
+    viewer.reset_view()
     _save(viewer, "segment_widget.png")
     viewer.close()
 

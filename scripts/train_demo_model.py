@@ -99,7 +99,7 @@ def train_step(sam, optimizer, rng) -> float:
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
-    return float(loss)
+    return float(loss.detach())
 
 
 @torch.no_grad()

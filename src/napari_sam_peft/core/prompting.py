@@ -83,21 +83,23 @@ def split_into_objects(
 ) -> list[ObjectPrompts]:
     """Group prompts into objects.
 
-    Single mode: all prompts describe one object. Batch mode: each box is one object and,
-    when there are no boxes, each positive point is one object (negative points apply to all).
-    Several boxes are always several objects.
+    Single mode: all prompts describe one object, except that several boxes are always
+    several objects. Batch mode: each box is one object and each positive point is one
+    object (negative points apply to every point object).
     """
     points = np.asarray(points, dtype=float).reshape(-1, 2)
     labels = np.asarray(labels, dtype=int).reshape(-1)
-    if len(boxes) > 1 or (batch and len(boxes) == 1):
-        return [ObjectPrompts(box=box) for box in boxes]
-    if batch and len(points):
-        negatives = labels == 0
-        return [
-            ObjectPrompts(
-                points=np.concatenate([points[i : i + 1], points[negatives]]),
-                labels=np.concatenate([[1], labels[negatives]]),
-            )
-            for i in np.flatnonzero(labels == 1)
-        ]
-    return [ObjectPrompts(points=points, labels=labels, box=boxes[0] if boxes else None)]
+    if not batch:
+        if len(boxes) > 1:
+            return [ObjectPrompts(box=box) for box in boxes]
+        return [ObjectPrompts(points=points, labels=labels, box=boxes[0] if boxes else None)]
+    negatives = labels == 0
+    objects = [ObjectPrompts(box=box) for box in boxes]
+    objects += [
+        ObjectPrompts(
+            points=np.concatenate([points[i : i + 1], points[negatives]]),
+            labels=np.concatenate([[1], labels[negatives]]),
+        )
+        for i in np.flatnonzero(labels == 1)
+    ]
+    return objects
