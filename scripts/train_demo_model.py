@@ -132,7 +132,9 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     sam = build_sam(DEMO).train()
     optimizer = torch.optim.AdamW(sam.parameters(), lr=args.lr, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.steps, pct_start=0.1)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=args.lr, total_steps=args.steps, pct_start=0.1
+    )
     start, running = time.perf_counter(), None
     for step in range(1, args.steps + 1):
         loss = train_step(sam, optimizer, rng)

@@ -35,3 +35,14 @@ def test_sample_menu_lists_the_plugin(make_napari_viewer, qtbot):
                     if a.menu() is not None:
                         titles += [b.text() for b in a.menu().actions()]
     assert any("Nuclei, bright and round" in t for t in titles), titles
+
+
+def test_demo_docks_the_segment_widget_with_the_demo_model(make_napari_viewer, qtbot):
+    from napari_sam_peft.cli.demo import dock_widgets, open_demo_samples
+
+    viewer = make_napari_viewer()
+    open_demo_samples(viewer, "both")
+    dock_widgets(viewer)
+    widget = next(w for w in viewer.window.dock_widgets.values() if type(w).__name__ == "SegmentWidget")
+    qtbot.waitUntil(lambda: not widget.active_workers and widget.embeddings is not None, timeout=60_000)
+    assert widget.session.model.identity.name == "demo"

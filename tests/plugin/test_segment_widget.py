@@ -232,7 +232,10 @@ def test_automatic_segmentation_runs_micro_sams_generator(segment_widget, qtbot)
     viewer, widget = segment_widget
     widget.run_automatic()
     wait_for_worker(qtbot, widget, timeout=120_000)
-    assert viewer.layers["auto_segmentation"].data.shape == NUCLEI.image.shape
+    auto = viewer.layers["auto_segmentation"].data
+    assert auto.shape == NUCLEI.image.shape
+    # The demo model is trained on this domain: most nuclei are proposed.
+    assert len(np.unique(auto)) - 1 >= NUCLEI.labels.max() // 2
 
 
 def test_open_folder_adds_an_image_series(segment_widget, qtbot, tmp_path):

@@ -1,4 +1,4 @@
-"""``napari-sam-peft demo``: open napari with the plugin and its sample data."""
+"""``napari-sam-peft demo``: open napari with the plugin, the demo model and its sample data."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ PLUGIN = "napari-sam-peft"
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="open napari with the plugin and its synthetic sample data",
-        description="Open napari with both sample domains (nuclei and cells) of napari-sam-peft.",
+        help="open napari with the Segment widget, the demo model and the sample data",
+        description="Open napari with both sample domains (nuclei and cells), the Segment widget docked "
+        "and the bundled demo model loaded. Everything works offline.",
     )
     parser.add_argument(
         "--sample",
@@ -27,8 +28,19 @@ def run(args: argparse.Namespace) -> int:
 
     viewer = napari.Viewer(title="napari-sam-peft demo")
     open_demo_samples(viewer, args.sample)
+    dock_widgets(viewer)
     napari.run()
     return 0
+
+
+def dock_widgets(viewer) -> None:
+    """Dock the plugin's widgets and load the bundled demo model into the viewer's session."""
+    from napari_sam_peft._qt.segment_widget import SegmentWidget
+    from napari_sam_peft.core.models import load_model
+
+    widget = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Segment", area="right")
+    widget.session.set_model(load_model("demo"))
 
 
 def open_demo_samples(viewer, sample: str = "both") -> None:
