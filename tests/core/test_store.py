@@ -1,0 +1,254 @@
+"""The annotation store: round trip, bad inputs, SIGKILL durability, concurrency, properties."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import stat
+import threading
+import time
+
+import numpy as np
+import pytest
+import zarr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from napari_sam_peft.core.sample_data import make_sample
+from napari_sam_peft.core.store import STORE_FORMAT_VERSION, AnnotationStore, StoreError
+
+SAMPLE = make_sample("cells", seed=0, shape=(64, 64))
+
+
+@pytest.fixture
+def store(tmp_path):
+    return AnnotationStore.create(tmp_path / "project.sampeft.zarr")
+
+
+def _files(path):
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+def test_round_trip_gives_identical_arrays_and_prompts(store, tmp_path):
+    image_id = store.add_image(SAMPLE.image, name="cells 0")
+    prompts = {"points": [[10.5, 20.0], [30.0, 31.0]], "labels": [1, 0], "box": [1, 2, 30, 40]}
+    mask = SAMPLE.labels == 1
+    object_id = store.add_object(image_id, mask, prompts=prompts, source="prompts")
+
+    reopened = AnnotationStore(store.path)
+    snapshot = reopened.snapshot()
+    (image,) = snapshot.images
+    np.testing.assert_array_equal(reopened.image(image_id), SAMPLE.image)
+    assert reopened.image(image_id).dtype == SAMPLE.image.dtype
+    (obj,) = image.objects
+    assert obj.object_id == object_id and obj.prompts == prompts and obj.source == "prompts"
+    np.testing.assert_array_equal(reopened.object_mask(obj, mask.shape), mask)
+    assert image.name == "cells 0"
+
+
+def test_imported_labels_come_back_identical(store):
+    store.add_labels(SAMPLE.image, SAMPLE.labels)
+    (image,) = store.snapshot().images
+    np.testing.assert_array_equal(store.labels(image), SAMPLE.labels)
+
+
+def test_split_is_deterministic_and_overridable(tmp_path):
+    store = AnnotationStore.create(tmp_path / "a.sampeft.zarr", validation_fraction=0.5)
+    ids = [store.add_image(make_sample("nuclei", seed=s, shape=(32, 32)).image) for s in range(12)]
+    first = {i.image_id: i.split for i in store.snapshot().images}
+    again = AnnotationStore(store.path, validation_fraction=0.5).snapshot()
+    assert first == {i.image_id: i.split for i in again.images}
+    assert set(first.values()) == {"train", "val"}
+    store.set_split(ids[0], "val" if first[ids[0]] == "train" else "train")
+    assert {i.image_id: i.split for i in store.snapshot().images}[ids[0]] != first[ids[0]]
+
+
+def test_snapshot_id_changes_with_content_and_info_counts(store):
+    empty = store.snapshot().snapshot_id
+    image_id, object_ids = store.add_labels(SAMPLE.image, SAMPLE.labels, split="val")
+    info = store.info()
+    assert info["images"] == 1 and info["val_images"] == 1 and info["val_objects"] == len(object_ids)
+    assert info["snapshot"] != empty
+    store.remove_object(object_ids[0])
+    assert store.info()["objects"] == len(object_ids) - 1
+    store.remove_image(image_id)
+    assert store.info()["images"] == 0
+
+
+@pytest.mark.parametrize(
+    ("image", "labels", "message"),
+    [
+        (SAMPLE.image, SAMPLE.labels[:32], "must match"),
+        (SAMPLE.image, SAMPLE.labels.astype(np.float32), "integers"),
+        (SAMPLE.image, np.zeros_like(SAMPLE.labels), "empty"),
+    ],
+    ids=["shape-mismatch", "float-labels", "empty-labels"],
+)
+def test_bad_labels_are_refused_and_the_store_is_unchanged(store, image, labels, message):
+    before = _files(store.path)
+    with pytest.raises(StoreError, match=message):
+        store.add_labels(image, labels)
+    assert _files(store.path) == before
+
+
+def test_a_store_from_a_newer_version_is_refused(store):
+    before = _files(store.path)
+    zarr.open_group(str(store.path), mode="r+").attrs["format_version"] = STORE_FORMAT_VERSION + 1
+    with pytest.raises(StoreError, match="newer napari-sam-peft"):
+        AnnotationStore(store.path)
+    assert _files(store.path) == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_a_read_only_store_is_refused_for_writing(store):
+    store.add_image(SAMPLE.image)
+    before = _files(store.path)
+    for path in [store.path, *store.path.rglob("*")]:
+        if path.is_dir():
+            path.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        with pytest.raises(StoreError, match="read-only"):
+            AnnotationStore(store.path).add_labels(SAMPLE.image, SAMPLE.labels)
+        assert _files(store.path) == before
+    finally:
+        for path in [store.path, *store.path.rglob("*")]:
+            if path.is_dir():
+                path.chmod(stat.S_IRWXU)
+
+
+def test_a_read_only_store_is_refused_for_writing_even_as_root(store, monkeypatch):
+    # Root ignores permission bits; simulate what os.access reports for a read-only mount.
+    store.add_image(SAMPLE.image)
+    before = _files(store.path)
+    monkeypatch.setattr(os, "access", lambda path, mode: mode != os.W_OK)
+    with pytest.raises(StoreError, match="read-only"):
+        store.add_labels(SAMPLE.image, SAMPLE.labels)
+    assert _files(store.path) == before
+
+
+def test_a_folder_that_is_not_a_store_is_refused(tmp_path):
+    (tmp_path / "x.sampeft.zarr").mkdir()
+    with pytest.raises(StoreError, match="not a napari-sam-peft annotation store"):
+        AnnotationStore(tmp_path / "x.sampeft.zarr")
+    with pytest.raises(StoreError, match="No annotation store"):
+        AnnotationStore(tmp_path / "missing.sampeft.zarr")
+    with pytest.raises(StoreError, match="end in"):
+        AnnotationStore.create(tmp_path / "wrong-name")
+
+
+def test_sigkill_at_random_moments_loses_no_acknowledged_commit(tmp_path):
+    """Kill a writing process 50 times at random moments; every acknowledged commit survives."""
+    path = tmp_path / "kill.sampeft.zarr"
+    store = AnnotationStore.create(path)
+    store.add_image(np.arange(64 * 64, dtype=np.uint16).reshape(64, 64))
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["tests.core.store_writer"])
+    from tests.core.store_writer import write_forever
+
+    acknowledged = {}
+    rng = np.random.default_rng(0)
+    for round_ in range(50):
+        receiver, sender = context.Pipe(duplex=False)
+        process = context.Process(target=write_forever, args=(str(path), sender, round_))
+        process.start()
+        sender.close()
+        deadline = time.monotonic() + rng.uniform(0.05, 0.4)
+        while time.monotonic() < deadline:
+            if receiver.poll(0.01):
+                _receive(receiver, acknowledged)
+        os.kill(process.pid, signal.SIGKILL)
+        process.join()
+        while receiver.poll() and _receive(receiver, acknowledged):
+            pass
+        receiver.close()
+
+        reopened = AnnotationStore(path)  # opens without any repair by hand
+        (image,) = reopened.snapshot().images
+        present = {obj.object_id: obj for obj in image.objects}
+        missing = set(acknowledged) - set(present)
+        assert not missing, f"round {round_}: lost {len(missing)} acknowledged commit(s)"
+        for object_id, (r, c, area) in acknowledged.items():
+            mask = reopened.object_mask(present[object_id], (64, 64))
+            assert mask[r, c] and mask.sum() == area
+    assert len(acknowledged) >= 50
+
+
+def _receive(receiver, acknowledged) -> bool:
+    """Record one acknowledgement; a message cut off by the kill acknowledges nothing."""
+    try:
+        object_id, r, c, area = receiver.recv()
+    except (EOFError, OSError, ValueError):
+        return False
+    acknowledged[object_id] = (r, c, area)
+    return True
+
+
+def test_a_reader_takes_snapshots_while_the_annotator_commits(store):
+    image_id = store.add_image(SAMPLE.image)
+    errors, counts = [], []
+    stop = threading.Event()
+
+    def read():
+        reader = AnnotationStore(store.path)
+        while not stop.is_set():
+            try:
+                snapshot = reader.snapshot()
+                for image in snapshot.images:
+                    for obj in image.objects:
+                        assert reader.object_mask(obj, image.shape[:2]).any()
+                counts.append(snapshot.info()["objects"])
+            except Exception as err:  # noqa: BLE001
+                errors.append(err)
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    for obj in range(1, SAMPLE.labels.max() + 1):
+        store.add_object(image_id, SAMPLE.labels == obj)
+    stop.set()
+    thread.join()
+    assert not errors
+    assert counts == sorted(counts)  # snapshots only ever grow while only adding
+
+
+operation = st.one_of(
+    st.tuples(st.just("add"), st.integers(0, 3), st.integers(0, 40), st.integers(0, 40), st.integers(2, 20)),
+    st.tuples(st.just("remove"), st.integers(0, 50)),
+    st.tuples(st.just("split"), st.integers(0, 3), st.sampled_from(["train", "val"])),
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(operation, max_size=25))
+def test_any_sequence_of_commits_and_deletions_reads_back_as_a_model_says(tmp_path_factory, operations):
+    path = tmp_path_factory.mktemp("prop") / "p.sampeft.zarr"
+    store = AnnotationStore.create(path)
+    images = [store.add_image(np.full((48, 48), i, np.uint8) + np.eye(48, dtype=np.uint8)) for i in range(4)]
+    model_objects: dict[str, tuple[str, np.ndarray]] = {}
+    splits = {i: s.split for i, s in zip(images, store.snapshot().images, strict=True)}
+    order: list[str] = []
+    for op in operations:
+        if op[0] == "add":
+            _, image, r, c, size = op
+            mask = np.zeros((48, 48), bool)
+            mask[r : r + size, c : c + size] = True
+            object_id = store.add_object(images[image], mask)
+            model_objects[object_id] = (images[image], mask)
+            order.append(object_id)
+        elif op[0] == "remove" and order:
+            object_id = order[op[1] % len(order)]
+            store.remove_object(object_id)
+            model_objects.pop(object_id, None)
+        elif op[0] == "split":
+            store.set_split(images[op[1]], op[2])
+            splits[images[op[1]]] = op[2]
+
+    snapshot = AnnotationStore(path).snapshot()
+    assert {i.image_id: i.split for i in snapshot.images} == splits
+    stored = {
+        o.object_id: (i.image_id, store.object_mask(o, (48, 48))) for i in snapshot.images for o in i.objects
+    }
+    assert set(stored) == set(model_objects)
+    for object_id, (image_id, mask) in model_objects.items():
+        assert stored[object_id][0] == image_id
+        np.testing.assert_array_equal(stored[object_id][1], mask)
