@@ -59,3 +59,86 @@ def test_methods_with_a_bad_model_exits_2_with_one_line():
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "No model file" in result.stderr
+
+
+def test_store_add_and_info_json_for_tif_png_and_zarr(tmp_path):
+    import json
+
+    import imageio.v3 as iio
+    import numpy as np
+    import tifffile
+    import zarr
+
+    from napari_sam_peft.core.sample_data import make_sample
+
+    store = tmp_path / "project.sampeft.zarr"
+    a, b, c = (make_sample("cells", seed=s, shape=(64, 64)) for s in range(3))
+    tifffile.imwrite(tmp_path / "a.tif", a.image)
+    tifffile.imwrite(tmp_path / "a_labels.tif", a.labels)
+    iio.imwrite(tmp_path / "b.png", b.image)
+    iio.imwrite(tmp_path / "b_labels.png", b.labels)
+    zarr.save_array(str(tmp_path / "c.zarr"), c.image)
+    zarr.save_array(str(tmp_path / "c_labels.zarr"), c.labels)
+
+    for name, split in (("a", "train"), ("b", "train"), ("c", "val")):
+        suffix = {"a": ".tif", "b": ".png", "c": ".zarr"}[name]
+        result = _cli(
+            "store",
+            "add",
+            str(store),
+            "--image",
+            str(tmp_path / f"{name}{suffix}"),
+            "--labels",
+            str(tmp_path / f"{name}_labels{suffix}"),
+            "--split",
+            split,
+        )
+        assert result.returncode == 0, result.stderr
+
+    result = _cli("store", "info", str(store), "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    expected_objects = sum(int(s.labels.max()) for s in (a, b, c))
+    assert {k: info[k] for k in ("images", "objects", "train_images", "val_images", "val_objects")} == {
+        "images": 3,
+        "objects": expected_objects,
+        "train_images": 2,
+        "val_images": 1,
+        "val_objects": int(c.labels.max()),
+    }
+    assert set(info) == {
+        "images",
+        "objects",
+        "train_images",
+        "val_images",
+        "train_objects",
+        "val_objects",
+        "snapshot",
+    }
+    assert np.isscalar(info["snapshot"]) and len(info["snapshot"]) == 32
+
+
+def test_store_add_with_mismatched_labels_exits_2_and_changes_nothing(tmp_path):
+    import tifffile
+
+    from napari_sam_peft.core.sample_data import make_sample
+
+    sample = make_sample("cells", seed=0, shape=(64, 64))
+    tifffile.imwrite(tmp_path / "img.tif", sample.image)
+    tifffile.imwrite(tmp_path / "lab.tif", sample.labels[:32])
+    result = _cli(
+        "store",
+        "add",
+        str(tmp_path / "s.sampeft.zarr"),
+        "--image",
+        str(tmp_path / "img.tif"),
+        "--labels",
+        str(tmp_path / "lab.tif"),
+    )
+    assert result.returncode == 2 and "must match" in result.stderr
+    assert not (tmp_path / "s.sampeft.zarr").exists()
+
+
+def test_store_info_on_a_non_store_exits_2(tmp_path):
+    result = _cli("store", "info", str(tmp_path))
+    assert result.returncode == 2 and "not a napari-sam-peft annotation store" in result.stderr

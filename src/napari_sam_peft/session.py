@@ -40,7 +40,7 @@ class AnnotatorSession:
 
     model_changed = Signal(object)  # LoadedModel
     adapter_changed = Signal(object)  # Adapter | None
-    #: {"image_layer", "object_ids", "prompts", "source"}: objects committed in the Segment widget
+    #: {"image_layer", "object_ids", "prompts", "sources"}: objects committed in the Segment widget
     objects_committed = Signal(object)
     #: {"image_layer", "object_ids"}: a commit was undone
     objects_uncommitted = Signal(object)
@@ -52,6 +52,8 @@ class AnnotatorSession:
         self.adapter_path: Path | None = None
         self._handle: AttachedPeft | None = None
         self.predictor = None
+        #: name of the image layer the Segment widget shows (committed_objects belongs to it)
+        self.current_image: str | None = None
         self.lock = threading.RLock()
 
     # ------------------------------------------------------------------ model

@@ -256,6 +256,7 @@ class SegmentWidget(Container):
             return
         self._store_current_annotations()
         self._image_name = name
+        self.session.current_image = name
         self.embeddings = None
         self.clear_prompts()
         layer = self.image_layer
@@ -424,10 +425,17 @@ class SegmentWidget(Container):
             show_info("No automatic objects to commit: run 'Automatic segmentation' first.")
             return
         layer = self.viewer.layers["auto_segmentation"]
-        self._commit_labels(layer.data, [], source="automatic")
+        proposal = getattr(self, "_auto_proposal", None)
+        sources = []
+        for obj in (int(i) for i in np.unique(layer.data) if i != 0):
+            unchanged = proposal is not None and np.array_equal(layer.data == obj, proposal == obj)
+            sources.append("automatic" if unchanged else "automatic-edited")
+        self._commit_labels(layer.data, [], source=sources)
         layer.data = np.zeros_like(layer.data)
 
-    def _commit_labels(self, source_labels: np.ndarray, prompts: list[ObjectPrompts], source: str) -> None:
+    def _commit_labels(
+        self, source_labels: np.ndarray, prompts: list[ObjectPrompts], source: str | list[str]
+    ) -> None:
         committed = self.viewer.layers["committed_objects"]
         labels = committed.data
         ids = [int(i) for i in np.unique(source_labels) if i != 0]
@@ -449,7 +457,7 @@ class SegmentWidget(Container):
                 "image_layer": self._image_name,
                 "object_ids": new_ids,
                 "prompts": list(prompts),
-                "source": source,
+                "sources": source if isinstance(source, list) else [source] * len(new_ids),
             }
         )
 
@@ -487,6 +495,7 @@ class SegmentWidget(Container):
             relay.close()
             layer = self._labels_layer("auto_segmentation", segmentation.shape)
             layer.data = segmentation
+            self._auto_proposal = segmentation.copy()
             n = int(len(np.unique(segmentation)) - 1)
             show_info(
                 f"Automatic segmentation found {n} objects: delete or fix them, then 'Commit automatic objects'."

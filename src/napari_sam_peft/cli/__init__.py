@@ -11,10 +11,10 @@ import sys
 from collections.abc import Sequence
 
 from napari_sam_peft import __version__
-from napari_sam_peft.cli import demo, methods
+from napari_sam_peft.cli import demo, methods, store
 from napari_sam_peft.core.errors import SamPeftError
 
-COMMANDS = (methods, demo)
+COMMANDS = (methods, store, demo)
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

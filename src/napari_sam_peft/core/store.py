@@ -346,6 +346,21 @@ class AnnotationStore:
         return self.snapshot().info()
 
 
+def validate_labels(image: np.ndarray, labels: np.ndarray) -> list[int]:
+    """The object ids of an instance label image, after checking it fits the image."""
+    image, labels = np.asarray(image), np.asarray(labels)
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise StoreError(f"Labels must be integers (instance ids), not {labels.dtype}.")
+    if labels.shape != image.shape[:2]:
+        raise StoreError(
+            f"The labels have shape {labels.shape} but the image is {image.shape[:2]}: they must match."
+        )
+    ids = [int(i) for i in np.unique(labels) if i != 0]
+    if not ids:
+        raise StoreError("The label image is empty (only background): there are no objects to import.")
+    return ids
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
