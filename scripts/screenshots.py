@@ -76,6 +76,48 @@ def segment_widget() -> None:
     viewer.close()
 
 
+def dataset_widget() -> None:
+    """The Dataset widget next to the Segment widget, with committed objects recorded in a store."""
+    import tempfile
+
+    import numpy as np
+    from qtpy.QtWidgets import QApplication
+
+    from napari_sam_peft._qt.dataset_widget import DatasetWidget
+    from napari_sam_peft._qt.segment_widget import SegmentWidget
+    from napari_sam_peft.core.models import load_model
+    from napari_sam_peft.core.sample_data import make_sample
+
+    viewer = napari.Viewer(title="napari-sam-peft")
+    viewer.open_sample("napari-sam-peft", "nuclei")
+    viewer.open_sample("napari-sam-peft", "cells")
+    segment = SegmentWidget(viewer)
+    dataset = DatasetWidget(viewer)
+    viewer.window.add_dock_widget(segment, name="Segment", area="right")
+    viewer.window.add_dock_widget(dataset, name="Dataset", area="right", tabify=True)
+    dataset.open_store(Path(tempfile.mkdtemp()) / "annotations.sampeft.zarr")
+    dataset.import_image.value = "cells (domain B)"
+    dataset.import_labels.value = "cells (domain B) ground truth"
+    dataset.import_button.changed.emit(True)
+    segment.session.set_model(load_model("demo", device="cpu"))
+    segment.image_choice.value = "nuclei (domain A)"
+    app = QApplication.instance()
+    while segment.active_workers or segment.embeddings is None:
+        app.processEvents()
+    labels = make_sample("nuclei", seed=0).labels
+    for obj in range(1, 7):
+        rows, cols = np.nonzero(labels == obj)
+        segment.point_layer.data = np.array([[rows.mean(), cols.mean()]])
+        segment.point_layer.properties = {"label": np.array(["positive"])}
+        segment.segment()
+        segment.commit()
+    viewer.reset_view()
+    dataset.native.parent().raise_()
+    _save(viewer, "dataset_widget.png")
+    viewer.close()
+
+
 if __name__ == "__main__":
     samples()
     segment_widget()
+    dataset_widget()

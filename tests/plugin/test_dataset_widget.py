@@ -45,6 +45,7 @@ def test_commits_are_recorded_with_prompts_and_undo_removes_them(segment_widget,
     )
     np.testing.assert_array_equal(store.image(image.image_id), NUCLEI.image)
     assert "2 objects" in dataset.summary.value
+    assert dataset.table.data.to_list() == [["nuclei (domain A)", image.split, 2]]
 
     segment.undo_commit()
     assert len(store.snapshot().images[0].objects) == 1

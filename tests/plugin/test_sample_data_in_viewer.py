@@ -46,3 +46,4 @@ def test_demo_docks_the_segment_widget_with_the_demo_model(make_napari_viewer, q
     widget = next(w for w in viewer.window.dock_widgets.values() if type(w).__name__ == "SegmentWidget")
     qtbot.waitUntil(lambda: not widget.active_workers and widget.embeddings is not None, timeout=60_000)
     assert widget.session.model.identity.name == "demo"
+    assert any(type(w).__name__ == "DatasetWidget" for w in viewer.window.dock_widgets.values())

@@ -44,7 +44,7 @@ class DatasetWidget(Container):
         self.store_path = FileEdit(label="store", mode="d", value=default_store_path(napari_viewer))
         self.open_button = PushButton(text="Open / create store")
         self.summary = Label(value="No store open: committed objects are not recorded yet.")
-        self.table = Table(value={"data": [], "columns": ["image", "split", "objects"]})
+        self.table = Table(value={"data": [], "index": [], "columns": ["image", "split", "objects"]})
         self.store_image = ComboBox(label="stored image", choices=self._stored_image_choices)
         self.split = ComboBox(label="split", choices=list(SPLITS), value="train")
         self.split_button = PushButton(text="Set split")
@@ -110,6 +110,7 @@ class DatasetWidget(Container):
         )
         self.table.value = {
             "data": [[i.name or i.image_id[:8], i.split, len(i.objects)] for i in snapshot.images],
+            "index": [str(n) for n in range(1, len(snapshot.images) + 1)],
             "columns": ["image", "split", "objects"],
         }
         self.store_image.reset_choices()

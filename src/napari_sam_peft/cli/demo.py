@@ -35,11 +35,13 @@ def run(args: argparse.Namespace) -> int:
 
 def dock_widgets(viewer) -> None:
     """Dock the plugin's widgets and load the bundled demo model into the viewer's session."""
+    from napari_sam_peft._qt.dataset_widget import DatasetWidget
     from napari_sam_peft._qt.segment_widget import SegmentWidget
     from napari_sam_peft.core.models import load_model
 
     widget = SegmentWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Segment", area="right")
+    viewer.window.add_dock_widget(DatasetWidget(viewer), name="Dataset", area="right", tabify=True)
     widget.session.set_model(load_model("demo"))
 
 
