@@ -260,16 +260,8 @@ class AnnotationStore:
 
         Validates everything before writing anything, so a bad input leaves the store unchanged.
         """
-        image, labels = np.asarray(image), np.asarray(labels)
-        if not np.issubdtype(labels.dtype, np.integer):
-            raise StoreError(f"Labels must be integers (instance ids), not {labels.dtype}.")
-        if labels.shape != image.shape[:2]:
-            raise StoreError(
-                f"The labels have shape {labels.shape} but the image is {image.shape[:2]}: they must match."
-            )
-        ids = [int(i) for i in np.unique(labels) if i != 0]
-        if not ids:
-            raise StoreError("The label image is empty (only background): there are no objects to import.")
+        ids = validate_labels(image, labels)
+        labels = np.asarray(labels)
         image_id = self.add_image(image, name=name, split=split)
         object_ids = [self.add_object(image_id, labels == i, source="imported") for i in ids]
         return image_id, object_ids
