@@ -142,3 +142,29 @@ def test_store_add_with_mismatched_labels_exits_2_and_changes_nothing(tmp_path):
 def test_store_info_on_a_non_store_exits_2(tmp_path):
     result = _cli("store", "info", str(tmp_path))
     assert result.returncode == 2 and "not a napari-sam-peft annotation store" in result.stderr
+
+
+def test_evaluate_json_on_a_store_with_the_demo_model(tmp_path):
+    import json
+
+    from napari_sam_peft.core.sample_data import make_sample
+    from napari_sam_peft.core.store import AnnotationStore
+
+    store = AnnotationStore.create(tmp_path / "eval.sampeft.zarr")
+    sample = make_sample("nuclei", seed=700)
+    store.add_labels(sample.image, sample.labels, split="val")
+    result = _cli("evaluate", str(store.path), "--model", "demo", "--device", "cpu", "--iterations", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(result.stdout)
+    assert set(scores) == {"point", "box", "i_p", "i_b", "n_objects"}
+    assert scores["n_objects"] == sample.labels.max()
+    assert all(0.0 <= scores[k] <= 1.0 for k in ("point", "box", "i_p", "i_b"))
+    assert scores["box"] > 0.5  # the demo model is trained on this domain
+
+
+def test_evaluate_without_validation_images_exits_2(tmp_path):
+    from napari_sam_peft.core.store import AnnotationStore
+
+    store = AnnotationStore.create(tmp_path / "empty.sampeft.zarr")
+    result = _cli("evaluate", str(store.path), "--model", "demo", "--json")
+    assert result.returncode == 2 and "no annotated val images" in result.stderr
