@@ -168,3 +168,52 @@ def test_evaluate_without_validation_images_exits_2(tmp_path):
     store = AnnotationStore.create(tmp_path / "empty.sampeft.zarr")
     result = _cli("evaluate", str(store.path), "--model", "demo", "--json")
     assert result.returncode == 2 and "no annotated val images" in result.stderr
+
+
+def test_train_then_evaluate_with_the_adapter(tmp_path):
+    import json
+
+    from napari_sam_peft.core.peft import Adapter
+    from napari_sam_peft.core.sample_data import make_sample
+    from napari_sam_peft.core.store import AnnotationStore
+
+    store = AnnotationStore.create(tmp_path / "s.sampeft.zarr")
+    train_sample, val_sample = make_sample("cells", seed=1), make_sample("cells", seed=2)
+    store.add_labels(train_sample.image, train_sample.labels, split="train")
+    store.add_labels(val_sample.image, val_sample.labels, split="val")
+    out = tmp_path / "cells.safetensors"
+    result = _cli(
+        "train",
+        str(store.path),
+        "--model",
+        "demo",
+        "--preset",
+        "decoder_lora",
+        "--steps",
+        "2",
+        "--lr",
+        "1e-4",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    adapter = Adapter.load(out)
+    assert adapter.spec.preset == "decoder_lora"
+    assert adapter.training_snapshot == store.info()["snapshot"]
+    result = _cli(
+        "evaluate", str(store.path), "--model", "demo", "--adapter", str(out), "--iterations", "1", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["n_objects"] == val_sample.labels.max()
+
+
+def test_train_with_a_bad_out_name_exits_2(tmp_path):
+    from napari_sam_peft.core.store import AnnotationStore
+
+    store = AnnotationStore.create(tmp_path / "s.sampeft.zarr")
+    result = _cli(
+        "train", str(store.path), "--model", "demo", "--preset", "lora", "--out", str(tmp_path / "a.pth")
+    )
+    assert result.returncode == 2 and ".safetensors" in result.stderr
