@@ -35,6 +35,10 @@ class NoModelError(SamPeftError):
     """An action that needs a model before one is loaded."""
 
 
+class SessionBusyError(SamPeftError):
+    """The model is busy with long work on a worker thread."""
+
+
 class AnnotatorSession:
     """Base model, active adapter, predictor and embedding cache for one viewer."""
 
@@ -173,8 +177,16 @@ class AnnotatorSession:
 
     # ---------------------------------------------------------- segmentation
     def segment(self, embeddings: dict, objects: list[ObjectPrompts]) -> list[np.ndarray]:
-        with self.lock:
+        """Masks for prompts; called on the GUI thread, so it never waits long for the model."""
+        if not self.lock.acquire(timeout=0.2):
+            raise SessionBusyError(
+                "The model is busy (computing embeddings or an automatic segmentation): "
+                "try again when the progress bar has finished."
+            )
+        try:
             return segment_objects(self.predictor, embeddings, objects)
+        finally:
+            self.lock.release()
 
     def automatic(
         self, image: np.ndarray, embeddings: dict, progress: ProgressCallback | None = None

@@ -139,3 +139,29 @@ def test_an_interrupted_write_is_not_taken_for_an_entry(session, tmp_path):
     assert key not in session.cache
     session.compute_embeddings(IMAGE)
     assert key in session.cache and session.cache.computed == 1
+
+
+def test_segmenting_while_the_model_is_busy_fails_fast_instead_of_freezing(session):
+    import threading
+    import time
+
+    from napari_sam_peft.session import SessionBusyError
+
+    _, embeddings = session.compute_embeddings(IMAGE)
+    held, release = threading.Event(), threading.Event()
+
+    def long_work():
+        with session.lock:
+            held.set()
+            release.wait(5)
+
+    worker = threading.Thread(target=long_work)
+    worker.start()
+    held.wait(5)
+    start = time.perf_counter()
+    with pytest.raises(SessionBusyError, match="busy"):
+        session.segment(embeddings, [ObjectPrompts(points=[[30, 30]], labels=[1])])
+    assert time.perf_counter() - start < 2
+    release.set()
+    worker.join()
+    assert session.segment(embeddings, [ObjectPrompts(points=[[30, 30]], labels=[1])])[0].shape == IMAGE.shape
