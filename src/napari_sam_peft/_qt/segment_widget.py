@@ -341,7 +341,7 @@ class SegmentWidget(Container):
 
         self._run(work(), on_return=done)
 
-    def _run(self, worker, on_return, relay: ProgressRelay | None = None) -> None:
+    def _run(self, worker, on_return) -> None:
         worker.returned.connect(_unless_closed(on_return))
         worker.errored.connect(_unless_closed(self._worker_failed))
         self.active_workers.add(worker)

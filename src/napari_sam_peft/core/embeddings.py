@@ -20,8 +20,6 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from napari_sam_peft.core.images import image_content_hash
-
 ProgressCallback = Callable[[int, int], None]
 
 
@@ -143,7 +141,3 @@ class _ProgressAdapter:
         self.done += int(n)
         if self.progress:
             self.progress(min(self.done, self.total), self.total)
-
-
-def image_key(image: np.ndarray) -> str:
-    return image_content_hash(image)
