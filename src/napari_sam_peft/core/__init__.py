@@ -4,15 +4,15 @@ Nothing in ``napari_sam_peft.core`` imports Qt or napari, so scripts, the comman
 and cluster jobs can use it on machines without a display. A test enforces this.
 """
 
-from napari_sam_peft.core.architecture import SamArchitecture, build_sam
-from napari_sam_peft.core.devices import select_device
-from napari_sam_peft.core.errors import (
+from .architecture import SamArchitecture, build_sam
+from .devices import select_device
+from .errors import (
     DeviceNotAvailableError,
     InvalidCheckpointError,
     ModelNotAvailableError,
     SamPeftError,
 )
-from napari_sam_peft.core.models import LoadedModel, ModelIdentity, load_model, save_model
+from .models import LoadedModel, ModelIdentity, load_model, save_model
 
 __all__ = [
     "DeviceNotAvailableError",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from napari_sam_peft.core.errors import DeviceNotAvailableError
+from .errors import DeviceNotAvailableError
 
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 

@@ -11,7 +11,7 @@ import hashlib
 
 import numpy as np
 
-from napari_sam_peft.core.errors import SamPeftError
+from .errors import SamPeftError
 
 MIN_SIDE = 8
 

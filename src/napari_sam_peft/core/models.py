@@ -23,14 +23,14 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from segment_anything.modeling import Sam
 
-from napari_sam_peft.core.architecture import (
+from .architecture import (
     SamArchitecture,
     architecture_for_model_name,
     build_sam,
     infer_architecture,
 )
-from napari_sam_peft.core.devices import select_device
-from napari_sam_peft.core.errors import InvalidCheckpointError, ModelNotAvailableError
+from .devices import select_device
+from .errors import InvalidCheckpointError, ModelNotAvailableError
 
 DEMO_MODEL_NAME = "demo"
 MODEL_FILE_FORMAT = "napari-sam-peft/model"

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from napari_sam_peft.core.errors import SamPeftError
+from .errors import SamPeftError
 
 
 class NoPromptsError(SamPeftError):

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from napari_sam_peft.core.errors import SamPeftError
-from napari_sam_peft.core.models import LoadedModel
-from napari_sam_peft.core.peft import Adapter, PeftSpec, attach
+from .errors import SamPeftError
+from .models import LoadedModel
+from .peft import Adapter, PeftSpec, attach
 
 Sample = tuple[np.ndarray, np.ndarray]  # image, instance labels
 

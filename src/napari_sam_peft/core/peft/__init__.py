@@ -2,8 +2,8 @@
 
 Typical use::
 
-    from napari_sam_peft.core import load_model
-    from napari_sam_peft.core.peft import spec_from_preset, attach, Adapter
+    from .. import load_model
+    from . import spec_from_preset, attach, Adapter
 
     model = load_model("vit_b_lm")
     spec = spec_from_preset("late_lora", model.architecture.depth)       # blocks 6-11
@@ -14,20 +14,20 @@ Typical use::
     Adapter.load("cells.safetensors").attach_to(model)
 """
 
-from napari_sam_peft.core.peft.adapter_file import Adapter, AdapterMismatchError, InvalidAdapterError
-from napari_sam_peft.core.peft.attach import (
+from .adapter_file import Adapter, AdapterMismatchError, InvalidAdapterError
+from .attach import (
     AdapterAttachError,
     AttachedPeft,
     QuantizationUnavailableError,
     attach,
     attached_to,
 )
-from napari_sam_peft.core.peft.blocks import InvalidBlocksError, format_blocks, parse_blocks
-from napari_sam_peft.core.peft.counting import count_trainable_parameters
-from napari_sam_peft.core.peft.layers import MergeNotSupportedError
-from napari_sam_peft.core.peft.methods import METHODS, InvalidOptionError, UnknownMethodError, get_method
-from napari_sam_peft.core.peft.presets import PRESETS, PeftSpec, make_spec, spec_from_preset
-from napari_sam_peft.core.peft.recommend import Recommendation, recommend_preset
+from .blocks import InvalidBlocksError, format_blocks, parse_blocks
+from .counting import count_trainable_parameters
+from .layers import MergeNotSupportedError
+from .methods import METHODS, InvalidOptionError, UnknownMethodError, get_method
+from .presets import PRESETS, PeftSpec, make_spec, spec_from_preset
+from .recommend import Recommendation, recommend_preset
 
 __all__ = [
     "METHODS",

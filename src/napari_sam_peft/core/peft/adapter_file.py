@@ -33,13 +33,13 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from napari_sam_peft import __version__
-from napari_sam_peft.core.architecture import SamArchitecture
-from napari_sam_peft.core.errors import SamPeftError
-from napari_sam_peft.core.models import LoadedModel, ModelIdentity, state_dict_hash
-from napari_sam_peft.core.peft.attach import AttachedPeft, attach
-from napari_sam_peft.core.peft.methods import get_method
-from napari_sam_peft.core.peft.presets import PeftSpec
+from ... import __version__
+from ..architecture import SamArchitecture
+from ..errors import SamPeftError
+from ..models import LoadedModel, ModelIdentity, state_dict_hash
+from .attach import AttachedPeft, attach
+from .methods import get_method
+from .presets import PeftSpec
 
 ADAPTER_FORMAT = "napari-sam-peft/adapter"
 ADAPTER_FORMAT_VERSION = 1

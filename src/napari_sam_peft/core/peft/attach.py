@@ -15,10 +15,10 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from napari_sam_peft.core.errors import SamPeftError
-from napari_sam_peft.core.peft.layers import plain_linear
-from napari_sam_peft.core.peft.methods import Replacement, get_method
-from napari_sam_peft.core.peft.presets import PeftSpec
+from ..errors import SamPeftError
+from .layers import plain_linear
+from .methods import Replacement, get_method
+from .presets import PeftSpec
 
 _ATTACHED = "_napari_sam_peft_attached"
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from napari_sam_peft.core.errors import SamPeftError
+from ..errors import SamPeftError
 
 
 class InvalidBlocksError(SamPeftError):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from napari_sam_peft.core.architecture import SamArchitecture, build_sam
-from napari_sam_peft.core.peft.attach import attach
-from napari_sam_peft.core.peft.presets import PeftSpec
+from ..architecture import SamArchitecture, build_sam
+from .attach import attach
+from .presets import PeftSpec
 
 
 def count_trainable_parameters(spec: PeftSpec, architecture: SamArchitecture) -> int:

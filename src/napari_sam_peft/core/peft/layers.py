@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from napari_sam_peft.core.errors import SamPeftError
+from ..errors import SamPeftError
 
 
 class MergeNotSupportedError(SamPeftError):

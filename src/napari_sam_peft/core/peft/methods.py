@@ -19,8 +19,8 @@ from typing import Any
 
 from torch import nn
 
-from napari_sam_peft.core.errors import SamPeftError
-from napari_sam_peft.core.peft.layers import FacTQKV, LoRALinear, ParallelAdapter, PeftWrapper, ScaleShift
+from ..errors import SamPeftError
+from .layers import FacTQKV, LoRALinear, ParallelAdapter, PeftWrapper, ScaleShift
 
 
 class UnknownMethodError(SamPeftError):

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 
-from napari_sam_peft.core.errors import InvalidCheckpointError
-from napari_sam_peft.core.models import LoadedModel, _sam_state_from
-from napari_sam_peft.core.peft.adapter_file import Adapter
-from napari_sam_peft.core.peft.attach import attach, base_name
-from napari_sam_peft.core.peft.presets import make_spec
+from ..errors import InvalidCheckpointError
+from ..models import LoadedModel, _sam_state_from
+from .adapter_file import Adapter
+from .attach import attach, base_name
+from .presets import make_spec
 
 _BLOCK = re.compile(r"image_encoder\.blocks\.(\d+)\.")
 

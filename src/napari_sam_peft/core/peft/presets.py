@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from napari_sam_peft.core.peft.blocks import format_blocks, parse_blocks
-from napari_sam_peft.core.peft.methods import UnknownMethodError, get_method
+from .blocks import format_blocks, parse_blocks
+from .methods import UnknownMethodError, get_method
 
 
 @dataclass(frozen=True)

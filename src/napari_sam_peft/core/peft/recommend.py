@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from napari_sam_peft.core.architecture import VIT_B, SamArchitecture
+from ..architecture import VIT_B, SamArchitecture
 
 
 @dataclass(frozen=True)
