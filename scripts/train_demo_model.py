@@ -26,93 +26,24 @@ import torch.nn.functional as F
 from napari_sam_peft.core.architecture import DEMO, build_sam
 from napari_sam_peft.core.models import model_identity, save_model
 from napari_sam_peft.core.sample_data import make_sample
+from napari_sam_peft.core.training import correction_points, decode, mask_losses, model_input, object_prompts
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "src" / "napari_sam_peft" / "data" / "demo_sam.safetensors"
 MAX_OBJECTS = 8
 TRAIN_SEEDS = 100_000  # training images use seeds >= this; held-out ones use 0..99
 
 
-def to_input(sam, image: np.ndarray) -> torch.Tensor:
-    """The image as SAM's normalised input (what SamPredictor does for a 256 x 256 image)."""
-    from micro_sam.util import _to_image
-
-    rgb = torch.from_numpy(_to_image(image)).permute(2, 0, 1)[None].float()
-    return sam.preprocess(rgb)
-
-
-def object_prompts(labels: np.ndarray, rng: np.random.Generator, n: int):
-    ids = rng.permutation(np.unique(labels)[1:])[:n]
-    masks, boxes, points = [], [], []
-    for obj in ids:
-        mask = labels == obj
-        rows, cols = np.nonzero(mask)
-        masks.append(mask)
-        boxes.append([cols.min(), rows.min(), cols.max(), rows.max()])  # SAM: x0, y0, x1, y1
-        pick = rng.integers(len(rows))
-        points.append([[cols[pick], rows[pick]]])
-    return (
-        torch.from_numpy(np.stack(masks)).float()[:, None],
-        torch.tensor(boxes, dtype=torch.float32),
-        torch.tensor(points, dtype=torch.float32),
-    )
-
-
-def decode(sam, embeddings, boxes=None, points=None, multimask=False, point_labels=None):
-    if points is not None:
-        labels = torch.ones(points.shape[:2]) if point_labels is None else point_labels
-        sparse, dense = sam.prompt_encoder(points=(points, labels), boxes=None, masks=None)
-    else:
-        sparse, dense = sam.prompt_encoder(points=None, boxes=boxes, masks=None)
-    logits, iou = sam.mask_decoder(
-        image_embeddings=embeddings,
-        image_pe=sam.prompt_encoder.get_dense_pe(),
-        sparse_prompt_embeddings=sparse,
-        dense_prompt_embeddings=dense,
-        multimask_output=multimask,
-    )
-    return F.interpolate(logits, size=(DEMO.img_size, DEMO.img_size), mode="bilinear", align_corners=False), iou
-
-
-def mask_losses(logits, iou_pred, target):
-    """Per-output Dice + BCE (shape objects x outputs) and the true IoU of each output."""
-    prob = torch.sigmoid(logits)
-    target = target.expand_as(prob)
-    inter = (prob * target).sum((-1, -2))
-    dice = 1 - (2 * inter + 1) / (prob.sum((-1, -2)) + target.sum((-1, -2)) + 1)
-    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean((-1, -2))
-    hard = (logits > 0).float()
-    true_iou = (hard * target).sum((-1, -2)) / ((hard + target).clamp(max=1).sum((-1, -2)) + 1e-6)
-    return dice + bce, true_iou
-
-
-def correction_points(prediction: torch.Tensor, target: torch.Tensor, rng) -> tuple[torch.Tensor, torch.Tensor]:
-    """One positive point in each object's missed region, one negative in its spurious region.
-
-    Returns points (objects x 2 x 2, SAM's x, y) and labels (1, 0; -1 where there is no error:
-    SAM ignores such points).
-    """
-    pred = prediction.detach().numpy()[:, 0] > 0
-    gt = target.numpy()[:, 0] > 0.5
-    points = np.zeros((len(gt), 2, 2), dtype=np.float32)
-    labels = -np.ones((len(gt), 2), dtype=np.float32)
-    for i in range(len(gt)):
-        for slot, (region, label) in enumerate(((gt[i] & ~pred[i], 1), (pred[i] & ~gt[i], 0))):
-            rows, cols = np.nonzero(region)
-            if len(rows):
-                pick = rng.integers(len(rows))
-                points[i, slot] = (cols[pick], rows[pick])
-                labels[i, slot] = label
-    return torch.from_numpy(points), torch.from_numpy(labels)
-
-
 def train_step(sam, optimizer, rng, corrections: int = 2) -> float:
+    """One step on a fresh domain-A image. Unlike ``core.training.objective``, correction losses are not
+    averaged over the sub-iterations: this is the recipe the bundled weights were trained with."""
     sample = make_sample("nuclei", seed=TRAIN_SEEDS + int(rng.integers(1_000_000)))
-    embeddings = sam.image_encoder(to_input(sam, sample.image))
-    target, boxes, points = object_prompts(sample.labels, rng, MAX_OBJECTS)
-    box_logits, box_iou = decode(sam, embeddings, boxes=boxes)
-    box_loss, box_true = mask_losses(box_logits, box_iou, target)
-    point_logits, point_iou = decode(sam, embeddings, points=points, multimask=True)
-    point_loss, point_true = mask_losses(point_logits, point_iou, target)
+    embeddings = sam.image_encoder(model_input(sam, sample.image))
+    target, boxes, points = object_prompts(sample.labels, rng, MAX_OBJECTS, 1.0, embeddings.device)
+    size = target.shape[-2:]
+    box_logits, box_iou = decode(sam, embeddings, size, boxes=boxes)
+    box_loss, box_true = mask_losses(box_logits, target)
+    point_logits, point_iou = decode(sam, embeddings, size, points=points, multimask=True)
+    point_loss, point_true = mask_losses(point_logits, target)
     loss = (
         box_loss.mean()
         + point_loss.min(dim=1).values.mean()
@@ -127,8 +58,8 @@ def train_step(sam, optimizer, rng, corrections: int = 2) -> float:
     for _ in range(corrections):
         new_points, new_labels = correction_points(current, target, rng)
         prompts, labels = torch.cat([prompts, new_points], 1), torch.cat([labels, new_labels], 1)
-        logits, iou = decode(sam, embeddings, points=prompts, point_labels=labels)
-        corrected_loss, corrected_true = mask_losses(logits, iou, target)
+        logits, iou = decode(sam, embeddings, size, points=prompts, labels=labels)
+        corrected_loss, corrected_true = mask_losses(logits, target)
         loss = loss + corrected_loss.mean() + F.mse_loss(iou, corrected_true.detach())
         current = logits
     optimizer.zero_grad()
@@ -144,13 +75,13 @@ def evaluate(sam, n_images: int = 10) -> dict[str, float]:
     box_ious, point_ious = [], []
     for seed in range(n_images):
         sample = make_sample("nuclei", seed=seed)
-        embeddings = sam.image_encoder(to_input(sam, sample.image))
-        target, boxes, points = object_prompts(sample.labels, rng, 64)
-        logits, _ = decode(sam, embeddings, boxes=boxes)
-        _, iou = mask_losses(logits, None, target)
-        box_ious.append(iou[:, 0])
-        logits, scores = decode(sam, embeddings, points=points, multimask=True)
-        _, iou = mask_losses(logits, None, target)
+        embeddings = sam.image_encoder(model_input(sam, sample.image))
+        target, boxes, points = object_prompts(sample.labels, rng, 64, 1.0, embeddings.device)
+        size = target.shape[-2:]
+        logits, _ = decode(sam, embeddings, size, boxes=boxes)
+        box_ious.append(mask_losses(logits, target)[1][:, 0])
+        logits, scores = decode(sam, embeddings, size, points=points, multimask=True)
+        iou = mask_losses(logits, target)[1]
         point_ious.append(iou.gather(1, scores.argmax(1, keepdim=True))[:, 0])
     return {"box_iou": float(torch.cat(box_ious).mean()), "point_iou": float(torch.cat(point_ious).mean())}
 
