@@ -23,6 +23,36 @@ def _save(viewer: napari.Viewer, name: str) -> None:
     print(f"wrote {OUT / name}")
 
 
+def _load_demo_and_wait(widget) -> None:
+    """Load the demo model into the Segment widget's session and wait for the embeddings."""
+    from qtpy.QtWidgets import QApplication
+
+    from napari_sam_peft.core.models import load_model
+
+    widget.session.set_model(load_model("demo", device="cpu"))
+    app = QApplication.instance()
+    while widget.active_workers or widget.embeddings is None:
+        app.processEvents()
+
+
+def _centre(labels, obj) -> list[float]:
+    import numpy as np
+
+    rows, cols = np.nonzero(labels == obj)
+    return [rows.mean(), cols.mean()]
+
+
+def _commit_at_centres(widget, labels, objects) -> None:
+    """Segment and commit each object from one positive point at its centre, as a user would."""
+    import numpy as np
+
+    for obj in objects:
+        widget.point_layer.data = np.array([_centre(labels, obj)])
+        widget.point_layer.properties = {"label": np.array(["positive"])}
+        widget.segment()
+        widget.commit()
+
+
 def samples() -> None:
     viewer = napari.Viewer(title="napari-sam-peft")
     open_demo_samples(viewer, "both")
@@ -39,34 +69,20 @@ def samples() -> None:
 def segment_widget() -> None:
     """The Segment widget docked, with point and box prompts, a current object and commits."""
     import numpy as np
-    from qtpy.QtWidgets import QApplication
 
     from napari_sam_peft._qt.segment_widget import SegmentWidget
-    from napari_sam_peft.core.models import load_model
     from napari_sam_peft.core.sample_data import make_sample
 
     viewer = napari.Viewer(title="napari-sam-peft")
     viewer.open_sample("napari-sam-peft", "nuclei")
     widget = SegmentWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Segment", area="right")
-    widget.session.set_model(load_model("demo", device="cpu"))
-    app = QApplication.instance()
-    while widget.active_workers or widget.embeddings is None:
-        app.processEvents()
+    _load_demo_and_wait(widget)
     labels = make_sample("nuclei", seed=0).labels
-
-    def centre(obj):
-        rows, cols = np.nonzero(labels == obj)
-        return [rows.mean(), cols.mean()]
-
-    for obj in (1, 2, 3):
-        widget.point_layer.data = np.array([centre(obj)])
-        widget.point_layer.properties = {"label": np.array(["positive"])}
-        widget.segment()
-        widget.commit()
+    _commit_at_centres(widget, labels, (1, 2, 3))
     rows, cols = np.nonzero(labels == 5)
     widget.box_layer.add_rectangles(np.array([[rows.min(), cols.min()], [rows.max(), cols.max()]], float))
-    widget.point_layer.data = np.array([centre(4), [20.0, 20.0]])
+    widget.point_layer.data = np.array([_centre(labels, 4), [20.0, 20.0]])
     widget.point_layer.properties = {"label": np.array(["positive", "negative"])}
     widget.batch_mode.value = True
     widget.segment()
@@ -80,12 +96,8 @@ def dataset_widget() -> None:
     """The Dataset widget next to the Segment widget, with committed objects recorded in a store."""
     import tempfile
 
-    import numpy as np
-    from qtpy.QtWidgets import QApplication
-
     from napari_sam_peft._qt.dataset_widget import DatasetWidget
     from napari_sam_peft._qt.segment_widget import SegmentWidget
-    from napari_sam_peft.core.models import load_model
     from napari_sam_peft.core.sample_data import make_sample
 
     viewer = napari.Viewer(title="napari-sam-peft")
@@ -99,18 +111,9 @@ def dataset_widget() -> None:
     dataset.import_image.value = "cells (domain B)"
     dataset.import_labels.value = "cells (domain B) ground truth"
     dataset.import_button.changed.emit(True)
-    segment.session.set_model(load_model("demo", device="cpu"))
     segment.image_choice.value = "nuclei (domain A)"
-    app = QApplication.instance()
-    while segment.active_workers or segment.embeddings is None:
-        app.processEvents()
-    labels = make_sample("nuclei", seed=0).labels
-    for obj in range(1, 7):
-        rows, cols = np.nonzero(labels == obj)
-        segment.point_layer.data = np.array([[rows.mean(), cols.mean()]])
-        segment.point_layer.properties = {"label": np.array(["positive"])}
-        segment.segment()
-        segment.commit()
+    _load_demo_and_wait(segment)
+    _commit_at_centres(segment, make_sample("nuclei", seed=0).labels, range(1, 7))
     viewer.reset_view()
     dataset.native.parent().raise_()
     _save(viewer, "dataset_widget.png")
