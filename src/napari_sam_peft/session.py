@@ -13,13 +13,22 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from psygnal import Signal
 
-from napari_sam_peft.core.embeddings import EmbeddingCache, EmbeddingKey
+from napari_sam_peft.core.embeddings import (
+    BASE_ADAPTER_KEY,
+    EmbeddingCache,
+    EmbeddingKey,
+    model_key,
+    tag_predictor,
+    tiling_for,
+)
+from napari_sam_peft.core.encoder_split import StageInputCapture, frozen_prefix_stages, run_stages
 from napari_sam_peft.core.errors import SamPeftError
 from napari_sam_peft.core.images import check_image, image_content_hash
 from napari_sam_peft.core.models import LoadedModel, load_model
@@ -28,7 +37,7 @@ from napari_sam_peft.core.prompting import ObjectPrompts, segment_objects
 
 ProgressCallback = Callable[[int, int], None]
 
-BASE_ADAPTER_KEY = "base"
+STAGE_INPUTS_KEPT = 8  # block-k inputs kept in memory (about 13 MB each for vit_b)
 
 
 class NoModelError(SamPeftError):
@@ -59,6 +68,11 @@ class AnnotatorSession:
         #: name of the image layer the Segment widget shows (committed_objects belongs to it)
         self.current_image: str | None = None
         self.lock = threading.RLock()
+        #: encoder stage whose input to keep while embedding with the base model (the Finetune
+        #: widget sets it to the first stage its run adapts, so the first reload is fast too)
+        self.stage_hint: int | None = None
+        self._stage_inputs: OrderedDict[tuple[str, str, int], tuple] = OrderedDict()
+        self.reembedded_from_stage = 0  # embeddings computed from a kept block-k input
 
     # ------------------------------------------------------------------ model
     @property
@@ -102,6 +116,22 @@ class AnnotatorSession:
     def adapter_key(self) -> str:
         return self.adapter.identity if self.adapter is not None else BASE_ADAPTER_KEY
 
+    @property
+    def frozen_stages(self) -> int:
+        """Leading encoder stages the current adapter leaves untouched (all of them without one)."""
+        model = self.require_model()
+        if self._handle is None:
+            return model.architecture.depth + 2
+        return frozen_prefix_stages(model.sam)
+
+    @property
+    def embedding_adapter_key(self) -> str:
+        """The adapter part of embedding keys: an adapter that leaves the encoder alone keeps the base's."""
+        model = self.require_model()
+        if self._handle is None or self.frozen_stages == model.architecture.depth + 2:
+            return BASE_ADAPTER_KEY
+        return self.adapter_key
+
     def set_adapter(self, adapter: Adapter | str | os.PathLike[str] | None) -> Adapter | None:
         """Attach an adapter (object or ``.safetensors`` path) in place of the current one; None detaches.
 
@@ -141,26 +171,20 @@ class AnnotatorSession:
     def _tag_predictor(self) -> None:
         """micro_sam's embedding signature includes the predictor's hash: make it model + adapter."""
         if self.predictor is not None and self.model is not None:
-            self.predictor._hash = f"{self.model.identity.key}+{self.adapter_key[:16]}"
-            self.predictor.reset_image()
+            tag_predictor(self.predictor, self.model, self.embedding_adapter_key)
 
     # ------------------------------------------------------------- embeddings
     def tiling_for(self, image: np.ndarray) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
         """Tile images larger than twice the model's input size; each tile+halo is one model input."""
-        size = self.require_model().architecture.img_size
-        if max(image.shape[:2]) <= 2 * size:
-            return None, None
-        halo = size // 8
-        tile = size - 2 * halo
-        return (tile, tile), (halo, halo)
+        return tiling_for(image.shape, self.require_model().architecture.img_size)
 
     def embedding_key(self, image: np.ndarray) -> EmbeddingKey:
         model = self.require_model()
         tile, halo = self.tiling_for(image)
         return EmbeddingKey(
             image_hash=image_content_hash(image),
-            model_key=f"{model.identity.name}:{model.identity.content_hash}",
-            adapter_key=self.adapter_key,
+            model_key=model_key(model),
+            adapter_key=self.embedding_adapter_key,
             tile_shape=tile,
             halo=halo,
         )
@@ -168,12 +192,52 @@ class AnnotatorSession:
     def compute_embeddings(
         self, image: np.ndarray, rgb: bool | None = None, progress: ProgressCallback | None = None
     ) -> tuple[EmbeddingKey, dict]:
-        """Embeddings of ``image`` for the current model and adapter, from the cache when possible."""
+        """Embeddings of ``image`` for the current model and adapter, from the cache when possible.
+
+        After an adapter reload, an image whose block-k input is kept is re-embedded by running
+        only the encoder stages the adapter changed.
+        """
         image = check_image(image, rgb)
         with self.lock:
             key = self.embedding_key(image)
-            embeddings = self.cache.get_or_compute(self.predictor, image, key, progress=progress)
+            depth = self.require_model().architecture.depth
+            stage = self.frozen_stages if self._handle is not None else self.stage_hint
+            reusable = key.tile_shape is None and stage is not None and 0 < stage < depth + 2
+            if key in self.cache or not reusable:
+                return key, self.cache.get_or_compute(self.predictor, image, key, progress=progress)
+            kept = self._stage_inputs.get((key.image_hash, key.model_key, stage))
+            if kept is not None:
+                self._embed_from_stage(image, key, stage, kept, progress)
+                return key, self.cache.get_or_compute(self.predictor, image, key)
+            with StageInputCapture(self.require_model().sam, stage) as capture:
+                embeddings = self.cache.get_or_compute(self.predictor, image, key, progress=progress)
+            if capture.captured is not None:
+                self._keep_stage_input(
+                    (key.image_hash, key.model_key, stage),
+                    (capture.captured, embeddings["input_size"], embeddings["original_size"]),
+                )
         return key, embeddings
+
+    def _keep_stage_input(self, key: tuple[str, str, int], value: tuple) -> None:
+        self._stage_inputs[key] = value
+        self._stage_inputs.move_to_end(key)
+        while len(self._stage_inputs) > STAGE_INPUTS_KEPT:
+            self._stage_inputs.popitem(last=False)
+
+    def _embed_from_stage(self, image, key: EmbeddingKey, stage: int, kept: tuple, progress) -> None:
+        import torch
+
+        stage_input, input_size, original_size = kept
+        sam = self.require_model().sam
+        if progress:
+            progress(0, 1)
+        with torch.no_grad():
+            features = run_stages(sam.image_encoder, stage_input.to(self.require_model().device), stage)
+        embeddings = {"features": features.cpu().numpy(), "input_size": input_size, "original_size": original_size}
+        self.cache.store(self.predictor, image, key, embeddings)
+        self.reembedded_from_stage += 1
+        if progress:
+            progress(1, 1)
 
     # ---------------------------------------------------------- segmentation
     def segment(self, embeddings: dict, objects: list[ObjectPrompts]) -> list[np.ndarray]:

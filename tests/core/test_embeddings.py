@@ -62,13 +62,14 @@ def test_attaching_an_adapter_changes_the_key_and_recomputes(session, tiny_model
     assert session.cache.computed == 2
     assert not np.allclose(np.asarray(base["features"]), np.asarray(adapted["features"]))
 
-    session.set_adapter(second)
+    session.set_adapter(second)  # same blocks adapted: re-embedded from the kept block input
     other_key, _ = session.compute_embeddings(IMAGE)
-    assert other_key not in (base_key, adapted_key) and session.cache.computed == 3
+    assert other_key not in (base_key, adapted_key)
+    assert (session.cache.computed, session.reembedded_from_stage) == (2, 1)
 
     session.set_adapter(None)  # back to the base model: its cached entry is valid again
     back_key, back = session.compute_embeddings(IMAGE)
-    assert back_key == base_key and session.cache.computed == 3
+    assert back_key == base_key and session.cache.computed == 2
     np.testing.assert_array_equal(np.asarray(back["features"]), np.asarray(base["features"]))
 
 
@@ -165,3 +166,44 @@ def test_segmenting_while_the_model_is_busy_fails_fast_instead_of_freezing(sessi
     release.set()
     worker.join()
     assert session.segment(embeddings, [ObjectPrompts(points=[[30, 30]], labels=[1])])[0].shape == IMAGE.shape
+
+
+def _late_lora_adapter(model: LoadedModel, seed: int, blocks: str = "last 1") -> Adapter:
+    handle = attach(model.sam, spec_from_preset("late_lora", TINY.depth, blocks=blocks, rank=2))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in handle.trainable_parameters():
+            p.add_(torch.randn(p.shape, generator=generator) * 0.5)
+    adapter = Adapter.from_attached(handle, model)
+    handle.detach()
+    return adapter
+
+
+def test_reloading_an_adapter_runs_only_the_adapted_blocks_and_matches_a_full_run(session, tiny_model, tmp_path):
+    first, second = _late_lora_adapter(tiny_model, 1), _late_lora_adapter(tiny_model, 2)
+    session.stage_hint = TINY.depth  # the Finetune widget's hint: keep the last block's input
+    session.compute_embeddings(IMAGE)  # base, captures the block-3 input on the way
+    session.set_adapter(first)
+    _, fast = session.compute_embeddings(IMAGE)
+    session.set_adapter(second)
+    _, fast_second = session.compute_embeddings(IMAGE)
+    assert (session.cache.computed, session.reembedded_from_stage) == (1, 2)
+    session.set_adapter(None)
+
+    fresh = AnnotatorSession(cache=EmbeddingCache(tmp_path / "fresh"))
+    fresh.set_model(tiny_model)
+    fresh.set_adapter(second)
+    _, full = fresh.compute_embeddings(IMAGE)
+    assert fresh.reembedded_from_stage == 0
+    np.testing.assert_allclose(np.asarray(fast_second["features"]), np.asarray(full["features"]), atol=1e-5)
+    assert not np.allclose(np.asarray(fast["features"]), np.asarray(fast_second["features"]))
+
+
+def test_a_decoder_only_adapter_reuses_the_base_embeddings(session, tiny_model):
+    handle = attach(tiny_model.sam, spec_from_preset("decoder_lora", TINY.depth))
+    adapter = Adapter.from_attached(handle, tiny_model)
+    handle.detach()
+    base_key, _ = session.compute_embeddings(IMAGE)
+    session.set_adapter(adapter)
+    key, _ = session.compute_embeddings(IMAGE)
+    assert key == base_key and session.cache.computed == 1

@@ -22,6 +22,8 @@ import zarr
 
 ProgressCallback = Callable[[int, int], None]
 
+BASE_ADAPTER_KEY = "base"  # the adapter part of the key for the base model alone
+
 
 def default_cache_dir() -> Path:
     """``$NAPARI_SAM_PEFT_CACHE`` or the user cache folder (e.g. ``~/.cache/napari-sam-peft``)."""
@@ -31,6 +33,28 @@ def default_cache_dir() -> Path:
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("napari-sam-peft"))
+
+
+def tiling_for(image_shape: tuple[int, ...], img_size: int) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+    """Tile images larger than twice the model's input size; each tile+halo is one model input."""
+    if max(image_shape[:2]) <= 2 * img_size:
+        return None, None
+    halo = img_size // 8
+    tile = img_size - 2 * halo
+    return (tile, tile), (halo, halo)
+
+
+def model_key(model) -> str:
+    """The base-model part of an :class:`EmbeddingKey` for a ``LoadedModel``."""
+    return f"{model.identity.name}:{model.identity.content_hash}"
+
+
+def tag_predictor(predictor, model, adapter_key: str) -> None:
+    """Name model and adapter in a micro_sam predictor (its embedding files record them)."""
+    predictor.model_type = model.architecture.name
+    predictor.model_name = model.identity.name
+    predictor._hash = f"{model.identity.key}+{adapter_key[:16]}"
+    predictor.reset_image()
 
 
 @dataclass(frozen=True)
@@ -118,6 +142,50 @@ class EmbeddingCache:
                 predictor, image, save_path=str(final), tile_shape=key.tile_shape, halo=key.halo, verbose=False
             )
         return embeddings
+
+    def read(self, key: EmbeddingKey) -> dict | None:
+        """The stored whole-image embeddings for ``key`` (features as a numpy array), or None."""
+        if key.tile_shape is not None or key not in self:
+            return None
+        group = zarr.open_group(str(self.path(key)), mode="r")
+        self.reused += 1
+        return {
+            "features": group["features"][:],
+            "input_size": tuple(group.attrs["input_size"]),
+            "original_size": tuple(group.attrs["original_size"]),
+        }
+
+    def store(self, predictor, image: np.ndarray, key: EmbeddingKey, embeddings: dict) -> None:
+        """Write whole-image embeddings computed elsewhere (e.g. from a block-k input) as an entry.
+
+        The entry is the same as micro_sam would write, so ``get_or_compute`` serves it.
+        """
+        from micro_sam.util import _create_dataset_with_data, _write_embedding_signature
+
+        if key.tile_shape is not None:
+            raise ValueError("Only whole-image embeddings can be stored directly.")
+        final = self.path(key)
+        if key in self:
+            return
+        tmp = self.root / f".{key.name}.{os.getpid()}.tmp.zarr"
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            group = zarr.open_group(str(tmp), mode="w")
+            features = np.asarray(embeddings["features"], dtype=np.float32)
+            _create_dataset_with_data(group, "features", data=features)
+            _write_embedding_signature(
+                group,
+                image,
+                predictor,
+                tile_shape=None,
+                halo=None,
+                input_size=list(embeddings["input_size"]),
+                original_size=list(embeddings["original_size"]),
+            )
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def clear(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)

@@ -8,7 +8,15 @@ Dice + BCE on the masks plus MSE between predicted and true IoU. AdamW, a platea
 (factor 0.9, patience 10) and early stopping on the validation score (mean IoU of box
 prompts on the validation objects).
 
-This module runs in whatever process calls it; the training worker and the CLI wrap it.
+Frozen leading encoder stages run once per image (see ``encoder_split``): each step runs
+only the adapted blocks, the neck and the decoder. With the whole encoder frozen
+(``freeze_encoder``, ``decoder_lora``) training runs from image embeddings alone, and an
+``EmbeddingSource`` lets it reuse (and fill) the annotator's embedding cache.
+
+Under ``torch.distributed`` (``torchrun``), each rank trains on its own stream of images and
+the trainable modules are wrapped in DistributedDataParallel; rank 0 reports and writes.
+
+This module runs in whatever process calls it; the training job wraps it.
 """
 
 from __future__ import annotations
@@ -17,16 +25,27 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from .encoder_split import frozen_prefix_stages, run_stages
 from .errors import SamPeftError
 from .models import LoadedModel
 from .peft import Adapter, PeftSpec, attach
 
 Sample = tuple[np.ndarray, np.ndarray]  # image, instance labels
+
+
+class EmbeddingSource(Protocol):
+    """Where whole-image embeddings of frozen-encoder training can come from and go to."""
+
+    def get(self, image: np.ndarray) -> torch.Tensor | None: ...
+
+    def put(self, image: np.ndarray, features: torch.Tensor) -> None: ...
 
 
 @dataclass
@@ -139,10 +158,45 @@ def correction_points(prediction, target, rng):
     return torch.from_numpy(points).to(device), torch.from_numpy(labels).to(device)
 
 
-def objective(sam, image, labels, rng, objects_per_image: int, sub_iterations: int) -> torch.Tensor:
-    """The paper's loss for one image: box and point starts, then correction sub-iterations."""
+class StageInputs:
+    """Each image's block-k input, computed once with the frozen leading stages.
+
+    ``features(i)`` runs the remaining stages (with gradients where they train). With the
+    whole encoder frozen, the kept input is the embedding itself, and ``source`` can supply
+    it from (and add it to) the annotator's cache.
+    """
+
+    def __init__(self, sam, images: Sequence[np.ndarray], stage: int, source: EmbeddingSource | None = None):
+        self.sam = sam
+        self.stage = stage
+        self.whole_encoder_frozen = stage == len(sam.image_encoder.blocks) + 2
+        self.computed = 0
+        self.reused = 0
+        self.inputs: list[torch.Tensor] = []
+        with torch.no_grad():
+            for image in images:
+                kept = source.get(image) if source is not None and self.whole_encoder_frozen else None
+                if kept is None:
+                    kept = run_stages(sam.image_encoder, model_input(sam, image), 0, stage)
+                    self.computed += 1
+                    if source is not None and self.whole_encoder_frozen:
+                        source.put(image, kept)
+                else:
+                    self.reused += 1
+                self.inputs.append(kept.to(sam.device))
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def features(self, index: int) -> torch.Tensor:
+        if self.whole_encoder_frozen:
+            return self.inputs[index]
+        return run_stages(self.sam.image_encoder, self.inputs[index], self.stage)
+
+
+def objective(sam, embeddings, labels, rng, objects_per_image: int, sub_iterations: int) -> torch.Tensor:
+    """The paper's loss for one image's embeddings: box and point starts, then correction sub-iterations."""
     scale = _scale(sam, labels.shape)
-    embeddings = sam.image_encoder(model_input(sam, image))
     target, boxes, points = object_prompts(labels, rng, objects_per_image, scale, embeddings.device)
     size = target.shape[-2:]
     box_logits, box_iou = decode(sam, embeddings, size, boxes=boxes)
@@ -170,17 +224,45 @@ def objective(sam, image, labels, rng, objects_per_image: int, sub_iterations: i
 
 
 @torch.no_grad()
-def validation_score(sam, samples: Sequence[Sample], max_objects: int = 64) -> float:
+def validation_score(sam, samples: Sequence[Sample], max_objects: int = 64, inputs: StageInputs | None = None) -> float:
     """Mean IoU of box prompts over the validation objects (fast; the full mSA is in evaluation.py)."""
     rng = np.random.default_rng(0)
     scores = []
-    for image, labels in samples:
+    for index, (image, labels) in enumerate(samples):
         scale = _scale(sam, labels.shape)
-        embeddings = sam.image_encoder(model_input(sam, image))
+        if inputs is not None:
+            embeddings = inputs.features(index)
+        else:
+            embeddings = sam.image_encoder(model_input(sam, image))
         target, boxes, _ = object_prompts(labels, rng, max_objects, scale, embeddings.device)
         logits, _ = decode(sam, embeddings, target.shape[-2:], boxes=boxes)
         scores.append(mask_losses(logits, target)[1][:, 0])
     return float(torch.cat(scores).mean()) if scores else float("nan")
+
+
+class _Objective(nn.Module):
+    """The trainable model with the loss as its forward, so DistributedDataParallel can wrap it."""
+
+    def __init__(self, sam, inputs: StageInputs, config: TrainingConfig) -> None:
+        super().__init__()
+        self.sam = sam
+        self.inputs = inputs
+        self.config = config
+
+    def forward(self, index: int, labels: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        embeddings = self.inputs.features(index)
+        return objective(
+            self.sam, embeddings, labels, rng, self.config.objects_per_image, self.config.sub_iterations
+        )
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size) under torch.distributed, else (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def train(
@@ -193,11 +275,14 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     on_best: Callable[[Adapter], None] | None = None,
     training_snapshot: str = "",
+    embedding_source: EmbeddingSource | None = None,
+    on_prepared: Callable[[StageInputs], None] | None = None,
 ) -> Adapter:
     """Train ``spec`` on ``model`` and return the best adapter (the model is left detached).
 
     ``on_best`` receives each new best adapter (write it, attach it live); ``should_stop`` is
-    polled every step and ends training with the best adapter so far.
+    polled every step and ends training with the best adapter so far. ``on_prepared`` is
+    called once the frozen stages have run on every image (before the first step).
 
     Raises
     ------
@@ -208,12 +293,29 @@ def train(
     train_samples = [s for s in train_samples if np.any(s[1])]
     if not train_samples:
         raise SamPeftError("There are no annotated training images: commit some objects first.")
-    rng = np.random.default_rng(config.seed)
+    val_samples = [s for s in val_samples if np.any(s[1])]
+    rank, world = _distributed()
+    rng = np.random.default_rng(config.seed + rank)
     torch.manual_seed(config.seed)
     sam = model.sam
     handle = attach(sam, spec)
     was_training = sam.training
     try:
+        sam.eval()
+        stage = frozen_prefix_stages(sam)
+        inputs = StageInputs(sam, [image for image, _ in train_samples], stage, embedding_source)
+        if val_samples:
+            val_inputs = StageInputs(sam, [image for image, _ in val_samples], stage, embedding_source)
+        else:  # no validation images: early stopping watches the training images
+            val_samples, val_inputs = train_samples, inputs
+        if on_prepared is not None:
+            on_prepared(inputs)
+        step_module: nn.Module = _Objective(sam, inputs, config)
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            device_ids = [sam.device.index] if sam.device.type == "cuda" else None
+            step_module = DistributedDataParallel(step_module, device_ids=device_ids, find_unused_parameters=True)
         optimizer = torch.optim.AdamW(handle.trainable_parameters(), lr=config.lr)
         schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.9, patience=10)
         best: Adapter | None = None
@@ -222,8 +324,8 @@ def train(
         start = time.perf_counter()
         for step in range(1, config.steps + 1):
             sam.train()
-            image, labels = train_samples[int(rng.integers(len(train_samples)))]
-            loss = objective(sam, image, labels, rng, config.objects_per_image, config.sub_iterations)
+            index = int(rng.integers(len(train_samples)))
+            loss = step_module(index, train_samples[index][1], rng)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -231,9 +333,10 @@ def train(
             rate = step / elapsed if elapsed > 0 else 0.0
             val, improved = None, False
             last = step == config.steps or (should_stop is not None and should_stop())
+            last = _agree(last, world)
             if step % config.validate_every == 0 or last:
                 sam.eval()
-                val = validation_score(sam, val_samples or train_samples)
+                val = validation_score(sam, val_samples, inputs=val_inputs)
                 schedule.step(val)
                 if best_score is None or val > best_score:
                     best_score, stale, improved = val, 0, True
@@ -243,11 +346,11 @@ def train(
                         training_snapshot=training_snapshot,
                         metrics={"val_box_iou": val, "step": step},
                     )
-                    if on_best is not None:
+                    if on_best is not None and rank == 0:
                         on_best(best)
                 else:
                     stale += 1
-            if on_event is not None:
+            if on_event is not None and rank == 0:
                 eta = (config.steps - step) / rate if rate > 0 else math.inf
                 on_event(
                     TrainingEvent(step, config.steps, float(loss.detach()), val, best_score, rate, eta, improved)
@@ -259,3 +362,16 @@ def train(
     finally:
         handle.detach()
         sam.train(was_training)
+
+
+def _agree(flag: bool, world: int) -> bool:
+    """Under several ranks, stop when any rank wants to (all must run the same number of steps)."""
+    if world == 1:
+        return flag
+    import torch.distributed as dist
+
+    value = torch.tensor([1.0 if flag else 0.0])
+    if dist.get_backend() == "nccl":
+        value = value.cuda()
+    dist.all_reduce(value)
+    return bool(value.item() > 0)

@@ -1,0 +1,356 @@
+"""One finetuning run, from a store snapshot to adapter files, reported as structured events.
+
+This is the single entry point behind ``napari-sam-peft train``: the Finetune widget starts
+it in a separate process (see :mod:`.worker`), a terminal runs it directly, and ``torchrun``
+runs it on several GPUs. Events are plain dicts (JSON lines on the worker's stdout):
+
+``started``     run folder, adapter path, method, blocks, trainable parameters, images, device
+``prepared``    the frozen encoder stages have run on every image (seconds, reused embeddings)
+``progress``    step, steps, loss, val_score, best_score, its_per_second, eta_seconds
+``best``        a new best adapter was written (path, step, score)
+``evaluation``  base vs adapter mSA on the validation images (when asked for)
+``finished``    status "completed" | "stopped" | "early_stopped", path, best_score
+``error``       kind "bad_input" | "out_of_memory" | "crash", message (see :func:`error_event`)
+
+Every adapter is written atomically, so the file at ``path`` is always the last good one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .embeddings import BASE_ADAPTER_KEY, EmbeddingCache, EmbeddingKey, model_key, tag_predictor, tiling_for
+from .errors import SamPeftError
+from .images import image_content_hash
+
+Emit = Callable[[dict[str, Any]], None]
+
+#: test hook: "oom" makes the run fail with an out-of-memory error at its second step
+FAULT_ENV = "NAPARI_SAM_PEFT_TEST_FAULT"
+
+
+@dataclass
+class TrainingJob:
+    """Everything a run needs; it round-trips through ``napari-sam-peft train`` arguments."""
+
+    store: Path
+    model: str
+    preset: str
+    out: Path | None = None  # default: a new run folder next to the store
+    blocks: str | None = None
+    rank: int | None = None
+    lr: float = 1e-5
+    steps: int = 200
+    objects_per_image: int = 8
+    validate_every: int = 25
+    device: str = "auto"
+    seed: int = 0
+    cache_dir: Path | None = None  # the annotator's embedding cache, reused by frozen-encoder presets
+    evaluate: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def resolved_out(self) -> Path:
+        if self.out is None:
+            self.out = new_run_dir(self.store, self.preset) / "adapter.safetensors"
+        return Path(self.out)
+
+    def to_argv(self) -> list[str]:
+        argv = [str(self.store), "--model", str(self.model), "--preset", self.preset, "--out", str(self.resolved_out())]
+        argv += ["--lr", repr(self.lr), "--steps", str(self.steps), "--device", self.device, "--seed", str(self.seed)]
+        argv += ["--objects-per-image", str(self.objects_per_image), "--validate-every", str(self.validate_every)]
+        if self.blocks:
+            argv += ["--blocks", self.blocks]
+        if self.rank is not None:
+            argv += ["--rank", str(self.rank)]
+        if self.cache_dir is not None:
+            argv += ["--cache-dir", str(self.cache_dir)]
+        if self.evaluate:
+            argv.append("--evaluate")
+        return argv
+
+
+def runs_dir(store: str | os.PathLike[str]) -> Path:
+    """Where the runs of a store live: ``cells.sampeft.zarr`` -> ``cells.adapters/`` beside it."""
+    store = Path(store)
+    stem = store.name.removesuffix(".zarr").removesuffix(".sampeft")
+    return store.parent / f"{stem}.adapters"
+
+
+def new_run_dir(store: str | os.PathLike[str], preset: str) -> Path:
+    base = runs_dir(store) / f"{datetime.now():%Y%m%d-%H%M%S}-{preset}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    path.mkdir(parents=True)
+    return path
+
+
+def list_runs(store: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The recorded runs of a store, newest first (each ``run.json`` plus its folder)."""
+    found = []
+    for record in sorted(runs_dir(store).glob("*/run.json"), reverse=True):
+        try:
+            values = json.loads(record.read_text())
+        except (OSError, ValueError):
+            continue
+        values["run_dir"] = str(record.parent)
+        found.append(values)
+    return found
+
+
+def _write_json(path: Path, values: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(values, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+class CacheEmbeddingSource:
+    """The annotator's embedding cache as a source of base-model embeddings for training.
+
+    Only whole-image entries match (the annotator tiles large images; training does not).
+    """
+
+    def __init__(self, cache: EmbeddingCache, model) -> None:
+        from segment_anything import SamPredictor
+
+        self.cache = cache
+        self.model = model
+        self.predictor = SamPredictor(model.sam)
+        tag_predictor(self.predictor, model, BASE_ADAPTER_KEY)
+
+    def _key(self, image: np.ndarray) -> EmbeddingKey | None:
+        if tiling_for(image.shape, self.model.architecture.img_size)[0] is not None:
+            return None
+        return EmbeddingKey(image_content_hash(image), model_key(self.model), BASE_ADAPTER_KEY)
+
+    def get(self, image: np.ndarray) -> torch.Tensor | None:
+        key = self._key(image)
+        entry = self.cache.read(key) if key is not None else None
+        return torch.from_numpy(entry["features"]) if entry is not None else None
+
+    def put(self, image: np.ndarray, features: torch.Tensor) -> None:
+        from segment_anything.utils.transforms import ResizeLongestSide
+
+        key = self._key(image)
+        if key is None:
+            return
+        size = self.model.architecture.img_size
+        original = tuple(int(n) for n in image.shape[:2])
+        entry = {
+            "features": features.detach().cpu().numpy(),
+            "input_size": ResizeLongestSide.get_preprocess_shape(*original, size),
+            "original_size": original,
+        }
+        self.cache.store(self.predictor, image, key, entry)
+
+
+def error_event(error: BaseException, device: str = "", adapter: Path | None = None) -> dict[str, Any]:
+    """The ``error`` event for an exception: what happened and what to do, in one message."""
+    kept = f" The last good adapter is unchanged: {adapter}." if adapter is not None and adapter.exists() else ""
+    if isinstance(error, torch.OutOfMemoryError | MemoryError) or "out of memory" in str(error).lower():
+        where = f" on {device}" if device else ""
+        return {
+            "event": "error",
+            "kind": "out_of_memory",
+            "message": f"Training ran out of memory{where}. Choose a preset that adapts fewer or later blocks "
+            f"(late_lora, late_ft, freeze_encoder) or fewer objects per image, and start again.{kept}",
+        }
+    if isinstance(error, SamPeftError):
+        return {"event": "error", "kind": "bad_input", "message": f"{error}{kept}"}
+    return {
+        "event": "error",
+        "kind": "crash",
+        "message": f"Training failed: {type(error).__name__}: {error}.{kept}",
+    }
+
+
+def setup_distributed(device: str) -> tuple[int, int, str]:
+    """Join the process group ``torchrun`` describes; returns (rank, world size, device)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, device
+    import torch.distributed as dist
+
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device in ("auto", "cuda") and torch.cuda.is_available()
+    if use_cuda:
+        torch.cuda.set_device(local)
+        device = f"cuda:{local}"
+    elif device == "auto":
+        device = "cpu"
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return rank, world, device
+
+
+def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+    """Train as ``job`` says, writing each new best adapter to ``job.out``; returns the run record.
+
+    Raises
+    ------
+    SamPeftError
+        For bad input (no training objects, a bad store, preset or blocks).
+    """
+    from segment_anything import SamPredictor
+
+    from .evaluation import evaluate_interactive
+    from .models import load_model
+    from .peft import count_trainable_parameters, spec_from_preset
+    from .store import AnnotationStore
+    from .training import TrainingConfig, train
+
+    rank, world, device = setup_distributed(job.device)
+    lead = rank == 0
+    out = job.resolved_out()
+    if out.suffix != ".safetensors":
+        raise SamPeftError(f"The adapter file must end in .safetensors, not {out.name!r}.")
+    store = AnnotationStore(job.store)
+    snapshot = store.snapshot()
+    samples = {
+        split: [(store.image(i.image_id), store.labels(i)) for i in snapshot.images if i.split == split and i.objects]
+        for split in ("train", "val")
+    }
+    if not samples["train"]:
+        raise SamPeftError(
+            "The store has no annotated training images: commit objects on at least one image in the training split."
+        )
+    if world > 1:
+        samples["train"] = samples["train"][rank::world] or samples["train"]
+    model = load_model(job.model, device=device)
+    overrides = {"rank": job.rank} if job.rank is not None else {}
+    spec = spec_from_preset(job.preset, model.architecture.depth, blocks=job.blocks, **overrides)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    record: dict[str, Any] = {
+        "job": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(job).items()},
+        "preset": job.preset,
+        "method": spec.describe(model.architecture.depth),
+        "adapter": str(out),
+        "status": "running",
+        "started": datetime.now().isoformat(timespec="seconds"),
+        "snapshot": snapshot.snapshot_id,
+        "best_score": None,
+        "best_step": None,
+        "curve": [],
+        "evaluation": None,
+        "world_size": world,
+    }
+    record_path = out.parent / "run.json"
+
+    def save_record() -> None:
+        if lead:
+            _write_json(record_path, record)
+
+    save_record()
+    say = emit if lead else (lambda _event: None)
+    say(
+        {
+            "event": "started",
+            "run_dir": str(out.parent),
+            "path": str(out),
+            "preset": job.preset,
+            "method": record["method"],
+            "trainable_params": count_trainable_parameters(spec, model.architecture),
+            "train_images": len(samples["train"]),
+            "val_images": len(samples["val"]),
+            "device": str(model.device),
+            "steps": job.steps,
+            "world_size": world,
+        }
+    )
+    source = None
+    if job.cache_dir is not None:
+        source = CacheEmbeddingSource(EmbeddingCache(job.cache_dir), model)
+    prepared_at = time.perf_counter()
+
+    def on_prepared(inputs) -> None:
+        say(
+            {
+                "event": "prepared",
+                "seconds": time.perf_counter() - prepared_at,
+                "first_trained_stage": inputs.stage,
+                "computed": inputs.computed,
+                "reused": inputs.reused,
+            }
+        )
+
+    def on_event(event) -> None:
+        if os.environ.get(FAULT_ENV) == "oom" and event.step >= 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected by the test hook)")
+        values = {"event": "progress", **asdict(event)}
+        if not np.isfinite(values["eta_seconds"]):
+            values["eta_seconds"] = None
+        record["curve"].append([event.step, event.loss, event.val_score])
+        say(values)
+
+    def on_best(adapter) -> None:
+        adapter.save(out)
+        record["best_score"] = adapter.metrics["val_box_iou"]
+        record["best_step"] = adapter.metrics["step"]
+        save_record()
+        say({"event": "best", "path": str(out), "step": record["best_step"], "score": record["best_score"]})
+
+    stopped = False
+
+    def stop_requested() -> bool:
+        nonlocal stopped
+        stopped = stopped or (should_stop is not None and should_stop())
+        return stopped
+
+    try:
+        config = TrainingConfig(
+            steps=job.steps,
+            lr=job.lr,
+            objects_per_image=job.objects_per_image,
+            validate_every=job.validate_every,
+            seed=job.seed,
+        )
+        best = train(
+            model,
+            spec,
+            samples["train"],
+            samples["val"],
+            config,
+            on_event=on_event,
+            should_stop=stop_requested,
+            on_best=on_best,
+            training_snapshot=snapshot.snapshot_id,
+            embedding_source=source,
+            on_prepared=on_prepared,
+        )
+    except BaseException as error:
+        record["status"] = "failed" if not isinstance(error, KeyboardInterrupt) else "stopped"
+        record["error"] = str(error)
+        save_record()
+        raise
+    last_step = record["curve"][-1][0] if record["curve"] else 0
+    record["status"] = "stopped" if stopped else "completed" if last_step >= job.steps else "early_stopped"
+    if job.evaluate and lead:
+        evaluation_samples = samples["val"] or samples["train"]
+        say({"event": "evaluating", "images": len(evaluation_samples)})
+        base = evaluate_interactive(SamPredictor(model.sam), evaluation_samples)
+        handle = best.attach_to(model)
+        try:
+            adapted = evaluate_interactive(SamPredictor(model.sam), evaluation_samples)
+        finally:
+            handle.detach()
+        record["evaluation"] = {
+            "split": "val" if samples["val"] else "train",
+            "base": base,
+            "adapter": adapted,
+        }
+        say({"event": "evaluation", **record["evaluation"]})
+    record["finished"] = datetime.now().isoformat(timespec="seconds")
+    save_record()
+    say({"event": "finished", "status": record["status"], "path": str(out), "best_score": record["best_score"]})
+    return record

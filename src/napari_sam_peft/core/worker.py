@@ -1,0 +1,159 @@
+"""The training worker: ``napari-sam-peft train --events`` in a separate process.
+
+A crash, an out-of-memory error or a kill in the worker can never take the caller down,
+and the caller's event loop stays free: a reader thread turns the worker's JSON lines into
+events that the caller drains with :meth:`TrainingProcess.poll` (the Finetune widget does
+so from a Qt timer). Stop asks the worker to finish its step and keep its best adapter;
+kill ends it at once. Either way the adapter file is the last one written whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from .training_job import TrainingJob
+
+TERMINAL_EVENTS = ("finished", "error")
+
+
+class TrainingProcess:
+    """One training run in a child process, with its events."""
+
+    def __init__(self, job: TrainingJob, python: str = sys.executable, env: dict[str, str] | None = None) -> None:
+        self.job = job
+        self.python = python
+        self.env = env
+        self.path = job.resolved_out()
+        self._events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._stderr: deque[str] = deque(maxlen=40)
+        self._process: subprocess.Popen | None = None
+        self._readers: list[threading.Thread] = []
+        self._stop_dir = tempfile.TemporaryDirectory(prefix="napari-sam-peft-stop-")
+        self.stop_file = Path(self._stop_dir.name) / "stop"
+        self.terminal_event: dict[str, Any] | None = None
+        self._ended_reported = False
+
+    @property
+    def command(self) -> list[str]:
+        argv = self.job.to_argv() + ["--events", "--stop-file", str(self.stop_file)]
+        return [self.python, "-m", "napari_sam_peft.cli", "train", *argv]
+
+    def start(self) -> TrainingProcess:
+        env = dict(os.environ if self.env is None else self.env)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        self._process = subprocess.Popen(
+            self.command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            env=env,
+        )
+        self._readers = [
+            threading.Thread(target=self._read_events, daemon=True, name="training-events"),
+            threading.Thread(target=self._read_stderr, daemon=True, name="training-stderr"),
+        ]
+        for reader in self._readers:
+            reader.start()
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.poll() if self._process is not None else None
+
+    def stop(self) -> None:
+        """Ask the worker to stop after its current step; it writes its best adapter and exits."""
+        self.stop_file.touch()
+
+    def kill(self) -> None:
+        """End the worker now (the adapter file keeps the last best adapter written whole)."""
+        if self.running:
+            self._process.kill()
+
+    def wait(self, timeout: float | None = None) -> int:
+        code = self._process.wait(timeout)
+        for reader in self._readers:
+            reader.join(timeout)
+        return code
+
+    def poll(self) -> list[dict[str, Any]]:
+        """Events that arrived since the last call; never blocks.
+
+        If the process ended without a ``finished`` or ``error`` event (killed, or the
+        interpreter died), one ``error`` event of kind ``crash`` says so.
+        """
+        events = []
+        while True:
+            try:
+                events.append(self._events.get_nowait())
+            except queue.Empty:
+                break
+        for event in events:
+            if event.get("event") in TERMINAL_EVENTS:
+                self.terminal_event = event
+        readers_done = not any(reader.is_alive() for reader in self._readers[:1])
+        if (
+            self._process is not None
+            and not self.running
+            and readers_done
+            and self._events.empty()
+            and self.terminal_event is None
+            and not self._ended_reported
+        ):
+            self._ended_reported = True
+            event = {"event": "error", "kind": "crash", "message": self._crash_message()}
+            self.terminal_event = event
+            events.append(event)
+        return events
+
+    def _crash_message(self) -> str:
+        code = self.returncode
+        how = f"was killed (signal {-code})" if code is not None and code < 0 else f"ended with exit code {code}"
+        detail = next((line for line in reversed(self._stderr) if line.strip()), "")
+        detail = f" Its last message: {detail.strip()}" if detail else ""
+        kept = (
+            f" The last good adapter is intact: {self.path}."
+            if self.path.exists()
+            else " No adapter had been written yet."
+        )
+        return f"The training process {how}.{detail}{kept}"
+
+    def _read_events(self) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        for line in self._process.stdout:
+            line = line.strip()
+            if not line.startswith("{"):
+                continue  # stray prints from libraries
+            try:
+                self._events.put(json.loads(line))
+            except ValueError:
+                continue
+
+    def _read_stderr(self) -> None:
+        assert self._process is not None and self._process.stderr is not None
+        for line in self._process.stderr:
+            self._stderr.append(line.rstrip("\n"))
+
+    def close(self) -> None:
+        self.kill()
+        if self._process is not None:
+            self._process.wait()
+        self._stop_dir.cleanup()
