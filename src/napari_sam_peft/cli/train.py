@@ -43,10 +43,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--cache-dir", type=Path, default=None, help="embedding cache to reuse (frozen-encoder presets)"
     )
     parser.add_argument(
-        "--evaluate", action="store_true", help="at the end, evaluate base vs adapter (mSA) on the validation images"
+        "--evaluate",
+        action="store_true",
+        help="at the end, evaluate base vs adapter (mSA) on the validation images",
     )
     parser.add_argument("--events", action="store_true", help="print progress as JSON lines on stdout")
-    parser.add_argument("--stop-file", type=Path, default=None, help="stop (and keep the best adapter) once it exists")
+    parser.add_argument(
+        "--stop-file", type=Path, default=None, help="stop (and keep the best adapter) once it exists"
+    )
     parser.set_defaults(run=run)
 
 
@@ -121,8 +125,8 @@ def _print_progress(event: dict) -> None:
     kind = event["event"]
     if kind == "started":
         print(
-            f"training {event['method']}: {event['trainable_params']:,} parameters, {event['train_images']} training "
-            f"and {event['val_images']} validation images on {event['device']}",
+            f"training {event['method']}: {event['trainable_params']:,} parameters, "
+            f"{event['train_images']} training and {event['val_images']} validation images on {event['device']}",
             file=sys.stderr,
         )
     elif kind == "prepared":

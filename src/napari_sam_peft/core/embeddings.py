@@ -35,7 +35,9 @@ def default_cache_dir() -> Path:
     return Path(user_cache_dir("napari-sam-peft"))
 
 
-def tiling_for(image_shape: tuple[int, ...], img_size: int) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+def tiling_for(
+    image_shape: tuple[int, ...], img_size: int
+) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
     """Tile images larger than twice the model's input size; each tile+halo is one model input."""
     if max(image_shape[:2]) <= 2 * img_size:
         return None, None

@@ -224,7 +224,9 @@ def objective(sam, embeddings, labels, rng, objects_per_image: int, sub_iteratio
 
 
 @torch.no_grad()
-def validation_score(sam, samples: Sequence[Sample], max_objects: int = 64, inputs: StageInputs | None = None) -> float:
+def validation_score(
+    sam, samples: Sequence[Sample], max_objects: int = 64, inputs: StageInputs | None = None
+) -> float:
     """Mean IoU of box prompts over the validation objects (fast; the full mSA is in evaluation.py)."""
     rng = np.random.default_rng(0)
     scores = []

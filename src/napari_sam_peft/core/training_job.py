@@ -65,8 +65,25 @@ class TrainingJob:
         return Path(self.out)
 
     def to_argv(self) -> list[str]:
-        argv = [str(self.store), "--model", str(self.model), "--preset", self.preset, "--out", str(self.resolved_out())]
-        argv += ["--lr", repr(self.lr), "--steps", str(self.steps), "--device", self.device, "--seed", str(self.seed)]
+        argv = [
+            str(self.store),
+            "--model",
+            str(self.model),
+            "--preset",
+            self.preset,
+            "--out",
+            str(self.resolved_out()),
+        ]
+        argv += [
+            "--lr",
+            repr(self.lr),
+            "--steps",
+            str(self.steps),
+            "--device",
+            self.device,
+            "--seed",
+            str(self.seed),
+        ]
         argv += ["--objects-per-image", str(self.objects_per_image), "--validate-every", str(self.validate_every)]
         if self.blocks:
             argv += ["--blocks", self.blocks]
@@ -218,12 +235,15 @@ def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None
     store = AnnotationStore(job.store)
     snapshot = store.snapshot()
     samples = {
-        split: [(store.image(i.image_id), store.labels(i)) for i in snapshot.images if i.split == split and i.objects]
+        split: [
+            (store.image(i.image_id), store.labels(i)) for i in snapshot.images if i.split == split and i.objects
+        ]
         for split in ("train", "val")
     }
     if not samples["train"]:
         raise SamPeftError(
-            "The store has no annotated training images: commit objects on at least one image in the training split."
+            "The store has no annotated training images: "
+            "commit objects on at least one image in the training split."
         )
     if world > 1:
         samples["train"] = samples["train"][rank::world] or samples["train"]
