@@ -57,6 +57,7 @@ class AnnotatorSession:
     objects_committed = Signal(object)
     #: {"image_layer", "object_ids"}: a commit was undone
     objects_uncommitted = Signal(object)
+    store_changed = Signal(object)  # AnnotationStore | None: the store the Dataset widget opened
 
     def __init__(self, cache: EmbeddingCache | None = None) -> None:
         self._cache = cache
@@ -73,6 +74,11 @@ class AnnotatorSession:
         self.stage_hint: int | None = None
         self._stage_inputs: OrderedDict[tuple[str, str, int], tuple] = OrderedDict()
         self.reembedded_from_stage = 0  # embeddings computed from a kept block-k input
+        self.store = None  # the annotation store training reads (set by the Dataset widget)
+
+    def set_store(self, store) -> None:
+        self.store = store
+        self.store_changed.emit(store)
 
     # ------------------------------------------------------------------ model
     @property
@@ -132,17 +138,27 @@ class AnnotatorSession:
             return BASE_ADAPTER_KEY
         return self.adapter_key
 
-    def set_adapter(self, adapter: Adapter | str | os.PathLike[str] | None) -> Adapter | None:
+    def set_adapter(
+        self,
+        adapter: Adapter | str | os.PathLike[str] | None,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        wait: bool = True,
+    ) -> Adapter | None:
         """Attach an adapter (object or ``.safetensors`` path) in place of the current one; None detaches.
 
-        A bad or mismatched adapter raises and leaves the current one attached.
+        A bad or mismatched adapter raises and leaves the current one attached. With
+        ``wait=False`` a model busy on a worker thread raises :class:`SessionBusyError` at
+        once instead of blocking (the GUI thread retries later).
         """
         model = self.require_model()
-        path = None
+        path = Path(path) if path is not None else None
         if adapter is not None and not isinstance(adapter, Adapter):
             path = Path(adapter)
             adapter = Adapter.load(path)
-        with self.lock:
+        if not self.lock.acquire(blocking=wait):
+            raise SessionBusyError("The model is busy; the adapter will be attached when it is free.")
+        try:
             if adapter is not None:
                 adapter.check_base(model)  # before detaching the current one
             previous = (self.adapter, self.adapter_path)
@@ -158,6 +174,8 @@ class AnnotatorSession:
                     raise
             self.adapter, self.adapter_path = adapter, path
             self._tag_predictor()
+        finally:
+            self.lock.release()
         self.adapter_changed.emit(adapter)
         return adapter
 
@@ -217,6 +235,32 @@ class AnnotatorSession:
                     (capture.captured, embeddings["input_size"], embeddings["original_size"]),
                 )
         return key, embeddings
+
+    def keep_stage_input(self, image: np.ndarray, stage: int, rgb: bool | None = None) -> None:
+        """Run the encoder up to ``stage`` on ``image`` and keep the result for fast re-embedding.
+
+        The Finetune widget calls this when a run starts, so even the first reloaded adapter
+        re-embeds the current image with the adapted blocks only.
+        """
+        import torch
+        from segment_anything.utils.transforms import ResizeLongestSide
+
+        from napari_sam_peft.core.training import model_input
+
+        image = check_image(image, rgb)
+        model = self.require_model()
+        if tiling_for(image.shape, model.architecture.img_size)[0] is not None:
+            return
+        if not 0 < stage < model.architecture.depth + 2:
+            return
+        key = (image_content_hash(image), model_key(model), stage)
+        if key in self._stage_inputs:
+            return
+        with self.lock, torch.no_grad():
+            stage_input = run_stages(model.sam.image_encoder, model_input(model.sam, image), 0, stage).cpu()
+        original = tuple(int(n) for n in image.shape[:2])
+        input_size = ResizeLongestSide.get_preprocess_shape(*original, model.architecture.img_size)
+        self._keep_stage_input(key, (stage_input, input_size, original))
 
     def _keep_stage_input(self, key: tuple[str, str, int], value: tuple) -> None:
         self._stage_inputs[key] = value

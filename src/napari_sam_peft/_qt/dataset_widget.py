@@ -89,6 +89,7 @@ class DatasetWidget(Container):
             show_error(str(err))
             return None
         self.store_path.value = path
+        self.session.set_store(self.store)
         self.refresh()
         return self.store
 

@@ -96,6 +96,20 @@ class TrainingJob:
         return argv
 
 
+def model_argument(model) -> str:
+    """How a separate process names the same base model: 'demo', a registry name or a file."""
+    from .models import DEMO_MODEL_NAME, registry_model_names
+
+    if model.identity.name == DEMO_MODEL_NAME:
+        return DEMO_MODEL_NAME
+    if model.source in registry_model_names() or Path(model.source).is_file():
+        return model.source
+    raise SamPeftError(
+        "This model was built in memory, so a training process cannot load it: save it with "
+        "napari_sam_peft.core.save_model and load that file."
+    )
+
+
 def runs_dir(store: str | os.PathLike[str]) -> Path:
     """Where the runs of a store live: ``cells.sampeft.zarr`` -> ``cells.adapters/`` beside it."""
     store = Path(store)

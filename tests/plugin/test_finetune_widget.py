@@ -1,0 +1,186 @@
+"""The Finetune widget in a real napari viewer: training in a worker process, live reload."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from napari_sam_peft.core.models import load_model
+from napari_sam_peft.core.peft import Adapter
+from napari_sam_peft.core.prompting import ObjectPrompts
+from napari_sam_peft.core.sample_data import make_sample
+from tests.plugin.conftest import error_messages, place_points, wait_for_worker
+
+CELLS = "cells (domain B)"
+
+
+@pytest.fixture
+def loop(make_napari_viewer, qtbot, tmp_path):
+    """Segment, Dataset and Finetune docked on the cells sample, a fresh demo model, objects committed."""
+    from napari_sam_peft._qt.dataset_widget import DatasetWidget
+    from napari_sam_peft._qt.finetune_widget import FinetuneWidget
+    from napari_sam_peft._qt.segment_widget import SegmentWidget
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-sam-peft", "cells")
+    segment = SegmentWidget(viewer)
+    dataset = DatasetWidget(viewer)
+    finetune = FinetuneWidget(viewer)
+    for widget, name in ((segment, "Segment"), (dataset, "Dataset"), (finetune, "Finetune")):
+        viewer.window.add_dock_widget(widget, name=name)
+    segment.session.set_model(load_model("demo", device="cpu"))
+    wait_for_worker(qtbot, segment)
+    store = dataset.open_store(tmp_path / "cells.sampeft.zarr")
+
+    # Commit three objects with point prompts, as a user would (batch mode: one per point).
+    truth = viewer.layers[f"{CELLS} ground truth"].data
+    centres = [_centre(truth, i) for i in (1, 2, 3)]
+    place_points(segment, centres, ["positive"] * 3)
+    segment.batch_mode.value = True
+    segment.segment()
+    segment.commit()
+    (image,) = store.snapshot().images
+    store.set_split(image.image_id, "train")
+    validation = make_sample("cells", seed=5)
+    store.add_labels(validation.image, validation.labels, split="val")
+    dataset.refresh()
+
+    finetune.steps.value = 4
+    finetune.validate_every.value = 2
+    finetune.objects.value = 4
+    finetune.evaluate.value = False
+    yield viewer, segment, finetune
+    if finetune.process is not None:
+        finetune.process.close()
+    segment.session.set_adapter(None)
+
+
+def _centre(labels: np.ndarray, obj: int) -> list[float]:
+    rows, cols = np.nonzero(labels == obj)
+    pick = np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2)
+    return [float(rows[pick]), float(cols[pick])]
+
+
+def _box_logits(segment) -> np.ndarray:
+    truth = segment.viewer.layers[f"{CELLS} ground truth"].data
+    rows, cols = np.nonzero(truth == 4)
+    prompts = [ObjectPrompts(box=[rows.min(), cols.min(), rows.max(), cols.max()])]
+    return segment.session.segment(segment.embeddings, prompts)[0]
+
+
+def _wait_for_end(qtbot, finetune, segment, timeout=180_000):
+    qtbot.waitUntil(lambda: finetune.process.terminal_event is not None, timeout=timeout)
+    qtbot.waitUntil(lambda: finetune._pending_reload is None and not finetune._timer.isActive(), timeout=10_000)
+    wait_for_worker(qtbot, segment)
+
+
+def test_the_recommended_preset_is_preselected_with_its_reason(loop):
+    _, _, finetune = loop
+    assert finetune.preset.value == "late_lora" and finetune.blocks.value == "last 1"
+    assert "Recommended on cpu: late_lora" in finetune.recommendation.value
+    assert "parameters train" in finetune.estimate.value and "GiB" in finetune.estimate.value
+    assert "3 training objects" in finetune.data_status.value
+
+
+def test_training_in_the_worker_changes_the_live_model_and_its_masks(loop, qtbot):
+    viewer, segment, finetune = loop
+    sam_before = segment.session.model.sam
+    masks_before = _box_logits(segment)
+
+    process = finetune.start()
+    assert process is not None and process.pid is not None
+    _wait_for_end(qtbot, finetune, segment)
+
+    assert process.terminal_event["event"] == "finished", process.terminal_event
+    assert finetune.reloads >= 1
+    assert segment.session.model.sam is sam_before  # no restart: the same model, adapted in place
+    assert segment.session.adapter is not None
+    assert segment.session.adapter.identity == Adapter.load(process.path).identity
+    assert segment.session.reembedded_from_stage >= 1  # only the adapted block ran again
+    assert segment.embedding_key.adapter_key == segment.session.adapter.identity
+    masks_after = _box_logits(segment)
+    assert not np.array_equal(masks_before, masks_after)
+    assert len(finetune.loss_plot.points) == 4 and finetune.val_plot.points
+    assert finetune.history.data.to_list()[0][2] == "completed"
+
+    # The switch compares base and adapter on the current image.
+    finetune.compare.value = "base model"
+    wait_for_worker(qtbot, segment)
+    assert segment.session.adapter is None
+    np.testing.assert_array_equal(_box_logits(segment), masks_before)
+    finetune.compare.value = "adapter"
+    wait_for_worker(qtbot, segment)
+    np.testing.assert_array_equal(_box_logits(segment), masks_after)
+
+
+def test_the_event_loop_keeps_serving_timers_while_training_runs(loop, qtbot):
+    from qtpy.QtCore import QTimer
+
+    _, segment, finetune = loop
+    stamps: list[float] = []
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(lambda: stamps.append(time.perf_counter()))
+    timer.start()
+    finetune.start()
+    _wait_for_end(qtbot, finetune, segment)
+    timer.stop()
+    assert finetune.reloads >= 1  # the reload and re-embedding happened inside the window
+    gaps = np.diff(stamps)
+    assert len(stamps) > 100
+    assert gaps.max() < 0.100, f"the event loop stalled for {gaps.max() * 1000:.0f} ms"
+
+
+def test_killing_the_worker_leaves_napari_and_the_last_adapter_intact(loop, qtbot):
+    viewer, segment, finetune = loop
+    finetune.steps.value = 1000
+    process = finetune.start()
+    qtbot.waitUntil(lambda: finetune.reloads >= 1, timeout=180_000)
+    wait_for_worker(qtbot, segment)
+    attached = segment.session.adapter
+    process.kill()
+    qtbot.waitUntil(lambda: process.terminal_event is not None, timeout=30_000)
+    qtbot.wait(300)
+
+    assert any("killed" in m and "intact" in m for m in error_messages())
+    assert finetune.start_button.enabled and not finetune.stop_button.enabled
+    assert Adapter.load(process.path).spec.preset == "late_lora"
+    assert segment.session.adapter is attached  # still attached and working
+    assert _box_logits(segment).shape == viewer.layers[CELLS].data.shape[:2]
+
+
+def test_stop_ends_the_run_and_keeps_its_adapter(loop, qtbot):
+    _, segment, finetune = loop
+    finetune.steps.value = 1000
+    process = finetune.start()
+    qtbot.waitUntil(lambda: finetune.reloads >= 1, timeout=180_000)
+    finetune.stop_button.changed.emit(True)
+    _wait_for_end(qtbot, finetune, segment)
+    assert process.terminal_event["status"] == "stopped"
+    assert process.wait(10) == 0
+
+
+def test_an_out_of_memory_error_in_training_is_a_notification(loop, qtbot):
+    import os
+
+    _, segment, finetune = loop
+    finetune.steps.value = 20
+    process = finetune.start(env=dict(os.environ, NAPARI_SAM_PEFT_TEST_FAULT="oom"))
+    qtbot.waitUntil(lambda: process.terminal_event is not None, timeout=180_000)
+    qtbot.wait(300)
+    assert any("ran out of memory" in m for m in error_messages())
+    assert segment.session.model is not None
+
+
+def test_bad_settings_are_notifications_not_runs(loop):
+    _, _, finetune = loop
+    finetune.lr.value = "fast"
+    assert finetune.start() is None
+    finetune.lr.value = "1e-5"
+    finetune.blocks.value = "20-30"
+    assert finetune.start() is None
+    messages = error_messages()
+    assert any("learning rate" in m for m in messages)
+    assert any("block" in m.lower() for m in messages[-1:])
