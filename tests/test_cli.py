@@ -217,3 +217,102 @@ def test_train_with_a_bad_out_name_exits_2(tmp_path):
         "train", str(store.path), "--model", "demo", "--preset", "lora", "--out", str(tmp_path / "a.pth")
     )
     assert result.returncode == 2 and ".safetensors" in result.stderr
+
+
+def test_store_add_train_evaluate_export_then_micro_sam_loads_the_export(tmp_path):
+    """The whole command-line chain on a vit_b-architecture model (random weights, no download)."""
+    import json
+
+    import imageio.v3 as iio
+    import torch
+    from micro_sam.util import get_sam_model
+
+    from napari_sam_peft.core.architecture import VIT_B, build_sam
+    from napari_sam_peft.core.models import save_model
+    from napari_sam_peft.core.sample_data import make_sample
+
+    torch.manual_seed(0)
+    base = tmp_path / "vit_b_random.safetensors"
+    save_model(build_sam(VIT_B), base, name="vit_b_random", architecture=VIT_B)
+    store = tmp_path / "chain.sampeft.zarr"
+    for seed, split in ((1, "train"), (2, "val")):
+        sample = make_sample("cells", seed=seed, shape=(96, 96))
+        iio.imwrite(tmp_path / f"image{seed}.tif", sample.image)
+        iio.imwrite(tmp_path / f"labels{seed}.tif", sample.labels.astype("uint16"))
+        args = ["store", "add", str(store), "--image", str(tmp_path / f"image{seed}.tif")]
+        result = _cli(*args, "--labels", str(tmp_path / f"labels{seed}.tif"), "--split", split)
+        assert result.returncode == 0, result.stderr
+
+    adapter = tmp_path / "decoder.safetensors"
+    result = _cli(
+        "train", str(store), "--model", str(base), "--preset", "decoder_lora", "--steps", "2",
+        "--validate-every", "1", "--objects-per-image", "2", "--lr", "1e-3", "--device", "cpu",
+        "--out", str(adapter),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "step 2/2" in result.stderr
+
+    result = _cli(
+        "evaluate", str(store), "--model", str(base), "--adapter", str(adapter), "--iterations", "1", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    assert set(json.loads(result.stdout)) == {"point", "box", "i_p", "i_b", "n_objects"}
+
+    merged = tmp_path / "merged.pth"
+    result = _cli("export", str(adapter), "--model", str(base), "--out", str(merged))
+    assert result.returncode == 0, result.stderr
+    _, sam = get_sam_model(model_type="vit_b", checkpoint_path=str(merged), device="cpu", return_sam=True)
+    exported = torch.load(merged, weights_only=True)
+    state = sam.state_dict()
+    assert all(torch.equal(state[k], exported[k]) for k in exported)
+    from napari_sam_peft.core.models import load_model
+
+    base_state = load_model(base, device="cpu").sam.state_dict()
+    changed = [k for k in exported if not torch.equal(exported[k], base_state[k])]
+    assert changed and all(k.startswith("mask_decoder.") for k in changed)  # the merged decoder LoRA
+
+
+def test_export_merges_an_adapter_that_reproduces_the_attached_model(tmp_path):
+    import torch
+
+    from napari_sam_peft.core.architecture import build_sam
+    from napari_sam_peft.core.models import load_model
+    from napari_sam_peft.core.peft import Adapter, attach, spec_from_preset
+    from tests.conftest import sam_forward
+
+    model = load_model("demo", device="cpu")
+    handle = attach(model.sam, spec_from_preset("late_lora", model.architecture.depth, blocks="last 2"))
+    with torch.no_grad():
+        for p in handle.trainable_parameters():
+            p.add_(0.02)
+    adapter_path = Adapter.from_attached(handle, model).save(tmp_path / "a.safetensors")
+    expected = sam_forward(model.sam, model.architecture.img_size)
+    handle.detach()
+
+    out = tmp_path / "merged.pth"
+    result = _cli("export", str(adapter_path), "--model", "demo", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    plain = build_sam(model.architecture)
+    plain.load_state_dict(torch.load(out, weights_only=True), strict=True)
+    got = sam_forward(plain, model.architecture.img_size)
+    torch.testing.assert_close(got["masks"], expected["masks"], atol=1e-4, rtol=1e-4)
+
+
+def test_export_refuses_what_cannot_be_merged_or_read(tmp_path):
+    import torch
+
+    from napari_sam_peft.core.models import load_model
+    from napari_sam_peft.core.peft import Adapter, attach, spec_from_preset
+
+    model = load_model("demo", device="cpu")
+    handle = attach(model.sam, spec_from_preset("adaptformer", model.architecture.depth))
+    with torch.no_grad():
+        for p in handle.trainable_parameters():
+            p.add_(0.01)
+    path = Adapter.from_attached(handle, model).save(tmp_path / "af.safetensors")
+    handle.detach()
+    result = _cli("export", str(path), "--model", "demo", "--out", str(tmp_path / "m.pth"))
+    assert result.returncode == 2 and "AdaptFormer" in result.stderr
+    result = _cli("export", str(path), "--model", "demo", "--out", str(tmp_path / "m.safetensors"))
+    assert result.returncode == 2 and ".pth" in result.stderr
+    assert not (tmp_path / "m.pth").exists()

@@ -1,0 +1,59 @@
+"""``napari-sam-peft export``: base model + adapter -> one plain SAM checkpoint for micro_sam.
+
+The merged file is an original-format SAM state dict (``torch.save`` of tensors only), so
+micro_sam's annotator loads it with ``get_sam_model(model_type, checkpoint_path=...)`` and
+``segment_anything.sam_model_registry[model_type](checkpoint=...)`` builds it too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from napari_sam_peft.core.errors import SamPeftError
+
+SUFFIXES = (".pth", ".pt")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="merge an adapter into its base model and write a plain SAM checkpoint (.pth) for micro_sam",
+        description="Merge ADAPTER into the base model it was trained on and write the result as a plain SAM "
+        "checkpoint that micro_sam (model type = the base's, e.g. vit_b) and segment_anything load. "
+        "AdaptFormer cannot be merged (it adds a non-linear branch).",
+    )
+    parser.add_argument("adapter", type=Path, metavar="ADAPTER")
+    parser.add_argument("--model", required=True, metavar="NAME|FILE", help="the adapter's base model")
+    parser.add_argument("--out", type=Path, required=True, metavar="MERGED.pth")
+    parser.add_argument("--device", default="cpu")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from napari_sam_peft.core.models import load_model
+    from napari_sam_peft.core.peft import Adapter
+
+    if args.out.suffix not in SUFFIXES:
+        raise SamPeftError(f"--out must end in .pth or .pt (micro_sam reads those), not {args.out.name!r}.")
+    adapter = Adapter.load(args.adapter)
+    model = load_model(args.model, device=args.device)
+    merged = {name: tensor.detach().cpu().contiguous() for name, tensor in adapter.merged_state_dict(model).items()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(f".{args.out.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(merged, tmp)
+        os.replace(tmp, args.out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    architecture = model.architecture.name
+    print(
+        f"wrote {args.out}: {model.identity.name} + {adapter.spec.describe(model.architecture.depth)}, merged. "
+        f"In micro_sam: get_sam_model(model_type={architecture!r}, checkpoint_path={str(args.out)!r})",
+        file=sys.stderr,
+    )
+    return 0
