@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         raise SamPeftError(f"--out must end in .pth or .pt (micro_sam reads those), not {args.out.name!r}.")
     adapter = Adapter.load(args.adapter)
     model = load_model(args.model, device=args.device)
-    merged = {name: tensor.detach().cpu().contiguous() for name, tensor in adapter.merged_state_dict(model).items()}
+    merged = {k: tensor.detach().cpu().contiguous() for k, tensor in adapter.merged_state_dict(model).items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(f".{args.out.name}.{os.getpid()}.tmp")
     try:
