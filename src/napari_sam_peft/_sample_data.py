@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from napari_sam_peft.core.sample_data import make_sample
 
-_DESCRIPTIONS = {
+DESCRIPTIONS = {
     "nuclei": "nuclei (domain A)",
     "cells": "cells (domain B)",
 }
@@ -12,7 +12,7 @@ _DESCRIPTIONS = {
 
 def _layers(domain: str, seed: int = 0) -> list[tuple]:
     sample = make_sample(domain, seed=seed)
-    name = _DESCRIPTIONS[domain]
+    name = DESCRIPTIONS[domain]
     return [
         (sample.image, {"name": name, "metadata": {"sample_domain": domain, "seed": seed}}, "image"),
         (

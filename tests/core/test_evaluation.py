@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_sam_peft.core.evaluation import _farthest_interior_point, evaluate_interactive
+from napari_sam_peft.core.evaluation import farthest_interior_point, evaluate_interactive
 
 
 class OraclePredictor:
@@ -71,6 +71,6 @@ def test_perfect_predictions_score_one_and_corrections_fix_half_objects(monkeypa
 def test_the_first_point_is_deep_inside_the_object():
     mask = np.zeros((20, 40), bool)
     mask[5:15, 5:35] = True
-    row, col = _farthest_interior_point(mask)
+    row, col = farthest_interior_point(mask)
     assert 8 <= row <= 11 and 8 <= col <= 31
-    assert _farthest_interior_point(np.zeros((4, 4), bool)) is None
+    assert farthest_interior_point(np.zeros((4, 4), bool)) is None

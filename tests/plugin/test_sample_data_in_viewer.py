@@ -37,13 +37,18 @@ def test_sample_menu_lists_the_plugin(make_napari_viewer, qtbot):
     assert any("Nuclei, bright and round" in t for t in titles), titles
 
 
-def test_demo_docks_the_segment_widget_with_the_demo_model(make_napari_viewer, qtbot):
-    from napari_sam_peft.cli.demo import dock_widgets, open_demo_samples
+def test_demo_docks_segment_dataset_and_finetune_on_domain_b(make_napari_viewer, qtbot, tmp_path):
+    from napari_sam_peft.cli.demo import DEMO_IMAGES, dock_widgets, open_demo_samples
 
     viewer = make_napari_viewer()
-    open_demo_samples(viewer, "both")
-    dock_widgets(viewer)
-    widget = next(w for w in viewer.window.dock_widgets.values() if type(w).__name__ == "SegmentWidget")
-    qtbot.waitUntil(lambda: not widget.active_workers and widget.embeddings is not None, timeout=60_000)
-    assert widget.session.model.identity.name == "demo"
-    assert any(type(w).__name__ == "DatasetWidget" for w in viewer.window.dock_widgets.values())
+    open_demo_samples(viewer, "cells")
+    dock_widgets(viewer, store=tmp_path / "cells.sampeft.zarr")
+    widgets = {type(w).__name__: w for w in viewer.window.dock_widgets.values()}
+    assert {"SegmentWidget", "DatasetWidget", "FinetuneWidget"} <= set(widgets)
+    segment = widgets["SegmentWidget"]
+    qtbot.waitUntil(lambda: not segment.active_workers and segment.embeddings is not None, timeout=60_000)
+    assert segment.session.model.identity.name == "demo"
+    images = [layer.name for layer in viewer.layers if layer.__class__.__name__ == "Image"]
+    assert len(images) == DEMO_IMAGES and all("domain B" in name for name in images)
+    assert segment.session.store is not None and segment.session.store.path.name == "cells.sampeft.zarr"
+    assert widgets["FinetuneWidget"].preset.value == "late_lora"

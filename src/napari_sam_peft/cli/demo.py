@@ -1,52 +1,107 @@
-"""``napari-sam-peft demo``: open napari with the plugin, the demo model and its sample data."""
+"""``napari-sam-peft demo``: the whole loop on the bundled demo model and generated images.
+
+With a display it opens napari on domain-B images (cells; the demo model was trained on
+domain-A nuclei and is weak here) with the Segment, Dataset and Finetune widgets docked,
+the demo model loaded and an annotation store open. ``--headless`` runs the loop without
+a display and prints a before/after table.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 PLUGIN = "napari-sam-peft"
+DEMO_IMAGES = 3
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="open napari with the Segment widget, the demo model and the sample data",
-        description="Open napari with both sample domains (nuclei and cells), the Segment widget docked "
-        "and the bundled demo model loaded. Everything works offline.",
+        help="open napari with the plugin on the demo model and sample data, or run the loop headless",
+        description="Open napari on generated domain-B cell images with the Segment, Dataset and Finetune widgets "
+        "docked and the bundled demo model loaded (offline). With --headless, run pre-annotation, correction "
+        "from the ground truth, finetuning with the recommended preset and evaluation without a display, and "
+        "print a before/after table (a few minutes on a CPU).",
     )
+    parser.add_argument("--headless", action="store_true", help="run the whole loop without a display")
     parser.add_argument(
         "--sample",
-        choices=("nuclei", "cells", "both"),
-        default="both",
-        help="which sample domain to open (default: both)",
+        choices=("cells", "nuclei", "both"),
+        default="cells",
+        help="which sample domain to open in napari (default: cells, where the demo model needs finetuning)",
     )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path.home() / "napari-sam-peft" / "demo",
+        help="where the demo's annotation store and adapters go (default ~/napari-sam-peft/demo)",
+    )
+    parser.add_argument("--preset", default=None, help="headless: preset to train (default: the recommended one)")
+    parser.add_argument("--steps", type=int, default=None, help="headless: training steps")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.headless:
+        return run_headless(args)
     import napari
 
     viewer = napari.Viewer(title="napari-sam-peft demo")
     open_demo_samples(viewer, args.sample)
-    dock_widgets(viewer)
+    dock_widgets(viewer, store=args.workdir / f"{args.sample}.sampeft.zarr")
     napari.run()
     return 0
 
 
-def dock_widgets(viewer) -> None:
-    """Dock the plugin's widgets and load the bundled demo model into the viewer's session."""
+def run_headless(args: argparse.Namespace) -> int:
+    from napari_sam_peft.core.demo_loop import DemoSettings, run_headless_demo
+
+    settings = DemoSettings(preset=args.preset)
+    if args.steps is not None:
+        settings.steps = args.steps
+
+    def say(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    result = run_headless_demo(args.workdir, settings, say)
+    total = sum(result.seconds.values())
+    print(result.table())
+    print(
+        f"\n{len(settings.train_seeds)} annotated training images, {len(settings.held_out_seeds)} held-out images; "
+        f"annotate {result.seconds['annotate']:.0f} s, finetune {result.seconds['finetune']:.0f} s, "
+        f"evaluate {result.seconds['evaluate']:.0f} s (total {total:.0f} s). Adapter: {result.adapter}"
+    )
+    return 0
+
+
+def dock_widgets(viewer, store: Path | None = None) -> None:
+    """Dock Segment, Dataset and Finetune, load the demo model and open ``store``."""
     from napari_sam_peft._qt.dataset_widget import DatasetWidget
+    from napari_sam_peft._qt.finetune_widget import FinetuneWidget
     from napari_sam_peft._qt.segment_widget import SegmentWidget
     from napari_sam_peft.core.models import load_model
 
-    widget = SegmentWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Segment", area="right")
-    viewer.window.add_dock_widget(DatasetWidget(viewer), name="Dataset", area="right", tabify=True)
-    widget.session.set_model(load_model("demo"))
+    segment = SegmentWidget(viewer)
+    dataset = DatasetWidget(viewer)
+    viewer.window.add_dock_widget(segment, name="Segment", area="right")
+    viewer.window.add_dock_widget(dataset, name="Dataset", area="right", tabify=True)
+    viewer.window.add_dock_widget(FinetuneWidget(viewer), name="Finetune", area="right", tabify=True)
+    if store is not None:
+        dataset.open_store(store)
+    segment.session.set_model(load_model("demo"))
+    segment.image_choice.value = segment.image_choice.choices[0] if segment.image_choice.choices else None
 
 
-def open_demo_samples(viewer, sample: str = "both") -> None:
-    """Open the chosen sample domains in ``viewer`` through the plugin's manifest."""
+def open_demo_samples(viewer, sample: str = "cells") -> None:
+    """Open generated images of the chosen domain(s), each with its (hidden) ground truth."""
+    from napari_sam_peft._sample_data import DESCRIPTIONS
+    from napari_sam_peft.core.sample_data import make_series
+
     keys = ("nuclei", "cells") if sample == "both" else (sample,)
     for key in keys:
-        viewer.open_sample(PLUGIN, key)
+        for index, item in enumerate(make_series(key, DEMO_IMAGES), start=1):
+            name = f"{DESCRIPTIONS[key]} {index}"
+            viewer.add_labels(item.labels, name=f"{name} ground truth", visible=False, opacity=0.5)
+            viewer.add_image(item.image, name=name, metadata={"sample_domain": key, "seed": item.seed})

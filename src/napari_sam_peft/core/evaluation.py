@@ -21,7 +21,7 @@ from scipy import ndimage
 METRICS = ("point", "box", "i_p", "i_b")
 
 
-def _farthest_interior_point(region: np.ndarray) -> tuple[int, int] | None:
+def farthest_interior_point(region: np.ndarray) -> tuple[int, int] | None:
     """(row, col) of the pixel deepest inside the largest connected part of ``region``."""
     if not region.any():
         return None
@@ -34,7 +34,8 @@ def _farthest_interior_point(region: np.ndarray) -> tuple[int, int] | None:
     return int(row), int(col)
 
 
-def _predict(predictor, points, labels, box, mask_input):
+def predict_mask(predictor, points, labels, box, mask_input):
+    """One mask from (row, col) points with labels and/or an (x0, y0, x1, y1) box; also its logits."""
     kwargs = {"multimask_output": False, "return_logits": True}
     if len(points):
         kwargs["point_coords"] = np.asarray(points, dtype=float)[:, ::-1]  # SAM wants (x, y)
@@ -59,19 +60,19 @@ def segment_object_iteratively(
     if start == "box":
         points, labels, box = [], [], [cols.min(), rows.min(), cols.max(), rows.max()]
     else:
-        points, labels, box = [_farthest_interior_point(gt)], [1], None
-    mask, logits = _predict(predictor, points, labels, box, None)
+        points, labels, box = [farthest_interior_point(gt)], [1], None
+    mask, logits = predict_mask(predictor, points, labels, box, None)
     first = mask
     for _ in range(n_iterations):
-        positive = _farthest_interior_point(gt & ~mask)
-        negative = _farthest_interior_point(mask & ~gt)
+        positive = farthest_interior_point(gt & ~mask)
+        negative = farthest_interior_point(mask & ~gt)
         if positive is None and negative is None:
             break
         for point, label in ((positive, 1), (negative, 0)):
             if point is not None:
                 points.append(point)
                 labels.append(label)
-        mask, logits = _predict(predictor, points, labels, box, logits if use_masks else None)
+        mask, logits = predict_mask(predictor, points, labels, box, logits if use_masks else None)
     return first, mask
 
 

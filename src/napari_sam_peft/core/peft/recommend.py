@@ -20,6 +20,7 @@ class Recommendation:
     preset: str
     blocks: str | None
     reason: str
+    lr: float = 1e-5  # the paper's learning rate for SAM-sized models
 
 
 _GIB = 1024**3
