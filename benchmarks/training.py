@@ -74,6 +74,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from napari_sam_peft.core.architecture import SamArchitecture, build_sam
+from napari_sam_peft.core.embeddings import EmbeddingCache
+from napari_sam_peft.core.estimate import estimate_training, first_trained_stage
+from napari_sam_peft.core.models import LoadedModel, model_identity
+from napari_sam_peft.core.peft import Adapter, PeftSpec, attach, spec_from_preset
+from napari_sam_peft.core.prompting import ObjectPrompts
+from napari_sam_peft.core.sample_data import make_sample
+from napari_sam_peft.core.training import TrainingConfig, train
+from napari_sam_peft.session import AnnotatorSession
+
 # The script's folder is on sys.path when it runs as ``python benchmarks/training.py``.
 from peft_methods import (
     architecture,
@@ -86,16 +96,6 @@ from peft_methods import (
     row_label,
     synchronize,
 )
-
-from napari_sam_peft.core.architecture import SamArchitecture, build_sam
-from napari_sam_peft.core.embeddings import EmbeddingCache
-from napari_sam_peft.core.estimate import estimate_training, first_trained_stage
-from napari_sam_peft.core.models import LoadedModel, model_identity
-from napari_sam_peft.core.peft import Adapter, PeftSpec, attach, spec_from_preset
-from napari_sam_peft.core.prompting import ObjectPrompts
-from napari_sam_peft.core.sample_data import make_sample
-from napari_sam_peft.core.training import TrainingConfig, train
-from napari_sam_peft.session import AnnotatorSession
 
 TRAINING_ROWS = ("freeze_encoder", "late_ft:11", "late_lora:6-11")
 RELOAD_ROWS = ("late_lora:6-11", "late_ft:11")
@@ -112,7 +112,8 @@ LR = 1e-5
 def base_model(arch: SamArchitecture, device: torch.device) -> LoadedModel:
     torch.manual_seed(0)
     sam = build_sam(arch, device=device)
-    return LoadedModel(sam=sam, identity=model_identity(sam, "vit_b_random"), architecture=arch, source="benchmark")
+    identity = model_identity(sam, "vit_b_random")
+    return LoadedModel(sam=sam, identity=identity, architecture=arch, source="benchmark")
 
 
 def training_samples() -> list[tuple[np.ndarray, np.ndarray]]:
@@ -235,7 +236,8 @@ def measure_micro_sam(row: str, arch: SamArchitecture, device: torch.device, ste
         n_sub_iteration=SUB_ITERATIONS,
         mask_prob=0.5,
     )
-    trainer.max_iteration = steps + 1  # fit() sets it; the epoch loop stops there
+    # What fit() -> _initialize() sets and the epoch loop reads (without its checkpoint folder in the cwd).
+    trainer.max_iteration, trainer.logger = steps + 1, None
     run_epoch = trainer._train_epoch_mixed if amp else trainer._train_epoch
     before = start_memory_window(device)
     run_epoch(_NoProgress())
@@ -408,7 +410,11 @@ def training_table(results: dict[tuple[str, str], dict], device: torch.device) -
         cells = [row_label(row)]
         if ours["status"] == "ok":
             ours_cells = [f"{ours['step_s']:.2f}", f"{ours['estimate_step_s']:.2f}"]
-            ours_cells += [f"{ours['prepare_s_per_image']:.2f}", _memory(ours), _gib(ours["estimate_memory_bytes"])]
+            ours_cells += [
+                f"{ours['prepare_s_per_image']:.2f}",
+                _memory(ours),
+                _gib(ours["estimate_memory_bytes"]),
+            ]
         else:
             ours_cells = ["error"] * 5
         theirs_cells = [f"{theirs['step_s']:.2f}", _memory(theirs)] if theirs["status"] == "ok" else ["error"] * 2
@@ -468,11 +474,15 @@ def main(argv: list[str] | None = None) -> int:
         for row in (TRAINING_ROWS if args.only in ("training", "all") else ())
         for kind in IMPLEMENTATIONS
     }
-    reload = {row: spawn_worker("reload", row, args) for row in (RELOAD_ROWS if args.only in ("reload", "all") else ())}
+    reload = {
+        row: spawn_worker("reload", row, args) for row in (RELOAD_ROWS if args.only in ("reload", "all") else ())
+    }
     machine = machine_description(device)
     height, width = IMAGE_SHAPE
     precision = "autocast (as train_sam)" if args.micro_sam_amp else "float32 (as ours)"
-    print(f"SAM vit_b (random weights) at {arch.img_size}x{arch.img_size}; 'cells' sample images {height}x{width}.")
+    print(
+        f"SAM vit_b (random weights) at {arch.img_size}x{arch.img_size}; 'cells' sample images {height}x{width}."
+    )
     print(f"Machine: {machine}")
     if training:
         print()

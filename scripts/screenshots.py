@@ -10,7 +10,7 @@ from pathlib import Path
 
 import napari
 
-from napari_sam_peft.cli.demo import open_demo_samples
+from napari_sam_peft.cli.demo import dock_widgets, open_demo_samples
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
 
@@ -55,7 +55,8 @@ def _commit_at_centres(widget, labels, objects) -> None:
 
 def samples() -> None:
     viewer = napari.Viewer(title="napari-sam-peft")
-    open_demo_samples(viewer, "both")
+    viewer.open_sample("napari-sam-peft", "nuclei")
+    viewer.open_sample("napari-sam-peft", "cells")
     for name in ("nuclei (domain A) ground truth", "cells (domain B) ground truth"):
         viewer.layers[name].visible = True
         viewer.layers[name].contour = 2
@@ -120,7 +121,106 @@ def dataset_widget() -> None:
     viewer.close()
 
 
+def _wait(condition) -> None:
+    from qtpy.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    while not condition():
+        app.processEvents()
+
+
+def _demo_viewer(workdir: Path):
+    """The demo's window: domain-B images, Segment + Dataset + Finetune, demo model, a store."""
+    viewer = napari.Viewer(title="napari-sam-peft demo")
+    open_demo_samples(viewer, "cells")
+    dock_widgets(viewer, store=workdir / "cells.sampeft.zarr")
+    widgets = {type(w).__name__: w for w in viewer.window.dock_widgets.values()}
+    segment = widgets["SegmentWidget"]
+    _wait(lambda: not segment.active_workers and segment.embeddings is not None)
+    return viewer, widgets
+
+
+def correct() -> None:
+    """Correcting the demo model on domain B: automatic proposals, then a box and correction clicks."""
+    import tempfile
+
+    import numpy as np
+
+    viewer, widgets = _demo_viewer(Path(tempfile.mkdtemp()))
+    segment = widgets["SegmentWidget"]
+    segment.run_automatic()
+    _wait(lambda: not segment.active_workers)
+    truth = viewer.layers["cells (domain B) 1 ground truth"].data
+    rows, cols = np.nonzero(truth == 3)
+    segment.box_layer.add_rectangles(np.array([[rows.min(), cols.min()], [rows.max(), cols.max()]], float))
+    inside = _centre(truth, 3)
+    segment.point_layer.data = np.array([inside, [rows.min() - 4.0, cols.min() - 4.0]])
+    segment.point_layer.properties = {"label": np.array(["positive", "negative"])}
+    segment.segment()
+    segment.point_layer.size = 6
+    viewer.reset_view()
+    segment.native.parent().raise_()
+    _save(viewer, "correct.png")
+    viewer.close()
+
+
+def finetune_and_compare() -> None:
+    """A finished run in the Finetune widget (curves, evaluation table), then base vs adapter masks."""
+    import tempfile
+
+    import numpy as np
+
+    from napari_sam_peft.core.prompting import ObjectPrompts
+
+    viewer, widgets = _demo_viewer(Path(tempfile.mkdtemp()))
+    dataset, finetune, segment = widgets["DatasetWidget"], widgets["FinetuneWidget"], widgets["SegmentWidget"]
+    for index, split in ((1, "train"), (2, "train"), (3, "val")):
+        dataset.import_image.value = f"cells (domain B) {index}"
+        dataset.import_labels.value = f"cells (domain B) {index} ground truth"
+        dataset.import_button.changed.emit(True)
+        image_id = dataset.store.snapshot().images[-1].image_id
+        dataset.store.set_split(image_id, split)
+    dataset.refresh()
+    finetune.steps.value = 60
+    finetune.validate_every.value = 10
+    finetune.lr.value = "1e-3"
+    process = finetune.start()
+    _wait(lambda: process.terminal_event is not None and not finetune._timer.isActive())
+    _wait(lambda: not segment.active_workers)
+    finetune.native.parent().raise_()
+    viewer.reset_view()
+    _save(viewer, "finetune_widget.png")
+
+    truth = viewer.layers["cells (domain B) 1 ground truth"].data
+    boxes = []
+    for obj in [i for i in np.unique(truth) if i]:
+        rows, cols = np.nonzero(truth == obj)
+        boxes.append(ObjectPrompts(box=[rows.min(), cols.min(), rows.max(), cols.max()]))
+    results = {}
+    for choice in ("base model", "adapter"):
+        finetune.compare.value = choice
+        _wait(lambda: not segment.active_workers and segment.embeddings is not None)
+        masks = segment.session.segment(segment.embeddings, boxes)
+        labels = np.zeros(truth.shape, np.uint32)
+        for index, mask in enumerate(masks, start=1):
+            labels[mask & (labels == 0)] = index
+        results[choice] = labels
+    for layer in list(viewer.layers):
+        layer.visible = False
+    image = viewer.layers["cells (domain B) 1"]
+    for choice, labels in results.items():
+        viewer.add_image(image.data, name=f"image ({choice})")
+        viewer.add_labels(labels, name=f"box prompts, {choice}", opacity=0.6)
+    viewer.canvas.grid.enabled = True
+    viewer.canvas.grid.stride = 2
+    viewer.reset_view()
+    _save(viewer, "compare.png")
+    viewer.close()
+
+
 if __name__ == "__main__":
     samples()
     segment_widget()
     dataset_widget()
+    correct()
+    finetune_and_compare()
