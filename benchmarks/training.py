@@ -8,8 +8,9 @@ blocks 6-11, the cost of one step of each project's real training code, on the s
   each step runs only the adapted blocks, the neck and the mask decoder, with the paper's
   objective (box start and point start, then 8 correction sub-iterations, for 5 objects).
   The step times come from the ``on_event`` timestamps. ``train`` validates at its last
-  step, so it runs ``steps + 2`` steps: the first is the warm-up, the last (step plus
-  validation) is not timed.
+  step, so it runs ``steps + 2`` steps: the first is the warm-up, the last (step plus a
+  validation of up to 64 objects at once) counts neither in the time nor in the peak
+  memory, which is read at the end of the last timed step.
 - **micro_sam** is ``micro_sam.training.SamTrainer`` as ``train_sam`` builds it (a
   ``TrainableSAM``, ``ConvertToSamInputs`` with box distortion 0.025, ``mask_prob=0.5``,
   5 objects per batch, ``n_sub_iteration=8``, ``AdamW(lr=1e-5)`` over the model's
@@ -23,9 +24,10 @@ blocks 6-11, the cost of one step of each project's real training code, on the s
   (bfloat16 on the CPU, float16 on CUDA); by default both sides run in float32 here, and
   ``--micro-sam-amp`` measures micro_sam with its autocast.
 
-Note that the two objectives differ in detail: micro_sam runs the whole image encoder (with
-gradients where it trains) at every step, starts each step from points *or* boxes
-(alternating) and makes 8 decoder passes; ours starts from both and makes 10.
+The two objectives differ in detail: micro_sam runs the whole image encoder (with gradients
+where it trains) at every step, starts each step from points *or* boxes (alternating, so
+keep ``--steps`` even) and makes 8 decoder passes, with losses at the image's own size;
+ours starts from both and makes 10, with losses at the image's size in SAM's input frame.
 
 Peak memory is the peak RSS of the worker process on the CPU (``ru_maxrss``) and
 ``torch.cuda.max_memory_allocated`` on CUDA, shown as ``total (+above model)``: "above
@@ -49,7 +51,9 @@ from it on the current image (512x512):
 
 Every (implementation, row) of part 1 and every row of part 2 runs in its own subprocess,
 so each peak memory figure is its own. The models have random weights (cost depends on
-the architecture, not on the weights) and nothing is downloaded.
+the architecture, not on the weights) and nothing is downloaded. On the CPU, give
+``--threads`` no more than the idle cores: when another process holds one of torch's
+cores, the many small operations of the mask decoder slow down many times over.
 
 Usage::
 
@@ -68,7 +72,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -134,8 +138,7 @@ def start_memory_window(device: torch.device) -> int:
     return memory_in_use(device)
 
 
-def memory_result(device: torch.device, before: int) -> dict:
-    peak = memory_peak(device)
+def memory_fields(peak: int, before: int) -> dict:
     return {"peak_bytes": peak, "above_model_bytes": max(peak - before, 0)}
 
 
@@ -152,16 +155,18 @@ def measure_ours(row: str, arch: SamArchitecture, device: torch.device, steps: i
         lr=LR,
     )
     marks: list[float] = []
+    peaks: list[int] = []
 
     def mark(_progress: object) -> None:
         synchronize(device)
         marks.append(time.perf_counter())
+        peaks.append(memory_peak(device))
 
     before = start_memory_window(device)
     start = time.perf_counter()
     train(model, spec, samples, (), config, on_event=mark, on_prepared=mark)
-    memory = memory_result(device, before)
-    # marks: prepared, then the end of each step; step 1 is the warm-up, the last one validates
+    # Index 0 is "prepared", index k the end of step k: step 1 is the warm-up, the last step also
+    # validates (up to 64 objects at once), so neither its time nor its memory counts.
     step_times = np.diff(marks)[1 : steps + 1]
     estimate = estimate_training(spec, arch, device.type, objects_per_image=OBJECTS_PER_IMAGE)
     return {
@@ -169,7 +174,7 @@ def measure_ours(row: str, arch: SamArchitecture, device: torch.device, steps: i
         "trainable": estimate.trainable_params,
         "step_s": float(step_times.mean()),
         "prepare_s_per_image": (marks[0] - start) / len(samples),
-        **memory,
+        **memory_fields(peaks[steps + 1], before),
         "estimate_step_s": estimate.seconds_per_step,
         "estimate_memory_bytes": estimate.memory_bytes,
     }
@@ -188,9 +193,6 @@ class TimedBatches:
         self.device = device
         self.marks: list[float] = []
 
-    def __len__(self) -> int:
-        return len(self.batches)
-
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for batch in self.batches:
             synchronize(self.device)
@@ -199,6 +201,8 @@ class TimedBatches:
 
 
 class _NoProgress:
+    """The progress bar micro_sam's epoch loop updates."""
+
     def update(self, n: int) -> None:
         pass
 
@@ -242,13 +246,13 @@ def measure_micro_sam(row: str, arch: SamArchitecture, device: torch.device, ste
     before = start_memory_window(device)
     run_epoch(_NoProgress())
     synchronize(device)
-    memory = memory_result(device, before)
+    peak = memory_peak(device)
     step_times = np.diff([*loader.marks, time.perf_counter()])[1:]  # the first step is the warm-up
     return {
         "status": "ok",
         "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "step_s": float(step_times.mean()),
-        **memory,
+        **memory_fields(peak, before),
     }
 
 
@@ -394,6 +398,10 @@ def _gib(value: float) -> str:
     return f"{value / 2**30:.2f}"
 
 
+def _cell(result: dict, show: Callable[[dict], str]) -> str:
+    return show(result) if result["status"] == "ok" else "error"
+
+
 def _memory(result: dict) -> str:
     return f"{_gib(result['peak_bytes'])} (+{_gib(result['above_model_bytes'])})"
 
@@ -407,19 +415,16 @@ def training_table(results: dict[tuple[str, str], dict], device: torch.device) -
     ]
     for row in TRAINING_ROWS:
         ours, theirs = results["ours", row], results["micro_sam", row]
-        cells = [row_label(row)]
-        if ours["status"] == "ok":
-            ours_cells = [f"{ours['step_s']:.2f}", f"{ours['estimate_step_s']:.2f}"]
-            ours_cells += [
-                f"{ours['prepare_s_per_image']:.2f}",
-                _memory(ours),
-                _gib(ours["estimate_memory_bytes"]),
-            ]
-        else:
-            ours_cells = ["error"] * 5
-        theirs_cells = [f"{theirs['step_s']:.2f}", _memory(theirs)] if theirs["status"] == "ok" else ["error"] * 2
-        cells += [ours_cells[0], theirs_cells[0], ours_cells[1], ours_cells[2], ours_cells[3], theirs_cells[1]]
-        cells.append(ours_cells[4])
+        cells = [
+            row_label(row),
+            _cell(ours, lambda r: f"{r['step_s']:.2f}"),
+            _cell(theirs, lambda r: f"{r['step_s']:.2f}"),
+            _cell(ours, lambda r: f"{r['estimate_step_s']:.2f}"),
+            _cell(ours, lambda r: f"{r['prepare_s_per_image']:.2f}"),
+            _cell(ours, _memory),
+            _cell(theirs, _memory),
+            _cell(ours, lambda r: _gib(r["estimate_memory_bytes"])),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -431,12 +436,8 @@ def reload_table(results: dict[str, dict]) -> str:
         "|" + "---|" * 6,
     ]
     for row in RELOAD_ROWS:
-        result = results[row]
-        if result["status"] == "ok":
-            keys = ("ours_total_s", "ours_reembed_s", "ours_full_embed_s", "micro_sam_total_s", "micro_sam_load_s")
-            cells = [f"{result[key]:.2f}" for key in keys]
-        else:
-            cells = ["error"] * 5
+        keys = ("ours_total_s", "ours_reembed_s", "ours_full_embed_s", "micro_sam_total_s", "micro_sam_load_s")
+        cells = [_cell(results[row], lambda r, key=key: f"{r[key]:.2f}") for key in keys]
         lines.append("| " + " | ".join([row_label(row), *cells]) + " |")
     return "\n".join(lines)
 
@@ -450,7 +451,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--image-size", type=int, default=1024, help="SAM's input size, a multiple of 16")
-    parser.add_argument("--steps", type=int, default=2, help="timed training steps after one warm-up step")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=2,
+        help="timed steps after one warm-up step (default 2; even, as micro_sam alternates point and box)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch threads on the CPU (default 2)")
     parser.add_argument("--only", choices=("training", "reload", "all"), default="all")
     parser.add_argument(
@@ -469,21 +475,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         return run_worker(*args.worker, args)
     arch, device = architecture(args.image_size), resolve_device(args.device)
-    training = {
-        (kind, row): spawn_worker(kind, row, args)
-        for row in (TRAINING_ROWS if args.only in ("training", "all") else ())
-        for kind in IMPLEMENTATIONS
-    }
-    reload = {
-        row: spawn_worker("reload", row, args) for row in (RELOAD_ROWS if args.only in ("reload", "all") else ())
-    }
+    training_rows = TRAINING_ROWS if args.only in ("training", "all") else ()
+    reload_rows = RELOAD_ROWS if args.only in ("reload", "all") else ()
+    training = {(kind, row): spawn_worker(kind, row, args) for row in training_rows for kind in IMPLEMENTATIONS}
+    reload = {row: spawn_worker("reload", row, args) for row in reload_rows}
     machine = machine_description(device)
     height, width = IMAGE_SHAPE
     precision = "autocast (as train_sam)" if args.micro_sam_amp else "float32 (as ours)"
     print(
         f"SAM vit_b (random weights) at {arch.img_size}x{arch.img_size}; 'cells' sample images {height}x{width}."
     )
-    print(f"Machine: {machine}")
+    threads = f", {args.threads} torch thread(s)" if device.type == "cpu" else ""
+    print(f"Machine: {machine}{threads}")
     if training:
         print()
         print(
