@@ -96,7 +96,8 @@ def table(base: dict, results: list[dict], steps: int, lr: float) -> str:
         f"{m} (change)" for m in ("Point", "Box", "I_P", "I_B")
     )
     lines = [header + " |", "|" + "---|" * 8]
-    lines.append("| demo model (no finetuning) | 0 | — | — | " + " | ".join(f"{base[m]:.3f}" for m in METRICS) + " |")
+    base_cells = " | ".join(f"{base[m]:.3f}" for m in METRICS)
+    lines.append(f"| demo model (no finetuning) | 0 | — | — | {base_cells} |")
     for result in results:
         if "error" in result:
             lines.append(f"| {result['row']} | error: {result['error']} |")
@@ -107,7 +108,8 @@ def table(base: dict, results: list[dict], steps: int, lr: float) -> str:
             f"| {result['row']} | {result['trainable']:,} | {result['train_s']:.0f} | "
             f"{result['peak_rss_gib']:.2f} | {cells} |"
         )
-    return "\n".join(lines) + f"\n\n{steps} steps at most (early stopping), lr {lr}, held-out seeds {HELD_OUT_SEEDS}."
+    note = f"{steps} steps at most (early stopping), lr {lr}, held-out seeds {HELD_OUT_SEEDS}."
+    return "\n".join(lines) + "\n\n" + note
 
 
 def main(argv: list[str] | None = None) -> int:

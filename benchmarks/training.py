@@ -9,7 +9,7 @@ blocks 6-11, the cost of one step of each project's real training code, on the s
   objective (box start and point start, then 8 correction sub-iterations, for 5 objects).
   The step times come from the ``on_event`` timestamps. ``train`` validates at its last
   step, so it runs ``steps + 2`` steps: the first is the warm-up, the last (step plus a
-  validation of up to 64 objects at once) counts neither in the time nor in the peak
+  validation of up to 64 objects, 16 at a time) counts neither in the time nor in the peak
   memory, which is read at the end of the last timed step.
 - **micro_sam** is ``micro_sam.training.SamTrainer`` as ``train_sam`` builds it (a
   ``TrainableSAM``, ``ConvertToSamInputs`` with box distortion 0.025, ``mask_prob=0.5``,
@@ -27,7 +27,8 @@ blocks 6-11, the cost of one step of each project's real training code, on the s
 The two objectives differ in detail: micro_sam runs the whole image encoder (with gradients
 where it trains) at every step, starts each step from points *or* boxes (alternating, so
 keep ``--steps`` even) and makes 8 decoder passes, with losses at the image's own size;
-ours starts from both and makes 10, with losses at the image's size in SAM's input frame.
+ours starts from both and makes 10, with losses at the mask decoder's resolution (1/4 of
+SAM's input frame).
 
 Peak memory is the peak RSS of the worker process on the CPU (``ru_maxrss``) and
 ``torch.cuda.max_memory_allocated`` on CUDA, shown as ``total (+above model)``: "above
@@ -166,7 +167,7 @@ def measure_ours(row: str, arch: SamArchitecture, device: torch.device, steps: i
     start = time.perf_counter()
     train(model, spec, samples, (), config, on_event=mark, on_prepared=mark)
     # Index 0 is "prepared", index k the end of step k: step 1 is the warm-up, the last step also
-    # validates (up to 64 objects at once), so neither its time nor its memory counts.
+    # validates (up to 64 objects, 16 at a time), so neither its time nor its memory counts.
     step_times = np.diff(marks)[1 : steps + 1]
     estimate = estimate_training(spec, arch, device.type, objects_per_image=OBJECTS_PER_IMAGE)
     return {

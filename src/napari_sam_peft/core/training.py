@@ -5,8 +5,8 @@ starts from its box (single-mask output) or from one positive point (multi-mask 
 the best of three counts, as in SAM); then ``sub_iterations`` corrections add one positive
 point in the missed region and one negative point in the spurious region. The loss is
 Dice + BCE on the masks plus MSE between predicted and true IoU, computed at the mask
-decoder's own resolution (1/4 of the model input: upsampling every pass first would cost
-16 times the pixels for the same gradients on the adapter). AdamW, a plateau schedule
+decoder's own resolution (1/4 of SAM's input: upsampling every pass first would cost 16
+times the pixels for the same gradients on the adapter). AdamW, a plateau schedule
 (factor 0.9, patience 10) and early stopping on the validation score (mean IoU of box
 prompts on the validation objects).
 
@@ -89,13 +89,18 @@ def _scale(sam, image_shape) -> float:
     return sam.image_encoder.img_size / max(image_shape[:2])
 
 
-LOW_RES_STRIDE = 4  # SAM's mask decoder predicts at 1/4 of the model's input resolution
+def low_res_stride(sam) -> int:
+    """Input pixels per pixel of the mask decoder's output (4 for SAM: 1024 -> 256; 2 for the demo)."""
+    encoder = sam.image_encoder
+    embedding_side = encoder.img_size // encoder.patch_embed.proj.kernel_size[0]
+    return encoder.img_size // (4 * embedding_side)
 
 
 def object_prompts(labels: np.ndarray, rng: np.random.Generator, n: int, scale: float, device, stride: int = 1):
     """Masks (objects x 1 x H x W), boxes (x0 y0 x1 y1) and one point each, in the model's input frame.
 
-    With ``stride`` 4 the masks are at the decoder's own (low) resolution, as soft area averages.
+    With ``stride`` > 1 (see :func:`low_res_stride`) the masks are at the decoder's own (low)
+    resolution, as soft area averages.
     """
     ids = rng.permutation([i for i in np.unique(labels) if i != 0])[:n]
     size = (round(labels.shape[0] * scale), round(labels.shape[1] * scale))
@@ -212,7 +217,7 @@ class StageInputs:
 def objective(sam, embeddings, labels, rng, objects_per_image: int, sub_iterations: int) -> torch.Tensor:
     """The paper's loss for one image's embeddings: box and point starts, then correction sub-iterations."""
     scale = _scale(sam, labels.shape)
-    stride = LOW_RES_STRIDE
+    stride = low_res_stride(sam)
     target, boxes, points = object_prompts(labels, rng, objects_per_image, scale, embeddings.device, stride)
     size = target.shape[-2:]
     box_logits, box_iou = decode(sam, embeddings, size, boxes=boxes, full_resolution=False)
@@ -256,7 +261,7 @@ def validation_score(
             embeddings = inputs.features(index)
         else:
             embeddings = sam.image_encoder(model_input(sam, image))
-        target, boxes, _ = object_prompts(labels, rng, max_objects, scale, embeddings.device, LOW_RES_STRIDE)
+        target, boxes, _ = object_prompts(labels, rng, max_objects, scale, embeddings.device, low_res_stride(sam))
         for start in range(0, len(boxes), VALIDATION_BATCH):  # bounded memory with many objects
             chunk = slice(start, start + VALIDATION_BATCH)
             logits, _ = decode(sam, embeddings, target.shape[-2:], boxes=boxes[chunk], full_resolution=False)
