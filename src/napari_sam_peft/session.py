@@ -2,8 +2,9 @@
 
 One :class:`AnnotatorSession` per viewer holds the base model, the active adapter, the
 predictor and the embedding cache. Widgets observe its signals and never reach into each
-other; the training worker (later) writes adapters that the session attaches in place, so
-the Segment widget's next prompt uses them without reloading the base model.
+other; adapters written by the training worker are attached in place (the Finetune
+widget does it), so the Segment widget's next prompt uses them without reloading the base
+model, and the current image is re-embedded from its kept block-k input.
 
 Methods that run models take a lock, so an adapter switch cannot happen half-way through
 an embedding computed on a worker thread.

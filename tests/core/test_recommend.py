@@ -1,5 +1,5 @@
 from napari_sam_peft.core.architecture import DEMO, VIT_B, VIT_H
-from napari_sam_peft.core.peft import PRESETS, recommend_preset
+from napari_sam_peft.core.peft import recommend_preset
 
 GIB = 1024**3
 
@@ -10,9 +10,10 @@ def test_cpu_trains_the_decoder_from_cached_embeddings():
     assert "CPU" in rec.reason
 
 
-def test_cpu_with_the_small_demo_model_adapts_only_the_last_block():
+def test_cpu_with_the_small_demo_model_adapts_the_late_blocks_at_a_higher_learning_rate():
     rec = recommend_preset("cpu", DEMO)
-    assert rec.preset in PRESETS and rec.blocks == "last 1"
+    assert rec.preset == "late_lora" and rec.blocks is None and rec.lr == 1e-3
+    assert recommend_preset("cpu", VIT_B).lr == 1e-5  # the paper's rate for SAM-sized models
 
 
 def test_gpu_memory_moves_the_choice_towards_late_blocks():

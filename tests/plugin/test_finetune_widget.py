@@ -78,7 +78,8 @@ def _wait_for_end(qtbot, finetune, segment, timeout=180_000):
 
 def test_the_recommended_preset_is_preselected_with_its_reason(loop):
     _, _, finetune = loop
-    assert finetune.preset.value == "late_lora" and finetune.blocks.value == "last 1"
+    assert finetune.preset.value == "late_lora" and finetune.blocks.value == ""
+    assert finetune.lr.value == "0.001"
     assert "Recommended on cpu: late_lora" in finetune.recommendation.value
     assert "parameters train" in finetune.estimate.value and "GiB" in finetune.estimate.value
     assert "3 training objects" in finetune.data_status.value

@@ -144,6 +144,7 @@ class FinetuneWidget(Container):
         pick = recommend_preset(device, self._architecture())
         self.preset.value = pick.preset
         self.blocks.value = pick.blocks or ""
+        self.lr.value = f"{pick.lr:g}"
         self.recommendation.value = f"Recommended on {device.type}: {pick.preset}. {pick.reason}"
         self.recommendation.native.setWordWrap(True)
         self._update_estimate()

@@ -40,7 +40,7 @@ METRIC_NAMES = ("Point", "Box", "I_P", "I_B")
 class DemoSettings:
     preset: str | None = None  # None: the recommender's choice
     blocks: str | None = None
-    steps: int = 150
+    steps: int = 200
     lr: float | None = None  # None: the recommender's choice
     objects_per_image: int = 8
     train_seeds: tuple[int, ...] = TRAIN_SEEDS

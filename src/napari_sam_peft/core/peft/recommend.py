@@ -51,8 +51,11 @@ def recommend_preset(
         if size < 0.1:
             return Recommendation(
                 "late_lora",
-                "last 1",
-                "CPU with a small model: LoRA in the last block only keeps every step short.",
+                None,
+                "CPU with a small model: LoRA in the later half of the blocks; the earlier blocks run once per "
+                "image, so a step costs only the adapted blocks and the decoder. A small model with few "
+                "annotations learns faster at lr 1e-3.",
+                lr=1e-3,
             )
         return Recommendation(
             "freeze_encoder",
