@@ -14,7 +14,8 @@ from napari_sam_peft.core.store import AnnotationStore
 def test_the_simulated_user_commits_every_true_object_and_says_how():
     sample = make_sample("nuclei", seed=3)  # the demo model's own domain: mostly accepted or quick fixes
     counts = CorrectionCounts()
-    committed = correct_image(SamPredictor(load_model("demo", device="cpu").sam), sample.image, sample.labels, counts)
+    predictor = SamPredictor(load_model("demo", device="cpu").sam)
+    committed = correct_image(predictor, sample.image, sample.labels, counts)
     n_objects = len(np.unique(sample.labels)) - 1
     assert len(committed) == n_objects
     assert counts.accepted_automatic + counts.corrected_with_prompts + counts.painted == n_objects

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_sam_peft.core.evaluation import farthest_interior_point, evaluate_interactive
+from napari_sam_peft.core.evaluation import evaluate_interactive, farthest_interior_point
 
 
 class OraclePredictor:

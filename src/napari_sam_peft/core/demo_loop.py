@@ -72,12 +72,8 @@ class DemoResult:
         """The before/after table, as markdown."""
         lines = ["| held-out mSA | " + " | ".join(METRIC_NAMES) + " |", "|---|---|---|---|---|"]
         lines.append("| demo model | " + " | ".join(f"{self.before[m]:.3f}" for m in METRICS) + " |")
-        lines.append(
-            f"| + {self.preset} adapter | " + " | ".join(f"{self.after[m]:.3f}" for m in METRICS) + " |"
-        )
-        lines.append(
-            "| change | " + " | ".join(f"{self.after[m] - self.before[m]:+.3f}" for m in METRICS) + " |"
-        )
+        lines.append(f"| + {self.preset} adapter | " + " | ".join(f"{self.after[m]:.3f}" for m in METRICS) + " |")
+        lines.append("| change | " + " | ".join(f"{self.after[m] - self.before[m]:+.3f}" for m in METRICS) + " |")
         return "\n".join(lines)
 
 
@@ -194,12 +190,14 @@ def run_headless_demo(workdir: str | Path, settings: DemoSettings | None = None,
         seed=settings.seed,
         out=workdir / "demo_cells_adapter.safetensors",
     )
-    say(f"finetuning {preset} ({pick.reason if not settings.preset else 'chosen'}), lr {lr}, {settings.steps} steps")
+    why = pick.reason if not settings.preset else "chosen"
+    say(f"finetuning {preset} ({why}), lr {lr}, {settings.steps} steps")
     start = time.perf_counter()
 
     def report(event: dict) -> None:
         if event["event"] == "progress" and event["val_score"] is not None:
-            say(f"  step {event['step']}/{event['steps']}: loss {event['loss']:.3f}, val box IoU {event['val_score']:.3f}")
+            step, loss, score = event["step"], event["loss"], event["val_score"]
+            say(f"  step {step}/{event['steps']}: loss {loss:.3f}, val box IoU {score:.3f}")
 
     record = run_job(job, report)
     seconds["finetune"] = time.perf_counter() - start
