@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.perf_counter() - start:.0f} s] {row}: {results[-1]}", file=sys.stderr)
     print(table(base, results, args.steps, args.lr))
     if args.json:
-        args.json.write_text(json.dumps({"base": base, "results": results, "args": vars(args)}, indent=1))
+        payload = {"base": base, "results": results, "args": vars(args)}
+        args.json.write_text(json.dumps(payload, indent=1, default=str))
     return 0
 
 
