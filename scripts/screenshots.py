@@ -15,11 +15,20 @@ from napari_sam_peft.cli.demo import dock_widgets, open_demo_samples
 OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
 
 
-def _save(viewer: napari.Viewer, name: str) -> None:
+def _save(viewer: napari.Viewer, name: str, canvas_only: bool = False, dock_width: int | None = None) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    viewer.window._qt_window.resize(1400, 860)
+    window = viewer.window._qt_window
+    window.resize(1400, 860) if dock_width is None else window.resize(1600, 1000)
+    if dock_width is not None:
+        from qtpy.QtCore import Qt
+
+        docks = [widget.native.parent() for widget in viewer.window.dock_widgets.values()]
+        window.resizeDocks(docks, [dock_width] * len(docks), Qt.Orientation.Horizontal)
     napari.qt.get_qapp().processEvents()
-    viewer.screenshot(str(OUT / name), canvas_only=False)
+    if canvas_only:
+        viewer.reset_view()  # fit the layers to the final canvas size
+        napari.qt.get_qapp().processEvents()
+    viewer.screenshot(str(OUT / name), canvas_only=canvas_only)
     print(f"wrote {OUT / name}")
 
 
@@ -189,7 +198,7 @@ def finetune_and_compare() -> None:
     _wait(lambda: not segment.active_workers)
     finetune.native.parent().raise_()
     viewer.reset_view()
-    _save(viewer, "finetune_widget.png")
+    _save(viewer, "finetune_widget.png", dock_width=620)
 
     truth = viewer.layers["cells (domain B) 1 ground truth"].data
     boxes = []
@@ -205,17 +214,16 @@ def finetune_and_compare() -> None:
         for index, mask in enumerate(masks, start=1):
             labels[mask & (labels == 0)] = index
         results[choice] = labels
-    for layer in list(viewer.layers):
-        layer.visible = False
-    image = viewer.layers["cells (domain B) 1"]
-    for choice, labels in results.items():
-        viewer.add_image(image.data, name=f"image ({choice})")
-        viewer.add_labels(labels, name=f"box prompts, {choice}", opacity=0.6)
-    viewer.canvas.grid.enabled = True
-    viewer.canvas.grid.stride = 2
-    viewer.reset_view()
-    _save(viewer, "compare.png")
+    image = viewer.layers["cells (domain B) 1"].data
     viewer.close()
+    side_by_side = napari.Viewer(title="base vs adapter")  # the canvas alone: left base, right adapter
+    for choice, labels in results.items():
+        side_by_side.add_image(image, name=f"image ({choice})")
+        side_by_side.add_labels(labels, name=f"box prompts, {choice}", opacity=0.6)
+    side_by_side.canvas.grid.enabled = True
+    side_by_side.canvas.grid.stride = 2
+    _save(side_by_side, "compare.png", canvas_only=True)
+    side_by_side.close()
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ class AnnotatorSession:
     #: {"image_layer", "object_ids"}: a commit was undone
     objects_uncommitted = Signal(object)
     store_changed = Signal(object)  # AnnotationStore | None: the store the Dataset widget opened
+    store_updated = Signal(object)  # AnnotationStore: its content changed (commit, import, split, removal)
 
     def __init__(self, cache: EmbeddingCache | None = None) -> None:
         self._cache = cache

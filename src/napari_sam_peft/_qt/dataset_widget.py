@@ -105,6 +105,7 @@ class DatasetWidget(Container):
             return
         snapshot = self.store.snapshot()
         info = snapshot.info()
+        self.session.store_updated.emit(self.store)
         self.summary.value = (
             f"{info['images']} images, {info['objects']} objects "
             f"(train {info['train_objects']}, val {info['val_objects']}); snapshot {info['snapshot'][:8]}"

@@ -82,7 +82,9 @@ class FinetuneWidget(Container):
         self.val_plot = CurvePlot("validation box IoU", "#81C784")
         self.compare = ComboBox(label="segment with", choices=["adapter", "base model"], value="adapter")
         self.evaluation_table = Table(value=self._evaluation_rows(None))
+        self.evaluation_table.native.setMinimumHeight(130)
         self.history = Table(value=self._history_rows())
+        self.history.native.setMinimumHeight(130)
         self.load_run_button = PushButton(text="Load the selected run's adapter")
         self.extend(
             [
@@ -122,8 +124,7 @@ class FinetuneWidget(Container):
         self.device.changed.connect(self._recommend)
         self.session.model_changed.connect(self._recommend)
         self.session.store_changed.connect(self._store_changed)
-        self.session.objects_committed.connect(self._update_data_status)
-        self.session.objects_uncommitted.connect(self._update_data_status)
+        self.session.store_updated.connect(self._update_data_status)
         self._recommend()
         self._store_changed(self.session.store)
 
