@@ -24,8 +24,9 @@ def session(tiny_model, tmp_path):
     return session
 
 
-def _lora_adapter(model: LoadedModel, seed: int) -> Adapter:
-    handle = attach(model.sam, spec_from_preset("lora", TINY.depth, rank=2))
+def _lora_adapter(model: LoadedModel, seed: int, preset: str = "lora", blocks: str | None = None) -> Adapter:
+    """An adapter with random (non-zero) trained tensors."""
+    handle = attach(model.sam, spec_from_preset(preset, TINY.depth, blocks=blocks, rank=2))
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in handle.trainable_parameters():
@@ -168,19 +169,8 @@ def test_segmenting_while_the_model_is_busy_fails_fast_instead_of_freezing(sessi
     assert session.segment(embeddings, [ObjectPrompts(points=[[30, 30]], labels=[1])])[0].shape == IMAGE.shape
 
 
-def _late_lora_adapter(model: LoadedModel, seed: int, blocks: str = "last 1") -> Adapter:
-    handle = attach(model.sam, spec_from_preset("late_lora", TINY.depth, blocks=blocks, rank=2))
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in handle.trainable_parameters():
-            p.add_(torch.randn(p.shape, generator=generator) * 0.5)
-    adapter = Adapter.from_attached(handle, model)
-    handle.detach()
-    return adapter
-
-
 def test_reloading_an_adapter_runs_only_the_adapted_blocks_and_matches_a_full_run(session, tiny_model, tmp_path):
-    first, second = _late_lora_adapter(tiny_model, 1), _late_lora_adapter(tiny_model, 2)
+    first, second = (_lora_adapter(tiny_model, seed, "late_lora", "last 1") for seed in (1, 2))
     session.stage_hint = TINY.depth  # the Finetune widget's hint: keep the last block's input
     session.compute_embeddings(IMAGE)  # base, captures the block-3 input on the way
     session.set_adapter(first)
