@@ -252,3 +252,8 @@ def test_any_sequence_of_commits_and_deletions_reads_back_as_a_model_says(tmp_pa
     for object_id, (image_id, mask) in model_objects.items():
         assert stored[object_id][0] == image_id
         np.testing.assert_array_equal(stored[object_id][1], mask)
+
+
+def test_a_store_can_be_created_several_missing_folders_deep(tmp_path):
+    store = AnnotationStore.create(tmp_path / "a" / "b" / "c" / "project.sampeft.zarr")
+    assert store.info()["images"] == 0

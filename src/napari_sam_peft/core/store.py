@@ -118,7 +118,8 @@ class AnnotationStore:
 
     def _create(self) -> None:
         parent = self.path.parent
-        if not os.access(parent if parent.exists() else parent.parent, os.W_OK):
+        existing = next(folder for folder in (parent, *parent.parents) if folder.exists())
+        if not os.access(existing, os.W_OK):
             raise StoreError(
                 f"Cannot create a store in {parent}: the folder is not writable. Choose another folder."
             )
