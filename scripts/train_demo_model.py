@@ -26,7 +26,14 @@ import torch.nn.functional as F
 from napari_sam_peft.core.architecture import DEMO, build_sam
 from napari_sam_peft.core.models import model_identity, save_model
 from napari_sam_peft.core.sample_data import make_sample
-from napari_sam_peft.core.training import correction_points, decode, mask_losses, model_input, object_prompts
+from napari_sam_peft.core.training import (
+    correction_points,
+    decode,
+    mask_losses,
+    model_input,
+    object_prompts,
+    start_losses,
+)
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "src" / "napari_sam_peft" / "data" / "demo_sam.safetensors"
 MAX_OBJECTS = 8
@@ -40,20 +47,9 @@ def train_step(sam, optimizer, rng, corrections: int = 2) -> float:
     embeddings = sam.image_encoder(model_input(sam, sample.image))
     target, boxes, points = object_prompts(sample.labels, rng, MAX_OBJECTS, 1.0, embeddings.device)
     size = target.shape[-2:]
-    box_logits, box_iou = decode(sam, embeddings, size, boxes=boxes)
-    box_loss, box_true = mask_losses(box_logits, target)
-    point_logits, point_iou = decode(sam, embeddings, size, points=points, multimask=True)
-    point_loss, point_true = mask_losses(point_logits, target)
-    loss = (
-        box_loss.mean()
-        + point_loss.min(dim=1).values.mean()
-        + F.mse_loss(box_iou, box_true.detach())
-        + F.mse_loss(point_iou, point_true.detach())
-    )
+    loss, current = start_losses(sam, embeddings, target, boxes, points)
     # The paper's correction sub-iterations: add a positive point in the missed region and a
     # negative one in the spurious region, and predict again (single-mask output).
-    best = point_loss.argmin(dim=1)
-    current = point_logits[torch.arange(len(best)), best][:, None]
     prompts, labels = points, torch.ones(points.shape[:2])
     for _ in range(corrections):
         new_points, new_labels = correction_points(current, target, rng)

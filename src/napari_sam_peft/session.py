@@ -76,6 +76,7 @@ class AnnotatorSession:
         self.stage_hint: int | None = None
         self._stage_inputs: OrderedDict[tuple[str, str, int], tuple] = OrderedDict()
         self.reembedded_from_stage = 0  # embeddings computed from a kept block-k input
+        self._frozen_stages = 0  # see frozen_stages; set whenever the model or adapter changes
         self.store = None  # the annotation store training reads (set by the Dataset widget)
 
     def set_store(self, store) -> None:
@@ -127,10 +128,8 @@ class AnnotatorSession:
     @property
     def frozen_stages(self) -> int:
         """Leading encoder stages the current adapter leaves untouched (all of them without one)."""
-        model = self.require_model()
-        if self._handle is None:
-            return model.architecture.depth + 2
-        return frozen_prefix_stages(model.sam)
+        self.require_model()
+        return self._frozen_stages
 
     @property
     def embedding_adapter_key(self) -> str:
@@ -191,6 +190,9 @@ class AnnotatorSession:
     def _tag_predictor(self) -> None:
         """micro_sam's embedding signature includes the predictor's hash: make it model + adapter."""
         if self.predictor is not None and self.model is not None:
+            # derived once per model/adapter change, not on every embedding lookup
+            depth = self.model.architecture.depth
+            self._frozen_stages = depth + 2 if self._handle is None else frozen_prefix_stages(self.model.sam)
             tag_predictor(self.predictor, self.model, self.embedding_adapter_key)
 
     # ------------------------------------------------------------- embeddings

@@ -214,15 +214,15 @@ class StageInputs:
         return run_stages(self.sam.image_encoder, self.inputs[index], self.stage)
 
 
-def objective(sam, embeddings, labels, rng, objects_per_image: int, sub_iterations: int) -> torch.Tensor:
-    """The paper's loss for one image's embeddings: box and point starts, then correction sub-iterations."""
-    scale = _scale(sam, labels.shape)
-    stride = low_res_stride(sam)
-    target, boxes, points = object_prompts(labels, rng, objects_per_image, scale, embeddings.device, stride)
+def start_losses(sam, embeddings, target, boxes, points, full_resolution: bool = True):
+    """The loss of the first prompts (box, and one point with the best of three masks) and the
+    point start's best mask, from which the correction sub-iterations go on."""
     size = target.shape[-2:]
-    box_logits, box_iou = decode(sam, embeddings, size, boxes=boxes, full_resolution=False)
+    box_logits, box_iou = decode(sam, embeddings, size, boxes=boxes, full_resolution=full_resolution)
     box_loss, box_true = mask_losses(box_logits, target)
-    point_logits, point_iou = decode(sam, embeddings, size, points=points, multimask=True, full_resolution=False)
+    point_logits, point_iou = decode(
+        sam, embeddings, size, points=points, multimask=True, full_resolution=full_resolution
+    )
     point_loss, point_true = mask_losses(point_logits, target)
     loss = (
         box_loss.mean()
@@ -231,7 +231,16 @@ def objective(sam, embeddings, labels, rng, objects_per_image: int, sub_iteratio
         + F.mse_loss(point_iou, point_true.detach())
     )
     best = point_loss.argmin(dim=1)
-    current = point_logits[torch.arange(len(best)), best][:, None]
+    return loss, point_logits[torch.arange(len(best)), best][:, None]
+
+
+def objective(sam, embeddings, labels, rng, objects_per_image: int, sub_iterations: int) -> torch.Tensor:
+    """The paper's loss for one image's embeddings: box and point starts, then correction sub-iterations."""
+    scale = _scale(sam, labels.shape)
+    stride = low_res_stride(sam)
+    target, boxes, points = object_prompts(labels, rng, objects_per_image, scale, embeddings.device, stride)
+    size = target.shape[-2:]
+    loss, current = start_losses(sam, embeddings, target, boxes, points, full_resolution=False)
     prompts, prompt_labels = points, torch.ones(points.shape[:2], device=points.device)
     for _ in range(sub_iterations):
         new_points, new_labels = correction_points(current, target, rng, stride)
