@@ -20,7 +20,9 @@ def automatic_segmentation(
     min_object_size: int = 25,
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """An instance segmentation (uint32 labels, 0 = background) of the whole image.
+    """An instance segmentation (uint32 labels, 0 = background, shape (H, W)) of the whole image.
+
+    ``image`` is greyscale (H, W) or RGB (H, W, 3), as checked by ``check_image``.
 
     ``points_per_side`` defaults to 32 for SAM-sized models and 16 for small ones.
     Uses micro_sam's ``AutomaticMaskGenerator`` (``TiledAutomaticMaskGenerator`` for tiled

@@ -24,6 +24,11 @@ ProgressCallback = Callable[[int, int], None]
 
 BASE_ADAPTER_KEY = "base"  # the adapter part of the key for the base model alone
 
+#: micro_sam's ``ndim`` for every image we embed. Without it micro_sam takes the array's ndim, so an
+#: RGB image (H, W, 3) would be embedded as a stack of H planes of shape (W, 3). ``check_image``
+#: guarantees a 2D image, greyscale or with a colour axis last.
+IMAGE_NDIM = 2
+
 
 def default_cache_dir() -> Path:
     """``$NAPARI_SAM_PEFT_CACHE`` or the user cache folder (e.g. ``~/.cache/napari-sam-peft``)."""
@@ -110,39 +115,24 @@ class EmbeddingCache:
 
         ``predictor`` must already carry the base model and adapter the key names.
         """
-        from micro_sam.util import precompute_image_embeddings
-
         bar = _ProgressAdapter(progress)
         final = self.path(key)
         if key in self:
             self.reused += 1
-            return precompute_image_embeddings(
-                predictor, image, save_path=str(final), tile_shape=key.tile_shape, halo=key.halo, verbose=False
-            )
+            return _embed(predictor, image, final, key)
         if final.exists():  # an unreadable leftover
             shutil.rmtree(final, ignore_errors=True)
         tmp = self.root / f".{key.name}.{os.getpid()}.tmp.zarr"
         shutil.rmtree(tmp, ignore_errors=True)
         try:
-            embeddings = precompute_image_embeddings(
-                predictor,
-                image,
-                save_path=str(tmp),
-                tile_shape=key.tile_shape,
-                halo=key.halo,
-                verbose=False,
-                pbar_init=bar.init,
-                pbar_update=bar.update,
-            )
+            embeddings = _embed(predictor, image, tmp, key, pbar_init=bar.init, pbar_update=bar.update)
             os.replace(tmp, final) if not final.exists() else shutil.rmtree(tmp, ignore_errors=True)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         self.computed += 1
         if isinstance(embeddings.get("features"), zarr.Array | zarr.Group):
             # Tiled embeddings point into the zarr group: reopen them from the final place.
-            return precompute_image_embeddings(
-                predictor, image, save_path=str(final), tile_shape=key.tile_shape, halo=key.halo, verbose=False
-            )
+            return _embed(predictor, image, final, key)
         return embeddings
 
     def read(self, key: EmbeddingKey) -> dict | None:
@@ -192,6 +182,22 @@ class EmbeddingCache:
     def clear(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
         self.root.mkdir(parents=True, exist_ok=True)
+
+
+def _embed(predictor, image: np.ndarray, path: Path, key: EmbeddingKey, **callbacks) -> dict:
+    """micro_sam's embeddings of one 2D image (greyscale or RGB) in the zarr group at ``path``."""
+    from micro_sam.util import precompute_image_embeddings
+
+    return precompute_image_embeddings(
+        predictor,
+        image,
+        save_path=str(path),
+        ndim=IMAGE_NDIM,
+        tile_shape=key.tile_shape,
+        halo=key.halo,
+        verbose=False,
+        **callbacks,
+    )
 
 
 class _ProgressAdapter:

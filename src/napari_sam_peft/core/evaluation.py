@@ -92,6 +92,8 @@ def evaluate_interactive(
 ) -> dict[str, float]:
     """Point, Box, I_P and I_B mSA (0..1) over (image, instance labels) pairs, and the object count.
 
+    Images are 2D, greyscale (H, W) or RGB (H, W, 3); labels are (H, W).
+
     ``predictor`` is a ``SamPredictor`` carrying the model (and adapter) to evaluate.
     """
     from elf.evaluation import mean_segmentation_accuracy
@@ -101,7 +103,8 @@ def evaluate_interactive(
     scores: dict[str, list[float]] = {m: [] for m in METRICS}
     n_objects = 0
     for index, (image, gt_labels) in enumerate(samples):
-        embeddings = precompute_image_embeddings(predictor, image, verbose=False)
+        # ndim=2: an RGB image (H, W, 3) is one colour image, not a stack of H planes
+        embeddings = precompute_image_embeddings(predictor, image, ndim=2, verbose=False)
         set_precomputed(predictor, embeddings)
         ids = [i for i in np.unique(gt_labels) if i != 0]
         n_objects += len(ids)

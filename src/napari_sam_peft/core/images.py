@@ -1,8 +1,11 @@
 """Checking and describing the images users hand to SAM.
 
 SAM takes 2D greyscale or RGB images; micro_sam normalises any dtype to 0..255 per
-channel. What it cannot take (empty, tiny, NaN, 4 channels, 3D stacks) is refused here
-with a message that says what to do, before any model runs.
+channel (greyscale is repeated into 3 channels, so (H, W) and the same image stacked as 3
+identical channels give the same masks). An RGB image is (H, W, 3), colour last, as napari
+holds it (``layer.rgb``); everything after ``check_image`` treats it as one 2D image. What
+SAM cannot take (empty, tiny, NaN, 4 channels, 3D stacks) is refused here with a message
+that says what to do, before any model runs.
 """
 
 from __future__ import annotations
@@ -73,6 +76,11 @@ def check_image(data: np.ndarray, rgb: bool | None = None) -> np.ndarray:
     if image.min() == image.max():
         raise InvalidImageError(
             f"The image is blank (every pixel is {image.flat[0]}): nothing to segment. Pick another image."
+        )
+    if image.ndim == 3 and (image.min(axis=(0, 1)) == image.max(axis=(0, 1))).all():
+        # SAM normalises each channel on its own: a uniform colour becomes a black image
+        raise InvalidImageError(
+            f"The image is one uniform colour ({image[0, 0].tolist()}): nothing to segment. Pick another image."
         )
     return image
 
