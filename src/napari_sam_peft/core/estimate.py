@@ -1,19 +1,36 @@
 """A rough estimate of a run's memory and time, shown before it starts.
 
-Compute is counted from the architecture: only the encoder stages from the first adapted
-one run at each step (forward and backward, about 3x a forward pass), plus the prompt
-encoder and mask decoder once per object and prompt round. Memory is the weights, the
-trainable parameters' gradients and AdamW state, and the activations of the trained
-stages (attention maps included). The device's speed comes from a short matrix-multiply
-probe. The estimate is meant to tell minutes from hours and fits from does-not-fit;
-docs/benchmarks.md compares it with measured runs.
+The estimate is deterministic: it counts work from the architecture and the adapter and
+divides by a fixed, documented speed per device kind. It measures nothing, so the same
+inputs give the same answer on an idle and on a busy machine (a timing probe reads a busy
+machine as slow and made the estimate swing 20x with load).
+
+Time per step is two terms:
+
+- **arithmetic**: the floating-point operations of one step divided by the device's float32
+  throughput (:func:`device_throughput`) and an efficiency factor. Only the encoder stages from
+  the first adapted one run at each step (the earlier ones run once per image); a stage's
+  backward costs its input gradients (1x the forward) plus the weight gradients of the share of
+  its weights that trains (up to 1x more), and the attention maps' backward 2x. The prompt
+  encoder and mask decoder run once per object and decoder pass (box start, point start, then
+  one per correction sub-iteration).
+- **per-operation overhead**: every tensor operation costs a fixed time on top of its arithmetic
+  (dispatch, autograd bookkeeping, thread wake-up; a kernel launch on a GPU). A step runs about
+  1,500 of them per decoder pass, ~250-350 per trained encoder block and ~11 per trainable tensor in
+  the AdamW step (counted with a dispatch mode on the demo model). It is why a small model's step
+  costs more than its arithmetic says (a fifth of the demo model's step on a CPU, 3 % of vit_b's).
+
+Memory is the weights, the trainable parameters' gradients and AdamW state, and the activations
+of the trained stages (attention maps included). The constants are calibrated against measured
+steps (docs/benchmarks.md, ``benchmarks/estimate_check.py``): within 2x of the measured step on a
+CPU for the demo model and SAM vit_b; GPU figures are conservative and not calibrated.
 """
 
 from __future__ import annotations
 
-import time
+import math
 from dataclasses import dataclass
-from functools import cache
+from functools import lru_cache
 
 import torch
 
@@ -21,8 +38,30 @@ from .architecture import SamArchitecture
 from .peft import PeftSpec
 
 _BYTES = 4  # float32
-ENCODER_EFFICIENCY = 1 / 2.8  # fraction of the probe's speed that encoder blocks reach
-DECODER_EFFICIENCY = 1 / 4.5  # the mask decoder's many small operations reach less
+
+# Float32 throughput per device kind (FLOP/s), fixed so the estimate measures nothing.
+#: One CPU core (torch thread): a conservative sustained float32 matrix-multiply rate of a current
+#: x86 server or desktop core (AVX2/AVX-512 FMA at 2-3 GHz peaks at 64-160 GFLOP/s).
+CPU_FLOPS_PER_THREAD = 50e9
+#: One CUDA streaming multiprocessor: 64 float32 lanes x 2 (fused multiply-add) x 1.5 GHz. Exact for
+#: an A100 (19.5 TFLOP/s), low for newer GPUs with 128 lanes per SM (safe: it overestimates time).
+CUDA_FLOPS_PER_SM = 64 * 2 * 1.5e9
+#: Used when a CUDA device cannot be asked for its properties.
+CUDA_FALLBACK_FLOPS = 20e12
+#: An Apple GPU: an M1-class figure (larger chips are faster; the estimate stays on the safe side).
+MPS_FLOPS = 2.5e12
+
+# The share of that throughput real layers reach (calibrated on the CPU, see the module docstring).
+ENCODER_EFFICIENCY = 0.7  # vit_b blocks on 2 threads: ~70 GFLOP/s measured (late_ft 11, late_lora 6-11)
+DECODER_EFFICIENCY = 0.8  # the mask decoder per object and pass (between vit_b and the demo model)
+
+# Fixed time per tensor operation (forward or backward), per device kind.
+OP_SECONDS = {"cpu": 12e-6, "cuda": 15e-6, "mps": 30e-6}
+OPS_PER_DECODER_PASS = 1500  # prompt encoder, two-way transformer (depth 2), upscaling, heads, loss; fwd+bwd
+OPS_PER_ENCODER_BLOCK = 250  # one ViT block, forward and backward
+OPS_PER_ADAPTED_BLOCK = 100  # more where an adapter wraps the block's layers (LoRA on q, k, v, MLP)
+OPS_PER_NECK = 60
+OPS_PER_TRAINABLE_TENSOR = 11  # AdamW's per-parameter update
 
 
 @dataclass(frozen=True)
@@ -48,48 +87,82 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+@dataclass(frozen=True)
+class _Counts:
+    total_params: int
+    trainable_params: int
+    trainable_tensors: int
+    stage: int  # first trained encoder stage
+    block_trained: tuple[float, ...]  # per block: the trained share of its parameters (0..1)
+    block_adapted: tuple[bool, ...]  # per block: an adapter wraps some of its layers
+    neck_trained: float
+    decoder_trained: float
+
+
 def first_trained_stage(spec: PeftSpec, architecture: SamArchitecture) -> int:
     """The first encoder stage ``spec`` adapts (``depth + 2``: the encoder stays frozen)."""
-    return _meta_counts(spec, architecture)[2]
+    return _meta_counts(spec, architecture).stage
 
 
-def _meta_counts(spec: PeftSpec, architecture: SamArchitecture) -> tuple[int, int, int]:
-    """(all parameters, trainable parameters, first trained encoder stage), on the meta device."""
+def _meta_counts(spec: PeftSpec, architecture: SamArchitecture) -> _Counts:
+    """What ``spec`` trains on ``architecture``, counted on the meta device (no memory; cached)."""
+    return _counts(spec.to_json(), architecture)
+
+
+@lru_cache(maxsize=64)
+def _counts(spec_json: str, architecture: SamArchitecture) -> _Counts:
     from dataclasses import replace
 
     from .architecture import build_sam
     from .encoder_split import frozen_prefix_stages
     from .peft import attach
 
+    spec = PeftSpec.from_json(spec_json)
     sam = build_sam(architecture, device="meta")
+    base = {name for name, _ in sam.named_parameters()}
     if spec.options.get("quantize"):  # counts like LoRA: quantisation changes storage only
         spec = replace(spec, options={**spec.options, "quantize": False})
     handle = attach(sam, spec)
-    return sum(p.numel() for p in sam.parameters()), handle.num_trainable(), frozen_prefix_stages(sam)
+    trainable = handle.trainable_parameters()
+    named = list(sam.named_parameters())
+
+    def share(prefix: str) -> float:
+        inside = [(n, p) for n, p in named if n.startswith(prefix)]
+        total = sum(p.numel() for n, p in inside if n in base) or 1
+        return min(1.0, sum(p.numel() for _, p in inside if p.requires_grad) / total)
+
+    def adapted(prefix: str) -> bool:
+        return any(n.startswith(prefix) and n not in base for n, _ in named)
+
+    blocks = [f"image_encoder.blocks.{i}." for i in range(architecture.depth)]
+    return _Counts(
+        total_params=sum(p.numel() for p in sam.parameters()),
+        trainable_params=handle.num_trainable(),
+        trainable_tensors=len(trainable),
+        stage=frozen_prefix_stages(sam),
+        block_trained=tuple(share(b) for b in blocks),
+        block_adapted=tuple(adapted(b) for b in blocks),
+        neck_trained=share("image_encoder.neck."),
+        decoder_trained=share("mask_decoder."),
+    )
 
 
-@cache
-def device_flops_per_second(device: str) -> float:
-    """Sustained float32 matmul throughput of a device (a ~0.1 s probe, measured once)."""
+def device_throughput(device: str | torch.device) -> float:
+    """The fixed float32 throughput (FLOP/s) the estimate assumes for ``device``; measures nothing.
+
+    CPU: :data:`CPU_FLOPS_PER_THREAD` times the threads torch uses (``torch.get_num_threads()``).
+    CUDA: :data:`CUDA_FLOPS_PER_SM` times the device's multiprocessors. MPS: :data:`MPS_FLOPS`.
+    """
     target = torch.device(device)
-    n = 512
-    a = torch.randn(n, n, device=target)
-    b = torch.randn(n, n, device=target)
-    for _ in range(2):
-        a @ b
-    _sync(target)
-    repeats, start = 0, time.perf_counter()
-    while time.perf_counter() - start < 0.1:
-        a @ b
-        repeats += 1
-    _sync(target)
-    elapsed = time.perf_counter() - start
-    return 2 * n**3 * repeats / elapsed
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    if target.type == "cuda":
+        try:
+            properties = torch.cuda.get_device_properties(target.index or 0)
+        except (AssertionError, RuntimeError):  # no CUDA here (estimating for another machine)
+            return CUDA_FALLBACK_FLOPS
+        return CUDA_FLOPS_PER_SM * properties.multi_processor_count
+    if target.type == "mps":
+        return MPS_FLOPS
+    return CPU_FLOPS_PER_THREAD * max(torch.get_num_threads(), 1)
 
 
 def estimate_training(
@@ -100,26 +173,48 @@ def estimate_training(
     sub_iterations: int = 8,
     flops_per_second: float | None = None,
 ) -> TrainingEstimate:
+    """Memory and seconds per step of training ``spec`` on ``architecture`` (see the module docstring).
+
+    ``flops_per_second`` overrides :func:`device_throughput` (the per-operation overhead stays that
+    of ``device``'s kind).
+    """
     a = architecture
-    total_params, trainable, stage = _meta_counts(spec, a)
-    tokens = (a.img_size // a.patch_size) ** 2
+    counts = _meta_counts(spec, a)
+    stage = counts.stage
+    side = a.img_size // a.patch_size
+    tokens = side**2
     d, dim = a.embed_dim, a.prompt_embed_dim
-    window_tokens = a.window_size**2 if a.window_size else tokens
-    trained_blocks = [i for i in range(a.depth) if i + 1 >= stage]
-    block_flops, activations = 0.0, 0.0
-    for index in trained_blocks:
-        attended = tokens if index in a.global_attn_indexes else window_tokens
-        block_flops += 2 * tokens * 12 * d * d + 4 * tokens * attended * d
-        activations += tokens * d * 16 + tokens * attended * a.num_heads
-    neck = 2 * tokens * (d * dim + dim * dim * 9) if stage <= a.depth + 1 else 0.0
-    # image-side projections of the two-way transformer and the upscaling, per object and pass
-    decoder_per_pass = 2 * tokens * dim * dim * 4 + 2 * tokens * dim * dim // 4
-    decoder = decoder_per_pass * objects_per_image * (2 + sub_iterations + 2)  # box, 3 point masks, corrections
-    rate = flops_per_second or device_flops_per_second(str(device))
-    # Real layers run below the matmul probe's speed; calibrated on vit_b (benchmarks/training.py).
-    seconds = 3 * ((block_flops + neck) / ENCODER_EFFICIENCY + decoder / DECODER_EFFICIENCY) / rate
+    passes = 2 + sub_iterations  # box start, point start, then one pass per correction
+    encoder_flops, activations, ops = 0.0, 0.0, 0.0
+    for index in range(a.depth):
+        if index + 1 < stage:  # block i is stage i + 1; earlier stages run once per image
+            continue
+        if a.window_size and index not in a.global_attn_indexes:
+            padded = (math.ceil(side / a.window_size) * a.window_size) ** 2  # windows pad the grid
+            attended = a.window_size**2
+        else:
+            padded, attended = tokens, tokens
+        linear = 2 * (4 * padded + 2 * a.mlp_ratio * tokens) * d * d  # qkv + projection, MLP
+        attention = 4 * padded * attended * d  # q k^T and attention x v
+        # backward: input gradients (1x) plus weight gradients of the trained share; attention maps 2x
+        encoder_flops += linear * (2 + counts.block_trained[index]) + 3 * attention
+        activations += tokens * d * 16 + padded * attended * a.num_heads
+        ops += OPS_PER_ENCODER_BLOCK + (OPS_PER_ADAPTED_BLOCK if counts.block_adapted[index] else 0)
+    if stage <= a.depth + 1:
+        encoder_flops += 2 * tokens * (d * dim + dim * dim * 9) * (2 + counts.neck_trained)
+        ops += OPS_PER_NECK
+    # Per object and pass: the two-way transformer's image-side projections (two layers and the final
+    # attention: 10 N dim^2) and the two transposed convolutions of the upscaling (3 N dim^2).
+    decoder_flops = 13 * tokens * dim * dim * objects_per_image * passes * (2 + counts.decoder_trained)
+    ops += passes * OPS_PER_DECODER_PASS * a.decoder_depth / 2
+    ops += counts.trainable_tensors * OPS_PER_TRAINABLE_TENSOR
+    kind = torch.device(device).type
+    rate = flops_per_second or device_throughput(device)
+    arithmetic = (encoder_flops / ENCODER_EFFICIENCY + decoder_flops / DECODER_EFFICIENCY) / rate
+    seconds = arithmetic + ops * OP_SECONDS.get(kind, OP_SECONDS["cpu"])
     # Autograd keeps about 160 MB per object and decoder pass on vit_b (measured), scaled by tokens.
-    decoder_activations = objects_per_image * (2 + sub_iterations) * tokens * dim * 40
+    decoder_activations = objects_per_image * passes * tokens * dim * 40
+    total_params, trainable = counts.total_params, counts.trainable_params
     training = _BYTES * (total_params + 3 * trainable + activations + decoder_activations)
     # Running the frozen stages once per image holds three attention-sized tensors of a global block.
     prepare = _BYTES * (total_params + 3 * a.num_heads * tokens**2) if stage > 0 else 0
