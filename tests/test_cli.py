@@ -156,7 +156,8 @@ def test_evaluate_json_on_a_store_with_the_demo_model(tmp_path):
     result = _cli("evaluate", str(store.path), "--model", "demo", "--device", "cpu", "--iterations", "2", "--json")
     assert result.returncode == 0, result.stderr
     scores = json.loads(result.stdout)
-    assert set(scores) == {"point", "box", "i_p", "i_b", "n_objects"}
+    assert {"point", "box", "i_p", "i_b", "n_objects"} <= set(scores)
+    assert (scores["split"], scores["validation"], scores["n_images"]) == ("val", "validation split", 1)
     assert scores["n_objects"] == sample.labels.max()
     assert all(0.0 <= scores[k] <= 1.0 for k in ("point", "box", "i_p", "i_b"))
     assert scores["box"] > 0.5  # the demo model is trained on this domain
@@ -167,7 +168,61 @@ def test_evaluate_without_validation_images_exits_2(tmp_path):
 
     store = AnnotationStore.create(tmp_path / "empty.sampeft.zarr")
     result = _cli("evaluate", str(store.path), "--model", "demo", "--json")
-    assert result.returncode == 2 and "no annotated val images" in result.stderr
+    assert result.returncode == 2 and "no annotated validation images" in result.stderr
+
+
+def _train_only_store(tmp_path, n_images: int):
+    from napari_sam_peft.core.sample_data import make_series
+    from napari_sam_peft.core.store import AnnotationStore
+
+    store = AnnotationStore.create(tmp_path / "train_only.sampeft.zarr")
+    for sample in make_series("cells", n_images, shape=(128, 128)):
+        store.add_labels(sample.image, sample.labels, split="train")
+    return store
+
+
+def test_evaluate_never_falls_back_to_training_images_unless_asked(tmp_path):
+    import json
+
+    store = _train_only_store(tmp_path, 1)
+    result = _cli("evaluate", str(store.path), "--model", "demo", "--device", "cpu", "--iterations", "1")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "no annotated validation images" in result.stderr and "--split train" in result.stderr
+    args = ("evaluate", str(store.path), "--model", "demo", "--device", "cpu", "--iterations", "1")
+    args += ("--split", "train")
+    result = _cli(*args, "--json")
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(result.stdout)
+    assert (scores["split"], scores["validation"], scores["n_images"]) == ("train", "training data", 1)
+    assert "not held out" in scores["measured_on"]
+    result = _cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert "mSA on training data" in result.stdout and "not held out" in result.stdout
+
+
+def test_train_without_a_validation_split_says_what_it_held_out(tmp_path):
+    store = _train_only_store(tmp_path, 2)
+    out = tmp_path / "held.safetensors"
+    args = ("--model", "demo", "--preset", "decoder_lora", "--steps", "2", "--validate-every", "1")
+    args += ("--objects-per-image", "2", "--device", "cpu")
+    result = _cli("train", str(store.path), *args, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "held out automatically: 1 of 2 training images (no validation split in the store)" in result.stderr
+    assert "val box IoU" in result.stderr and "validation: held out automatically)" in result.stderr
+
+
+def test_the_evaluation_table_says_what_it_was_measured_on():
+    from napari_sam_peft.cli.train import _evaluation_table
+
+    scores = {"point": 0.5, "box": 0.6, "i_p": 0.7, "i_b": 0.8, "n_objects": 3}
+    evaluation = {
+        "validation": "training data",
+        "measured_on": "training data: the store has no validation split and only 1 training object",
+        "base": scores,
+        "adapter": scores,
+    }
+    first, header, *_ = _evaluation_table(evaluation).splitlines()
+    assert first == f"mSA on {evaluation['measured_on']}" and "Box" in header
 
 
 def test_train_then_evaluate_with_the_adapter(tmp_path):
@@ -256,7 +311,9 @@ def test_store_add_train_evaluate_export_then_micro_sam_loads_the_export(tmp_pat
         "evaluate", str(store), "--model", str(base), "--adapter", str(adapter), "--iterations", "1", "--json"
     )
     assert result.returncode == 0, result.stderr
-    assert set(json.loads(result.stdout)) == {"point", "box", "i_p", "i_b", "n_objects"}
+    scores = json.loads(result.stdout)
+    assert {"point", "box", "i_p", "i_b", "n_objects"} <= set(scores)
+    assert scores["validation"] == "validation split"
 
     merged = tmp_path / "merged.pth"
     result = _cli("export", str(adapter), "--model", str(base), "--out", str(merged))

@@ -9,11 +9,12 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from napari_sam_peft.core.embeddings import EmbeddingCache
 from napari_sam_peft.core.peft import Adapter
-from napari_sam_peft.core.sample_data import make_sample
+from napari_sam_peft.core.sample_data import make_sample, make_series
 from napari_sam_peft.core.store import AnnotationStore
 from napari_sam_peft.core.training_job import TrainingJob, error_event, list_runs, run_job, runs_dir
 from napari_sam_peft.core.worker import TrainingProcess
@@ -191,3 +192,95 @@ def test_the_worker_runs_the_cli_entry_point(store):
     process = TrainingProcess(_job(store))
     assert process.command[:4] == [sys.executable, "-m", "napari_sam_peft.cli", "train"]
     assert "--events" in process.command
+
+
+# ------------------------------------------------------------------ what validation is measured on
+def _train_only_store(tmp_path, samples) -> AnnotationStore:
+    store = AnnotationStore.create(tmp_path / "train_only.sampeft.zarr")
+    for image, labels in samples:
+        store.add_labels(image, labels, split="train")
+    return store
+
+
+@pytest.fixture
+def trained_on(monkeypatch):
+    """The training and validation samples that ``train`` receives (it still runs)."""
+    from napari_sam_peft.core import training
+
+    calls: list[tuple[list, list]] = []
+    real = training.train
+
+    def spy(model, spec, train_samples, val_samples=(), *args, **kwargs):
+        calls.append((list(train_samples), list(val_samples)))
+        return real(model, spec, train_samples, val_samples, *args, **kwargs)
+
+    monkeypatch.setattr(training, "train", spy)
+    return calls
+
+
+def _contains(samples, image) -> bool:
+    return any(s[0].shape == image.shape and np.array_equal(s[0], image) for s in samples)
+
+
+def test_without_a_validation_split_whole_training_images_are_held_out(tmp_path, trained_on):
+    store = _train_only_store(tmp_path, [(s.image, s.labels) for s in make_series("cells", 3, shape=(128, 128))])
+    events: list[dict] = []
+    record = run_job(_job(store, steps=2, evaluate=True, seed=1), events.append)
+    started = events[0]
+    assert started["validation"] == "held out automatically"
+    assert "1 of 3 training images" in started["measured_on"]
+    assert (started["train_images"], started["val_images"]) == (2, 1)
+    (held_id,) = record["validation"]["held_out_images"]
+    assert held_id in {i.image_id for i in store.snapshot().images if i.split == "train"}
+    ((train_samples, val_samples),) = trained_on
+    held_image = store.image(held_id)
+    assert not _contains(train_samples, held_image) and _contains(val_samples, held_image)
+    assert len(train_samples) == 2
+    evaluation = next(e for e in events if e["event"] == "evaluation")
+    assert evaluation["validation"] == "held out automatically" and evaluation["images"] == 1
+    assert evaluation["base"]["n_objects"] == evaluation["objects"]
+    (saved,) = list_runs(store.path)
+    assert saved["validation"]["validation"] == saved["evaluation"]["validation"] == "held out automatically"
+    assert events[-1]["validation"] == "held out automatically"
+
+
+def test_one_training_image_holds_out_some_of_its_objects(tmp_path, trained_on):
+    sample = make_sample("cells", seed=4, shape=(128, 128))
+    store = _train_only_store(tmp_path, [(sample.image, sample.labels)])
+    events: list[dict] = []
+    record = run_job(_job(store, steps=2), events.append)
+    started = events[0]
+    assert started["validation"] == "held out automatically" and "objects" in started["measured_on"]
+    ((train_samples, val_samples),) = trained_on
+    ((_, train_labels),), ((_, val_labels),) = train_samples, val_samples
+    kept = set(np.unique(train_labels)) - {0}
+    held = set(np.unique(val_labels)) - {0}
+    assert held and kept and not held & kept
+    assert held | kept == set(np.unique(sample.labels)) - {0}
+    assert (started["train_objects"], started["val_objects"]) == (len(kept), len(held))
+    (image,) = store.snapshot().images
+    assert set(record["validation"]["held_out_objects"]) <= {o.object_id for o in image.objects}
+    assert len(record["validation"]["held_out_objects"]) == len(held)
+
+
+def test_a_single_object_is_validated_on_the_training_data_and_says_so(tmp_path):
+    sample = make_sample("cells", seed=4)
+    labels = (sample.labels == sample.labels.max()).astype(np.uint16)
+    store = _train_only_store(tmp_path, [(sample.image, labels)])
+    events: list[dict] = []
+    record = run_job(_job(store, steps=2, evaluate=True, validate_every=1), events.append)
+    assert events[0]["validation"] == "training data" and "nothing could be held out" in events[0]["measured_on"]
+    assert record["validation"]["validation"] == "training data"
+    assert record["evaluation"]["validation"] == "training data"
+    assert "training data" in record["evaluation"]["measured_on"]
+    assert list_runs(store.path)[0]["validation"]["validation"] == "training data"
+
+
+def test_a_validation_split_is_named_as_such(store, trained_on):
+    events: list[dict] = []
+    record = run_job(_job(store, steps=2), events.append)
+    assert events[0]["validation"] == record["validation"]["validation"] == "validation split"
+    assert record["validation"]["held_out_images"] == record["validation"]["held_out_objects"] == []
+    ((train_samples, val_samples),) = trained_on
+    val_image = next(store.image(i.image_id) for i in store.snapshot().images if i.split == "val")
+    assert _contains(val_samples, val_image) and not _contains(train_samples, val_image)

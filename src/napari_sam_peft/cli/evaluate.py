@@ -1,4 +1,8 @@
-"""``napari-sam-peft evaluate``: the paper's interactive protocol on a store's split."""
+"""``napari-sam-peft evaluate``: the paper's interactive protocol on a store's split.
+
+Scores are measured on the validation split unless ``--split train`` explicitly asks for the
+training images; the output always says which (``validation`` and ``measured_on`` in ``--json``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import sys
 from pathlib import Path
 
 from napari_sam_peft.core.errors import SamPeftError
+from napari_sam_peft.core.holdout import TRAINING_DATA, VALIDATION_SPLIT
 from napari_sam_peft.core.store import SPLITS, AnnotationStore
 
 METRIC_NAMES = ("Point", "Box", "I_P", "I_B")
@@ -18,17 +23,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "evaluate",
         help="mSA for Point, Box, I_P and I_B on a store's validation images",
         description="Evaluate a model (and optionally an adapter) with the paper's interactive protocol: one "
-        "point or box per object, then 8 correction iterations; mean segmentation accuracy (0..1).",
+        "point or box per object, then 8 correction iterations; mean segmentation accuracy (0..1). By default "
+        "on the validation split (exit status 2 if the store has none); --split train evaluates on the training "
+        "images, and the output says that these scores are not held out.",
     )
     parser.add_argument("store", type=Path, metavar="STORE")
     parser.add_argument("--model", required=True, metavar="NAME|FILE", help="'demo', a registry name or a file")
     parser.add_argument(
         "--adapter", type=Path, default=None, metavar="FILE", help="adapter .safetensors to attach"
     )
-    parser.add_argument("--split", choices=SPLITS, default="val")
+    parser.add_argument(
+        "--split", choices=SPLITS, default="val", help="val (default) or train (scores on training images)"
+    )
     parser.add_argument("--iterations", type=int, default=8, help="correction iterations (default 8)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument(
+        "--json", action="store_true", help="print JSON (scores, split, validation, measured_on, n_images)"
+    )
     parser.set_defaults(run=run)
 
 
@@ -41,8 +52,23 @@ def run(args: argparse.Namespace) -> int:
 
     store = AnnotationStore(args.store)
     images = [i for i in store.snapshot().images if i.split == args.split and i.objects]
+    if not images and args.split == "val":
+        raise SamPeftError(
+            "The store has no annotated validation images (no val images with objects) to evaluate on. Mark some "
+            "annotated images as validation (the Dataset widget's split, or napari-sam-peft store add IMAGE "
+            "--labels LABELS --split val), or pass --split train to evaluate on the training images (those "
+            "scores are not held out: they overestimate a model trained on them)."
+        )
     if not images:
-        raise SamPeftError(f"The store has no annotated {args.split} images to evaluate on.")
+        raise SamPeftError("The store has no annotated training images (train images with objects).")
+    n_objects = sum(len(i.objects) for i in images)
+    where = f"{len(images)} image{'s' if len(images) != 1 else ''}, {n_objects} objects"
+    if args.split == "val":
+        validation, measured_on = VALIDATION_SPLIT, f"the store's validation split: {where}"
+    else:
+        validation = TRAINING_DATA
+        measured_on = f"training data, as --split train asks: {where}, not held out (optimistic for a model "
+        measured_on += "trained on them)"
     model = load_model(args.model, device=args.device)
     if args.adapter is not None:
         Adapter.load(args.adapter).attach_to(model)
@@ -56,9 +82,10 @@ def run(args: argparse.Namespace) -> int:
         SamPredictor(model.sam), samples, n_iterations=args.iterations, progress=progress
     )
     if args.json:
-        print(json.dumps(result, indent=2))
+        described = {"split": args.split, "validation": validation, "measured_on": measured_on}
+        print(json.dumps({**result, **described, "n_images": len(images)}, indent=2))
     else:
         print(file=sys.stderr)
         scores = "  ".join(f"{name} {result[key]:.3f}" for key, name in zip(METRICS, METRIC_NAMES, strict=True))
-        print(f"{args.split}: {len(images)} images, {result['n_objects']} objects  {scores}")
+        print(f"mSA on {measured_on}:  {scores}")
     return 0

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from napari_sam_peft.core.errors import SamPeftError
+from napari_sam_peft.core.holdout import TRAINING_DATA
 from napari_sam_peft.core.peft import PRESETS
 
 EXIT_OUT_OF_MEMORY = 3
@@ -23,7 +24,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="finetune an adapter on a store's training images (early stopping on its validation images)",
         description="Train a PEFT preset on the training split of STORE and write the best adapter to --out "
-        "(atomically, each time validation improves). Without --out, a new run folder is made next to the store "
+        "(atomically, each time validation improves). Without a validation split in STORE, about 20%% of the "
+        "training images (or, with one image, of its objects) are held out for validation and --evaluate "
+        "(seeded by --seed); with a single object, nothing can be held out and the output says that the "
+        "scores are on the training data. Without --out, a new run folder is made next to the store "
         "(STORE's name with .adapters). Exit status: 0 done or stopped, 2 bad input, 3 out of memory, 1 other "
         "failure. Runs under torchrun for several GPUs.",
     )
@@ -45,7 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--evaluate",
         action="store_true",
-        help="at the end, evaluate base vs adapter (mSA) on the validation images",
+        help="at the end, evaluate base vs adapter (mSA) on the validation images (or those held out)",
     )
     parser.add_argument("--events", action="store_true", help="print progress as JSON lines on stdout")
     parser.add_argument(
@@ -102,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.events:
         score = record["best_score"]
         print(
-            f"\n{record['status']}: wrote {record['adapter']} ({record['method']}, val box IoU {score:.3f})",
+            f"\n{record['status']}: wrote {record['adapter']} ({record['method']}, val box IoU {score:.3f}, "
+            f"validation: {record['validation']['validation']})",
             file=sys.stderr,
         )
         if record["evaluation"]:
@@ -129,6 +134,13 @@ def _print_progress(event: dict) -> None:
             f"{event['train_images']} training and {event['val_images']} validation images on {event['device']}",
             file=sys.stderr,
         )
+        print(f"validation and evaluation on: {event['measured_on']}", file=sys.stderr)
+        if event["validation"] == TRAINING_DATA:
+            print(
+                "warning: validation scores are measured on the training data, so they overestimate the adapter; "
+                "annotate more objects or mark some images as validation",
+                file=sys.stderr,
+            )
     elif kind == "prepared":
         print(
             f"frozen encoder stages run on every image in {event['seconds']:.1f} s "
@@ -153,7 +165,7 @@ def _evaluation_table(evaluation: dict) -> str:
     from napari_sam_peft.cli.evaluate import METRIC_NAMES
     from napari_sam_peft.core.evaluation import METRICS
 
-    rows = [f"{'mSA (' + evaluation['split'] + ')':<16}" + "".join(f"{n:>8}" for n in METRIC_NAMES)]
+    rows = [f"mSA on {evaluation['measured_on']}", f"{'':<16}" + "".join(f"{n:>8}" for n in METRIC_NAMES)]
     for label in ("base", "adapter"):
         rows.append(f"{label:<16}" + "".join(f"{evaluation[label][m]:>8.3f}" for m in METRICS))
     rows.append(

@@ -76,7 +76,11 @@ class TrainingEvent:
 
 
 def model_input(sam, image: np.ndarray) -> torch.Tensor:
-    """An image as SAM's normalised, resized, padded input tensor (what SamPredictor does)."""
+    """An image, greyscale (H, W) or RGB (H, W, 3), as SAM's normalised, resized, padded input tensor.
+
+    The same preprocessing as the annotator's embeddings (micro_sam's ``_to_image``, then what
+    ``SamPredictor.set_image`` does), so training sees what annotating saw.
+    """
     from micro_sam.util import _to_image
     from segment_anything.utils.transforms import ResizeLongestSide
 

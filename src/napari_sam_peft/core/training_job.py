@@ -4,13 +4,21 @@ This is the single entry point behind ``napari-sam-peft train``: the Finetune wi
 it in a separate process (see :mod:`.worker`), a terminal runs it directly, and ``torchrun``
 runs it on several GPUs. Events are plain dicts (JSON lines on the worker's stdout):
 
-``started``     run folder, adapter path, method, blocks, trainable parameters, images, device
+``started``     run folder, adapter path, method, trainable parameters, device, steps, world size, and
+                what validation uses (see below)
 ``prepared``    the frozen encoder stages have run on every image (seconds, reused embeddings)
 ``progress``    step, steps, loss, val_score, best_score, its_per_second, eta_seconds
 ``best``        a new best adapter was written (path, step, score)
-``evaluation``  base vs adapter mSA on the validation images (when asked for)
-``finished``    status "completed" | "stopped" | "early_stopped", path, best_score
+``evaluating``  images, validation, measured_on: base vs adapter evaluation begins (when asked for)
+``evaluation``  base vs adapter mSA (base, adapter), validation, measured_on, images, objects
+``finished``    status "completed" | "stopped" | "early_stopped", path, best_score, validation, measured_on
 ``error``       kind "bad_input" | "out_of_memory" | "crash", message (see :func:`error_event`)
+
+Validation (best score, early stopping) and evaluation never silently use the training images:
+``validation`` is "validation split" | "held out automatically" | "training data" (only one training
+object: nothing could be held out), ``measured_on`` says it in a sentence, and ``started`` (like the
+run record's ``validation``) also counts train_images, train_objects, val_images, val_objects and
+names the store's held_out_images / held_out_objects (see :mod:`.holdout`).
 
 Every adapter is written atomically, so the file at ``path`` is always the last good one.
 """
@@ -31,6 +39,7 @@ import torch
 
 from .embeddings import BASE_ADAPTER_KEY, EmbeddingCache, EmbeddingKey, model_key, tag_predictor, tiling_for
 from .errors import SamPeftError
+from .holdout import plan_validation
 from .images import image_content_hash
 
 Emit = Callable[[dict[str, Any]], None]
@@ -248,19 +257,22 @@ def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None
         raise SamPeftError(f"The adapter file must end in .safetensors, not {out.name!r}.")
     store = AnnotationStore(job.store)
     snapshot = store.snapshot()
-    samples = {
-        split: [
-            (store.image(i.image_id), store.labels(i)) for i in snapshot.images if i.split == split and i.objects
-        ]
-        for split in ("train", "val")
-    }
-    if not samples["train"]:
+    stored = {split: [i for i in snapshot.images if i.split == split and i.objects] for split in ("train", "val")}
+    if not stored["train"]:
         raise SamPeftError(
             "The store has no annotated training images: "
             "commit objects on at least one image in the training split."
         )
-    if world > 1:
-        samples["train"] = samples["train"][rank::world] or samples["train"]
+    plan = plan_validation(
+        *([(store.image(i.image_id), store.labels(i)) for i in stored[split]] for split in ("train", "val")),
+        seed=job.seed,
+    )
+    validation = {  # labels number an image's objects 1..n in commit order
+        **plan.summary(),
+        "held_out_images": [stored["train"][i].image_id for i in plan.held_out_images],
+        "held_out_objects": [stored["train"][0].objects[i - 1].object_id for i in plan.held_out_objects],
+    }
+    train_samples = (plan.train[rank::world] or plan.train) if world > 1 else plan.train
     model = load_model(job.model, device=device)
     overrides = {"rank": job.rank} if job.rank is not None else {}
     spec = spec_from_preset(job.preset, model.architecture.depth, blocks=job.blocks, **overrides)
@@ -276,6 +288,7 @@ def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None
         "best_score": None,
         "best_step": None,
         "curve": [],
+        "validation": validation,
         "evaluation": None,
         "world_size": world,
     }
@@ -295,8 +308,7 @@ def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None
             "preset": job.preset,
             "method": record["method"],
             "trainable_params": count_trainable_parameters(spec, model.architecture),
-            "train_images": len(samples["train"]),
-            "val_images": len(samples["val"]),
+            **validation,
             "device": str(model.device),
             "steps": job.steps,
             "world_size": world,
@@ -352,8 +364,8 @@ def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None
         best = train(
             model,
             spec,
-            samples["train"],
-            samples["val"],
+            train_samples,
+            () if plan.on_training_data else plan.val,  # train() then reuses the training inputs
             config,
             on_event=on_event,
             should_stop=stop_requested,
@@ -370,21 +382,19 @@ def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None
     last_step = record["curve"][-1][0] if record["curve"] else 0
     record["status"] = "stopped" if stopped else "completed" if last_step >= job.steps else "early_stopped"
     if job.evaluate and lead:
-        evaluation_samples = samples["val"] or samples["train"]
-        say({"event": "evaluating", "images": len(evaluation_samples)})
-        base = evaluate_interactive(SamPredictor(model.sam), evaluation_samples)
+        measured_on = {"validation": plan.validation, "measured_on": plan.description}
+        say({"event": "evaluating", "images": len(plan.val), **measured_on})
+        base = evaluate_interactive(SamPredictor(model.sam), plan.val)
         handle = best.attach_to(model)
         try:
-            adapted = evaluate_interactive(SamPredictor(model.sam), evaluation_samples)
+            adapted = evaluate_interactive(SamPredictor(model.sam), plan.val)
         finally:
             handle.detach()
-        record["evaluation"] = {
-            "split": "val" if samples["val"] else "train",
-            "base": base,
-            "adapter": adapted,
-        }
+        counts = {"images": validation["val_images"], "objects": validation["val_objects"]}
+        record["evaluation"] = {**measured_on, **counts, "base": base, "adapter": adapted}
         say({"event": "evaluation", **record["evaluation"]})
     record["finished"] = datetime.now().isoformat(timespec="seconds")
     save_record()
-    say({"event": "finished", "status": record["status"], "path": str(out), "best_score": record["best_score"]})
+    finished = {"status": record["status"], "path": str(out), "best_score": record["best_score"]}
+    say({"event": "finished", **finished, "validation": plan.validation, "measured_on": plan.description})
     return record

@@ -1,0 +1,137 @@
+"""What a training run validates and evaluates on, and holding out data when the store has no validation split.
+
+Scores measured on the images a model was trained on overestimate how well it generalises, so a run
+never uses them silently. :func:`plan_validation` decides, deterministically from a seed:
+
+- the store has validation objects: use them (``"validation split"``);
+- no validation objects, two or more training images: hold out whole images, about 20% of them
+  (at least one, never all) (``"held out automatically"``);
+- no validation objects, one training image with two or more objects: hold out about 20% of its
+  objects (at least one) as a validation sample of the same image; the training sample keeps the
+  others (``"held out automatically"``);
+- a single training object: nothing can be held out, validation and evaluation run on the training
+  data (``"training data"``), and the description says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: the three answers to "what were the validation and evaluation scores measured on?"
+VALIDATION_SPLIT = "validation split"
+HELD_OUT = "held out automatically"
+TRAINING_DATA = "training data"
+VALIDATION_SOURCES = (VALIDATION_SPLIT, HELD_OUT, TRAINING_DATA)
+
+#: the share of training images (or of the objects of a single image) held out
+HOLD_OUT_FRACTION = 0.2
+
+Sample = tuple[np.ndarray, np.ndarray]
+
+
+def object_ids(labels: np.ndarray) -> list[int]:
+    """The instance labels present in a label image (0 is background)."""
+    return [int(i) for i in np.unique(labels) if i != 0]
+
+
+def hold_out_count(n: int, fraction: float = HOLD_OUT_FRACTION) -> int:
+    """How many of ``n`` items to hold out: about ``fraction``, at least 1, never all (0 when ``n`` < 2)."""
+    if n < 2:
+        return 0
+    return min(max(1, round(n * fraction)), n - 1)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+@dataclass
+class ValidationPlan:
+    """The training and validation samples of a run, and a plain description of where validation came from.
+
+    ``held_out_images`` are indices into the training images given to :func:`plan_validation`;
+    ``held_out_objects`` are the label values held out of the only training image.
+    """
+
+    train: list[Sample]
+    val: list[Sample]
+    validation: str
+    description: str
+    held_out_images: list[int] = field(default_factory=list)
+    held_out_objects: list[int] = field(default_factory=list)
+
+    @property
+    def on_training_data(self) -> bool:
+        """Whether validation and evaluation scores are measured on the data being trained on."""
+        return self.validation == TRAINING_DATA
+
+    def counts(self) -> dict[str, int]:
+        """Images and objects on each side (on training data, the validation side is the training side)."""
+        return {
+            "train_images": len(self.train),
+            "train_objects": sum(len(object_ids(labels)) for _, labels in self.train),
+            "val_images": len(self.val),
+            "val_objects": sum(len(object_ids(labels)) for _, labels in self.val),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-ready description that goes into events and the run record."""
+        return {"validation": self.validation, "measured_on": self.description, **self.counts()}
+
+
+def plan_validation(
+    train: Sequence[Sample], val: Sequence[Sample], seed: int = 0, fraction: float = HOLD_OUT_FRACTION
+) -> ValidationPlan:
+    """Split off validation data when ``val`` has no objects; see the module docstring for the rules.
+
+    The choice depends only on ``seed`` and the number of images (or objects), so every process of a
+    distributed run makes the same one.
+    """
+    train = [s for s in train if object_ids(s[1])]
+    val = [s for s in val if object_ids(s[1])]
+    if val:
+        n_objects = sum(len(object_ids(labels)) for _, labels in val)
+        return ValidationPlan(
+            train,
+            val,
+            VALIDATION_SPLIT,
+            f"the store's validation split: {_plural(len(val), 'image')}, {_plural(n_objects, 'object')}",
+        )
+    rng = np.random.default_rng(seed)
+    if len(train) >= 2:
+        held = sorted(int(i) for i in rng.choice(len(train), hold_out_count(len(train), fraction), replace=False))
+        return ValidationPlan(
+            [s for i, s in enumerate(train) if i not in held],
+            [train[i] for i in held],
+            HELD_OUT,
+            f"held out automatically: {len(held)} of {len(train)} training images "
+            "(no validation split in the store)",
+            held_out_images=held,
+        )
+    if not train:
+        return ValidationPlan([], [], TRAINING_DATA, "nothing: there are no annotated training images")
+    image, labels = train[0]
+    ids = object_ids(labels)
+    n_held = hold_out_count(len(ids), fraction)
+    if n_held == 0:
+        return ValidationPlan(
+            train,
+            list(train),
+            TRAINING_DATA,
+            "training data: the store has no validation split and only 1 training object, so nothing "
+            "could be held out; validation and evaluation scores are measured on the object being trained on",
+        )
+    held = sorted(int(i) for i in rng.choice(ids, n_held, replace=False))
+    is_held = np.isin(labels, held)
+    return ValidationPlan(
+        [(image, np.where(is_held, 0, labels).astype(labels.dtype))],
+        [(image, np.where(is_held, labels, 0).astype(labels.dtype))],
+        HELD_OUT,
+        f"held out automatically: {n_held} of {len(ids)} objects of the only training image "
+        "(no validation split in the store)",
+        held_out_objects=held,
+    )
