@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from psygnal import Signal
 
+from napari_sam_peft.core.commits import keep_object_components
 from napari_sam_peft.core.embeddings import (
     BASE_ADAPTER_KEY,
     EmbeddingCache,
@@ -35,6 +36,8 @@ from napari_sam_peft.core.images import check_image, image_content_hash
 from napari_sam_peft.core.models import LoadedModel, load_model
 from napari_sam_peft.core.peft import Adapter, AttachedPeft
 from napari_sam_peft.core.prompting import ObjectPrompts, segment_objects
+from napari_sam_peft.core.recording import LabelRecorder, SyncResult
+from napari_sam_peft.core.store import DEFAULT_STORE_NAME, STORE_SUFFIX, AnnotationStore
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -54,12 +57,10 @@ class AnnotatorSession:
 
     model_changed = Signal(object)  # LoadedModel
     adapter_changed = Signal(object)  # Adapter | None
-    #: {"image_layer", "object_ids", "prompts", "sources"}: objects committed in the Segment widget
-    objects_committed = Signal(object)
-    #: {"image_layer", "object_ids"}: a commit was undone
-    objects_uncommitted = Signal(object)
-    store_changed = Signal(object)  # AnnotationStore | None: the store the Dataset widget opened
-    store_updated = Signal(object)  # AnnotationStore: its content changed (commit, import, split, removal)
+    store_changed = Signal(object)  # AnnotationStore | None: the store training data goes to
+    store_updated = Signal(object)  # AnnotationStore: its content changed (commit, paint, import, split)
+    #: asks the annotator to record corrections still waiting (e.g. before a training run reads the store)
+    flush_requested = Signal()
 
     def __init__(self, cache: EmbeddingCache | None = None) -> None:
         self._cache = cache
@@ -77,11 +78,73 @@ class AnnotatorSession:
         self._stage_inputs: OrderedDict[tuple[str, str, int], tuple] = OrderedDict()
         self.reembedded_from_stage = 0  # embeddings computed from a kept block-k input
         self._frozen_stages = 0  # see frozen_stages; set whenever the model or adapter changes
-        self.store = None  # the annotation store training reads (set by the Dataset widget)
+        self.store: AnnotationStore | None = None  # where committed objects go; training reads it
+        #: where a store is created on the first commit when none is open (the Segment widget sets it)
+        self.default_store_path: Path | None = None
+        self._recorder: LabelRecorder | None = None
 
-    def set_store(self, store) -> None:
+    # ---------------------------------------------------------------- store
+    def set_store(self, store: AnnotationStore | None) -> None:
+        """Record committed objects in ``store`` from now on (None: stop recording)."""
         self.store = store
+        self._recorder = LabelRecorder(store) if store is not None else None
         self.store_changed.emit(store)
+
+    def open_store(self, path: str | os.PathLike[str], create: bool = True) -> AnnotationStore | None:
+        """Open (or create) the store at ``path`` and record into it; None if it is absent and not created."""
+        path = Path(path)
+        if not path.name.endswith(STORE_SUFFIX):
+            path = path / DEFAULT_STORE_NAME
+        if path.exists():
+            store = AnnotationStore(path)
+        elif create:
+            store = AnnotationStore.create(path)
+        else:
+            return None
+        self.set_store(store)
+        return store
+
+    def require_store(self) -> AnnotationStore:
+        """The open store, or the default one (created if needed) when none is open."""
+        if self.store is None:
+            if self.default_store_path is None:
+                raise SamPeftError("No annotation store is open: open one in the Dataset widget.")
+            self.open_store(self.default_store_path)
+        assert self.store is not None
+        return self.store
+
+    def record(
+        self,
+        image: np.ndarray,
+        labels: np.ndarray,
+        name: str = "",
+        prompts: dict[int, dict] | None = None,
+        sources: dict[int, str] | None = None,
+    ) -> SyncResult:
+        """Make the store hold ``labels`` as the committed objects of ``image`` (see :class:`LabelRecorder`)."""
+        self.require_store()
+        assert self._recorder is not None
+        result = self._recorder.sync(image, labels, name=name, prompts=prompts, sources=sources)
+        if result.wrote:
+            self.store_updated.emit(self.store)
+        return result
+
+    def store_description(self) -> tuple[str, str]:
+        """Where committed objects go, in words, and the store's full path (for a tooltip)."""
+        if self.store is None:
+            path = self.default_store_path
+            where = f" to {path}" if path is not None else ""
+            return f"Commits are recorded as training data{where}.", str(path or "")
+        info = self.store.info()
+        return f"Training data: {info['objects']} objects on {info['images']} images in {self.store.path}", str(
+            self.store.path
+        )
+
+    def restore_labels(self, image: np.ndarray) -> np.ndarray | None:
+        """The committed objects the store holds for ``image`` (after a restart), or None."""
+        if self.store is None and self.default_store_path is not None:
+            self.open_store(self.default_store_path, create=False)
+        return self._recorder.restore(image) if self._recorder is not None else None
 
     # ------------------------------------------------------------------ model
     @property
@@ -216,8 +279,9 @@ class AnnotatorSession:
     ) -> tuple[EmbeddingKey, dict]:
         """Embeddings of ``image`` for the current model and adapter, from the cache when possible.
 
-        After an adapter reload, an image whose block-k input is kept is re-embedded by running
-        only the encoder stages the adapter changed.
+        ``image`` is greyscale (H, W) or RGB (H, W, 3); ``rgb`` is napari's ``layer.rgb`` (None: a
+        last axis of 3 is colour). After an adapter reload, an image whose block-k input is kept is
+        re-embedded by running only the encoder stages the adapter changed.
         """
         image = check_image(image, rgb)
         with self.lock:
@@ -289,25 +353,45 @@ class AnnotatorSession:
 
     # ---------------------------------------------------------- segmentation
     def segment(self, embeddings: dict, objects: list[ObjectPrompts]) -> list[np.ndarray]:
-        """Masks for prompts; called on the GUI thread, so it never waits long for the model."""
+        """Masks for prompts, without stray specks.
+
+        Called on the GUI thread, so it never waits long for the model.
+        """
         if not self.lock.acquire(timeout=0.2):
             raise SessionBusyError(
                 "The model is busy (computing embeddings or an automatic segmentation): "
                 "try again when the progress bar has finished."
             )
         try:
-            return segment_objects(self.predictor, embeddings, objects)
+            masks = segment_objects(self.predictor, embeddings, objects)
         finally:
             self.lock.release()
+        return [keep_object_components(m, o.points, o.labels) for m, o in zip(masks, objects, strict=True)]
 
     def automatic(
-        self, image: np.ndarray, embeddings: dict, progress: ProgressCallback | None = None
+        self,
+        image: np.ndarray,
+        embeddings: dict,
+        progress: ProgressCallback | None = None,
+        rgb: bool | None = None,
+        points_per_side: int | None = None,
     ) -> np.ndarray:
+        """An instance segmentation (H, W) of ``image`` (greyscale, or RGB: see ``compute_embeddings``).
+
+        ``embeddings`` are ``compute_embeddings``'s for the same image; ``points_per_side`` is the
+        prompt grid (default: see :func:`~napari_sam_peft.core.automatic.automatic_segmentation`).
+        """
         from napari_sam_peft.core.automatic import automatic_segmentation
 
-        image = check_image(image)
+        image = check_image(image, rgb)
         tile, halo = self.tiling_for(image)
         with self.lock:
             return automatic_segmentation(
-                self.predictor, image, embeddings, tile_shape=tile, halo=halo, progress=progress
+                self.predictor,
+                image,
+                embeddings,
+                tile_shape=tile,
+                halo=halo,
+                points_per_side=points_per_side,
+                progress=progress,
             )

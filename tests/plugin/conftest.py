@@ -11,8 +11,62 @@ from napari_sam_peft.core.models import load_model
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
-    """Every test gets its own embedding cache folder."""
+    """Every test gets its own embedding cache folder and home (where the default store goes)."""
     monkeypatch.setenv("NAPARI_SAM_PEFT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
+def click(button) -> None:
+    """Click a magicgui button as a user does: a mouse press and release on the real QPushButton."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
+    assert button.enabled, f"{button.text!r} is disabled"
+    QTest.mouseClick(button.native, Qt.MouseButton.LeftButton)
+
+
+def press(viewer, key: str, shift: bool = False) -> None:
+    """Press a key on napari's canvas (where keys go while the user works on the image)."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
+    canvas = viewer.window._qt_viewer.canvas.native
+    modifier = Qt.KeyboardModifier.ShiftModifier if shift else Qt.KeyboardModifier.NoModifier
+    QTest.keyClick(canvas, getattr(Qt.Key, f"Key_{key.upper()}"), modifier)
+
+
+def _screen(viewer, row: float, col: float):
+    from qtpy.QtCore import QPoint
+
+    canvas = viewer.window._qt_viewer.canvas.native
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    x = (col - camera.center[-1]) * camera.zoom + canvas.width() / 2
+    y = (row - camera.center[-2]) * camera.zoom + canvas.height() / 2
+    return QPoint(int(round(x)), int(round(y)))
+
+
+def click_canvas(viewer, row: float, col: float) -> None:
+    """A left click on the canvas at image position (row, col)."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
+    canvas = viewer.window._qt_viewer.canvas.native
+    QTest.mouseClick(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, _screen(viewer, row, col))
+
+
+def drag_on_canvas(viewer, start: tuple[float, float], end: tuple[float, float]) -> None:
+    """Press at ``start``, move to ``end`` and release, in image coordinates (draws a box in add mode)."""
+    from qtpy.QtCore import QPoint, Qt
+    from qtpy.QtTest import QTest
+    from qtpy.QtWidgets import QApplication
+
+    canvas = viewer.window._qt_viewer.canvas.native
+    a, b = _screen(viewer, *start), _screen(viewer, *end)
+    QTest.mousePress(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, a)
+    for t in (0.25, 0.5, 0.75, 1.0):
+        QTest.mouseMove(canvas, QPoint(int(a.x() + t * (b.x() - a.x())), int(a.y() + t * (b.y() - a.y()))))
+        QApplication.processEvents()
+    QTest.mouseRelease(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, b)
 
 
 @pytest.fixture(scope="session")

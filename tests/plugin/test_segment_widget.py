@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_sam_peft.core.sample_data import make_sample
-from tests.plugin.conftest import error_messages, place_points, wait_for_worker
+from tests.plugin.conftest import click, error_messages, place_points, press, wait_for_worker
 
 NUCLEI = make_sample("nuclei", seed=0)
 
@@ -27,11 +27,11 @@ def test_widget_creates_the_micro_sam_layers(segment_widget):
 def test_point_segment_commit_and_undo(segment_widget, qtbot):
     viewer, widget = segment_widget
     place_points(widget, [_centre_of(1)], ["positive"])
-    widget.segment()
+    click(widget.segment_button)
     current = viewer.layers["current_object"].data
     assert current.shape == NUCLEI.image.shape and current.any()
 
-    widget.commit()
+    click(widget.commit_button)
     committed = viewer.layers["committed_objects"].data
     assert set(np.unique(committed)) == {0, 1}
     np.testing.assert_array_equal(committed == 1, current > 0)
@@ -39,46 +39,32 @@ def test_point_segment_commit_and_undo(segment_widget, qtbot):
     assert not viewer.layers["current_object"].data.any()
 
     place_points(widget, [_centre_of(2)], ["positive"])
-    widget.segment()
-    widget.commit()
+    click(widget.segment_button)
+    click(widget.commit_button)
     assert set(np.unique(viewer.layers["committed_objects"].data)) >= {0, 2}
 
-    widget.undo_commit()
+    click(widget.undo_button)
     labels = viewer.layers["committed_objects"].data
     assert 2 not in np.unique(labels) and 1 in np.unique(labels)
-    widget.undo_commit()
+    click(widget.undo_button)
     assert not viewer.layers["committed_objects"].data.any()
 
 
-def test_keyboard_shortcuts_drive_segment_commit_clear(segment_widget, qtbot):
+@pytest.mark.parametrize("selected", ["point_prompts", "nuclei (domain A)", "committed_objects"])
+def test_keyboard_shortcuts_drive_segment_commit_clear(segment_widget, qtbot, selected):
+    """S, C, Shift+C and U work whichever layer is selected (an image layer's own C must not win)."""
     viewer, widget = segment_widget
+    viewer.layers.selection.active = viewer.layers[selected]
     place_points(widget, [_centre_of(3)], ["positive"])
-    viewer.layers.selection.active = widget.point_layer
-    bindings = widget.point_layer.keymap
-    assert any("S" in str(k).upper() for k in bindings)
-
-    widget.point_layer.keymap  # noqa: B018 - the layer's own keymap is overridden by the widget
-    _press(viewer, widget.point_layer, "s")
+    press(viewer, "s")
     assert viewer.layers["current_object"].data.any()
-    _press(viewer, widget.point_layer, "c")
+    press(viewer, "c")
     assert viewer.layers["committed_objects"].data.max() == 1
     place_points(widget, [_centre_of(4)], ["positive"])
-    _press(viewer, widget.point_layer, "Shift-C")
+    press(viewer, "c", shift=True)
     assert len(widget.point_layer.data) == 0
-    _press(viewer, widget.point_layer, "u")
+    press(viewer, "u")
     assert not viewer.layers["committed_objects"].data.any()
-
-
-def _press(viewer, layer, key):
-    from app_model.types import KeyBinding
-
-    binding = KeyBinding.from_str(key)
-    for keymap in (layer.keymap, viewer.keymap):
-        for bound, func in keymap.items():
-            if bound == binding:
-                func(layer)
-                return
-    raise AssertionError(f"nothing bound to {key}")
 
 
 def test_box_prompt_segments_one_object(segment_widget):
@@ -86,7 +72,7 @@ def test_box_prompt_segments_one_object(segment_widget):
     rows, cols = np.nonzero(NUCLEI.labels == 5)
     r0, c0, r1, c1 = rows.min(), cols.min(), rows.max(), cols.max()
     widget.box_layer.add_rectangles(np.array([[r0, c0], [r1, c1]], dtype=float))
-    widget.segment()
+    click(widget.segment_button)
     assert set(np.unique(viewer.layers["current_object"].data)) == {0, 1}
 
 
@@ -94,9 +80,9 @@ def test_batch_mode_gives_one_object_per_positive_point(segment_widget):
     viewer, widget = segment_widget
     widget.batch_mode.value = True
     place_points(widget, [_centre_of(1), _centre_of(2), _centre_of(3)], ["positive"] * 3)
-    widget.segment()
+    click(widget.segment_button)
     assert len(np.unique(viewer.layers["current_object"].data)) - 1 == 3
-    widget.commit()
+    click(widget.commit_button)
     assert len(np.unique(viewer.layers["committed_objects"].data)) - 1 == 3
 
 
@@ -105,21 +91,21 @@ def test_several_boxes_give_several_objects(segment_widget):
     for obj in (1, 2):
         rows, cols = np.nonzero(NUCLEI.labels == obj)
         widget.box_layer.add_rectangles(np.array([[rows.min(), cols.min()], [rows.max(), cols.max()]], float))
-    widget.segment()
+    click(widget.segment_button)
     assert len(np.unique(viewer.layers["current_object"].data)) - 1 == 2
 
 
 def test_toggle_switches_the_label_of_new_points(segment_widget):
-    _, widget = segment_widget
-    widget.toggle_point_label()
+    viewer, widget = segment_widget
+    press(viewer, "t")
     assert widget.point_layer.current_properties["label"][0] == "negative"
-    widget.toggle_point_label()
+    press(viewer, "t")
     assert widget.point_layer.current_properties["label"][0] == "positive"
 
 
 def test_segmenting_without_prompts_is_a_notification(segment_widget):
     viewer, widget = segment_widget
-    widget.segment()
+    click(widget.segment_button)
     assert any("nothing to segment" in m for m in error_messages())
     assert not viewer.layers["current_object"].data.any()
 
@@ -127,17 +113,17 @@ def test_segmenting_without_prompts_is_a_notification(segment_widget):
 def test_each_image_keeps_its_own_annotations(segment_widget, qtbot):
     viewer, widget = segment_widget
     place_points(widget, [_centre_of(1)], ["positive"])
-    widget.segment()
-    widget.commit()
+    click(widget.segment_button)
+    click(widget.commit_button)
     first = viewer.layers["committed_objects"].data.copy()
 
     viewer.open_sample("napari-sam-peft", "cells")
-    widget.step_image(+1)
+    click(widget.next_button)
     wait_for_worker(qtbot, widget)
     assert widget.image_choice.value == "cells (domain B)"
     assert not viewer.layers["committed_objects"].data.any()
 
-    widget.step_image(-1)
+    click(widget.previous_button)
     wait_for_worker(qtbot, widget)
     np.testing.assert_array_equal(viewer.layers["committed_objects"].data, first)
 
@@ -159,7 +145,7 @@ def test_bad_images_give_a_notification_not_a_traceback(segment_widget, qtbot, d
     widget.image_choice.value = "bad"
     wait_for_worker(qtbot, widget)
     assert any(message in m for m in error_messages()), error_messages()
-    widget.segment()  # and segmenting on it is a notification too, not an exception
+    click(widget.segment_button)  # and segmenting on it is a notification too, not an exception
 
 
 def _adapter_file(model, path, seed=1):
@@ -183,19 +169,19 @@ def test_attaching_an_adapter_in_the_widget_recomputes_embeddings_and_changes_ma
     viewer, widget = segment_widget
     base_key = widget.embedding_key
     place_points(widget, [_centre_of(1)], ["positive"])
-    widget.segment()
+    click(widget.segment_button)
     base_mask = viewer.layers["current_object"].data.copy()
 
     path = _adapter_file(widget.session.model, tmp_path / "adapter.safetensors")
     widget.adapter_file.value = path
-    widget.attach_button.changed.emit(True)
+    click(widget.attach_button)
     wait_for_worker(qtbot, widget)
     try:
         assert widget.embedding_key != base_key
         assert widget.embedding_key.adapter_key == widget.session.adapter.identity
         assert "adapter lora" in widget.model_status.value
         place_points(widget, [_centre_of(1)], ["positive"])
-        widget.segment()
+        click(widget.segment_button)
         assert not np.array_equal(viewer.layers["current_object"].data, base_mask)
     finally:
         widget.session.set_adapter(None)  # the demo model is shared between tests
@@ -207,7 +193,8 @@ def test_a_bad_adapter_file_is_a_notification(segment_widget, tmp_path):
     _, widget = segment_widget
     bad = tmp_path / "broken.safetensors"
     bad.write_bytes(b"not an adapter")
-    widget.attach_adapter(bad)
+    widget.adapter_file.value = bad
+    click(widget.attach_button)
     assert any("not a readable adapter" in m for m in error_messages())
     assert widget.session.adapter is None
 
@@ -215,14 +202,14 @@ def test_a_bad_adapter_file_is_a_notification(segment_widget, tmp_path):
 def test_automatic_segmentation_pre_annotates_and_commits(segment_widget, qtbot, monkeypatch):
     viewer, widget = segment_widget
     proposal = NUCLEI.labels.astype(np.uint32)
-    monkeypatch.setattr(widget.session, "automatic", lambda image, embeddings, progress=None: proposal)
-    widget.run_automatic()
+    monkeypatch.setattr(widget.session, "automatic", lambda image, embeddings, progress=None, **_: proposal)
+    click(widget.auto_button)
     wait_for_worker(qtbot, widget)
     auto = viewer.layers["auto_segmentation"]
     np.testing.assert_array_equal(auto.data, proposal)
 
     auto.data[auto.data == 1] = 0  # the user deletes a wrong proposal
-    widget.commit_automatic()
+    click(widget.commit_auto_button)
     committed = viewer.layers["committed_objects"].data
     assert len(np.unique(committed)) - 1 == NUCLEI.labels.max() - 1
     assert not viewer.layers["auto_segmentation"].data.any()
@@ -230,7 +217,7 @@ def test_automatic_segmentation_pre_annotates_and_commits(segment_widget, qtbot,
 
 def test_automatic_segmentation_runs_micro_sams_generator(segment_widget, qtbot):
     viewer, widget = segment_widget
-    widget.run_automatic()
+    click(widget.auto_button)
     wait_for_worker(qtbot, widget, timeout=120_000)
     auto = viewer.layers["auto_segmentation"].data
     assert auto.shape == NUCLEI.image.shape
@@ -244,10 +231,10 @@ def test_open_folder_adds_an_image_series(segment_widget, qtbot, tmp_path):
     viewer, widget = segment_widget
     for i in range(3):
         iio.imwrite(tmp_path / f"img_{i}.png", make_sample("cells", seed=i, shape=(64, 64)).image)
-    widget.open_folder(tmp_path)
+    widget.folder.value = tmp_path
     wait_for_worker(qtbot, widget)
     assert widget.image_choice.value == "img_0"
-    widget.step_image(+1)
+    click(widget.next_button)
     wait_for_worker(qtbot, widget)
     assert widget.image_choice.value == "img_1"
     assert widget.embeddings is not None
@@ -255,7 +242,7 @@ def test_open_folder_adds_an_image_series(segment_widget, qtbot, tmp_path):
 
 def test_open_folder_without_images_is_a_notification(segment_widget, tmp_path):
     _, widget = segment_widget
-    widget.open_folder(tmp_path)
+    widget.folder.value = tmp_path
     assert any("No images" in m for m in error_messages())
 
 

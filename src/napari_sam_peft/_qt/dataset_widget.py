@@ -1,58 +1,52 @@
 """The "Dataset" dock widget: the annotation store behind the Segment widget.
 
-Every object committed in the Segment widget is recorded in the store with its prompts;
-undoing a commit removes it again. The widget shows the store's images, objects and split,
-lets the user move an image between train and validation, remove an object or an image
-from the training data, and import existing annotations from an image + labels layer pair.
+Commits are recorded by the session (see :class:`~napari_sam_peft.session.AnnotatorSession`),
+whether or not this dock is open; this widget shows the store's images, objects and split,
+lets the user choose another store, move an image between train and validation, remove an
+object or an image from the training data, and import existing annotations from an image +
+labels layer pair.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import napari
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, Table
 from napari.utils.notifications import show_error, show_info
 
-from napari_sam_peft._qt.sessions import session_for
+from napari_sam_peft._qt.dock_layout import fit_to_dock, full_width, on_click, show_text, wrapping
+from napari_sam_peft._qt.sessions import default_store_path, session_for
 from napari_sam_peft.core.errors import SamPeftError
-from napari_sam_peft.core.store import SPLITS, STORE_SUFFIX, AnnotationStore
-
-DEFAULT_STORE_NAME = f"annotations{STORE_SUFFIX}"
-
-
-def default_store_path(viewer: napari.Viewer) -> Path:
-    """One store per image folder: next to the first image layer opened from a file, else in ~/napari-sam-peft."""
-    for layer in viewer.layers:
-        source = getattr(getattr(layer, "source", None), "path", None)
-        if isinstance(layer, napari.layers.Image) and source:
-            folder = Path(source)
-            return (folder if folder.is_dir() else folder.parent) / DEFAULT_STORE_NAME
-    return Path.home() / "napari-sam-peft" / DEFAULT_STORE_NAME
+from napari_sam_peft.core.store import SPLITS, AnnotationStore
 
 
 class DatasetWidget(Container):
+    """Dock widget: the session's annotation store, its split, and imports into it."""
+
     def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__(labels=True)
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
-        self.store: AnnotationStore | None = None
-        # (image layer name, label id in committed_objects) -> store object id, to undo and remove
-        self.recorded: dict[tuple[str, int], str] = {}
 
-        self.store_path = FileEdit(label="store", mode="d", value=default_store_path(napari_viewer))
+        current = self.session.store.path if self.session.store is not None else None
+        fallback = self.session.default_store_path or default_store_path(napari_viewer)
+        self.store_path = FileEdit(label="store", mode="d", value=current or fallback)
         self.open_button = PushButton(text="Open / create store")
-        self.summary = Label(value="No store open: committed objects are not recorded yet.")
+        self.summary = wrapping(Label(value=""))
         self.table = Table(value={"data": [], "index": [], "columns": ["image", "split", "objects"]})
+        self.table.native.setMinimumHeight(120)
         self.store_image = ComboBox(label="stored image", choices=self._stored_image_choices)
         self.split = ComboBox(label="split", choices=list(SPLITS), value="train")
         self.split_button = PushButton(text="Set split")
-        self.remove_image_button = PushButton(text="Remove image from training data")
-        self.remove_object_button = PushButton(text="Remove selected object (committed_objects label)")
+        self.remove_image_button = PushButton(
+            text="Remove image", tooltip="Remove the stored image and its objects from the training data"
+        )
+        self.remove_object_button = PushButton(
+            text="Remove selected object", tooltip="Erase the label selected in committed_objects"
+        )
         self.import_image = ComboBox(label="import image", choices=self._layers_of(napari.layers.Image))
         self.import_labels = ComboBox(label="with labels", choices=self._layers_of(napari.layers.Labels))
-        self.import_button = PushButton(text="Add image + labels to the store")
+        self.import_button = PushButton(text="Import image + labels")
         self.extend(
             [
                 self.store_path,
@@ -68,30 +62,37 @@ class DatasetWidget(Container):
                 self.import_button,
             ]
         )
-        self.open_button.changed.connect(lambda: self.open_store(self.store_path.value))
-        self.split_button.changed.connect(self._set_split)
-        self.remove_image_button.changed.connect(self._remove_image)
-        self.remove_object_button.changed.connect(self.remove_selected_object)
-        self.import_button.changed.connect(self._import_layers)
+        on_click(self.open_button, lambda: self.open_store(self.store_path.value))
+        on_click(self.split_button, self._set_split)
+        on_click(self.remove_image_button, self._remove_image)
+        on_click(self.remove_object_button, self.remove_selected_object)
+        on_click(self.import_button, self._import_layers)
         self.viewer.layers.events.inserted.connect(self._refresh_layer_choices)
         self.viewer.layers.events.removed.connect(self._refresh_layer_choices)
-        self.session.objects_committed.connect(self._record_commit)
-        self.session.objects_uncommitted.connect(self._record_uncommit)
+        self.session.store_changed.connect(self._store_changed)
+        self.session.store_updated.connect(self._show)
+        self._store_changed(self.session.store)
+        full_width(self.summary, self.table, *[w for w in self if isinstance(w, Container)])
+        fit_to_dock(self, "Dataset")
+
+    @property
+    def store(self) -> AnnotationStore | None:
+        return self.session.store
 
     # ------------------------------------------------------------------ store
     def open_store(self, path) -> AnnotationStore | None:
-        path = Path(path)
+        """Open or create the store at ``path``; from now on commits are recorded there."""
         try:
-            if not path.name.endswith(STORE_SUFFIX):
-                path = path / DEFAULT_STORE_NAME
-            self.store = AnnotationStore(path) if path.exists() else AnnotationStore.create(path)
+            store = self.session.open_store(path)
         except (SamPeftError, OSError) as err:
             show_error(str(err))
             return None
-        self.store_path.value = path
-        self.session.set_store(self.store)
-        self.refresh()
-        return self.store
+        return store
+
+    def _store_changed(self, store) -> None:
+        if store is not None:
+            self.store_path.value = store.path
+        self._show()
 
     def _require_store(self) -> AnnotationStore:
         if self.store is None:
@@ -101,21 +102,32 @@ class DatasetWidget(Container):
         return self.store
 
     def refresh(self) -> None:
+        """Tell every widget the store changed (after an import, a split or a removal here)."""
+        if self.store is not None:
+            self.session.store_updated.emit(self.store)
+
+    def _show(self, *_) -> None:
         if self.store is None:
+            where = self.session.default_store_path or self.store_path.value
+            show_text(self.summary, f"No store open yet: the first commit creates {where}.")
             return
         snapshot = self.store.snapshot()
         info = snapshot.info()
-        self.session.store_updated.emit(self.store)
-        self.summary.value = (
+        show_text(
+            self.summary,
             f"{info['images']} images, {info['objects']} objects "
-            f"(train {info['train_objects']}, val {info['val_objects']}); snapshot {info['snapshot'][:8]}"
+            f"(train {info['train_objects']}, val {info['val_objects']}) in {self.store.path}",
+            str(self.store.path),
         )
         self.table.value = {
             "data": [[i.name or i.image_id[:8], i.split, len(i.objects)] for i in snapshot.images],
             "index": [str(n) for n in range(1, len(snapshot.images) + 1)],
             "columns": ["image", "split", "objects"],
         }
-        self.store_image.reset_choices()
+        try:
+            self.store_image.reset_choices()
+        except RuntimeError:  # the viewer is closing
+            pass
 
     def _stored_image_choices(self, *_) -> list[tuple[str, str]]:
         if self.store is None:
@@ -134,41 +146,6 @@ class DatasetWidget(Container):
             self.import_labels.reset_choices()
         except RuntimeError:  # the viewer is closing
             pass
-
-    # ------------------------------------------------------------ recording
-    def _record_commit(self, event: dict) -> None:
-        try:
-            store = self._require_store()
-            layer = self.viewer.layers[event["image_layer"]]
-            labels = self.viewer.layers["committed_objects"].data
-            image_id = store.add_image(np.asarray(layer.data), name=layer.name)
-            prompts = event.get("prompts") or []
-            for index, label_id in enumerate(event["object_ids"]):
-                object_prompts = prompts[index] if index < len(prompts) else None
-                record = {}
-                if object_prompts is not None:
-                    record = {
-                        "points": object_prompts.points.tolist(),
-                        "labels": object_prompts.labels.tolist(),
-                        "box": None if object_prompts.box is None else object_prompts.box.tolist(),
-                    }
-                object_id = store.add_object(
-                    image_id, labels == label_id, prompts=record, source=event["sources"][index]
-                )
-                self.recorded[(layer.name, label_id)] = object_id
-        except (SamPeftError, KeyError) as err:
-            show_error(f"The commit was not recorded in the store: {err}")
-            return
-        self.refresh()
-
-    def _record_uncommit(self, event: dict) -> None:
-        if self.store is None:
-            return
-        for label_id in event["object_ids"]:
-            object_id = self.recorded.pop((event["image_layer"], label_id), None)
-            if object_id is not None:
-                self.store.remove_object(object_id)
-        self.refresh()
 
     # ------------------------------------------------------------ actions
     def _set_split(self) -> None:
@@ -190,23 +167,19 @@ class DatasetWidget(Container):
         self.refresh()
 
     def remove_selected_object(self) -> None:
-        """Remove the object under committed_objects' selected label (current image) from the training data."""
+        """Erase committed_objects' selected label on the current image; the store then drops it too."""
         if "committed_objects" not in self.viewer.layers:
             show_error("There is no committed_objects layer: commit objects in the Segment widget first.")
             return
         layer = self.viewer.layers["committed_objects"]
-        images = [
-            name
-            for (name, label) in self.recorded
-            if label == layer.selected_label and name == self.session.current_image
-        ]
-        if not images:
-            show_error(f"Label {layer.selected_label} is not a recorded object: pick one with the label picker.")
+        label = int(layer.selected_label)
+        if not np.any(layer.data == label):
+            show_error(f"Label {label} is not a committed object here: pick one with the label picker.")
             return
-        for name in images:
-            self.store.remove_object(self.recorded.pop((name, layer.selected_label)))
-        show_info(f"Removed object {layer.selected_label} from the training data.")
-        self.refresh()
+        layer.data[layer.data == label] = 0
+        layer.refresh()
+        self.session.flush_requested.emit()
+        show_info(f"Removed object {label} from committed_objects and the training data.")
 
     def _import_layers(self) -> None:
         try:

@@ -1,55 +1,41 @@
 """The "Segment" dock widget: prompt-based annotation with SAM, as micro_sam users know it.
 
-Layers (micro_sam's names): ``point_prompts`` (positive/negative points, ``T`` toggles),
-``prompts`` (boxes), ``current_object``, ``committed_objects`` and ``auto_segmentation``.
-Keys: ``S`` segment, ``C`` commit, ``Shift+C`` clear prompts, ``U`` undo the last commit,
-``T`` toggle the point label, ``N`` / ``Shift+N`` next / previous image.
+Layers and keys follow micro_sam (see :mod:`.prompt_layers`): ``S`` segment, ``C`` commit,
+``Shift+C`` clear prompts, ``U`` undo the last commit, ``T`` toggle the point label,
+``N`` / ``Shift+N`` next / previous image.
 
-The widget is thin: models, adapters and embeddings live in the viewer's
+Every commit, undo and hand correction of ``committed_objects`` (brush, eraser, fill) is
+recorded in the session's annotation store, whichever other docks are open; the widget
+shows where. An image the store already holds opens with its objects.
+
+The widget is thin: models, adapters, embeddings and the store live in the viewer's
 :class:`~napari_sam_peft.session.AnnotatorSession`; slow work runs on worker threads with
 a napari progress bar; every error a user can cause becomes a napari notification.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-
 import napari
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QTimer
 
+from napari_sam_peft._qt import prompt_layers
+from napari_sam_peft._qt.automatic_controls import AutomaticControls
+from napari_sam_peft._qt.background import run_in_background
+from napari_sam_peft._qt.dock_layout import fit_to_dock, full_width, on_click, show_text, wrapping
+from napari_sam_peft._qt.image_series import image_layer_names, open_image_folder
+from napari_sam_peft._qt.model_controls import ModelControls
 from napari_sam_peft._qt.progress import ProgressRelay
-from napari_sam_peft._qt.sessions import session_for
-from napari_sam_peft.core.devices import DEVICE_CHOICES
+from napari_sam_peft._qt.sessions import default_store_path, session_for
+from napari_sam_peft.core.commits import ImageAnnotations, prompt_record
 from napari_sam_peft.core.errors import SamPeftError
 from napari_sam_peft.core.images import check_image
-from napari_sam_peft.core.models import DEMO_MODEL_NAME, load_model, registry_model_names
-from napari_sam_peft.core.prompting import ObjectPrompts, box_from_corners, split_into_objects
+from napari_sam_peft.core.prompting import ObjectPrompts
 
-POINT_LABELS = ("positive", "negative")
-POINT_COLORS = ["#00FF00", "#FF0000"]
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
-
-
-@dataclass
-class Commit:
-    """One commit, enough to undo it."""
-
-    object_ids: list[int]
-    indices: tuple[np.ndarray, ...]
-    previous: np.ndarray
-    prompts: list[ObjectPrompts] = field(default_factory=list)
-
-
-@dataclass
-class ImageAnnotations:
-    """What the user committed on one image, and how to undo it."""
-
-    labels: np.ndarray
-    history: list[Commit] = field(default_factory=list)
+PAINT_SETTLE_MS = 400  # record hand corrections once the user pauses painting
 
 
 class SegmentWidget(Container):
@@ -65,148 +51,89 @@ class SegmentWidget(Container):
         self._image_name: str | None = None
         self._pending_prompts: list[ObjectPrompts] = []
         self.active_workers: set = set()
+        self._paint_timer = QTimer(self.native)
+        self._paint_timer.setSingleShot(True)
+        self._paint_timer.setInterval(PAINT_SETTLE_MS)
+        self._paint_timer.timeout.connect(self.record_current)
+        self._watched_labels = None
 
-        self.model_choice = ComboBox(
-            label="model", choices=[DEMO_MODEL_NAME, *registry_model_names()], value=DEMO_MODEL_NAME
+        self.model_controls = ModelControls(self.session, self._run)
+        for name in ("model_choice", "load_button", "adapter_file", "attach_button", "detach_button", "status"):
+            setattr(self, "model_status" if name == "status" else name, getattr(self.model_controls, name))
+        self.image_choice = ComboBox(label="image", choices=lambda *_: image_layer_names(self.viewer))
+        self.previous_button = PushButton(text="< Previous", tooltip="Previous image [Shift+N]")
+        self.next_button = PushButton(text="Next >", tooltip="Next image [N]")
+        self.folder = FileEdit(label="folder", mode="d", tooltip="Open every image of a folder as an image series")
+        self.batch_mode = CheckBox(
+            text="batch mode", value=False, tooltip="One object per box and per positive point"
         )
-        self.model_file = FileEdit(label="or file", mode="r", filter="*.pth *.pt *.safetensors")
-        self.device_choice = ComboBox(label="device", choices=list(DEVICE_CHOICES), value="auto")
-        self.load_button = PushButton(text="Load model")
-        self.adapter_file = FileEdit(label="adapter", mode="r", filter="*.safetensors")
-        self.attach_button = PushButton(text="Attach adapter")
-        self.detach_button = PushButton(text="Use base model")
-        self.model_status = Label(value="No model loaded.")
-        self.image_choice = ComboBox(label="image", choices=self._image_layer_names)
-        self.previous_button = PushButton(text="< Previous [Shift+N]")
-        self.next_button = PushButton(text="Next [N] >")
-        self.folder = FileEdit(label="open folder", mode="d")
-        self.batch_mode = CheckBox(text="batch mode (one object per box / positive point)", value=False)
         self.segment_button = PushButton(text="Segment [S]")
         self.commit_button = PushButton(text="Commit [C]")
-        self.clear_button = PushButton(text="Clear prompts [Shift+C]")
-        self.undo_button = PushButton(text="Undo last commit [U]")
-        self.auto_button = PushButton(text="Automatic segmentation")
-        self.commit_auto_button = PushButton(text="Commit automatic objects")
-        self.embedding_status = Label(value="")
+        self.clear_button = PushButton(text="Clear [Shift+C]", tooltip="Clear the prompts and the current object")
+        self.undo_button = PushButton(text="Undo [U]", tooltip="Undo the last commit on this image")
+        self.automatic = AutomaticControls(self)
+        self.auto_button, self.commit_auto_button = self.automatic.run_button, self.automatic.commit_button
+        self.embedding_status = wrapping(Label(value=""))
+        self.store_status = wrapping(Label(value=""))
+
+        def row(*widgets):
+            return Container(widgets=list(widgets), layout="horizontal", labels=False)
+
         self.extend(
             [
-                self.model_choice,
-                self.model_file,
-                self.device_choice,
-                self.load_button,
-                self.adapter_file,
-                Container(widgets=[self.attach_button, self.detach_button], layout="horizontal", labels=False),
-                self.model_status,
+                *self.model_controls.widgets,
                 self.image_choice,
-                Container(widgets=[self.previous_button, self.next_button], layout="horizontal", labels=False),
+                row(self.previous_button, self.next_button),
                 self.folder,
                 self.embedding_status,
                 self.batch_mode,
-                Container(widgets=[self.segment_button, self.commit_button], layout="horizontal", labels=False),
-                Container(widgets=[self.clear_button, self.undo_button], layout="horizontal", labels=False),
-                Container(widgets=[self.auto_button, self.commit_auto_button], layout="horizontal", labels=False),
+                row(self.segment_button, self.commit_button),
+                row(self.clear_button, self.undo_button),
+                row(self.auto_button, self.commit_auto_button),
+                self.store_status,
             ]
         )
-        self._create_layers()
+        self.point_layer, self.box_layer = prompt_layers.create_prompt_layers(napari_viewer)
+        self._rows = [w for w in self if isinstance(w, Container)]
         self._connect()
-        self._bind_keys()
+        self.keys = prompt_layers.KeyBindings(
+            napari_viewer,
+            {
+                "s": self.segment,
+                "c": self.commit,
+                "Shift-C": self.clear_prompts,
+                "u": self.undo_commit,
+                "t": lambda: prompt_layers.toggle_point_label(self.point_layer),
+                "n": lambda: self.step_image(+1),
+                "Shift-N": lambda: self.step_image(-1),
+            },
+        )
         if self.image_choice.value is not None:
             self._image_selected(self.image_choice.value)
         self._update_model_status()
+        self._update_store_status()
+        full_width(self.model_status, self.embedding_status, self.store_status, *self._rows)
+        fit_to_dock(self, "Segment")
 
     # ------------------------------------------------------------------ setup
-    def _image_layer_names(self, *_) -> list[str]:
-        return [layer.name for layer in self.viewer.layers if isinstance(layer, napari.layers.Image)]
-
-    def _create_layers(self) -> None:
-        viewer = self.viewer
-        if "point_prompts" not in viewer.layers:
-            viewer.add_points(
-                name="point_prompts",
-                property_choices={"label": list(POINT_LABELS)},
-                border_color="label",
-                border_color_cycle=POINT_COLORS,
-                symbol="o",
-                face_color="transparent",
-                border_width=0.5,
-                size=12,
-                ndim=2,
-            )
-            viewer.layers["point_prompts"].border_color_mode = "cycle"
-        if "prompts" not in viewer.layers:
-            viewer.add_shapes(name="prompts", face_color="transparent", edge_color="green", edge_width=2, ndim=2)
-        self.point_layer = viewer.layers["point_prompts"]
-        self.box_layer = viewer.layers["prompts"]
-
-    def _labels_layer(self, name: str, shape: tuple[int, int]) -> napari.layers.Labels:
-        if name in self.viewer.layers:
-            layer = self.viewer.layers[name]
-            if layer.data.shape != shape:
-                layer.data = np.zeros(shape, dtype=np.uint32)
-            return layer
-        layer = self.viewer.add_labels(np.zeros(shape, dtype=np.uint32), name=name)
-        # Keep prompts on top so they stay clickable.
-        for prompt_layer in (self.box_layer, self.point_layer):
-            self.viewer.layers.move(self.viewer.layers.index(prompt_layer), len(self.viewer.layers))
-        return layer
-
     def _connect(self) -> None:
         self.viewer.layers.events.inserted.connect(self._refresh_image_choices)
         self.viewer.layers.events.removed.connect(self._refresh_image_choices)
-        self.load_button.changed.connect(self.load_model)
-        self.attach_button.changed.connect(lambda: self.attach_adapter(self.adapter_file.value))
-        self.detach_button.changed.connect(lambda: self.attach_adapter(None))
         self.image_choice.changed.connect(self._image_selected)
-        self.previous_button.changed.connect(lambda: self.step_image(-1))
-        self.next_button.changed.connect(lambda: self.step_image(+1))
+        on_click(self.previous_button, lambda: self.step_image(-1))
+        on_click(self.next_button, lambda: self.step_image(+1))
         self.folder.changed.connect(lambda: self.open_folder(self.folder.value))
-        self.segment_button.changed.connect(self.segment)
-        self.commit_button.changed.connect(self.commit)
-        self.clear_button.changed.connect(self.clear_prompts)
-        self.undo_button.changed.connect(self.undo_commit)
-        self.auto_button.changed.connect(self.run_automatic)
-        self.commit_auto_button.changed.connect(self.commit_automatic)
+        on_click(self.segment_button, self.segment)
+        on_click(self.commit_button, self.commit)
+        on_click(self.clear_button, self.clear_prompts)
+        on_click(self.undo_button, self.undo_commit)
         self.session.model_changed.connect(self._model_changed)
         self.session.adapter_changed.connect(self._adapter_changed)
-
-    def _bind_keys(self) -> None:
-        actions = {
-            "s": self.segment,
-            "c": self.commit,
-            "Shift-C": self.clear_prompts,
-            "u": self.undo_commit,
-            "t": self.toggle_point_label,
-            "n": lambda: self.step_image(+1),
-            "Shift-N": lambda: self.step_image(-1),
-        }
-        # The prompt layers have their own 's' etc. (napari#7302): bind there too.
-        for target in (self.viewer, self.point_layer, self.box_layer):
-            for key, action in actions.items():
-                target.bind_key(key, _key_handler(action), overwrite=True)
+        self.session.store_changed.connect(self._update_store_status)
+        self.session.store_updated.connect(self._update_store_status)
+        self.session.flush_requested.connect(self.record_current)
 
     # ------------------------------------------------------------------ model
-    def load_model(self) -> None:
-        """Load the chosen model on a worker thread (downloads can take minutes)."""
-        file = self.model_file.value
-        name = str(file) if file and Path(file).is_file() else self.model_choice.value
-        device = self.device_choice.value
-        self.model_status.value = f"Loading {name}..."
-
-        @thread_worker(progress={"desc": f"Loading model {name}"})
-        def work():
-            return load_model(name, device=device)
-
-        # The session (and its signals) change on the main thread only.
-        self._run(work(), on_return=self.session.set_model)
-
-    def attach_adapter(self, path) -> None:
-        try:
-            if path is not None and (not path or not Path(path).is_file()):
-                raise SamPeftError("Choose an adapter file (.safetensors) first.")
-            self.session.set_adapter(path)
-        except SamPeftError as err:
-            show_error(str(err))
-
     def _model_changed(self, loaded) -> None:
         self._update_model_status()
         self.embeddings = None
@@ -221,13 +148,11 @@ class SegmentWidget(Container):
             self.compute_embeddings()
 
     def _update_model_status(self) -> None:
-        model = self.session.model
-        if model is None:
-            self.model_status.value = "No model loaded."
-            return
-        adapter = self.session.adapter
-        active = "base model" if adapter is None else f"adapter {adapter.spec.describe()} [{adapter.identity[:8]}]"
-        self.model_status.value = f"{model.identity.name} on {model.device.type}, {active}"
+        self.model_controls.update_status()
+
+    def _update_store_status(self, *_) -> None:
+        text, path = self.session.store_description()
+        show_text(self.store_status, text, path)
 
     # ------------------------------------------------------------------ images
     def _refresh_image_choices(self, *_) -> None:
@@ -242,8 +167,12 @@ class SegmentWidget(Container):
             (self.viewer.layers.events.removed, self._refresh_image_choices),
         ):
             signal.disconnect(slot)
+        self.keys.disconnect()
         self.session.model_changed.disconnect(self._model_changed)
         self.session.adapter_changed.disconnect(self._adapter_changed)
+        self.session.store_changed.disconnect(self._update_store_status)
+        self.session.store_updated.disconnect(self._update_store_status)
+        self.session.flush_requested.disconnect(self.record_current)
 
     @property
     def image_layer(self) -> napari.layers.Image | None:
@@ -254,7 +183,9 @@ class SegmentWidget(Container):
     def _image_selected(self, name: str | None) -> None:
         if name == self._image_name:
             return
-        self._store_current_annotations()
+        if self._paint_timer.isActive():
+            self.record_current()  # corrections on the image we leave
+        self._keep_current_annotations()
         self._image_name = name
         self.session.current_image = name
         self.embeddings = None
@@ -272,43 +203,60 @@ class SegmentWidget(Container):
             show_error(str(err))
             return
         shape = image.shape[:2]
+        if self.session.store is None:
+            self.session.default_store_path = default_store_path(self.viewer)
         saved = self.annotations.get(name)
-        committed = self._labels_layer("committed_objects", shape)
-        committed.data = saved.labels if saved is not None else np.zeros(shape, dtype=np.uint32)
-        self._labels_layer("current_object", shape).data = np.zeros(shape, dtype=np.uint32)
+        if saved is None:
+            restored = self._restore(image)
+            saved = self.annotations[name] = ImageAnnotations(
+                restored if restored is not None else np.zeros(shape, dtype=np.uint32)
+            )
+        committed = prompt_layers.labels_layer(self.viewer, "committed_objects", shape)
+        committed.data = saved.labels
+        self._watch_corrections(committed)
+        prompt_layers.labels_layer(self.viewer, "current_object", shape).data = np.zeros(shape, dtype=np.uint32)
+        size = prompt_layers.point_size_for(shape)
+        self.point_layer.current_size = size
+        self._update_store_status()
         if self.session.model is not None:
             self.compute_embeddings()
         else:
             self.embedding_status.value = "Load a model to compute embeddings."
 
-    def _store_current_annotations(self) -> None:
+    def _restore(self, image: np.ndarray) -> np.ndarray | None:
+        try:
+            labels = self.session.restore_labels(image)
+        except (SamPeftError, OSError) as err:
+            show_error(f"Could not read this image's committed objects from the store: {err}")
+            return None
+        if labels is not None:
+            show_info(f"{int(len(np.unique(labels)) - 1)} committed objects of this image loaded from the store.")
+        return labels
+
+    def _watch_corrections(self, layer) -> None:
+        if self._watched_labels is layer:
+            return
+        layer.events.paint.connect(lambda _event: self._paint_timer.start())
+        self._watched_labels = layer
+
+    def _keep_current_annotations(self) -> None:
         if self._image_name is None or "committed_objects" not in self.viewer.layers:
             return
-        labels = self.viewer.layers["committed_objects"].data
-        entry = self.annotations.setdefault(self._image_name, ImageAnnotations(labels=labels))
-        entry.labels = labels
+        entry = self.annotations.get(self._image_name)
+        if entry is not None:
+            entry.labels = self.viewer.layers["committed_objects"].data
 
     def step_image(self, step: int) -> None:
-        names = self._image_layer_names()
-        if not names:
-            return
-        current = names.index(self._image_name) if self._image_name in names else -1
-        self.image_choice.value = names[(current + step) % len(names)]
+        names = image_layer_names(self.viewer)
+        if names:
+            current = names.index(self._image_name) if self._image_name in names else -1
+            self.image_choice.value = names[(current + step) % len(names)]
 
     def open_folder(self, folder) -> None:
         """Open every image file of a folder as an image layer (an image series)."""
-        import imageio.v3 as iio
-
-        folder = Path(folder)
-        files = (
-            sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
-        )
-        if not files:
-            show_error(f"No images ({', '.join(IMAGE_SUFFIXES)}) in {folder}.")
-            return
-        for path in files:
-            self.viewer.add_image(iio.imread(path), name=path.stem, visible=False)
-        self.image_choice.value = files[0].stem
+        first = open_image_folder(self.viewer, folder)
+        if first is not None:
+            self.image_choice.value = first
 
     # -------------------------------------------------------------- embeddings
     def compute_embeddings(self) -> None:
@@ -325,12 +273,12 @@ class SegmentWidget(Container):
         cached = key in self.session.cache
         self.embedding_status.value = "Loading cached embeddings..." if cached else "Computing embeddings..."
         name = layer.name
-
+        rgb = layer.rgb
         relay = ProgressRelay(f"Embedding {name}")
 
         @thread_worker
         def work():
-            return self.session.compute_embeddings(image, layer.rgb, progress=relay.report)
+            return self.session.compute_embeddings(image, rgb, progress=relay.report)
 
         def done(result):
             relay.close()
@@ -342,15 +290,14 @@ class SegmentWidget(Container):
         self._run(work(), on_return=done)
 
     def _run(self, worker, on_return) -> None:
-        worker.returned.connect(_unless_closed(on_return))
-        worker.errored.connect(_unless_closed(self._worker_failed))
-        self.active_workers.add(worker)
-        worker.finished.connect(lambda: self.active_workers.discard(worker))
-        worker.start()
+        run_in_background(worker, on_return, self._worker_failed, self.active_workers)
 
     def _worker_failed(self, err: BaseException) -> None:
         ProgressRelay.close_all()
-        message = str(err) if isinstance(err, SamPeftError) else f"{type(err).__name__}: {err}"
+        if isinstance(err, SamPeftError):
+            message = str(err)
+        else:
+            message = f"Unexpected error: {type(err).__name__}: {err or 'no message'}"
         self.embedding_status.value = "Failed: see the notification."
         self._update_model_status()
         show_error(message)
@@ -369,21 +316,7 @@ class SegmentWidget(Container):
 
     # ------------------------------------------------------------------ prompts
     def current_prompts(self) -> list[ObjectPrompts]:
-        points = np.asarray(self.point_layer.data)[:, -2:] if len(self.point_layer.data) else np.zeros((0, 2))
-        labels = np.array([1 if lab == "positive" else 0 for lab in self.point_layer.properties.get("label", [])])
-        boxes = [
-            box_from_corners(shape)
-            for shape, kind in zip(self.box_layer.data, self.box_layer.shape_type, strict=True)
-            if kind == "rectangle"
-        ]
-        return split_into_objects(points, labels, boxes, batch=self.batch_mode.value)
-
-    def toggle_point_label(self) -> None:
-        current = self.point_layer.current_properties
-        label = current["label"][0] if len(current.get("label", [])) else "positive"
-        current["label"] = np.array(["negative" if label == "positive" else "positive"])
-        self.point_layer.current_properties = current
-        self.point_layer.refresh_colors()
+        return prompt_layers.read_prompts(self.point_layer, self.box_layer, self.batch_mode.value)
 
     def segment(self) -> None:
         """Segment the current object(s) from the prompts into ``current_object``."""
@@ -416,109 +349,50 @@ class SegmentWidget(Container):
         if "current_object" not in self.viewer.layers or not self.viewer.layers["current_object"].data.any():
             show_info("Nothing to commit: segment an object first (S).")
             return
-        self._commit_labels(self.viewer.layers["current_object"].data, self._pending_prompts, source="prompts")
+        current = self.viewer.layers["current_object"].data
+        old_ids = [int(i) for i in np.unique(current) if i != 0]
+        new_ids = self._commit_labels(current)
+        prompts = {
+            new: prompt_record(self._pending_prompts[old - 1])
+            for old, new in zip(old_ids, new_ids, strict=True)
+            if old - 1 < len(self._pending_prompts)
+        }
+        self.record_current(prompts=prompts, sources=dict.fromkeys(new_ids, "prompts"))
         self.clear_prompts()
 
-    def commit_automatic(self) -> None:
-        """Commit every object left in ``auto_segmentation`` (after the user deleted or fixed some)."""
-        if "auto_segmentation" not in self.viewer.layers or not self.viewer.layers["auto_segmentation"].data.any():
-            show_info("No automatic objects to commit: run 'Automatic segmentation' first.")
-            return
-        layer = self.viewer.layers["auto_segmentation"]
-        proposal = getattr(self, "_auto_proposal", None)
-        sources = []
-        for obj in (int(i) for i in np.unique(layer.data) if i != 0):
-            unchanged = proposal is not None and np.array_equal(layer.data == obj, proposal == obj)
-            sources.append("automatic" if unchanged else "automatic-edited")
-        self._commit_labels(layer.data, [], source=sources)
-        layer.data = np.zeros_like(layer.data)
-
-    def _commit_labels(
-        self, source_labels: np.ndarray, prompts: list[ObjectPrompts], source: str | list[str]
-    ) -> None:
+    def _commit_labels(self, source_labels: np.ndarray) -> list[int]:
         committed = self.viewer.layers["committed_objects"]
         labels = committed.data
-        ids = [int(i) for i in np.unique(source_labels) if i != 0]
-        next_id = int(labels.max()) + 1
-        touched = source_labels != 0
-        indices = np.nonzero(touched)
-        previous = labels[indices].copy()
-        new_ids = []
-        for offset, old in enumerate(ids):
-            labels[source_labels == old] = next_id + offset
-            new_ids.append(next_id + offset)
+        entry = self.annotations.setdefault(self._image_name, ImageAnnotations(labels=labels))
+        new_ids = entry.history.commit(labels, source_labels)
+        entry.labels = labels
         committed.data = labels
         committed.refresh()
-        entry = self.annotations.setdefault(self._image_name, ImageAnnotations(labels=labels))
-        entry.labels = labels
-        entry.history.append(Commit(new_ids, indices, previous, list(prompts)))
-        self.session.objects_committed.emit(
-            {
-                "image_layer": self._image_name,
-                "object_ids": new_ids,
-                "prompts": list(prompts),
-                "sources": source if isinstance(source, list) else [source] * len(new_ids),
-            }
-        )
+        return new_ids
 
     def undo_commit(self) -> None:
         """Undo the last commit on the current image."""
         entry = self.annotations.get(self._image_name)
-        if entry is None or not entry.history:
+        committed = self.viewer.layers["committed_objects"] if "committed_objects" in self.viewer.layers else None
+        if entry is None or committed is None or entry.history.undo(committed.data) is None:
             show_info("Nothing to undo on this image.")
             return
-        last = entry.history.pop()
-        committed = self.viewer.layers["committed_objects"]
-        labels = committed.data
-        labels[last.indices] = last.previous
-        committed.data = labels
         committed.refresh()
-        self.session.objects_uncommitted.emit({"image_layer": self._image_name, "object_ids": last.object_ids})
+        self.record_current()
 
-    # --------------------------------------------------------------- automatic
-    def run_automatic(self) -> None:
-        """Pre-annotate the whole image into ``auto_segmentation`` on a worker thread."""
-        try:
-            embeddings = self._require_embeddings()
-            image = check_image(self.image_layer.data, self.image_layer.rgb)
-        except SamPeftError as err:
-            show_error(str(err))
+    def record_current(self, prompts: dict | None = None, sources: dict | None = None) -> None:
+        """Make the store hold what ``committed_objects`` shows for the current image."""
+        self._paint_timer.stop()
+        layer = self.image_layer
+        if layer is None or "committed_objects" not in self.viewer.layers:
             return
-
-        relay = ProgressRelay("Automatic segmentation")
-
-        @thread_worker
-        def work():
-            return self.session.automatic(image, embeddings, progress=relay.report)
-
-        def done(segmentation):
-            relay.close()
-            layer = self._labels_layer("auto_segmentation", segmentation.shape)
-            layer.data = segmentation
-            self._auto_proposal = segmentation.copy()
-            n = int(len(np.unique(segmentation)) - 1)
-            show_info(
-                f"Automatic segmentation found {n} objects: delete or fix them, then 'Commit automatic objects'."
-            )
-
-        self._run(work(), on_return=done)
-
-
-def _unless_closed(callback):
-    """Run a worker's callback unless the viewer closed the widget while the worker ran."""
-
-    def guarded(*args):
         try:
-            callback(*args)
-        except RuntimeError as err:
-            if "has been deleted" not in str(err):
-                raise
-
-    return guarded
-
-
-def _key_handler(action):
-    def handler(*_):
-        action()
-
-    return handler
+            self.session.record(
+                np.asarray(layer.data),
+                self.viewer.layers["committed_objects"].data,
+                name=layer.name,
+                prompts=prompts,
+                sources=sources,
+            )
+        except (SamPeftError, OSError) as err:
+            show_error(f"The committed objects were not recorded as training data: {err}")

@@ -1,23 +1,39 @@
 """One :class:`AnnotatorSession` per napari window, shared by the plugin's widgets.
 
 The session is kept on the viewer's window object, so it lives and dies with the window
-and no module-level registry is needed.
+and no module-level registry is needed. The attribute is public: napari hands plugins a
+proxy of the viewer that warns on private attributes (and will refuse them from 0.10).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import napari
 
+from napari_sam_peft.core.store import DEFAULT_STORE_NAME
 from napari_sam_peft.session import AnnotatorSession
 
-_ATTRIBUTE = "_napari_sam_peft_session"
+ATTRIBUTE = "napari_sam_peft_session"
 
 
 def session_for(viewer: napari.Viewer) -> AnnotatorSession:
     """The viewer's session, created on first use."""
     window = viewer.window
-    session = getattr(window, _ATTRIBUTE, None)
+    session = getattr(window, ATTRIBUTE, None)
     if session is None:
         session = AnnotatorSession()
-        setattr(window, _ATTRIBUTE, session)
-    return session
+        setattr(window, ATTRIBUTE, session)
+    # napari's plugin proxy wraps objects of modules named napari*: hand out the session itself,
+    # so every widget holds the same object.
+    return getattr(session, "__wrapped__", session)
+
+
+def default_store_path(viewer: napari.Viewer) -> Path:
+    """One store per image folder: next to the first image layer opened from a file, else in ~/napari-sam-peft."""
+    for layer in viewer.layers:
+        source = getattr(getattr(layer, "source", None), "path", None)
+        if isinstance(layer, napari.layers.Image) and source:
+            folder = Path(source)
+            return (folder if folder.is_dir() else folder.parent) / DEFAULT_STORE_NAME
+    return Path.home() / "napari-sam-peft" / DEFAULT_STORE_NAME

@@ -17,6 +17,10 @@ class NoPromptsError(SamPeftError):
     """Segmenting was asked for without any prompt."""
 
 
+class AmbiguousPromptsError(SamPeftError):
+    """Prompts that do not say which object each belongs to."""
+
+
 @dataclass
 class ObjectPrompts:
     """The prompts of one object: points with labels (1 positive, 0 negative) and at most one box."""
@@ -83,13 +87,20 @@ def split_into_objects(
 ) -> list[ObjectPrompts]:
     """Group prompts into objects.
 
-    Single mode: all prompts describe one object, except that several boxes are always
-    several objects. Batch mode: each box is one object and each positive point is one
-    object (negative points apply to every point object).
+    Single mode: all prompts describe one object, except that several boxes (without
+    points) are several objects; several boxes with points are ambiguous and refused.
+    Batch mode: each box is one object and each positive point is one object (negative
+    points apply to every point object).
     """
     points = np.asarray(points, dtype=float).reshape(-1, 2)
     labels = np.asarray(labels, dtype=int).reshape(-1)
     if not batch:
+        if len(boxes) > 1 and len(points):
+            raise AmbiguousPromptsError(
+                f"In single mode one object takes one box and its points, but there are {len(boxes)} boxes "
+                f"and {len(points)} point(s): delete all boxes but one, or switch on batch mode to segment "
+                "one object per box and per positive point."
+            )
         if len(boxes) > 1:
             return [ObjectPrompts(box=box) for box in boxes]
         return [ObjectPrompts(points=points, labels=labels, box=boxes[0] if boxes else None)]

@@ -38,6 +38,7 @@ from .errors import SamPeftError
 STORE_FORMAT = "napari-sam-peft/store"
 STORE_FORMAT_VERSION = 1
 STORE_SUFFIX = ".sampeft.zarr"
+DEFAULT_STORE_NAME = f"annotations{STORE_SUFFIX}"  # the store a folder gets when only the folder is named
 SPLITS = ("train", "val")
 
 
@@ -202,7 +203,7 @@ class AnnotationStore:
         image = np.asarray(image)
         if image.size == 0 or image.ndim not in (2, 3):
             raise StoreError(f"Cannot store an image of shape {image.shape}: the store takes 2D (or RGB) images.")
-        digest = hashlib.sha256(f"{image.shape}|{image.dtype.str}|".encode() + image.tobytes()).hexdigest()[:24]
+        digest = image_id_for(image)
         known = {i.image_id for i in self.snapshot().images}
         if digest in known:
             if split is not None:
@@ -337,6 +338,12 @@ class AnnotationStore:
 
     def info(self) -> dict[str, Any]:
         return self.snapshot().info()
+
+
+def image_id_for(image: np.ndarray) -> str:
+    """The id a store gives an image: a digest of its shape, dtype and pixels."""
+    image = np.ascontiguousarray(image)
+    return hashlib.sha256(f"{image.shape}|{image.dtype.str}|".encode() + image.tobytes()).hexdigest()[:24]
 
 
 def validate_labels(image: np.ndarray, labels: np.ndarray) -> list[int]:

@@ -1,0 +1,93 @@
+"""The Segment widget's model and adapter controls: choose, load, attach, detach, and say which is live."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
+from napari.qt.threading import thread_worker
+from napari.utils.notifications import show_error
+
+from napari_sam_peft._qt.dock_layout import on_click, show_text, wrapping
+from napari_sam_peft.core.devices import DEVICE_CHOICES
+from napari_sam_peft.core.errors import SamPeftError
+from napari_sam_peft.core.models import DEMO_MODEL_NAME, load_model, registry_model_names
+from napari_sam_peft.session import AnnotatorSession
+
+RunInBackground = Callable[..., None]  # (worker, on_return) -> None
+
+
+class ModelControls:
+    """Widgets to load a base model (on a worker thread) and attach or detach an adapter."""
+
+    def __init__(self, session: AnnotatorSession, run_in_background: RunInBackground) -> None:
+        self.session = session
+        self._run = run_in_background
+        self.model_choice = ComboBox(
+            label="model", choices=[DEMO_MODEL_NAME, *registry_model_names()], value=DEMO_MODEL_NAME
+        )
+        self.model_file = FileEdit(label="or file", mode="r", filter="*.pth *.pt *.safetensors")
+        self.device_choice = ComboBox(label="device", choices=list(DEVICE_CHOICES), value="auto")
+        self.load_button = PushButton(text="Load model")
+        self.adapter_file = FileEdit(label="adapter", mode="r", filter="*.safetensors")
+        self.attach_button = PushButton(text="Attach adapter", tooltip="Attach the chosen .safetensors adapter")
+        self.detach_button = PushButton(
+            text="Base model", tooltip="Detach the adapter: segment with the base model"
+        )
+        self.status = wrapping(Label(value="No model loaded."))
+        self.adapter_row = Container(
+            widgets=[self.attach_button, self.detach_button], layout="horizontal", labels=False
+        )
+        on_click(self.load_button, self.load_model)
+        on_click(self.attach_button, lambda: self.attach_adapter(self.adapter_file.value))
+        on_click(self.detach_button, lambda: self.attach_adapter(None))
+
+    @property
+    def widgets(self) -> list:
+        return [
+            self.model_choice,
+            self.model_file,
+            self.device_choice,
+            self.load_button,
+            self.adapter_file,
+            self.adapter_row,
+            self.status,
+        ]
+
+    def load_model(self) -> None:
+        """Load the chosen model on a worker thread (downloads can take minutes)."""
+        file = self.model_file.value
+        name = str(file) if file and Path(file).is_file() else self.model_choice.value
+        device = self.device_choice.value
+        self.status.value = f"Loading {name}..."
+
+        @thread_worker(progress={"desc": f"Loading model {name}"})
+        def work():
+            return load_model(name, device=device)
+
+        # The session (and its signals) change on the main thread only.
+        self._run(work(), on_return=self.session.set_model)
+
+    def attach_adapter(self, path) -> None:
+        """Attach the adapter file at ``path`` (None: back to the base model); errors are notifications."""
+        try:
+            if path is not None:
+                if not path or str(path) in ("", ".") or Path(path).is_dir():
+                    raise SamPeftError("Choose an adapter file (.safetensors) first.")
+                if not Path(path).exists():
+                    raise SamPeftError(
+                        f"The adapter file {path} does not exist: choose an existing .safetensors file."
+                    )
+            self.session.set_adapter(path)
+        except SamPeftError as err:
+            show_error(str(err))
+
+    def update_status(self) -> None:
+        model = self.session.model
+        if model is None:
+            self.status.value = "No model loaded."
+            return
+        adapter = self.session.adapter
+        active = "base model" if adapter is None else f"adapter {adapter.spec.describe()} [{adapter.identity[:8]}]"
+        show_text(self.status, f"{model.identity.name} on {model.device.type}, {active}")

@@ -1,0 +1,111 @@
+"""The annotator's layers and keys, as micro_sam users know them.
+
+Layers: ``point_prompts`` (positive/negative points), ``prompts`` (boxes),
+``current_object``, ``committed_objects`` and ``auto_segmentation``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import napari
+import numpy as np
+
+from napari_sam_peft.core.prompting import ObjectPrompts, box_from_corners, split_into_objects
+
+POINT_LABELS = ("positive", "negative")
+POINT_COLORS = ["#00FF00", "#FF0000"]
+
+
+def point_size_for(shape: tuple[int, ...]) -> float:
+    """A point marker that marks a spot without hiding a cell: about 1/80 of the image's shorter side."""
+    return float(max(3, round(min(shape[:2]) / 80)))
+
+
+def create_prompt_layers(viewer: napari.Viewer) -> tuple[napari.layers.Points, napari.layers.Shapes]:
+    """The ``point_prompts`` and ``prompts`` layers (reused when they exist)."""
+    if "point_prompts" not in viewer.layers:
+        viewer.add_points(
+            name="point_prompts",
+            property_choices={"label": list(POINT_LABELS)},
+            border_color="label",
+            border_color_cycle=POINT_COLORS,
+            symbol="o",
+            face_color="transparent",
+            border_width=0.3,
+            border_width_is_relative=True,
+            size=6,
+            ndim=2,
+        )
+        viewer.layers["point_prompts"].border_color_mode = "cycle"
+    if "prompts" not in viewer.layers:
+        viewer.add_shapes(name="prompts", face_color="transparent", edge_color="green", edge_width=2, ndim=2)
+    return viewer.layers["point_prompts"], viewer.layers["prompts"]
+
+
+def labels_layer(viewer: napari.Viewer, name: str, shape: tuple[int, int]) -> napari.layers.Labels:
+    """A labels layer of ``shape`` named ``name``, below the prompt layers so they stay clickable."""
+    if name in viewer.layers:
+        layer = viewer.layers[name]
+        if layer.data.shape != shape:
+            layer.data = np.zeros(shape, dtype=np.uint32)
+        return layer
+    layer = viewer.add_labels(np.zeros(shape, dtype=np.uint32), name=name)
+    for prompt_name in ("prompts", "point_prompts"):
+        if prompt_name in viewer.layers:
+            viewer.layers.move(viewer.layers.index(prompt_name), len(viewer.layers))
+    return layer
+
+
+def read_prompts(points_layer, boxes_layer, batch: bool) -> list[ObjectPrompts]:
+    """The prompts on the layers, grouped into objects (see :func:`split_into_objects`)."""
+    points = np.asarray(points_layer.data)[:, -2:] if len(points_layer.data) else np.zeros((0, 2))
+    labels = np.array([1 if lab == "positive" else 0 for lab in points_layer.properties.get("label", [])])
+    boxes = [
+        box_from_corners(shape)
+        for shape, kind in zip(boxes_layer.data, boxes_layer.shape_type, strict=True)
+        if kind == "rectangle"
+    ]
+    return split_into_objects(points, labels, boxes, batch=batch)
+
+
+def toggle_point_label(points_layer) -> None:
+    """Switch the label of the next point between positive and negative (micro_sam's ``T``)."""
+    current = points_layer.current_properties
+    label = current["label"][0] if len(current.get("label", [])) else "positive"
+    current["label"] = np.array(["negative" if label == "positive" else "positive"])
+    points_layer.current_properties = current
+    points_layer.refresh_colors()
+
+
+class KeyBindings:
+    """The annotator's keys on the viewer and on every layer.
+
+    napari gives a selected layer's own keys priority over the viewer's (an image layer's
+    ``C`` is "auto-contrast once"), so the keys are bound on each layer too, including
+    layers added later.
+    """
+
+    def __init__(self, viewer: napari.Viewer, actions: dict[str, Callable[[], None]]) -> None:
+        self.viewer = viewer
+        self.actions = actions
+        for target in (viewer, *viewer.layers):
+            self._bind(target)
+        viewer.layers.events.inserted.connect(self._layer_inserted)
+
+    def _bind(self, target) -> None:
+        for key, action in self.actions.items():
+            target.bind_key(key, _key_handler(action), overwrite=True)
+
+    def _layer_inserted(self, event) -> None:
+        self._bind(event.value)
+
+    def disconnect(self) -> None:
+        self.viewer.layers.events.inserted.disconnect(self._layer_inserted)
+
+
+def _key_handler(action: Callable[[], None]):
+    def handler(*_):
+        action()
+
+    return handler
