@@ -11,7 +11,7 @@ from napari_sam_peft.core.models import load_model
 from napari_sam_peft.core.peft import Adapter
 from napari_sam_peft.core.prompting import ObjectPrompts
 from napari_sam_peft.core.sample_data import make_sample
-from tests.plugin.conftest import error_messages, place_points, wait_for_worker
+from tests.plugin.conftest import click, error_messages, place_points, wait_for_worker
 
 CELLS = "cells (domain B)"
 
@@ -39,8 +39,8 @@ def loop(make_napari_viewer, qtbot, tmp_path):
     centres = [_centre(truth, i) for i in (1, 2, 3)]
     place_points(segment, centres, ["positive"] * 3)
     segment.batch_mode.value = True
-    segment.segment()
-    segment.commit()
+    click(segment.segment_button)
+    click(segment.commit_button)
     (image,) = store.snapshot().images
     store.set_split(image.image_id, "train")
     validation = make_sample("cells", seed=5)
@@ -90,7 +90,8 @@ def test_training_in_the_worker_changes_the_live_model_and_its_masks(loop, qtbot
     sam_before = segment.session.model.sam
     masks_before = _box_logits(segment)
 
-    process = finetune.start()
+    click(finetune.start_button)
+    process = finetune.process
     assert process is not None and process.pid is not None
     _wait_for_end(qtbot, finetune, segment)
 
@@ -125,7 +126,7 @@ def test_the_event_loop_keeps_serving_timers_while_training_runs(loop, qtbot):
     timer.setInterval(10)
     timer.timeout.connect(lambda: stamps.append(time.perf_counter()))
     timer.start()
-    finetune.start()
+    click(finetune.start_button)
     _wait_for_end(qtbot, finetune, segment)
     timer.stop()
     assert finetune.reloads >= 1  # the reload and re-embedding happened inside the window
@@ -137,7 +138,8 @@ def test_the_event_loop_keeps_serving_timers_while_training_runs(loop, qtbot):
 def test_killing_the_worker_leaves_napari_and_the_last_adapter_intact(loop, qtbot):
     viewer, segment, finetune = loop
     finetune.steps.value = 1000
-    process = finetune.start()
+    click(finetune.start_button)
+    process = finetune.process
     qtbot.waitUntil(lambda: finetune.reloads >= 1, timeout=180_000)
     wait_for_worker(qtbot, segment)
     attached = segment.session.adapter
@@ -155,33 +157,39 @@ def test_killing_the_worker_leaves_napari_and_the_last_adapter_intact(loop, qtbo
 def test_stop_ends_the_run_and_keeps_its_adapter(loop, qtbot):
     _, segment, finetune = loop
     finetune.steps.value = 1000
-    process = finetune.start()
+    click(finetune.start_button)
+    process = finetune.process
     qtbot.waitUntil(lambda: finetune.reloads >= 1, timeout=180_000)
-    finetune.stop_button.changed.emit(True)
+    click(finetune.stop_button)
     _wait_for_end(qtbot, finetune, segment)
     assert process.terminal_event["status"] == "stopped"
     assert process.wait(10) == 0
 
 
-def test_an_out_of_memory_error_in_training_is_a_notification(loop, qtbot):
-    import os
-
+def test_an_out_of_memory_error_in_training_is_a_notification(loop, qtbot, monkeypatch):
     _, segment, finetune = loop
     finetune.steps.value = 20
-    process = finetune.start(env=dict(os.environ, NAPARI_SAM_PEFT_TEST_FAULT="oom"))
+    monkeypatch.setenv("NAPARI_SAM_PEFT_TEST_FAULT", "oom")  # the worker inherits napari's environment
+    click(finetune.start_button)
+    process = finetune.process
     qtbot.waitUntil(lambda: process.terminal_event is not None, timeout=180_000)
     qtbot.wait(300)
     assert any("ran out of memory" in m for m in error_messages())
     assert segment.session.model is not None
 
 
-def test_bad_settings_are_notifications_not_runs(loop):
+def test_bad_settings_are_notifications_not_runs(loop, tmp_path):
+    from napari_sam_peft.core.training_job import runs_dir
+
     _, _, finetune = loop
     finetune.lr.value = "fast"
-    assert finetune.start() is None
+    click(finetune.start_button)
+    assert finetune.process is None
     finetune.lr.value = "1e-5"
     finetune.blocks.value = "20-30"
-    assert finetune.start() is None
+    click(finetune.start_button)
+    assert finetune.process is None
+    assert not runs_dir(tmp_path / "cells.sampeft.zarr").exists()  # no empty run folders
     messages = error_messages()
     assert any("learning rate" in m for m in messages)
     assert any("block" in m.lower() for m in messages[-1:])

@@ -19,18 +19,19 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
 
 from napari_sam_peft._qt.curve_plot import CurvePlot
+from napari_sam_peft._qt.dock_layout import fit_to_dock, full_width, on_click, show_text, wrapping
+from napari_sam_peft._qt.run_messages import ONLY_TRAINING_DATA, status_line
+from napari_sam_peft._qt.run_tables import evaluation_rows, history_rows, set_rows, style_table
 from napari_sam_peft._qt.sessions import session_for
 from napari_sam_peft.core.architecture import VIT_B
 from napari_sam_peft.core.devices import DEVICE_CHOICES, select_device
 from napari_sam_peft.core.errors import SamPeftError
-from napari_sam_peft.core.evaluation import METRICS
 from napari_sam_peft.core.peft import PRESETS, Adapter, spec_from_preset
 from napari_sam_peft.core.peft.recommend import recommend_preset
 from napari_sam_peft.core.training_job import TrainingJob, list_runs, model_argument
 from napari_sam_peft.core.worker import TrainingProcess
 from napari_sam_peft.session import SessionBusyError
 
-METRIC_NAMES = ("Point", "Box", "I_P", "I_B")
 POLL_MS = 100
 
 
@@ -53,14 +54,15 @@ class FinetuneWidget(Container):
         super().__init__(labels=True)
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
+        self._runs: list[dict] = []
         self._holder = _ProcessHolder()
         self._pending_reload: Path | None = None
         self._last_adapter_path: Path | None = None
         self.reloads = 0  # adapters attached live during runs (tests and the status line use it)
         self.last_evaluation: dict | None = None
 
-        self.data_status = Label(value="")
-        self.recommendation = Label(value="")
+        self.data_status = wrapping(Label(value=""))
+        self.recommendation = wrapping(Label(value=""))
         self.preset = ComboBox(label="preset", choices=list(PRESETS))
         self.blocks = LineEdit(label="blocks", value="")
         self.blocks.tooltip = "Encoder blocks to adapt: 'last 1', '6-11', 'late', 'all'; empty = preset default"
@@ -72,20 +74,31 @@ class FinetuneWidget(Container):
         self.validate_every = SpinBox(label="validate every", value=25, min=1, max=100_000)
         self.validate_every.tooltip = "Steps between validations; each improvement writes and loads a new adapter"
         self.device = ComboBox(label="device", choices=list(DEVICE_CHOICES), value="auto")
-        self.hot_reload = CheckBox(text="Load each new best adapter into Segment", value=True)
-        self.evaluate = CheckBox(text="Evaluate base vs adapter at the end", value=True)
-        self.estimate = Label(value="")
+        self.hot_reload = CheckBox(
+            text="Live reload into Segment",
+            value=True,
+            tooltip="Attach each new best adapter to the Segment widget's model",
+        )
+        self.evaluate = CheckBox(
+            text="Evaluate at the end",
+            value=True,
+            tooltip="Compare base model and adapter (mSA) when the run ends",
+        )
+        self.estimate = wrapping(Label(value=""))
         self.start_button = PushButton(text="Start training")
-        self.stop_button = PushButton(text="Stop (keep the best adapter)", enabled=False)
-        self.status = Label(value="Not training.")
+        self.stop_button = PushButton(
+            text="Stop", enabled=False, tooltip="Stop after this step; the best adapter is kept"
+        )
+        self.status = wrapping(Label(value="Not training."))
         self.loss_plot = CurvePlot("training loss", "#FFB74D")
         self.val_plot = CurvePlot("validation box IoU", "#81C784")
         self.compare = ComboBox(label="segment with", choices=["adapter", "base model"], value="adapter")
-        self.evaluation_table = Table(value=self._evaluation_rows(None))
-        self.evaluation_table.native.setMinimumHeight(130)
-        self.history = Table(value=self._history_rows())
-        self.history.native.setMinimumHeight(130)
-        self.load_run_button = PushButton(text="Load the selected run's adapter")
+        self.evaluated_on = wrapping(Label(value=""))
+        self.evaluation_table = style_table(Table(value=evaluation_rows(None)))
+        self.history = style_table(Table(value=history_rows([])))
+        self.load_run_button = PushButton(
+            text="Load selected run", tooltip="Attach the adapter of the run selected in the table"
+        )
         self.extend(
             [
                 self.data_status,
@@ -107,26 +120,39 @@ class FinetuneWidget(Container):
         )
         self.native.layout().addWidget(self.loss_plot)
         self.native.layout().addWidget(self.val_plot)
-        self.extend([self.compare, Label(value="Evaluation (mSA)"), self.evaluation_table])
+        self.extend([self.compare, Label(value="Evaluation (mSA)"), self.evaluated_on, self.evaluation_table])
         self.extend([Label(value="Runs"), self.history, self.load_run_button])
 
-        self._timer = QTimer()
+        self._timer = QTimer(self.native)  # dies with the widget: no polling into deleted labels
         self._timer.setInterval(POLL_MS)
         self._timer.timeout.connect(self.poll)
         self.native.destroyed.connect(partial(_stop_on_close, self._holder))
 
-        self.start_button.changed.connect(self.start)
-        self.stop_button.changed.connect(self.stop)
+        on_click(self.start_button, self.start)
+        on_click(self.stop_button, self.stop)
         self.compare.changed.connect(self._compare_changed)
-        self.load_run_button.changed.connect(self._load_selected_run)
+        on_click(self.load_run_button, self._load_selected_run)
         for field in (self.preset, self.blocks, self.rank, self.objects, self.steps):
             field.changed.connect(self._update_estimate)
         self.device.changed.connect(self._recommend)
         self.session.model_changed.connect(self._recommend)
+        self.session.store_updated.connect(self._update_estimate)
         self.session.store_changed.connect(self._store_changed)
         self.session.store_updated.connect(self._update_data_status)
         self._recommend()
         self._store_changed(self.session.store)
+        set_rows(self.history, history_rows(self._runs))
+        full_width(
+            self.data_status,
+            self.recommendation,
+            self.estimate,
+            self.status,
+            self.evaluated_on,
+            self.evaluation_table,
+            self.history,
+            *[w for w in self if isinstance(w, Container | Label)],
+        )
+        fit_to_dock(self, "Finetune")
 
     # --------------------------------------------------------------- choosing
     @property
@@ -147,7 +173,6 @@ class FinetuneWidget(Container):
         self.blocks.value = pick.blocks or ""
         self.lr.value = f"{pick.lr:g}"
         self.recommendation.value = f"Recommended on {device.type}: {pick.preset}. {pick.reason}"
-        self.recommendation.native.setWordWrap(True)
         self._update_estimate()
 
     def _spec(self):
@@ -159,6 +184,9 @@ class FinetuneWidget(Container):
     def _update_estimate(self, *_) -> None:
         from napari_sam_peft.core.estimate import estimate_training
 
+        if self.session.model is None:  # the estimate depends on the model: none until one is loaded
+            self.estimate.value = "Estimate: load a model in the Segment widget first."
+            return
         try:
             device = select_device(self.device.value)
             estimate = estimate_training(self._spec(), self._architecture(), str(device), self.objects.value)
@@ -166,7 +194,6 @@ class FinetuneWidget(Container):
             self.estimate.value = f"Cannot train this: {err}"
             return
         self.estimate.value = f"Estimate: {estimate.describe(self.steps.value)}"
-        self.estimate.native.setWordWrap(True)
 
     # ------------------------------------------------------------------- data
     def _store_changed(self, store) -> None:
@@ -176,19 +203,29 @@ class FinetuneWidget(Container):
     def _update_data_status(self, *_) -> None:
         store = self.session.store
         if store is None:
-            self.data_status.value = "No store open: open one in the Dataset widget and commit objects."
+            where = self.session.default_store_path
+            show_text(
+                self.data_status,
+                "No training data yet: commit objects in the Segment widget"
+                + (f" (they are recorded in {where})." if where else "."),
+                str(where or ""),
+            )
             return
         info = store.info()
-        self.data_status.value = (
-            f"{store.path.name}: {info['train_objects']} training objects on {info['train_images']} images, "
-            f"{info['val_objects']} validation objects"
+        show_text(
+            self.data_status,
+            f"{info['train_objects']} training objects on {info['train_images']} images, "
+            f"{info['val_objects']} validation objects, in {store.path}",
+            str(store.path),
         )
 
     # -------------------------------------------------------------- training
     def job(self) -> TrainingJob:
         """The run the current settings describe (raises SamPeftError for what is missing)."""
         if self.session.store is None:
-            raise SamPeftError("Open an annotation store in the Dataset widget first.")
+            raise SamPeftError(
+                "There is no training data yet: commit objects in the Segment widget (S to segment, C to commit)."
+            )
         model = self.session.require_model()
         try:
             lr = float(self.lr.value)
@@ -213,16 +250,18 @@ class FinetuneWidget(Container):
             extra={"spec": spec.to_json()},
         )
 
-    def start(self, env: dict[str, str] | None = None) -> TrainingProcess | None:
+    def start(self, *, env: dict[str, str] | None = None) -> TrainingProcess | None:
+        """Start a run with the current settings (the "Start training" button); ``env`` is for tests."""
         if self.process is not None and self.process.running:
             show_warning("A training run is already going: stop it first.")
             return None
+        self.session.flush_requested.emit()  # corrections painted a moment ago are training data too
         try:
             job = self.job()
             if self.session.store.info()["train_objects"] == 0:
                 raise SamPeftError(
-                    "There are no training objects yet: commit objects in the Segment widget "
-                    "(the Dataset widget records them)."
+                    "There are no training objects yet: commit objects in the Segment widget (S, then C); "
+                    "objects in the validation split do not count."
                 )
         except SamPeftError as err:
             show_error(str(err))
@@ -235,7 +274,8 @@ class FinetuneWidget(Container):
         self._keep_stage_input(stage)
         self.loss_plot.clear()
         self.val_plot.clear()
-        self.evaluation_table.value = self._evaluation_rows(None)
+        set_rows(self.evaluation_table, evaluation_rows(None))
+        self.evaluated_on.value = ""
         self._holder.process = TrainingProcess(job, env=env).start()
         self.status.value = f"Starting {job.preset} (loading the model in the training process)..."
         self.start_button.enabled = False
@@ -269,6 +309,9 @@ class FinetuneWidget(Container):
         if process is None:
             return
         for event in process.poll():
+            line = status_line(event)
+            if line is not None:
+                show_text(self.status, line, event.get("path"))
             handler = getattr(self, f"_on_{event.get('event')}", None)
             if handler is not None:
                 handler(event)
@@ -281,45 +324,30 @@ class FinetuneWidget(Container):
             self.refresh_history()
 
     def _on_started(self, event: dict) -> None:
-        self.status.value = (
-            f"Training {event['method']} on {event['device']}: {event['trainable_params']:,} parameters, "
-            f"{event['train_images']} training images. Running the frozen encoder blocks once per image..."
-        )
+        if event.get("validation") == "training data":
+            show_warning(ONLY_TRAINING_DATA)
         self.refresh_history()
-
-    def _on_prepared(self, event: dict) -> None:
-        self.status.value = f"Frozen encoder blocks done in {event['seconds']:.1f} s; training..."
 
     def _on_progress(self, event: dict) -> None:
         self.loss_plot.add_point(event["step"], event["loss"])
         if event["val_score"] is not None:
             self.val_plot.add_point(event["step"], event["val_score"])
-        eta = f", {event['eta_seconds']:.0f} s left" if event.get("eta_seconds") is not None else ""
-        best = f", best val {event['best_score']:.3f}" if event.get("best_score") is not None else ""
-        self.status.value = (
-            f"Step {event['step']}/{event['steps']}: loss {event['loss']:.3f}{best}, "
-            f"{event['its_per_second']:.2f} it/s{eta}"
-        )
 
     def _on_best(self, event: dict) -> None:
         self._last_adapter_path = Path(event["path"])
         if self.hot_reload.value and self.session.model is not None and self.compare.value == "adapter":
             self._pending_reload = self._last_adapter_path
 
-    def _on_evaluating(self, event: dict) -> None:
-        self.status.value = f"Evaluating base and adapter on {event['images']} images..."
-
     def _on_evaluation(self, event: dict) -> None:
         self.last_evaluation = event
-        self.evaluation_table.value = self._evaluation_rows(event)
+        set_rows(self.evaluation_table, evaluation_rows(event))
+        if event.get("measured_on"):
+            self.evaluated_on.value = f"Measured on {event['measured_on']}."
 
     def _on_finished(self, event: dict) -> None:
-        score = f"{event['best_score']:.3f}" if event.get("best_score") is not None else "n/a"
-        self.status.value = f"Training {event['status']}: best validation box IoU {score}. Adapter {event['path']}"
         show_info(f"Training {event['status'].replace('_', ' ')}: the adapter is {event['path']}")
 
     def _on_error(self, event: dict) -> None:
-        self.status.value = "Training failed: see the notification."
         show_error(event["message"])
 
     # ------------------------------------------------------------- hot reload
@@ -347,41 +375,11 @@ class FinetuneWidget(Container):
         except SamPeftError as err:
             show_error(str(err))
 
-    # ----------------------------------------------------------- evaluation
-    @staticmethod
-    def _evaluation_rows(event: dict | None) -> dict:
-        rows, index = [], []
-        if event is not None:
-            base, adapter = event["base"], event["adapter"]
-            rows = [
-                [f"{base[m]:.3f}" for m in METRICS],
-                [f"{adapter[m]:.3f}" for m in METRICS],
-                [f"{adapter[m] - base[m]:+.3f}" for m in METRICS],
-            ]
-            index = ["base", "adapter", "change"]
-        return {"data": rows, "index": index, "columns": list(METRIC_NAMES)}
-
     # ---------------------------------------------------------------- history
-    def _history_rows(self) -> dict:
-        runs = list_runs(self.session.store.path) if self.session.store is not None else []
-        self._runs = runs
-        data = []
-        for run in runs:
-            score = f"{run['best_score']:.3f}" if run.get("best_score") is not None else ""
-            change = ""
-            if run.get("evaluation"):
-                e = run["evaluation"]
-                change = f"{e['adapter']['box'] - e['base']['box']:+.3f}"
-            data.append([Path(run["run_dir"]).name, run["method"], run["status"], score, change])
-        return {
-            "data": data,
-            "index": [str(i + 1) for i in range(len(data))],
-            "columns": ["run", "method", "status", "best val", "Box mSA change"],
-        }
-
     def refresh_history(self) -> None:
+        self._runs = list_runs(self.session.store.path) if self.session.store is not None else []
         try:
-            self.history.value = self._history_rows()
+            set_rows(self.history, history_rows(self._runs))
         except RuntimeError:  # the viewer is closing
             pass
 

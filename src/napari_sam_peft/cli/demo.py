@@ -49,10 +49,25 @@ def run(args: argparse.Namespace) -> int:
     import napari
 
     viewer = napari.Viewer(title="napari-sam-peft demo")
+    fit_window_to_screen(viewer)
     open_demo_samples(viewer, args.sample)
     dock_widgets(viewer, store=args.workdir / f"{args.sample}.sampeft.zarr")
+    from qtpy.QtCore import QTimer
+
+    QTimer.singleShot(500, viewer.reset_view)  # fit the image to the canvas once the docks have their size
     napari.run()
     return 0
+
+
+def fit_window_to_screen(viewer) -> None:
+    """Fill the screen the window is on (less room for a title bar), as a maximised window would."""
+    from qtpy.QtWidgets import QApplication
+
+    screen = QApplication.primaryScreen()
+    if screen is None:
+        return
+    area = screen.availableGeometry()
+    viewer.window.set_geometry(area.x(), area.y(), area.width() - 8, area.height() - 64)
 
 
 def run_headless(args: argparse.Namespace) -> int:

@@ -32,6 +32,7 @@ class TrainingProcess:
         self.job = job
         self.python = python
         self.env = env
+        self._owns_run_dir = job.out is None  # a new run folder is made for this run: tidy it if unused
         self.path = job.resolved_out()
         self._events: queue.Queue[dict[str, Any]] = queue.Queue()
         self._stderr: deque[str] = deque(maxlen=40)
@@ -109,6 +110,7 @@ class TrainingProcess:
         for event in events:
             if event.get("event") in TERMINAL_EVENTS:
                 self.terminal_event = event
+                self._remove_unused_run_dir()
         readers_done = not any(reader.is_alive() for reader in self._readers[:1])
         if (
             self._process is not None
@@ -120,9 +122,16 @@ class TrainingProcess:
         ):
             self._ended_reported = True
             event = {"event": "error", "kind": "crash", "message": self._crash_message()}
+            self._remove_unused_run_dir()
             self.terminal_event = event
             events.append(event)
         return events
+
+    def _remove_unused_run_dir(self) -> None:
+        """A run that failed before writing anything leaves no empty folder behind."""
+        folder = self.path.parent
+        if self._owns_run_dir and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
     def _crash_message(self) -> str:
         code = self.returncode

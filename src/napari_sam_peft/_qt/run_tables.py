@@ -1,0 +1,84 @@
+"""The Finetune widget's two tables: base vs adapter evaluation, and the store's runs.
+
+Numbers are shown as fixed-point text with an explicit sign for changes (``+0.165``,
+``-0.035``), right-aligned, and the columns size to their headers, so nothing is clipped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from magicgui.widgets import Table
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
+
+from napari_sam_peft.core.evaluation import METRICS
+
+METRIC_NAMES = ("Point", "Box", "I_P", "I_B")
+HISTORY_COLUMNS = ["run", "method", "status", "best val", "Box change"]
+
+
+def evaluation_rows(event: dict[str, Any] | None) -> dict[str, Any]:
+    """Table value for an ``evaluation`` event: base, adapter and signed change per metric."""
+    rows, index = [], []
+    if event is not None:
+        base, adapter = event["base"], event["adapter"]
+        rows = [
+            [f"{base[m]:.3f}" for m in METRICS],
+            [f"{adapter[m]:.3f}" for m in METRICS],
+            [f"{adapter[m] - base[m]:+.3f}" for m in METRICS],
+        ]
+        index = ["base", "adapter", "change"]
+    return {"data": rows, "index": index, "columns": list(METRIC_NAMES)}
+
+
+def history_rows(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Table value for the runs of a store (newest first)."""
+    data = []
+    for run in runs:
+        score = f"{run['best_score']:.3f}" if run.get("best_score") is not None else ""
+        change = ""
+        if run.get("evaluation"):
+            e = run["evaluation"]
+            change = f"{e['adapter']['box'] - e['base']['box']:+.3f}"
+        data.append([Path(run["run_dir"]).name, run.get("method", ""), run.get("status", ""), score, change])
+    return {"data": data, "index": [str(i + 1) for i in range(len(data))], "columns": HISTORY_COLUMNS}
+
+
+def set_rows(table: Table, value: dict[str, Any]) -> None:
+    """Show ``value`` in ``table`` as text (magicgui would turn "+0.165" back into 0.165)."""
+    native: QTableWidget = table.native
+    table.value = {"data": [], "index": [], "columns": value["columns"]}
+    native.setRowCount(len(value["data"]))
+    native.setVerticalHeaderLabels(value["index"])
+    for r, row in enumerate(value["data"]):
+        for c, text in enumerate(row):
+            item = native.item(r, c)
+            if item is None:
+                item = QTableWidgetItem()
+                native.setItem(r, c, item)
+            item.setText(str(text))
+            if _is_number(str(text)):
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+    native.resizeColumnsToContents()
+
+
+def style_table(table: Table, min_height: int = 110) -> Table:
+    """Read-only rows, headers never clipped, the last column takes the rest of the width."""
+    native: QTableWidget = table.native
+    native.setMinimumHeight(min_height)
+    native.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    native.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    header = native.horizontalHeader()
+    header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    header.setStretchLastSection(True)
+    return table
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

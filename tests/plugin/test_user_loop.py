@@ -1,0 +1,106 @@
+"""The whole loop by menus, clicks and keys only, as a user runs it.
+
+File > Open Sample, Plugins > SAM PEFT > Segment and Finetune (no Dataset dock), Load
+model, a box drawn with the mouse and points clicked on the canvas, S and C, Start
+training, a hot reload, S again gives a different mask, Stop.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.plugin.conftest import click, click_canvas, drag_on_canvas, press
+
+CELLS = "cells (domain B)"
+
+
+def trigger_menu(viewer, *path: str) -> None:
+    """Trigger the menu item at ``path`` (menu titles as shown, without '&')."""
+    menus = [a for a in viewer.window._qt_window.menuBar().actions()]
+    for depth, title in enumerate(path):
+        match = next((a for a in menus if a.text().replace("&", "").startswith(title)), None)
+        assert match is not None, f"no menu item {title!r} in {[a.text() for a in menus]}"
+        if depth == len(path) - 1:
+            match.trigger()
+            return
+        menu = match.menu()
+        menu.aboutToShow.emit()  # napari fills some menus when they open
+        menus = menu.actions()
+
+
+def _dock(viewer, name):
+    trigger_menu(viewer, "Plugins", "SAM PEFT", name)
+    return next(w for key, w in viewer.window.dock_widgets.items() if name in key)
+
+
+def _object_box(truth: np.ndarray, obj: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    rows, cols = np.nonzero(truth == obj)
+    return (rows.min() - 2.0, cols.min() - 2.0), (rows.max() + 2.0, cols.max() + 2.0)
+
+
+def _centre(truth: np.ndarray, obj: int) -> tuple[float, float]:
+    rows, cols = np.nonzero(truth == obj)
+    pick = np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2)
+    return float(rows[pick]), float(cols[pick])
+
+
+@pytest.mark.gui
+def test_the_whole_loop_by_menus_clicks_and_keys(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer(show=True)
+    trigger_menu(viewer, "File", "Open Sample", "SAM PEFT", "Cells, dim and elongated")
+    qtbot.waitUntil(lambda: CELLS in viewer.layers, timeout=10_000)
+    segment = _dock(viewer, "Segment")
+    finetune = _dock(viewer, "Finetune")
+    assert not any("Dataset" in key for key in viewer.window.dock_widgets)
+
+    click(segment.load_button)  # the demo model is the default choice
+    qtbot.waitUntil(lambda: segment.embeddings is not None, timeout=120_000)
+    truth = viewer.layers[f"{CELLS} ground truth"].data
+
+    # A box drawn with the mouse, then S and C.
+    viewer.layers.selection.active = segment.box_layer
+    segment.box_layer.mode = "add_rectangle"
+    start, end = _object_box(truth, 4)
+    drag_on_canvas(viewer, start, end)
+    assert len(segment.box_layer.data) == 1
+    press(viewer, "s")
+    box_mask_before = viewer.layers["current_object"].data > 0
+    assert box_mask_before.any()
+    press(viewer, "c")
+
+    # Two objects from points clicked on the canvas, each S then C.
+    viewer.layers.selection.active = segment.point_layer
+    for obj in (1, 2):
+        segment.point_layer.mode = "add"
+        click_canvas(viewer, *_centre(truth, obj))
+        assert len(segment.point_layer.data) == 1
+        press(viewer, "s")
+        assert viewer.layers["current_object"].data.any()
+        press(viewer, "c")
+    assert len(np.unique(viewer.layers["committed_objects"].data)) - 1 == 3
+    assert segment.session.store.info()["objects"] == 3  # recorded with no Dataset dock open
+
+    finetune.steps.value = 400
+    finetune.validate_every.value = 2
+    finetune.objects.value = 4
+    finetune.evaluate.value = False
+    click(finetune.start_button)
+    assert finetune.process is not None, "Start training did not start a run"
+    qtbot.waitUntil(lambda: finetune.reloads >= 1, timeout=240_000)
+    qtbot.waitUntil(lambda: not segment.active_workers and segment.embeddings is not None, timeout=60_000)
+    assert segment.session.adapter is not None
+
+    viewer.layers.selection.active = segment.box_layer
+    segment.box_layer.mode = "add_rectangle"
+    drag_on_canvas(viewer, start, end)
+    press(viewer, "s")
+    box_mask_after = viewer.layers["current_object"].data > 0
+    assert not np.array_equal(box_mask_before, box_mask_after), "the adapter did not change the mask"
+
+    click(finetune.stop_button)
+    qtbot.waitUntil(lambda: finetune.process.terminal_event is not None, timeout=120_000)
+    assert finetune.process.terminal_event.get("status") == "stopped", finetune.process.terminal_event
+    qtbot.waitUntil(lambda: finetune.start_button.enabled, timeout=10_000)
+    finetune.process.close()
+    segment.session.set_adapter(None)
