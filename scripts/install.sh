@@ -49,5 +49,20 @@ fi
 EXTRAS=""
 [ "$WITH_TESTS" = 1 ] && EXTRAS="[test]"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${EXTRAS}"
-echo "napari-sam-peft is installed in $(pwd)/.venv"
+started=$(date +%s)
+if .venv/bin/python -c "import napari_sam_peft, torch, napari, micro_sam" >/dev/null 2>&1; then
+  echo "Updating napari-sam-peft in ./.venv ..."
+else
+  echo "Installing napari-sam-peft, napari, PyTorch and micro_sam into ./.venv."
+  echo "The first time this downloads about 3 GB and takes 5-15 minutes; pip shows what it is fetching."
+fi
+# pip's own progress (one line per package) unless CI asked for quiet logs
+QUIET=""
+[ "${CI:-}" = "true" ] && QUIET="--quiet"
+set +e
+.venv/bin/python -m pip install $QUIET --disable-pip-version-check --progress-bar off -e ".${EXTRAS}" 2>&1 \
+  | grep -v -E --line-buffered "^(Requirement already satisfied|WARNING: Location|  Attempting|  Found existing|  Uninstalling|    Successfully uninstalled)"
+status=${PIPESTATUS[0]}
+set -e
+[ "$status" = 0 ] || { echo "pip install failed (exit $status): see the messages above." >&2; exit 1; }
+echo "napari-sam-peft is installed in $(pwd)/.venv ($(( $(date +%s) - started )) s)"

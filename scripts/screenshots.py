@@ -10,26 +10,41 @@ from pathlib import Path
 
 import napari
 
-from napari_sam_peft.cli.demo import dock_widgets, open_demo_samples
+from napari_sam_peft.cli.demo import dock_widgets, fit_window_to_screen, open_demo_samples
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
 
 
-def _save(viewer: napari.Viewer, name: str, canvas_only: bool = False, dock_width: int | None = None) -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    window = viewer.window._qt_window
-    window.resize(1400, 860) if dock_width is None else window.resize(1600, 1000)
-    if dock_width is not None:
-        from qtpy.QtCore import Qt
+def _save(viewer: napari.Viewer, name: str, canvas_only: bool = False) -> None:
+    """Save a screenshot of the window filling the (virtual) screen; names get the screen size if not 1600x1000."""
+    from qtpy.QtWidgets import QApplication
 
-        docks = [widget.native.parent() for widget in viewer.window.dock_widgets.values()]
-        window.resizeDocks(docks, [dock_width] * len(docks), Qt.Orientation.Horizontal)
-    napari.qt.get_qapp().processEvents()
-    if canvas_only:
-        viewer.reset_view()  # fit the layers to the final canvas size
-        napari.qt.get_qapp().processEvents()
+    OUT.mkdir(parents=True, exist_ok=True)
+    fit_window_to_screen(viewer)
+    for _ in range(20):
+        QApplication.processEvents()
+    viewer.reset_view()  # fit the layers to the final canvas size
+    QApplication.processEvents()
+    size = QApplication.primaryScreen().size()
+    if (size.width(), size.height()) != (1600, 1000):
+        name = name.replace(".png", f"_{size.width()}x{size.height()}.png")
     viewer.screenshot(str(OUT / name), canvas_only=canvas_only)
     print(f"wrote {OUT / name}")
+
+
+def _click(button) -> None:
+    """Click a widget's button as a user does."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
+    QTest.mouseClick(button.native, Qt.MouseButton.LeftButton)
+
+
+def _front(widget) -> None:
+    """Bring the dock holding ``widget`` to the front of its tab group."""
+    from napari_sam_peft._qt.dock_layout import _dock_of
+
+    _dock_of(widget.native).raise_()
 
 
 def _load_demo_and_wait(widget) -> None:
@@ -58,8 +73,8 @@ def _commit_at_centres(widget, labels, objects) -> None:
     for obj in objects:
         widget.point_layer.data = np.array([_centre(labels, obj)])
         widget.point_layer.properties = {"label": np.array(["positive"])}
-        widget.segment()
-        widget.commit()
+        _click(widget.segment_button)
+        _click(widget.commit_button)
 
 
 def samples() -> None:
@@ -95,7 +110,7 @@ def segment_widget() -> None:
     widget.point_layer.data = np.array([_centre(labels, 4), [20.0, 20.0]])
     widget.point_layer.properties = {"label": np.array(["positive", "negative"])}
     widget.batch_mode.value = True
-    widget.segment()
+    _click(widget.segment_button)
     widget.point_layer.size = 6
     viewer.reset_view()
     _save(viewer, "segment_widget.png")
@@ -120,12 +135,12 @@ def dataset_widget() -> None:
     dataset.open_store(Path(tempfile.mkdtemp()) / "annotations.sampeft.zarr")
     dataset.import_image.value = "cells (domain B)"
     dataset.import_labels.value = "cells (domain B) ground truth"
-    dataset.import_button.changed.emit(True)
+    _click(dataset.import_button)
     segment.image_choice.value = "nuclei (domain A)"
     _load_demo_and_wait(segment)
     _commit_at_centres(segment, make_sample("nuclei", seed=0).labels, range(1, 7))
     viewer.reset_view()
-    dataset.native.parent().raise_()
+    _front(dataset)
     _save(viewer, "dataset_widget.png")
     viewer.close()
 
@@ -157,7 +172,7 @@ def correct() -> None:
 
     viewer, widgets = _demo_viewer(Path(tempfile.mkdtemp()))
     segment = widgets["SegmentWidget"]
-    segment.run_automatic()
+    _click(segment.auto_button)
     _wait(lambda: not segment.active_workers)
     truth = viewer.layers["cells (domain B) 1 ground truth"].data
     rows, cols = np.nonzero(truth == 3)
@@ -165,10 +180,10 @@ def correct() -> None:
     inside = _centre(truth, 3)
     segment.point_layer.data = np.array([inside, [rows.min() - 4.0, cols.min() - 4.0]])
     segment.point_layer.properties = {"label": np.array(["positive", "negative"])}
-    segment.segment()
+    _click(segment.segment_button)
     segment.point_layer.size = 6
     viewer.reset_view()
-    segment.native.parent().raise_()
+    _front(segment)
     _save(viewer, "correct.png")
     viewer.close()
 
@@ -186,19 +201,20 @@ def finetune_and_compare() -> None:
     for index, split in ((1, "train"), (2, "train"), (3, "val")):
         dataset.import_image.value = f"cells (domain B) {index}"
         dataset.import_labels.value = f"cells (domain B) {index} ground truth"
-        dataset.import_button.changed.emit(True)
+        _click(dataset.import_button)
         image_id = dataset.store.snapshot().images[-1].image_id
         dataset.store.set_split(image_id, split)
     dataset.refresh()
     finetune.steps.value = 60
     finetune.validate_every.value = 10
     finetune.lr.value = "1e-3"
-    process = finetune.start()
+    _click(finetune.start_button)
+    process = finetune.process
     _wait(lambda: process.terminal_event is not None and not finetune._timer.isActive())
     _wait(lambda: not segment.active_workers)
-    finetune.native.parent().raise_()
+    _front(finetune)
     viewer.reset_view()
-    _save(viewer, "finetune_widget.png", dock_width=620)
+    _save(viewer, "finetune_widget.png")
 
     truth = viewer.layers["cells (domain B) 1 ground truth"].data
     boxes = []

@@ -60,12 +60,25 @@ def test_objects_of_a_single_image_are_held_out_disjointly():
     ((train_image, train_labels),), ((val_image, val_labels),) = plan.train, plan.val
     assert train_image is image and val_image is image
     held, kept = set(object_ids(val_labels)), set(object_ids(train_labels))
-    assert held == set(plan.held_out_objects) and len(held) == hold_out_count(len(ids))
+    assert held == {value for _, value in plan.held_out_objects} and len(held) == hold_out_count(len(ids))
     assert not held & kept and held | kept == set(ids)
     for value in ids:  # each object keeps its pixels, on exactly one side
         side = val_labels if value in held else train_labels
         np.testing.assert_array_equal(side == value, labels == value)
     assert plan.summary()["val_objects"] == len(held) and plan.summary()["train_objects"] == len(kept)
+
+
+def test_with_few_images_objects_are_held_out_and_every_image_still_trains():
+    train = _samples(3)
+    plan = plan_validation(train, [], seed=0)
+    total = sum(len(object_ids(labels)) for _, labels in train)
+    assert plan.validation == HELD_OUT and "objects of 3 training images" in plan.description
+    assert len(plan.train) == 3 and len(plan.held_out_objects) == hold_out_count(total)
+    for index, (image, labels) in enumerate(train):
+        held = {value for i, value in plan.held_out_objects if i == index}
+        (kept,) = [lab for img, lab in plan.train if img is image]
+        assert set(object_ids(kept)) == set(object_ids(labels)) - held
+    assert plan.summary()["val_objects"] == len(plan.held_out_objects)
 
 
 def test_a_single_object_cannot_be_held_out_and_says_so():

@@ -222,23 +222,24 @@ def _contains(samples, image) -> bool:
     return any(s[0].shape == image.shape and np.array_equal(s[0], image) for s in samples)
 
 
-def test_without_a_validation_split_whole_training_images_are_held_out(tmp_path, trained_on):
-    store = _train_only_store(tmp_path, [(s.image, s.labels) for s in make_series("cells", 3, shape=(128, 128))])
+def test_without_a_validation_split_objects_of_the_few_images_are_held_out(tmp_path, trained_on):
+    samples = [(s.image, s.labels) for s in make_series("cells", 3, shape=(128, 128))]
+    store = _train_only_store(tmp_path, samples)
     events: list[dict] = []
     record = run_job(_job(store, steps=2, evaluate=True, seed=1), events.append)
     started = events[0]
     assert started["validation"] == "held out automatically"
-    assert "1 of 3 training images" in started["measured_on"]
-    assert (started["train_images"], started["val_images"]) == (2, 1)
-    (held_id,) = record["validation"]["held_out_images"]
-    assert held_id in {i.image_id for i in store.snapshot().images if i.split == "train"}
+    assert "objects of 3 training images" in started["measured_on"]
+    assert started["train_images"] == 3  # no image is lost to training
+    held_ids = set(record["validation"]["held_out_objects"])
+    stored = {o.object_id for i in store.snapshot().images for o in i.objects}
+    assert held_ids and held_ids <= stored and started["val_objects"] == len(held_ids)
     ((train_samples, val_samples),) = trained_on
-    held_image = store.image(held_id)
-    assert not _contains(train_samples, held_image) and _contains(val_samples, held_image)
-    assert len(train_samples) == 2
+    train_objects = sum(len(np.unique(labels)) - 1 for _, labels in train_samples)
+    assert train_objects + len(held_ids) == len(stored)
     evaluation = next(e for e in events if e["event"] == "evaluation")
-    assert evaluation["validation"] == "held out automatically" and evaluation["images"] == 1
-    assert evaluation["base"]["n_objects"] == evaluation["objects"]
+    assert evaluation["validation"] == "held out automatically"
+    assert evaluation["base"]["n_objects"] == evaluation["objects"] == len(held_ids)
     (saved,) = list_runs(store.path)
     assert saved["validation"]["validation"] == saved["evaluation"]["validation"] == "held out automatically"
     assert events[-1]["validation"] == "held out automatically"

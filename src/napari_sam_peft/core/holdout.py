@@ -4,11 +4,11 @@ Scores measured on the images a model was trained on overestimate how well it ge
 never uses them silently. :func:`plan_validation` decides, deterministically from a seed:
 
 - the store has validation objects: use them (``"validation split"``);
-- no validation objects, two or more training images: hold out whole images, about 20% of them
-  (at least one, never all) (``"held out automatically"``);
-- no validation objects, one training image with two or more objects: hold out about 20% of its
-  objects (at least one) as a validation sample of the same image; the training sample keeps the
-  others (``"held out automatically"``);
+- no validation objects, five or more training images: hold out whole images, about 20% of them
+  (at least one) (``"held out automatically"``);
+- no validation objects, fewer images: hold out about 20% of the objects (at least one, never all),
+  chosen across the images, as validation samples of the same images; the training samples keep the
+  others, so no image is lost to training when there are few (``"held out automatically"``);
 - a single training object: nothing can be held out, validation and evaluation run on the training
   data (``"training data"``), and the description says so.
 """
@@ -27,8 +27,10 @@ HELD_OUT = "held out automatically"
 TRAINING_DATA = "training data"
 VALIDATION_SOURCES = (VALIDATION_SPLIT, HELD_OUT, TRAINING_DATA)
 
-#: the share of training images (or of the objects of a single image) held out
+#: the share of training images (or, with few images, of their objects) held out
 HOLD_OUT_FRACTION = 0.2
+#: from this many training images on, whole images are held out (below, objects)
+MIN_IMAGES_TO_HOLD_OUT_IMAGES = 5
 
 Sample = tuple[np.ndarray, np.ndarray]
 
@@ -54,7 +56,7 @@ class ValidationPlan:
     """The training and validation samples of a run, and a plain description of where validation came from.
 
     ``held_out_images`` are indices into the training images given to :func:`plan_validation`;
-    ``held_out_objects`` are the label values held out of the only training image.
+    ``held_out_objects`` are (image index, label value) pairs of the objects held out.
     """
 
     train: list[Sample]
@@ -62,7 +64,7 @@ class ValidationPlan:
     validation: str
     description: str
     held_out_images: list[int] = field(default_factory=list)
-    held_out_objects: list[int] = field(default_factory=list)
+    held_out_objects: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def on_training_data(self) -> bool:
@@ -102,7 +104,7 @@ def plan_validation(
             f"the store's validation split: {_plural(len(val), 'image')}, {_plural(n_objects, 'object')}",
         )
     rng = np.random.default_rng(seed)
-    if len(train) >= 2:
+    if len(train) >= MIN_IMAGES_TO_HOLD_OUT_IMAGES:
         held = sorted(int(i) for i in rng.choice(len(train), hold_out_count(len(train), fraction), replace=False))
         return ValidationPlan(
             [s for i, s in enumerate(train) if i not in held],
@@ -114,9 +116,8 @@ def plan_validation(
         )
     if not train:
         return ValidationPlan([], [], TRAINING_DATA, "nothing: there are no annotated training images")
-    image, labels = train[0]
-    ids = object_ids(labels)
-    n_held = hold_out_count(len(ids), fraction)
+    pairs = [(index, value) for index, (_, labels) in enumerate(train) for value in object_ids(labels)]
+    n_held = hold_out_count(len(pairs), fraction)
     if n_held == 0:
         return ValidationPlan(
             train,
@@ -125,13 +126,21 @@ def plan_validation(
             "training data: the store has no validation split and only 1 training object, so nothing "
             "could be held out; validation and evaluation scores are measured on the object being trained on",
         )
-    held = sorted(int(i) for i in rng.choice(ids, n_held, replace=False))
-    is_held = np.isin(labels, held)
+    held = sorted(pairs[int(i)] for i in rng.choice(len(pairs), n_held, replace=False))
+    kept_train, held_val = [], []
+    for index, (image, labels) in enumerate(train):
+        values = [value for i, value in held if i == index]
+        is_held = np.isin(labels, values)
+        if (labels[~is_held] != 0).any():
+            kept_train.append((image, np.where(is_held, 0, labels).astype(labels.dtype)))
+        if values:
+            held_val.append((image, np.where(is_held, labels, 0).astype(labels.dtype)))
+    where = "the only training image" if len(train) == 1 else f"{len(train)} training images"
     return ValidationPlan(
-        [(image, np.where(is_held, 0, labels).astype(labels.dtype))],
-        [(image, np.where(is_held, labels, 0).astype(labels.dtype))],
+        kept_train,
+        held_val,
         HELD_OUT,
-        f"held out automatically: {n_held} of {len(ids)} objects of the only training image "
-        "(no validation split in the store)",
+        f"held out automatically: {n_held} of {len(pairs)} objects of {where} "
+        "(no validation split in the store; too few images to hold out whole ones)",
         held_out_objects=held,
     )

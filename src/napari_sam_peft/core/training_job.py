@@ -270,7 +270,7 @@ def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None
     validation = {  # labels number an image's objects 1..n in commit order
         **plan.summary(),
         "held_out_images": [stored["train"][i].image_id for i in plan.held_out_images],
-        "held_out_objects": [stored["train"][0].objects[i - 1].object_id for i in plan.held_out_objects],
+        "held_out_objects": [stored["train"][img].objects[i - 1].object_id for img, i in plan.held_out_objects],
     }
     train_samples = (plan.train[rank::world] or plan.train) if world > 1 else plan.train
     model = load_model(job.model, device=device)

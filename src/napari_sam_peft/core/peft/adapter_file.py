@@ -66,6 +66,7 @@ class Adapter:
     metrics: dict[str, Any] = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     package_version: str = __version__
+    _identity: tuple[tuple, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     # ------------------------------------------------------------------ identity
     def _metadata(self) -> dict[str, str]:
@@ -84,8 +85,19 @@ class Adapter:
 
     @property
     def identity(self) -> str:
-        """SHA-256 of metadata and tensors: equal for equal adapters, different after any edit."""
-        return _content_hash(self._metadata(), self.tensors)
+        """SHA-256 of metadata and tensors: equal for equal adapters, different after any edit.
+
+        Hashing every tensor takes tens of milliseconds on the GUI thread, so the hash is kept
+        until the metadata, a tensor object or a tensor's in-place version counter changes.
+        """
+        metadata = self._metadata()
+        fingerprint = (
+            tuple(sorted(metadata.items())),
+            tuple((k, id(t), t._version) for k, t in sorted(self.tensors.items())),
+        )
+        if self._identity is None or self._identity[0] != fingerprint:
+            self._identity = (fingerprint, _content_hash(metadata, self.tensors))
+        return self._identity[1]
 
     @property
     def num_parameters(self) -> int:
