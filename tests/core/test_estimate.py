@@ -20,12 +20,12 @@ from napari_sam_peft.core.peft import count_trainable_parameters, recommend_pres
 #   python benchmarks/training.py --steps 2 --threads 2        (docs/benchmarks.md, "Training")
 VIT_B_MEASURED = {"freeze_encoder": 8.77, "late_ft:11": 14.43, "late_lora:6-11": 23.51}
 VIT_B_OBJECTS = 5
-# The bundled demo model at 256 px, 8 objects per step, 8 corrections, recommended preset (late_lora), on an
-# idle machine: 0.70 s per step, the run users reported next to the old probe-based estimate of 64 min for 200
-# steps (2026-11-26; docs/benchmarks.md has 0.89 s from the same calibration). Re-measure with
-#   python benchmarks/estimate_check.py --presets late_lora freeze_encoder lora --steps 8
-# on an idle machine only: on 2026-11-26 (later) the machine was shared (load average ~5) and a step took 11-15 s.
-DEMO_MEASURED = {"late_lora": 0.70}
+# The demo model's recommended preset (late_lora), 8 objects per step, 2 idle CPU threads, measured on
+# 2026-11-26 with a 3-image cells store (2 train, 1 val):
+#   napari-sam-peft train cells.sampeft.zarr --model demo --preset late_lora --steps 12 --events
+# 0.48 it/s over 12 steps = 2.06 s per step (benchmarks/estimate_check.py, which times bare train()
+# steps with its own data, measured 2.3-3.1 s the same day). The "0.7 s" was not reproducible.
+DEMO_MEASURED = {"late_lora": 2.06}
 DEMO_OBJECTS = 8
 
 

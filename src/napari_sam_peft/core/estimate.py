@@ -18,7 +18,8 @@ Time per step is two terms:
   (dispatch, autograd bookkeeping, thread wake-up; a kernel launch on a GPU). A step runs about
   1,500 of them per decoder pass, ~250-350 per trained encoder block and ~11 per trainable tensor in
   the AdamW step (counted with a dispatch mode on the demo model). It is why a small model's step
-  costs more than its arithmetic says (a fifth of the demo model's step on a CPU, 3 % of vit_b's).
+  costs more than its arithmetic says (two thirds of the demo model's step on a CPU, a twentieth of
+  vit_b's).
 
 Memory is the weights, the trainable parameters' gradients and AdamW state, and the activations
 of the trained stages (attention maps included). The constants are calibrated against measured
@@ -56,7 +57,9 @@ ENCODER_EFFICIENCY = 0.7  # vit_b blocks on 2 threads: ~70 GFLOP/s measured (lat
 DECODER_EFFICIENCY = 0.8  # the mask decoder per object and pass (between vit_b and the demo model)
 
 # Fixed time per tensor operation (forward or backward), per device kind.
-OP_SECONDS = {"cpu": 12e-6, "cuda": 15e-6, "mps": 30e-6}
+#: CPU: calibrated on the demo model's late_lora step (2.06 s measured by ``napari-sam-peft train`` on
+#: 2 idle threads, 2026-11-26), where the decoder's ~15,000 autograd operations per step dominate.
+OP_SECONDS = {"cpu": 80e-6, "cuda": 15e-6, "mps": 30e-6}
 OPS_PER_DECODER_PASS = 1500  # prompt encoder, two-way transformer (depth 2), upscaling, heads, loss; fwd+bwd
 OPS_PER_ENCODER_BLOCK = 250  # one ViT block, forward and backward
 OPS_PER_ADAPTED_BLOCK = 100  # more where an adapter wraps the block's layers (LoRA on q, k, v, MLP)
