@@ -205,8 +205,8 @@ def finetune_and_compare() -> None:
         image_id = dataset.store.snapshot().images[-1].image_id
         dataset.store.set_split(image_id, split)
     dataset.refresh()
-    finetune.steps.value = 60
-    finetune.validate_every.value = 10
+    finetune.steps.value = 30
+    finetune.validate_every.value = 5
     finetune.lr.value = "1e-3"
     _click(finetune.start_button)
     process = finetune.process
@@ -243,6 +243,10 @@ def finetune_and_compare() -> None:
 
 
 if __name__ == "__main__":
+    import os
+    import tempfile
+
+    os.environ["HOME"] = tempfile.mkdtemp()  # the default store goes here, not into the user's home
     samples()
     segment_widget()
     dataset_widget()

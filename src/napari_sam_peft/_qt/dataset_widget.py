@@ -15,6 +15,7 @@ from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, T
 from napari.utils.notifications import show_error, show_info
 
 from napari_sam_peft._qt.dock_layout import fit_to_dock, full_width, on_click, show_text, wrapping
+from napari_sam_peft._qt.run_tables import style_table
 from napari_sam_peft._qt.sessions import default_store_path, session_for
 from napari_sam_peft.core.errors import SamPeftError
 from napari_sam_peft.core.store import SPLITS, AnnotationStore
@@ -33,8 +34,7 @@ class DatasetWidget(Container):
         self.store_path = FileEdit(label="store", mode="d", value=current or fallback)
         self.open_button = PushButton(text="Open / create store")
         self.summary = wrapping(Label(value=""))
-        self.table = Table(value={"data": [], "index": [], "columns": ["image", "split", "objects"]})
-        self.table.native.setMinimumHeight(120)
+        self.table = style_table(Table(value={"data": [], "index": [], "columns": ["image", "split", "objects"]}))
         self.store_image = ComboBox(label="stored image", choices=self._stored_image_choices)
         self.split = ComboBox(label="split", choices=list(SPLITS), value="train")
         self.split_button = PushButton(text="Set split")
