@@ -103,15 +103,21 @@ def test_docks_opened_one_by_one_from_the_menu_share_one_tab_group(make_napari_v
 def test_the_evaluation_table_shows_signed_fixed_point_changes_and_whole_headers(demo_window, qtbot):
     viewer = demo_window
     finetune = next(w for k, w in viewer.window.dock_widgets.items() if "Finetune" in k)
-    base = {"point": 0.5, "box": 0.6, "i_p": 0.7, "i_b": 0.8}
+    base = {"point": 0.5, "box": 0.6, "i_p": 0.7, "i_b": 0.8}  # 0.5 must not turn into "0.5" or "5e-01"
     adapter = {"point": 0.665, "box": 0.565, "i_p": 0.7, "i_b": 0.81}
     finetune._on_evaluation(
         {"event": "evaluation", "base": base, "adapter": adapter, "measured_on": "the validation split"}
     )
+    from qtpy.QtCore import QLocale, Qt
+
     table = finetune.evaluation_table.native
-    change = [table.item(2, c).text() for c in range(4)]
-    assert change == ["+0.165", "-0.035", "+0.000", "+0.010"]
-    assert table.item(0, 1).text() == "0.600"
+
+    def shown(row, column):  # what the cell displays, through the table's delegate
+        item = table.item(row, column)
+        return table.itemDelegate().displayText(item.data(Qt.ItemDataRole.DisplayRole), QLocale())
+
+    assert [shown(2, c) for c in range(4)] == ["+0.165", "-0.035", "+0.000", "+0.010"]
+    assert shown(0, 1) == "0.600" and shown(0, 0) == "0.500"
     header = table.horizontalHeader()
     metrics = header.fontMetrics()
     for column in range(table.columnCount()):

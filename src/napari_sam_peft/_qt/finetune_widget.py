@@ -94,7 +94,7 @@ class FinetuneWidget(Container):
         self.val_plot = CurvePlot("validation box IoU", "#81C784")
         self.compare = ComboBox(label="segment with", choices=["adapter", "base model"], value="adapter")
         self.evaluated_on = wrapping(Label(value=""))
-        self.evaluation_table = style_table(Table(value=evaluation_rows(None)))
+        self.evaluation_table = style_table(Table(value=evaluation_rows(None)), stretch=True)
         self.history = style_table(Table(value=history_rows([])))
         self.load_run_button = PushButton(
             text="Load selected run", tooltip="Attach the adapter of the run selected in the table"

@@ -11,7 +11,7 @@ from typing import Any
 
 from magicgui.widgets import Table
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
+from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QStyledItemDelegate, QTableWidget, QTableWidgetItem
 
 from napari_sam_peft.core.evaluation import METRICS
 
@@ -64,15 +64,24 @@ def set_rows(table: Table, value: dict[str, Any]) -> None:
     native.resizeColumnsToContents()
 
 
-def style_table(table: Table, min_height: int = 110) -> Table:
-    """Read-only rows, headers never clipped, the last column takes the rest of the width."""
+def style_table(table: Table, min_height: int = 110, stretch: bool = False) -> Table:
+    """Read-only rows shown as their text, headers never clipped; ``stretch`` shares the width evenly.
+
+    magicgui's item delegate re-formats anything that parses as a number ("+0.165" became
+    "0.165", 0.003 became "3.000e-03"): a plain delegate shows the cell's text as it is.
+    """
     native: QTableWidget = table.native
+    native.setItemDelegate(QStyledItemDelegate(native))
     native.setMinimumHeight(min_height)
     native.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
     native.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
     header = native.horizontalHeader()
-    header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-    header.setStretchLastSection(True)
+    if stretch:  # a few short columns that should all fit the dock's width
+        header.setMinimumSectionSize(20)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+    else:
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
     return table
 
 
