@@ -116,8 +116,12 @@ def test_the_evaluation_table_shows_signed_fixed_point_changes_and_whole_headers
         item = table.item(row, column)
         return table.itemDelegate().displayText(item.data(Qt.ItemDataRole.DisplayRole), QLocale())
 
-    assert [shown(2, c) for c in range(4)] == ["+0.165", "-0.035", "+0.000", "+0.010"]
-    assert shown(0, 1) == "0.600" and shown(0, 0) == "0.500"
+    assert [shown(r, 2) for r in range(4)] == ["+0.165", "-0.035", "+0.000", "+0.010"]  # Point, Box, I_P, I_B
+    assert shown(1, 0) == "0.600" and shown(0, 0) == "0.500"
+    for row in range(4):  # no cell is elided: each column is as wide as its widest text
+        for column in range(3):
+            width = table.fontMetrics().horizontalAdvance(shown(row, column))
+            assert table.columnWidth(column) >= width + 6, (row, column, width)  # 6 px: the cell padding
     header = table.horizontalHeader()
     metrics = header.fontMetrics()
     for column in range(table.columnCount()):

@@ -20,17 +20,15 @@ HISTORY_COLUMNS = ["run", "method", "status", "best val", "Box change"]
 
 
 def evaluation_rows(event: dict[str, Any] | None) -> dict[str, Any]:
-    """Table value for an ``evaluation`` event: base, adapter and signed change per metric."""
-    rows, index = [], []
+    """Table value for an ``evaluation`` event: a row per metric with base, adapter and signed change.
+
+    Metrics are rows, not columns, so three number columns fit a narrow dock.
+    """
+    rows = []
     if event is not None:
         base, adapter = event["base"], event["adapter"]
-        rows = [
-            [f"{base[m]:.3f}" for m in METRICS],
-            [f"{adapter[m]:.3f}" for m in METRICS],
-            [f"{adapter[m] - base[m]:+.3f}" for m in METRICS],
-        ]
-        index = ["base", "adapter", "change"]
-    return {"data": rows, "index": index, "columns": list(METRIC_NAMES)}
+        rows = [[f"{base[m]:.3f}", f"{adapter[m]:.3f}", f"{adapter[m] - base[m]:+.3f}"] for m in METRICS]
+    return {"data": rows, "index": list(METRIC_NAMES) if rows else [], "columns": ["base", "adapter", "change"]}
 
 
 def history_rows(runs: list[dict[str, Any]]) -> dict[str, Any]:
