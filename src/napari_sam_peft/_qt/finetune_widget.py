@@ -136,7 +136,6 @@ class FinetuneWidget(Container):
             field.changed.connect(self._update_estimate)
         self.device.changed.connect(self._recommend)
         self.session.model_changed.connect(self._recommend)
-        self.session.store_updated.connect(self._update_estimate)
         self.session.store_changed.connect(self._store_changed)
         self.session.store_updated.connect(self._update_data_status)
         self._recommend()
