@@ -45,20 +45,20 @@ def measure(model: str, row: str, steps: int, objects: int, threads: int, device
     import numpy as np
     import torch
 
+    from napari_sam_peft.core.data.sample_data import make_series
     from napari_sam_peft.core.peft import spec_from_preset
-    from napari_sam_peft.core.sample_data import make_series
-    from napari_sam_peft.core.training import TrainingConfig, train
+    from napari_sam_peft.core.training.loop import TrainingConfig, train
 
     torch.set_num_threads(threads)
     preset, blocks = _split_row(row)
     if model == "demo":
-        from napari_sam_peft.core.models import load_model
+        from napari_sam_peft.core.sam.loading import load_model
 
         loaded = load_model("demo", device=device)
         samples = make_series("cells", 3)
     else:
-        from napari_sam_peft.core.architecture import VIT_B, build_sam
-        from napari_sam_peft.core.models import LoadedModel, model_identity
+        from napari_sam_peft.core.sam.architecture import VIT_B, build_sam
+        from napari_sam_peft.core.sam.loading import LoadedModel, model_identity
 
         torch.manual_seed(0)
         sam = build_sam(VIT_B, device=device)
@@ -93,9 +93,9 @@ def measure(model: str, row: str, steps: int, objects: int, threads: int, device
 def estimate(model: str, row: str, objects: int, threads: int, device: str) -> float:
     import torch
 
-    from napari_sam_peft.core.architecture import DEMO, VIT_B
-    from napari_sam_peft.core.estimate import estimate_training
     from napari_sam_peft.core.peft import spec_from_preset
+    from napari_sam_peft.core.sam.architecture import DEMO, VIT_B
+    from napari_sam_peft.core.training.estimate import estimate_training
 
     architecture = DEMO if model == "demo" else VIT_B
     preset, blocks = _split_row(row)

@@ -39,11 +39,11 @@ def measure(row: str, steps: int, lr: float, objects: int, seed: int, threads: i
     import torch
     from segment_anything import SamPredictor
 
-    from napari_sam_peft.core.evaluation import evaluate_interactive
-    from napari_sam_peft.core.models import load_model
+    from napari_sam_peft.core.data.sample_data import make_sample
+    from napari_sam_peft.core.evaluation.interactive import evaluate_interactive
     from napari_sam_peft.core.peft import spec_from_preset
-    from napari_sam_peft.core.sample_data import make_sample
-    from napari_sam_peft.core.training import TrainingConfig, train
+    from napari_sam_peft.core.sam.loading import load_model
+    from napari_sam_peft.core.training.loop import TrainingConfig, train
 
     torch.set_num_threads(threads)
     preset, blocks = parse_row(row)
@@ -72,9 +72,9 @@ def measure(row: str, steps: int, lr: float, objects: int, seed: int, threads: i
 def base_scores() -> dict:
     from segment_anything import SamPredictor
 
-    from napari_sam_peft.core.evaluation import evaluate_interactive
-    from napari_sam_peft.core.models import load_model
-    from napari_sam_peft.core.sample_data import make_sample
+    from napari_sam_peft.core.data.sample_data import make_sample
+    from napari_sam_peft.core.evaluation.interactive import evaluate_interactive
+    from napari_sam_peft.core.sam.loading import load_model
 
     held_out = [(s.image, s.labels) for s in (make_sample("cells", seed) for seed in HELD_OUT_SEEDS)]
     return evaluate_interactive(SamPredictor(load_model("demo", device="cpu").sam), held_out)

@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_sam_peft.core.architecture import VIT_B, build_sam
-from napari_sam_peft.core.devices import select_device
-from napari_sam_peft.core.embeddings import EmbeddingCache
-from napari_sam_peft.core.models import LoadedModel, load_model, model_identity
-from napari_sam_peft.core.prompting import ObjectPrompts
-from napari_sam_peft.core.sample_data import make_sample
+from napari_sam_peft.core.annotation.embeddings import EmbeddingCache
+from napari_sam_peft.core.annotation.prompting import ObjectPrompts
+from napari_sam_peft.core.data.sample_data import make_sample
+from napari_sam_peft.core.sam.architecture import VIT_B, build_sam
+from napari_sam_peft.core.sam.devices import select_device
+from napari_sam_peft.core.sam.loading import LoadedModel, load_model, model_identity
 from napari_sam_peft.session import AnnotatorSession
 
 

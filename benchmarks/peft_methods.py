@@ -59,8 +59,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from napari_sam_peft.core.architecture import VIT_B, SamArchitecture, build_sam
 from napari_sam_peft.core.peft import PRESETS, PeftSpec, QuantizationUnavailableError, attach, spec_from_preset
+from napari_sam_peft.core.sam.architecture import VIT_B, SamArchitecture, build_sam
 
 IMPLEMENTATIONS = ("ours", "micro_sam")
 DEFAULT_ROWS = (*PRESETS, "late_ft:11")

@@ -3,7 +3,7 @@
 Part 1, **training**: for ``freeze_encoder``, ``late_ft`` on block 11 and ``late_lora`` on
 blocks 6-11, the cost of one step of each project's real training code, on the same images:
 
-- **ours** is ``napari_sam_peft.core.training.train``: it first runs the encoder stages the
+- **ours** is ``napari_sam_peft.core.training.loop.train``: it first runs the encoder stages the
   adapter leaves frozen once per image (the one-off "prepare", reported per image), then
   each step runs only the adapted blocks, the neck and the mask decoder, with the paper's
   objective (box start and point start, then 8 correction sub-iterations, for 5 objects).
@@ -79,14 +79,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_sam_peft.core.architecture import SamArchitecture, build_sam
-from napari_sam_peft.core.embeddings import EmbeddingCache
-from napari_sam_peft.core.estimate import estimate_training, first_trained_stage
-from napari_sam_peft.core.models import LoadedModel, model_identity
+from napari_sam_peft.core.annotation.embeddings import EmbeddingCache
+from napari_sam_peft.core.annotation.prompting import ObjectPrompts
+from napari_sam_peft.core.data.sample_data import make_sample
 from napari_sam_peft.core.peft import Adapter, PeftSpec, attach, spec_from_preset
-from napari_sam_peft.core.prompting import ObjectPrompts
-from napari_sam_peft.core.sample_data import make_sample
-from napari_sam_peft.core.training import TrainingConfig, train
+from napari_sam_peft.core.sam.architecture import SamArchitecture, build_sam
+from napari_sam_peft.core.sam.loading import LoadedModel, model_identity
+from napari_sam_peft.core.training.estimate import estimate_training, first_trained_stage
+from napari_sam_peft.core.training.loop import TrainingConfig, train
 from napari_sam_peft.session import AnnotatorSession
 
 # The script's folder is on sys.path when it runs as ``python benchmarks/training.py``.

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from napari_sam_peft.core.architecture import DEMO, build_sam
-from napari_sam_peft.core.models import model_identity, save_model
+from napari_sam_peft.core.sam.architecture import DEMO, build_sam
+from napari_sam_peft.core.sam.loading import model_identity, save_model
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "src" / "napari_sam_peft" / "data" / "demo_sam.safetensors"
 

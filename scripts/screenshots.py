@@ -51,7 +51,7 @@ def _load_demo_and_wait(widget) -> None:
     """Load the demo model into the Segment widget's session and wait for the embeddings."""
     from qtpy.QtWidgets import QApplication
 
-    from napari_sam_peft.core.models import load_model
+    from napari_sam_peft.core.sam.loading import load_model
 
     widget.session.set_model(load_model("demo", device="cpu"))
     app = QApplication.instance()
@@ -96,7 +96,7 @@ def segment_widget() -> None:
     import numpy as np
 
     from napari_sam_peft._qt.segment_widget import SegmentWidget
-    from napari_sam_peft.core.sample_data import make_sample
+    from napari_sam_peft.core.data.sample_data import make_sample
 
     viewer = napari.Viewer(title="napari-sam-peft")
     viewer.open_sample("napari-sam-peft", "nuclei")
@@ -123,7 +123,7 @@ def dataset_widget() -> None:
 
     from napari_sam_peft._qt.dataset_widget import DatasetWidget
     from napari_sam_peft._qt.segment_widget import SegmentWidget
-    from napari_sam_peft.core.sample_data import make_sample
+    from napari_sam_peft.core.data.sample_data import make_sample
 
     viewer = napari.Viewer(title="napari-sam-peft")
     viewer.open_sample("napari-sam-peft", "nuclei")
@@ -194,7 +194,7 @@ def finetune_and_compare() -> None:
 
     import numpy as np
 
-    from napari_sam_peft.core.prompting import ObjectPrompts
+    from napari_sam_peft.core.annotation.prompting import ObjectPrompts
 
     viewer, widgets = _demo_viewer(Path(tempfile.mkdtemp()))
     dataset, finetune, segment = widgets["DatasetWidget"], widgets["FinetuneWidget"], widgets["SegmentWidget"]

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from napari_sam_peft.core.architecture import DEMO, build_sam
-from napari_sam_peft.core.models import model_identity, save_model
-from napari_sam_peft.core.sample_data import make_sample
-from napari_sam_peft.core.training import (
+from napari_sam_peft.core.data.sample_data import make_sample
+from napari_sam_peft.core.sam.architecture import DEMO, build_sam
+from napari_sam_peft.core.sam.loading import model_identity, save_model
+from napari_sam_peft.core.training.loop import (
     correction_points,
     decode,
     mask_losses,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_sam_peft.core.architecture import TINY, build_sam
-from napari_sam_peft.core.models import LoadedModel, model_identity
+from napari_sam_peft.core.sam.architecture import TINY, build_sam
+from napari_sam_peft.core.sam.loading import LoadedModel, model_identity
 
 
 @pytest.fixture

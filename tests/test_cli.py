@@ -69,7 +69,7 @@ def test_store_add_and_info_json_for_tif_png_and_zarr(tmp_path):
     import tifffile
     import zarr
 
-    from napari_sam_peft.core.sample_data import make_sample
+    from napari_sam_peft.core.data.sample_data import make_sample
 
     store = tmp_path / "project.sampeft.zarr"
     a, b, c = (make_sample("cells", seed=s, shape=(64, 64)) for s in range(3))
@@ -121,7 +121,7 @@ def test_store_add_and_info_json_for_tif_png_and_zarr(tmp_path):
 def test_store_add_with_mismatched_labels_exits_2_and_changes_nothing(tmp_path):
     import tifffile
 
-    from napari_sam_peft.core.sample_data import make_sample
+    from napari_sam_peft.core.data.sample_data import make_sample
 
     sample = make_sample("cells", seed=0, shape=(64, 64))
     tifffile.imwrite(tmp_path / "img.tif", sample.image)
@@ -147,8 +147,8 @@ def test_store_info_on_a_non_store_exits_2(tmp_path):
 def test_evaluate_json_on_a_store_with_the_demo_model(tmp_path):
     import json
 
-    from napari_sam_peft.core.sample_data import make_sample
-    from napari_sam_peft.core.store import AnnotationStore
+    from napari_sam_peft.core.data.sample_data import make_sample
+    from napari_sam_peft.core.data.store import AnnotationStore
 
     store = AnnotationStore.create(tmp_path / "eval.sampeft.zarr")
     sample = make_sample("nuclei", seed=700)
@@ -164,7 +164,7 @@ def test_evaluate_json_on_a_store_with_the_demo_model(tmp_path):
 
 
 def test_evaluate_without_validation_images_exits_2(tmp_path):
-    from napari_sam_peft.core.store import AnnotationStore
+    from napari_sam_peft.core.data.store import AnnotationStore
 
     store = AnnotationStore.create(tmp_path / "empty.sampeft.zarr")
     result = _cli("evaluate", str(store.path), "--model", "demo", "--json")
@@ -172,8 +172,8 @@ def test_evaluate_without_validation_images_exits_2(tmp_path):
 
 
 def _train_only_store(tmp_path, n_images: int):
-    from napari_sam_peft.core.sample_data import make_series
-    from napari_sam_peft.core.store import AnnotationStore
+    from napari_sam_peft.core.data.sample_data import make_series
+    from napari_sam_peft.core.data.store import AnnotationStore
 
     store = AnnotationStore.create(tmp_path / "train_only.sampeft.zarr")
     for sample in make_series("cells", n_images, shape=(128, 128)):
@@ -228,9 +228,9 @@ def test_the_evaluation_table_says_what_it_was_measured_on():
 def test_train_then_evaluate_with_the_adapter(tmp_path):
     import json
 
+    from napari_sam_peft.core.data.sample_data import make_sample
+    from napari_sam_peft.core.data.store import AnnotationStore
     from napari_sam_peft.core.peft import Adapter
-    from napari_sam_peft.core.sample_data import make_sample
-    from napari_sam_peft.core.store import AnnotationStore
 
     store = AnnotationStore.create(tmp_path / "s.sampeft.zarr")
     train_sample, val_sample = make_sample("cells", seed=1), make_sample("cells", seed=2)
@@ -265,7 +265,7 @@ def test_train_then_evaluate_with_the_adapter(tmp_path):
 
 
 def test_train_with_a_bad_out_name_exits_2(tmp_path):
-    from napari_sam_peft.core.store import AnnotationStore
+    from napari_sam_peft.core.data.store import AnnotationStore
 
     store = AnnotationStore.create(tmp_path / "s.sampeft.zarr")
     result = _cli(
@@ -282,9 +282,9 @@ def test_store_add_train_evaluate_export_then_micro_sam_loads_the_export(tmp_pat
     import torch
     from micro_sam.util import get_sam_model
 
-    from napari_sam_peft.core.architecture import VIT_B, build_sam
-    from napari_sam_peft.core.models import save_model
-    from napari_sam_peft.core.sample_data import make_sample
+    from napari_sam_peft.core.data.sample_data import make_sample
+    from napari_sam_peft.core.sam.architecture import VIT_B, build_sam
+    from napari_sam_peft.core.sam.loading import save_model
 
     torch.manual_seed(0)
     base = tmp_path / "vit_b_random.safetensors"
@@ -322,7 +322,7 @@ def test_store_add_train_evaluate_export_then_micro_sam_loads_the_export(tmp_pat
     exported = torch.load(merged, weights_only=True)
     state = sam.state_dict()
     assert all(torch.equal(state[k], exported[k]) for k in exported)
-    from napari_sam_peft.core.models import load_model
+    from napari_sam_peft.core.sam.loading import load_model
 
     base_state = load_model(base, device="cpu").sam.state_dict()
     changed = [k for k in exported if not torch.equal(exported[k], base_state[k])]
@@ -332,9 +332,9 @@ def test_store_add_train_evaluate_export_then_micro_sam_loads_the_export(tmp_pat
 def test_export_merges_an_adapter_that_reproduces_the_attached_model(tmp_path):
     import torch
 
-    from napari_sam_peft.core.architecture import build_sam
-    from napari_sam_peft.core.models import load_model
     from napari_sam_peft.core.peft import Adapter, attach, spec_from_preset
+    from napari_sam_peft.core.sam.architecture import build_sam
+    from napari_sam_peft.core.sam.loading import load_model
     from tests.conftest import sam_forward
 
     model = load_model("demo", device="cpu")
@@ -358,8 +358,8 @@ def test_export_merges_an_adapter_that_reproduces_the_attached_model(tmp_path):
 def test_export_refuses_what_cannot_be_merged_or_read(tmp_path):
     import torch
 
-    from napari_sam_peft.core.models import load_model
     from napari_sam_peft.core.peft import Adapter, attach, spec_from_preset
+    from napari_sam_peft.core.sam.loading import load_model
 
     model = load_model("demo", device="cpu")
     handle = attach(model.sam, spec_from_preset("adaptformer", model.architecture.depth))

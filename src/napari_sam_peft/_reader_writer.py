@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from napari_sam_peft.core.data.store import STORE_SUFFIX, AnnotationStore
 from napari_sam_peft.core.errors import SamPeftError
-from napari_sam_peft.core.store import STORE_SUFFIX, AnnotationStore
 
 
 def get_reader(path):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from napari_sam_peft.core.sample_data import make_sample
+from napari_sam_peft.core.data.sample_data import make_sample
 
 DESCRIPTIONS = {
     "nuclei": "nuclei (domain A)",

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from psygnal import Signal
 
-from napari_sam_peft.core.commits import keep_object_components
-from napari_sam_peft.core.embeddings import (
+from napari_sam_peft.core.annotation.commits import keep_object_components
+from napari_sam_peft.core.annotation.embeddings import (
     BASE_ADAPTER_KEY,
     EmbeddingCache,
     EmbeddingKey,
@@ -30,14 +30,14 @@ from napari_sam_peft.core.embeddings import (
     tag_predictor,
     tiling_for,
 )
-from napari_sam_peft.core.encoder_split import StageInputCapture, frozen_prefix_stages, run_stages
+from napari_sam_peft.core.annotation.images import check_image, image_content_hash
+from napari_sam_peft.core.annotation.prompting import ObjectPrompts, segment_objects
+from napari_sam_peft.core.annotation.recording import LabelRecorder, SyncResult
+from napari_sam_peft.core.data.store import DEFAULT_STORE_NAME, STORE_SUFFIX, AnnotationStore
 from napari_sam_peft.core.errors import SamPeftError
-from napari_sam_peft.core.images import check_image, image_content_hash
-from napari_sam_peft.core.models import LoadedModel, load_model
 from napari_sam_peft.core.peft import Adapter, AttachedPeft
-from napari_sam_peft.core.prompting import ObjectPrompts, segment_objects
-from napari_sam_peft.core.recording import LabelRecorder, SyncResult
-from napari_sam_peft.core.store import DEFAULT_STORE_NAME, STORE_SUFFIX, AnnotationStore
+from napari_sam_peft.core.sam.loading import LoadedModel, load_model
+from napari_sam_peft.core.sam.stages import StageInputCapture, frozen_prefix_stages, run_stages
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -313,7 +313,7 @@ class AnnotatorSession:
         import torch
         from segment_anything.utils.transforms import ResizeLongestSide
 
-        from napari_sam_peft.core.training import model_input
+        from napari_sam_peft.core.training.loop import model_input
 
         image = check_image(image, rgb)
         model = self.require_model()
@@ -379,9 +379,9 @@ class AnnotatorSession:
         """An instance segmentation (H, W) of ``image`` (greyscale, or RGB: see ``compute_embeddings``).
 
         ``embeddings`` are ``compute_embeddings``'s for the same image; ``points_per_side`` is the
-        prompt grid (default: see :func:`~napari_sam_peft.core.automatic.automatic_segmentation`).
+        prompt grid (default: see :func:`~napari_sam_peft.core.annotation.automatic.automatic_segmentation`).
         """
-        from napari_sam_peft.core.automatic import automatic_segmentation
+        from napari_sam_peft.core.annotation.automatic import automatic_segmentation
 
         image = check_image(image, rgb)
         tile, halo = self.tiling_for(image)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_sam_peft.core.store import AnnotationStore
+from napari_sam_peft.core.data.store import AnnotationStore
 
 
 def write_forever(path: str, connection, seed: int) -> None:

@@ -10,8 +10,6 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from napari_sam_peft import __version__
-from napari_sam_peft.core.architecture import TINY, build_sam
-from napari_sam_peft.core.models import LoadedModel, model_identity
 from napari_sam_peft.core.peft import (
     Adapter,
     AdapterAttachError,
@@ -22,6 +20,8 @@ from napari_sam_peft.core.peft import (
     attached_to,
     spec_from_preset,
 )
+from napari_sam_peft.core.sam.architecture import TINY, build_sam
+from napari_sam_peft.core.sam.loading import LoadedModel, model_identity
 
 
 @pytest.fixture
@@ -121,7 +121,7 @@ def test_newer_format_version_says_to_update(adapter_path, tmp_path):
 
 
 def test_a_model_checkpoint_is_not_taken_for_an_adapter(tiny_model, tmp_path):
-    from napari_sam_peft.core.models import save_model
+    from napari_sam_peft.core.sam.loading import save_model
 
     path = save_model(tiny_model, tmp_path / "model.safetensors")
     with pytest.raises(InvalidAdapterError, match="not a napari-sam-peft adapter"):

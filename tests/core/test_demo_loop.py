@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 from segment_anything import SamPredictor
 
-from napari_sam_peft.core.demo_loop import CorrectionCounts, DemoSettings, correct_image, run_headless_demo
-from napari_sam_peft.core.models import load_model
-from napari_sam_peft.core.sample_data import make_sample
-from napari_sam_peft.core.store import AnnotationStore
+from napari_sam_peft.cli.demo_loop import CorrectionCounts, DemoSettings, correct_image, run_headless_demo
+from napari_sam_peft.core.data.sample_data import make_sample
+from napari_sam_peft.core.data.store import AnnotationStore
+from napari_sam_peft.core.sam.loading import load_model
 
 
 def test_the_simulated_user_commits_every_true_object_and_says_how():

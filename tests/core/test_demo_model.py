@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from segment_anything import SamPredictor
 
-from napari_sam_peft.core.evaluation import evaluate_interactive
-from napari_sam_peft.core.models import load_model
-from napari_sam_peft.core.sample_data import make_series
+from napari_sam_peft.core.data.sample_data import make_series
+from napari_sam_peft.core.evaluation.interactive import evaluate_interactive
+from napari_sam_peft.core.sam.loading import load_model
 
 RECORDED_DOMAIN_A = {"point": 0.951, "box": 0.968, "i_p": 0.908, "i_b": 0.852}
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from napari_sam_peft.core.devices import available_devices, select_device
 from napari_sam_peft.core.errors import DeviceNotAvailableError
+from napari_sam_peft.core.sam.devices import available_devices, select_device
 
 
 def test_auto_picks_the_best_available_device():

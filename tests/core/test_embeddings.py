@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from napari_sam_peft.core.architecture import TINY
-from napari_sam_peft.core.embeddings import EmbeddingCache
-from napari_sam_peft.core.models import LoadedModel, model_identity
+from napari_sam_peft.core.annotation.embeddings import EmbeddingCache
+from napari_sam_peft.core.annotation.prompting import ObjectPrompts
+from napari_sam_peft.core.data.sample_data import make_sample
 from napari_sam_peft.core.peft import Adapter, attach, spec_from_preset
-from napari_sam_peft.core.prompting import ObjectPrompts
-from napari_sam_peft.core.sample_data import make_sample
+from napari_sam_peft.core.sam.architecture import TINY
+from napari_sam_peft.core.sam.loading import LoadedModel, model_identity
 from napari_sam_peft.session import AnnotatorSession, NoModelError
 
 IMAGE = make_sample("nuclei", seed=0, shape=(64, 64)).image
@@ -99,7 +99,7 @@ def _logits(session, embeddings, prompts):
 def test_a_changed_model_gets_new_embeddings(session, tmp_path):
     session.compute_embeddings(IMAGE)
     torch.manual_seed(7)
-    from napari_sam_peft.core.architecture import build_sam
+    from napari_sam_peft.core.sam.architecture import build_sam
 
     other = build_sam(TINY)
     session.set_model(LoadedModel(other, model_identity(other, "other"), TINY, "test"))
@@ -108,8 +108,8 @@ def test_a_changed_model_gets_new_embeddings(session, tmp_path):
 
 
 def test_an_adapter_for_another_base_is_refused_and_the_current_one_stays(session, tiny_model):
-    from napari_sam_peft.core.architecture import build_sam
     from napari_sam_peft.core.peft import AdapterMismatchError
+    from napari_sam_peft.core.sam.architecture import build_sam
 
     good = _lora_adapter(tiny_model, seed=1)
     torch.manual_seed(5)

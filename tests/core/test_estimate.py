@@ -9,9 +9,9 @@ from contextlib import contextmanager
 import pytest
 import torch
 
-from napari_sam_peft.core.architecture import DEMO, VIT_B
-from napari_sam_peft.core.estimate import device_throughput, estimate_training, first_trained_stage
 from napari_sam_peft.core.peft import count_trainable_parameters, recommend_preset, spec_from_preset
+from napari_sam_peft.core.sam.architecture import DEMO, VIT_B
+from napari_sam_peft.core.training.estimate import device_throughput, estimate_training, first_trained_stage
 
 # Measured seconds per training step on the 2-core CPU these numbers were calibrated on (2 torch
 # threads, float32, machine otherwise idle), steps after the first.

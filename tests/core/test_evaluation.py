@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_sam_peft.core.evaluation import evaluate_interactive, farthest_interior_point
+from napari_sam_peft.core.evaluation.interactive import evaluate_interactive, farthest_interior_point
 
 
 class OraclePredictor:

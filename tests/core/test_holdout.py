@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_sam_peft.core.holdout import (
+from napari_sam_peft.core.data.sample_data import make_series
+from napari_sam_peft.core.training.holdout import (
     HELD_OUT,
     TRAINING_DATA,
     VALIDATION_SPLIT,
@@ -13,7 +14,6 @@ from napari_sam_peft.core.holdout import (
     object_ids,
     plan_validation,
 )
-from napari_sam_peft.core.sample_data import make_series
 
 
 def _samples(n: int):

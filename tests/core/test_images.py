@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from napari_sam_peft.core.images import (
+from napari_sam_peft.core.annotation.images import (
     InvalidImageError,
     UnsupportedDimensionsError,
     check_image,
@@ -65,7 +65,7 @@ def test_content_hash_sees_values_shape_and_dtype():
 
 
 def test_batch_mode_makes_one_object_per_box_and_per_positive_point():
-    from napari_sam_peft.core.prompting import split_into_objects
+    from napari_sam_peft.core.annotation.prompting import split_into_objects
 
     boxes = [np.array([0, 0, 10, 10])]
     objects = split_into_objects([[5, 5], [20, 20], [30, 30]], [1, 1, 0], boxes, batch=True)

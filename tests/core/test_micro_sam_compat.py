@@ -9,11 +9,11 @@ import torch
 from micro_sam.models.peft_sam import AdaptFormer as MicroSamAdaptFormer
 from micro_sam.models.peft_sam import FacTSurgery, LoRASurgery, PEFT_Sam, SSFSurgery
 
-from napari_sam_peft.core.architecture import TINY, VIT_B, build_sam
 from napari_sam_peft.core.errors import InvalidCheckpointError
-from napari_sam_peft.core.models import LoadedModel, model_identity
 from napari_sam_peft.core.peft import attach, spec_from_preset
 from napari_sam_peft.core.peft.micro_sam_import import import_micro_sam_checkpoint
+from napari_sam_peft.core.sam.architecture import TINY, VIT_B, build_sam
+from napari_sam_peft.core.sam.loading import LoadedModel, model_identity
 from tests.conftest import sam_forward
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from napari_sam_peft.core.architecture import TINY, VIT_B, build_sam, infer_architecture
 from napari_sam_peft.core.errors import InvalidCheckpointError, ModelNotAvailableError
-from napari_sam_peft.core.models import load_model, model_identity, save_model
+from napari_sam_peft.core.sam.architecture import TINY, VIT_B, build_sam, infer_architecture
+from napari_sam_peft.core.sam.loading import load_model, model_identity, save_model
 from tests.conftest import sam_forward
 
 

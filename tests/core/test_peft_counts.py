@@ -5,8 +5,8 @@ vit_b is built on the meta device: no memory, no weights, milliseconds.
 
 import pytest
 
-from napari_sam_peft.core.architecture import VIT_B
 from napari_sam_peft.core.peft import PRESETS, count_trainable_parameters, spec_from_preset
+from napari_sam_peft.core.sam.architecture import VIT_B
 
 PAPER_COUNTS = {
     "full_ft": 93_735_472,

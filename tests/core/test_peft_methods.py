@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_sam_peft.core.architecture import TINY, build_sam
 from napari_sam_peft.core.peft import (
     PRESETS,
     Adapter,
@@ -16,6 +15,7 @@ from napari_sam_peft.core.peft import (
     spec_from_preset,
 )
 from napari_sam_peft.core.peft.attach import base_name
+from napari_sam_peft.core.sam.architecture import TINY, build_sam
 from tests.conftest import sam_forward, sam_train_loss
 
 # What each preset may train inside the image encoder (names as in plain SAM), and whether

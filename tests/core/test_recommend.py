@@ -1,5 +1,5 @@
-from napari_sam_peft.core.architecture import DEMO, VIT_B, VIT_H
 from napari_sam_peft.core.peft import recommend_preset
+from napari_sam_peft.core.sam.architecture import DEMO, VIT_B, VIT_H
 
 GIB = 1024**3
 

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from napari_sam_peft.core.architecture import TINY
-from napari_sam_peft.core.embeddings import EmbeddingCache
-from napari_sam_peft.core.images import InvalidImageError, check_image
-from napari_sam_peft.core.models import load_model
-from napari_sam_peft.core.prompting import ObjectPrompts
-from napari_sam_peft.core.sample_data import make_sample
+from napari_sam_peft.core.annotation.embeddings import EmbeddingCache
+from napari_sam_peft.core.annotation.images import InvalidImageError, check_image
+from napari_sam_peft.core.annotation.prompting import ObjectPrompts
+from napari_sam_peft.core.data.sample_data import make_sample
+from napari_sam_peft.core.sam.architecture import TINY
+from napari_sam_peft.core.sam.loading import load_model
 from napari_sam_peft.session import AnnotatorSession
 
 
@@ -206,7 +206,7 @@ def test_automatic_segmentation_of_rgb_is_a_label_image(demo, name):
 @pytest.mark.parametrize("to_rgb", [colour, lambda g: as_float(colour(g))], ids=["uint8", "float32"])
 def test_training_runs_on_rgb_samples(tiny_model, to_rgb):
     from napari_sam_peft.core.peft import spec_from_preset
-    from napari_sam_peft.core.training import TrainingConfig, train
+    from napari_sam_peft.core.training.loop import TrainingConfig, train
 
     samples = [
         (to_rgb(s.image), s.labels) for s in (make_sample("nuclei", seed, shape=(64, 64)) for seed in (1, 2))
@@ -218,7 +218,7 @@ def test_training_runs_on_rgb_samples(tiny_model, to_rgb):
 
 @pytest.fixture
 def rgb_store(tmp_path):
-    from napari_sam_peft.core.store import AnnotationStore
+    from napari_sam_peft.core.data.store import AnnotationStore
 
     store = AnnotationStore.create(tmp_path / "rgb.sampeft.zarr")
     for seed, split in ((1, "train"), (2, "val")):
@@ -232,9 +232,9 @@ def test_a_training_job_on_a_store_of_rgb_images_shares_the_annotators_cache(
 ):
     from functools import partial
 
-    from napari_sam_peft.core import training
     from napari_sam_peft.core.peft import Adapter
-    from napari_sam_peft.core.training_job import TrainingJob, run_job
+    from napari_sam_peft.core.training import loop as training
+    from napari_sam_peft.core.training.job import TrainingJob, run_job
 
     # one correction sub-iteration instead of 8 keeps a CPU step short; the images are what is tested
     monkeypatch.setattr(training, "TrainingConfig", partial(training.TrainingConfig, sub_iterations=1))
@@ -268,7 +268,7 @@ def test_a_training_job_on_a_store_of_rgb_images_shares_the_annotators_cache(
 def test_interactive_evaluation_of_stacked_rgb_gives_the_scores_of_greyscale(demo_model):
     from segment_anything import SamPredictor
 
-    from napari_sam_peft.core.evaluation import evaluate_interactive
+    from napari_sam_peft.core.evaluation.interactive import evaluate_interactive
 
     sample = make_sample("nuclei", seed=3, shape=(96, 96))
     predictor = SamPredictor(demo_model.sam)

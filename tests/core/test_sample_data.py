@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from napari_sam_peft.core.sample_data import DOMAINS, make_sample, make_series
+from napari_sam_peft.core.data.sample_data import DOMAINS, make_sample, make_series
 
 
 @pytest.mark.parametrize("domain", DOMAINS)

@@ -15,8 +15,8 @@ import zarr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from napari_sam_peft.core.sample_data import make_sample
-from napari_sam_peft.core.store import STORE_FORMAT_VERSION, AnnotationStore, StoreError
+from napari_sam_peft.core.data.sample_data import make_sample
+from napari_sam_peft.core.data.store import STORE_FORMAT_VERSION, AnnotationStore, StoreError
 
 SAMPLE = make_sample("cells", seed=0, shape=(64, 64))
 

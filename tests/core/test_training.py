@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_sam_peft.core.architecture import TINY
+from napari_sam_peft.core.data.sample_data import make_series
 from napari_sam_peft.core.errors import SamPeftError
 from napari_sam_peft.core.peft import Adapter, attached_to, spec_from_preset
-from napari_sam_peft.core.sample_data import make_series
-from napari_sam_peft.core.training import TrainingConfig, train
+from napari_sam_peft.core.sam.architecture import TINY
+from napari_sam_peft.core.training.loop import TrainingConfig, train
 
 SAMPLES = [(s.image, s.labels) for s in make_series("nuclei", 3, seed=0, shape=(64, 64))]
 
@@ -71,9 +71,9 @@ def test_low_resolution_targets_line_up_with_the_decoders_masks():
     import numpy as np
     import torch
 
-    from napari_sam_peft.core.models import load_model
-    from napari_sam_peft.core.sample_data import make_sample
-    from napari_sam_peft.core.training import decode, low_res_stride, mask_losses, model_input, object_prompts
+    from napari_sam_peft.core.data.sample_data import make_sample
+    from napari_sam_peft.core.sam.loading import load_model
+    from napari_sam_peft.core.training.loop import decode, low_res_stride, mask_losses, model_input, object_prompts
 
     model = load_model("demo", device="cpu")
     sample = make_sample("nuclei", seed=11)

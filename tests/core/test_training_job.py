@@ -12,12 +12,12 @@ import time
 import numpy as np
 import pytest
 
-from napari_sam_peft.core.embeddings import EmbeddingCache
+from napari_sam_peft.core.annotation.embeddings import EmbeddingCache
+from napari_sam_peft.core.data.sample_data import make_sample, make_series
+from napari_sam_peft.core.data.store import AnnotationStore
 from napari_sam_peft.core.peft import Adapter
-from napari_sam_peft.core.sample_data import make_sample, make_series
-from napari_sam_peft.core.store import AnnotationStore
-from napari_sam_peft.core.training_job import TrainingJob, error_event, list_runs, run_job, runs_dir
-from napari_sam_peft.core.worker import TrainingProcess
+from napari_sam_peft.core.training.job import TrainingJob, error_event, list_runs, run_job, runs_dir
+from napari_sam_peft.core.training.worker import TrainingProcess
 
 
 @pytest.fixture
@@ -123,7 +123,7 @@ def test_error_events_name_the_kind():
 
 
 def test_frozen_encoder_training_reuses_the_annotators_embeddings(store, tmp_path):
-    from napari_sam_peft.core.models import load_model
+    from napari_sam_peft.core.sam.loading import load_model
     from napari_sam_peft.session import AnnotatorSession
 
     session = AnnotatorSession(cache=EmbeddingCache(tmp_path / "cache"))
@@ -205,7 +205,7 @@ def _train_only_store(tmp_path, samples) -> AnnotationStore:
 @pytest.fixture
 def trained_on(monkeypatch):
     """The training and validation samples that ``train`` receives (it still runs)."""
-    from napari_sam_peft.core import training
+    from napari_sam_peft.core.training import loop as training
 
     calls: list[tuple[list, list]] = []
     real = training.train

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_sam_peft.core.embeddings import EmbeddingCache
-from napari_sam_peft.core.models import load_model
+from napari_sam_peft.core.annotation.embeddings import EmbeddingCache
+from napari_sam_peft.core.sam.loading import load_model
 
 
 @pytest.fixture(autouse=True)

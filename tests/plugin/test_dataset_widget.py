@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_sam_peft.core.sample_data import make_sample
-from napari_sam_peft.core.store import AnnotationStore
+from napari_sam_peft.core.data.sample_data import make_sample
+from napari_sam_peft.core.data.store import AnnotationStore
 from tests.plugin.conftest import click, error_messages, place_points
 
 NUCLEI = make_sample("nuclei", seed=0)

@@ -7,10 +7,10 @@ import time
 import numpy as np
 import pytest
 
-from napari_sam_peft.core.models import load_model
+from napari_sam_peft.core.annotation.prompting import ObjectPrompts
+from napari_sam_peft.core.data.sample_data import make_sample
 from napari_sam_peft.core.peft import Adapter
-from napari_sam_peft.core.prompting import ObjectPrompts
-from napari_sam_peft.core.sample_data import make_sample
+from napari_sam_peft.core.sam.loading import load_model
 from tests.plugin.conftest import click, error_messages, place_points, wait_for_worker
 
 CELLS = "cells (domain B)"
@@ -179,7 +179,7 @@ def test_an_out_of_memory_error_in_training_is_a_notification(loop, qtbot, monke
 
 
 def test_bad_settings_are_notifications_not_runs(loop, tmp_path):
-    from napari_sam_peft.core.training_job import runs_dir
+    from napari_sam_peft.core.training.job import runs_dir
 
     _, _, finetune = loop
     finetune.lr.value = "fast"

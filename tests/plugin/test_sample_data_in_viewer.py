@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from napari_sam_peft.core.sample_data import make_sample
+from napari_sam_peft.core.data.sample_data import make_sample
 
 
 @pytest.mark.parametrize(("key", "image_name"), [("nuclei", "nuclei (domain A)"), ("cells", "cells (domain B)")])

@@ -83,8 +83,8 @@ assert written and written[0].endswith(".sampeft.zarr"), written
 
 @pytest.fixture(scope="module")
 def store_path(tmp_path_factory):
-    from napari_sam_peft.core.sample_data import make_sample
-    from napari_sam_peft.core.store import AnnotationStore
+    from napari_sam_peft.core.data.sample_data import make_sample
+    from napari_sam_peft.core.data.store import AnnotationStore
 
     path = tmp_path_factory.mktemp("entry") / "cells.sampeft.zarr"
     cells = make_sample("cells", seed=0, shape=(64, 64))

@@ -12,8 +12,8 @@ from napari.utils.notifications import show_error, show_info
 from napari_sam_peft._qt import prompt_layers
 from napari_sam_peft._qt.dock_layout import on_click
 from napari_sam_peft._qt.progress import ProgressRelay
+from napari_sam_peft.core.annotation.images import check_image
 from napari_sam_peft.core.errors import SamPeftError
-from napari_sam_peft.core.images import check_image
 
 if TYPE_CHECKING:
     from napari_sam_peft._qt.segment_widget import SegmentWidget

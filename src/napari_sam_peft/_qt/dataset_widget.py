@@ -17,8 +17,8 @@ from napari.utils.notifications import show_error, show_info
 from napari_sam_peft._qt.dock_layout import fit_to_dock, full_width, on_click, show_text, wrapping
 from napari_sam_peft._qt.run_tables import style_table
 from napari_sam_peft._qt.sessions import default_store_path, session_for
+from napari_sam_peft.core.data.store import SPLITS, AnnotationStore
 from napari_sam_peft.core.errors import SamPeftError
-from napari_sam_peft.core.store import SPLITS, AnnotationStore
 
 
 class DatasetWidget(Container):

@@ -23,13 +23,13 @@ from napari_sam_peft._qt.dock_layout import fit_to_dock, full_width, on_click, s
 from napari_sam_peft._qt.run_messages import ONLY_TRAINING_DATA, status_line
 from napari_sam_peft._qt.run_tables import evaluation_rows, history_rows, set_rows, style_table
 from napari_sam_peft._qt.sessions import session_for
-from napari_sam_peft.core.architecture import VIT_B
-from napari_sam_peft.core.devices import DEVICE_CHOICES, select_device
 from napari_sam_peft.core.errors import SamPeftError
 from napari_sam_peft.core.peft import PRESETS, Adapter, spec_from_preset
 from napari_sam_peft.core.peft.recommend import recommend_preset
-from napari_sam_peft.core.training_job import TrainingJob, list_runs, model_argument
-from napari_sam_peft.core.worker import TrainingProcess
+from napari_sam_peft.core.sam.architecture import VIT_B
+from napari_sam_peft.core.sam.devices import DEVICE_CHOICES, select_device
+from napari_sam_peft.core.training.job import TrainingJob, list_runs, model_argument
+from napari_sam_peft.core.training.worker import TrainingProcess
 from napari_sam_peft.session import SessionBusyError
 
 POLL_MS = 100
@@ -181,7 +181,7 @@ class FinetuneWidget(Container):
         )
 
     def _update_estimate(self, *_) -> None:
-        from napari_sam_peft.core.estimate import estimate_training
+        from napari_sam_peft.core.training.estimate import estimate_training
 
         if self.session.model is None:  # the estimate depends on the model: none until one is loaded
             self.estimate.value = "Estimate: load a model in the Segment widget first."
@@ -265,7 +265,7 @@ class FinetuneWidget(Container):
         except SamPeftError as err:
             show_error(str(err))
             return None
-        from napari_sam_peft.core.estimate import first_trained_stage
+        from napari_sam_peft.core.training.estimate import first_trained_stage
 
         # Keep the current image's block-k input, so every reload re-embeds only the adapted blocks.
         stage = first_trained_stage(self._spec(), self._architecture())

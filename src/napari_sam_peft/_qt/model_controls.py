@@ -10,9 +10,9 @@ from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error
 
 from napari_sam_peft._qt.dock_layout import on_click, show_text, wrapping
-from napari_sam_peft.core.devices import DEVICE_CHOICES
 from napari_sam_peft.core.errors import SamPeftError
-from napari_sam_peft.core.models import DEMO_MODEL_NAME, load_model, registry_model_names
+from napari_sam_peft.core.sam.devices import DEVICE_CHOICES
+from napari_sam_peft.core.sam.loading import DEMO_MODEL_NAME, load_model, registry_model_names
 from napari_sam_peft.session import AnnotatorSession
 
 RunInBackground = Callable[..., None]  # (worker, on_return) -> None

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import napari
 import numpy as np
 
-from napari_sam_peft.core.prompting import ObjectPrompts, box_from_corners, split_into_objects
+from napari_sam_peft.core.annotation.prompting import ObjectPrompts, box_from_corners, split_into_objects
 
 POINT_LABELS = ("positive", "negative")
 POINT_COLORS = ["#00FF00", "#FF0000"]

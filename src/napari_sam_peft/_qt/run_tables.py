@@ -13,7 +13,7 @@ from magicgui.widgets import Table
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QStyledItemDelegate, QTableWidget, QTableWidgetItem
 
-from napari_sam_peft.core.evaluation import METRICS
+from napari_sam_peft.core.evaluation.interactive import METRICS
 
 METRIC_NAMES = ("Point", "Box", "I_P", "I_B")
 HISTORY_COLUMNS = ["run", "method", "status", "best val", "Box change"]

@@ -30,10 +30,10 @@ from napari_sam_peft._qt.image_series import image_layer_names, open_image_folde
 from napari_sam_peft._qt.model_controls import ModelControls
 from napari_sam_peft._qt.progress import ProgressRelay
 from napari_sam_peft._qt.sessions import default_store_path, session_for
-from napari_sam_peft.core.commits import ImageAnnotations, prompt_record
+from napari_sam_peft.core.annotation.commits import ImageAnnotations, prompt_record
+from napari_sam_peft.core.annotation.images import check_image
+from napari_sam_peft.core.annotation.prompting import ObjectPrompts
 from napari_sam_peft.core.errors import SamPeftError
-from napari_sam_peft.core.images import check_image
-from napari_sam_peft.core.prompting import ObjectPrompts
 
 PAINT_SETTLE_MS = 400  # record hand corrections once the user pauses painting
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import napari
 
-from napari_sam_peft.core.store import DEFAULT_STORE_NAME
+from napari_sam_peft.core.data.store import DEFAULT_STORE_NAME
 from napari_sam_peft.session import AnnotatorSession
 
 ATTRIBUTE = "napari_sam_peft_session"

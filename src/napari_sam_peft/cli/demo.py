@@ -71,7 +71,7 @@ def fit_window_to_screen(viewer) -> None:
 
 
 def run_headless(args: argparse.Namespace) -> int:
-    from napari_sam_peft.core.demo_loop import DemoSettings, run_headless_demo
+    from napari_sam_peft.cli.demo_loop import DemoSettings, run_headless_demo
 
     settings = DemoSettings(preset=args.preset)
     if args.steps is not None:
@@ -97,7 +97,7 @@ def dock_widgets(viewer, store: Path | None = None) -> None:
     from napari_sam_peft._qt.dataset_widget import DatasetWidget
     from napari_sam_peft._qt.finetune_widget import FinetuneWidget
     from napari_sam_peft._qt.segment_widget import SegmentWidget
-    from napari_sam_peft.core.models import load_model
+    from napari_sam_peft.core.sam.loading import load_model
 
     segment = SegmentWidget(viewer)
     dataset = DatasetWidget(viewer)
@@ -113,7 +113,7 @@ def dock_widgets(viewer, store: Path | None = None) -> None:
 def open_demo_samples(viewer, sample: str = "cells") -> None:
     """Open generated images of the chosen domain(s), each with its (hidden) ground truth."""
     from napari_sam_peft._sample_data import DESCRIPTIONS
-    from napari_sam_peft.core.sample_data import make_series
+    from napari_sam_peft.core.data.sample_data import make_series
 
     keys = ("nuclei", "cells") if sample == "both" else (sample,)
     for key in keys:

@@ -11,9 +11,9 @@ import json
 import sys
 from pathlib import Path
 
+from napari_sam_peft.core.data.store import SPLITS, AnnotationStore
 from napari_sam_peft.core.errors import SamPeftError
-from napari_sam_peft.core.holdout import TRAINING_DATA, VALIDATION_SPLIT
-from napari_sam_peft.core.store import SPLITS, AnnotationStore
+from napari_sam_peft.core.training.holdout import TRAINING_DATA, VALIDATION_SPLIT
 
 METRIC_NAMES = ("Point", "Box", "I_P", "I_B")
 
@@ -46,9 +46,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from segment_anything import SamPredictor
 
-    from napari_sam_peft.core.evaluation import METRICS, evaluate_interactive
-    from napari_sam_peft.core.models import load_model
+    from napari_sam_peft.core.evaluation.interactive import METRICS, evaluate_interactive
     from napari_sam_peft.core.peft import Adapter
+    from napari_sam_peft.core.sam.loading import load_model
 
     store = AnnotationStore(args.store)
     images = [i for i in store.snapshot().images if i.split == args.split and i.objects]

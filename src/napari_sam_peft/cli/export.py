@@ -35,8 +35,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from napari_sam_peft.core.models import load_model
     from napari_sam_peft.core.peft import Adapter
+    from napari_sam_peft.core.sam.loading import load_model
 
     if args.out.suffix not in SUFFIXES:
         raise SamPeftError(f"--out must end in .pth or .pt (micro_sam reads those), not {args.out.name!r}.")

@@ -6,21 +6,21 @@ import argparse
 import json
 from pathlib import Path
 
-from napari_sam_peft.core.architecture import (
+from napari_sam_peft.core.errors import InvalidCheckpointError, ModelNotAvailableError
+from napari_sam_peft.core.peft import PRESETS, count_trainable_parameters, format_blocks, spec_from_preset
+from napari_sam_peft.core.sam.architecture import (
     VIT_B,
     SamArchitecture,
     architecture_for_model_name,
     infer_architecture,
 )
-from napari_sam_peft.core.errors import InvalidCheckpointError, ModelNotAvailableError
-from napari_sam_peft.core.models import (
+from napari_sam_peft.core.sam.loading import (
     CHECKPOINT_SUFFIXES,
     DEMO_MODEL_NAME,
     _read_checkpoint,
     bundled_demo_model_path,
     registry_model_names,
 )
-from napari_sam_peft.core.peft import PRESETS, count_trainable_parameters, format_blocks, spec_from_preset
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from napari_sam_peft.core.io import read_array
-from napari_sam_peft.core.store import SPLITS, AnnotationStore, validate_labels
+from napari_sam_peft.core.data.files import read_array
+from napari_sam_peft.core.data.store import SPLITS, AnnotationStore, validate_labels
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

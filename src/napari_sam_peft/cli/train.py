@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 from napari_sam_peft.core.errors import SamPeftError
-from napari_sam_peft.core.holdout import TRAINING_DATA
 from napari_sam_peft.core.peft import PRESETS
+from napari_sam_peft.core.training.holdout import TRAINING_DATA
 
 EXIT_OUT_OF_MEMORY = 3
 
@@ -59,7 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def job_from_args(args: argparse.Namespace):
-    from napari_sam_peft.core.training_job import TrainingJob
+    from napari_sam_peft.core.training.job import TrainingJob
 
     return TrainingJob(
         store=args.store,
@@ -80,7 +80,7 @@ def job_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_sam_peft.core.training_job import error_event, run_job
+    from napari_sam_peft.core.training.job import error_event, run_job
 
     job = job_from_args(args)
     emit = _print_json if args.events else _print_progress
@@ -163,7 +163,7 @@ def _print_progress(event: dict) -> None:
 
 def _evaluation_table(evaluation: dict) -> str:
     from napari_sam_peft.cli.evaluate import METRIC_NAMES
-    from napari_sam_peft.core.evaluation import METRICS
+    from napari_sam_peft.core.evaluation.interactive import METRICS
 
     rows = [f"mSA on {evaluation['measured_on']}", f"{'':<16}" + "".join(f"{n:>8}" for n in METRIC_NAMES)]
     for label in ("base", "adapter"):

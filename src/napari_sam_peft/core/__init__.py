@@ -4,15 +4,15 @@ Nothing in ``napari_sam_peft.core`` imports Qt or napari, so scripts, the comman
 and cluster jobs can use it on machines without a display. A test enforces this.
 """
 
-from .architecture import SamArchitecture, build_sam
-from .devices import select_device
 from .errors import (
     DeviceNotAvailableError,
     InvalidCheckpointError,
     ModelNotAvailableError,
     SamPeftError,
 )
-from .models import LoadedModel, ModelIdentity, load_model, save_model
+from .sam.architecture import SamArchitecture, build_sam
+from .sam.devices import select_device
+from .sam.loading import LoadedModel, ModelIdentity, load_model, save_model
 
 __all__ = [
     "DeviceNotAvailableError",

@@ -34,9 +34,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ... import __version__
-from ..architecture import SamArchitecture
 from ..errors import SamPeftError
-from ..models import LoadedModel, ModelIdentity, state_dict_hash
+from ..sam.architecture import SamArchitecture
+from ..sam.loading import LoadedModel, ModelIdentity, state_dict_hash
 from .attach import AttachedPeft, attach
 from .methods import get_method
 from .presets import PeftSpec

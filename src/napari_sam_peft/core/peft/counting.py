@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..architecture import SamArchitecture, build_sam
+from ..sam.architecture import SamArchitecture, build_sam
 from .attach import attach
 from .presets import PeftSpec
 

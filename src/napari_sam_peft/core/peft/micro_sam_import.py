@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ..errors import InvalidCheckpointError
-from ..models import LoadedModel, _sam_state_from
+from ..sam.loading import LoadedModel, _sam_state_from
 from .adapter_file import Adapter
 from .attach import attach, base_name
 from .presets import make_spec

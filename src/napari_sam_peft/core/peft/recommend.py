@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..architecture import VIT_B, SamArchitecture
+from ..sam.architecture import VIT_B, SamArchitecture
 
 
 @dataclass(frozen=True)

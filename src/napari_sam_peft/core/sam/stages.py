@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .peft import attached_to
+from ..peft import attached_to
 
 
 def encoder_stages(sam: nn.Module) -> list[str]:

@@ -14,7 +14,7 @@ import hashlib
 
 import numpy as np
 
-from .errors import SamPeftError
+from ..errors import SamPeftError
 
 MIN_SIDE = 8
 

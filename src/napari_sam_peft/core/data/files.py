@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import SamPeftError
+from ..errors import SamPeftError
 
 
 class UnreadableFileError(SamPeftError):

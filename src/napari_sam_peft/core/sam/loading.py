@@ -23,6 +23,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from segment_anything.modeling import Sam
 
+from ..errors import InvalidCheckpointError, ModelNotAvailableError
 from .architecture import (
     SamArchitecture,
     architecture_for_model_name,
@@ -30,7 +31,6 @@ from .architecture import (
     infer_architecture,
 )
 from .devices import select_device
-from .errors import InvalidCheckpointError, ModelNotAvailableError
 
 DEMO_MODEL_NAME = "demo"
 MODEL_FILE_FORMAT = "napari-sam-peft/model"

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from .errors import SamPeftError
+from ..errors import SamPeftError
 
 STORE_FORMAT = "napari-sam-peft/store"
 STORE_FORMAT_VERSION = 1

@@ -34,10 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .encoder_split import frozen_prefix_stages, run_stages
-from .errors import SamPeftError
-from .models import LoadedModel
-from .peft import Adapter, PeftSpec, attach
+from ..errors import SamPeftError
+from ..peft import Adapter, PeftSpec, attach
+from ..sam.loading import LoadedModel
+from ..sam.stages import frozen_prefix_stages, run_stages
 
 Sample = tuple[np.ndarray, np.ndarray]  # image, instance labels
 

@@ -20,7 +20,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from .training_job import TrainingJob
+from .job import TrainingJob
 
 TERMINAL_EVENTS = ("finished", "error")
 

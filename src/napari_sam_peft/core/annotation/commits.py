@@ -59,7 +59,7 @@ class ImageAnnotations:
 
 
 def prompt_record(prompts) -> dict:
-    """An :class:`~napari_sam_peft.core.prompting.ObjectPrompts` as the store records it (JSON)."""
+    """An :class:`~napari_sam_peft.core.annotation.prompting.ObjectPrompts` as the store records it (JSON)."""
     return {
         "points": prompts.points.tolist(),
         "labels": prompts.labels.tolist(),

@@ -23,7 +23,7 @@ from segment_anything.modeling import (
     TwoWayTransformer,
 )
 
-from .errors import InvalidCheckpointError
+from ..errors import InvalidCheckpointError
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,8 @@ from functools import lru_cache
 
 import torch
 
-from .architecture import SamArchitecture
-from .peft import PeftSpec
+from ..peft import PeftSpec
+from ..sam.architecture import SamArchitecture
 
 _BYTES = 4  # float32
 
@@ -116,9 +116,9 @@ def _meta_counts(spec: PeftSpec, architecture: SamArchitecture) -> _Counts:
 def _counts(spec_json: str, architecture: SamArchitecture) -> _Counts:
     from dataclasses import replace
 
-    from .architecture import build_sam
-    from .encoder_split import frozen_prefix_stages
-    from .peft import attach
+    from ..peft import attach
+    from ..sam.architecture import build_sam
+    from ..sam.stages import frozen_prefix_stages
 
     spec = PeftSpec.from_json(spec_json)
     sam = build_sam(architecture, device="meta")

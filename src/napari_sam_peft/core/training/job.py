@@ -37,10 +37,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from .embeddings import BASE_ADAPTER_KEY, EmbeddingCache, EmbeddingKey, model_key, tag_predictor, tiling_for
-from .errors import SamPeftError
+from ..annotation.embeddings import (
+    BASE_ADAPTER_KEY,
+    EmbeddingCache,
+    EmbeddingKey,
+    model_key,
+    tag_predictor,
+    tiling_for,
+)
+from ..annotation.images import image_content_hash
+from ..errors import SamPeftError
 from .holdout import plan_validation
-from .images import image_content_hash
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -107,7 +114,7 @@ class TrainingJob:
 
 def model_argument(model) -> str:
     """How a separate process names the same base model: 'demo', a registry name or a file."""
-    from .models import DEMO_MODEL_NAME, registry_model_names
+    from ..sam.loading import DEMO_MODEL_NAME, registry_model_names
 
     if model.identity.name == DEMO_MODEL_NAME:
         return DEMO_MODEL_NAME
@@ -244,11 +251,11 @@ def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None
     """
     from segment_anything import SamPredictor
 
-    from .evaluation import evaluate_interactive
-    from .models import load_model
-    from .peft import count_trainable_parameters, spec_from_preset
-    from .store import AnnotationStore
-    from .training import TrainingConfig, train
+    from ..data.store import AnnotationStore
+    from ..evaluation.interactive import evaluate_interactive
+    from ..peft import count_trainable_parameters, spec_from_preset
+    from ..sam.loading import load_model
+    from .loop import TrainingConfig, train
 
     rank, world, device = setup_distributed(job.device)
     lead = rank == 0

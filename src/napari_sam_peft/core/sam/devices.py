@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import DeviceNotAvailableError
+from ..errors import DeviceNotAvailableError
 
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .evaluation import METRICS, farthest_interior_point, predict_mask
+from ..core.evaluation.interactive import METRICS, farthest_interior_point, predict_mask
 
 Say = Callable[[str], None]
 
@@ -89,7 +89,7 @@ def correct_image(predictor, image: np.ndarray, truth: np.ndarray, counts: Corre
     """
     from micro_sam.util import precompute_image_embeddings, set_precomputed
 
-    from .automatic import automatic_segmentation
+    from ..core.annotation.automatic import automatic_segmentation
 
     embeddings = precompute_image_embeddings(predictor, image, verbose=False)
     automatic = automatic_segmentation(predictor, image, embeddings)
@@ -136,13 +136,13 @@ def run_headless_demo(workdir: str | Path, settings: DemoSettings | None = None,
     import torch
     from segment_anything import SamPredictor
 
-    from .embeddings import tag_predictor
-    from .evaluation import evaluate_interactive
-    from .models import load_model
-    from .peft.recommend import recommend_preset
-    from .sample_data import make_sample
-    from .store import AnnotationStore
-    from .training_job import TrainingJob, run_job
+    from ..core.annotation.embeddings import tag_predictor
+    from ..core.data.sample_data import make_sample
+    from ..core.data.store import AnnotationStore
+    from ..core.evaluation.interactive import evaluate_interactive
+    from ..core.peft.recommend import recommend_preset
+    from ..core.sam.loading import load_model
+    from ..core.training.job import TrainingJob, run_job
 
     settings = settings or DemoSettings()
     workdir = Path(workdir)
@@ -205,7 +205,7 @@ def run_headless_demo(workdir: str | Path, settings: DemoSettings | None = None,
     start = time.perf_counter()
     held_out = [(s.image, s.labels) for s in (make_sample("cells", seed) for seed in settings.held_out_seeds)]
     before = evaluate_interactive(SamPredictor(model.sam), held_out)
-    from .peft import Adapter
+    from ..core.peft import Adapter
 
     handle = Adapter.load(job.out).attach_to(model)
     try:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from .store import AnnotationStore, image_id_for
+from ..data.store import AnnotationStore, image_id_for
 
 CORRECTED = "corrected"  # source of an object whose mask the user changed after committing
 PAINTED = "painted"  # source of an object the user painted without prompts
