@@ -26,11 +26,11 @@ import torch.nn.functional as F
 from napari_sam_peft.core.data.sample_data import make_sample
 from napari_sam_peft.core.sam.architecture import DEMO, build_sam
 from napari_sam_peft.core.sam.loading import model_identity, save_model
-from napari_sam_peft.core.training.loop import (
+from napari_sam_peft.core.sam.preprocessing import model_input
+from napari_sam_peft.core.training.objective import (
     correction_points,
     decode,
     mask_losses,
-    model_input,
     object_prompts,
     start_losses,
 )

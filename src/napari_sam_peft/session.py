@@ -313,7 +313,7 @@ class AnnotatorSession:
         import torch
         from segment_anything.utils.transforms import ResizeLongestSide
 
-        from napari_sam_peft.core.training.loop import model_input
+        from napari_sam_peft.core.sam.preprocessing import model_input
 
         image = check_image(image, rgb)
         model = self.require_model()

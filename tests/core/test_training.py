@@ -73,7 +73,8 @@ def test_low_resolution_targets_line_up_with_the_decoders_masks():
 
     from napari_sam_peft.core.data.sample_data import make_sample
     from napari_sam_peft.core.sam.loading import load_model
-    from napari_sam_peft.core.training.loop import decode, low_res_stride, mask_losses, model_input, object_prompts
+    from napari_sam_peft.core.sam.preprocessing import model_input
+    from napari_sam_peft.core.training.objective import decode, low_res_stride, mask_losses, object_prompts
 
     model = load_model("demo", device="cpu")
     sample = make_sample("nuclei", seed=11)

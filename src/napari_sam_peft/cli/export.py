@@ -8,10 +8,10 @@ micro_sam's annotator loads it with ``get_sam_model(model_type, checkpoint_path=
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
+from napari_sam_peft.core.atomic import atomic_path
 from napari_sam_peft.core.errors import SamPeftError
 
 SUFFIXES = (".pth", ".pt")
@@ -43,13 +43,8 @@ def run(args: argparse.Namespace) -> int:
     adapter = Adapter.load(args.adapter)
     model = load_model(args.model, device=args.device)
     merged = {k: tensor.detach().cpu().contiguous() for k, tensor in adapter.merged_state_dict(model).items()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(args.out) as tmp:
         torch.save(merged, tmp)
-        os.replace(tmp, args.out)
-    finally:
-        tmp.unlink(missing_ok=True)
     architecture = model.architecture.name
     print(
         f"wrote {args.out}: {model.identity.name} + {adapter.spec.describe(model.architecture.depth)}, merged. "

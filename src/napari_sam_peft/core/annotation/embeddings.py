@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from ..atomic import atomic_path
+
 ProgressCallback = Callable[[int, int], None]
 
 BASE_ADAPTER_KEY = "base"  # the adapter part of the key for the base model alone
@@ -122,13 +124,8 @@ class EmbeddingCache:
             return _embed(predictor, image, final, key)
         if final.exists():  # an unreadable leftover
             shutil.rmtree(final, ignore_errors=True)
-        tmp = self.root / f".{key.name}.{os.getpid()}.tmp.zarr"
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
+        with atomic_path(final, keep_existing=True) as tmp:  # another process may embed it at once
             embeddings = _embed(predictor, image, tmp, key, pbar_init=bar.init, pbar_update=bar.update)
-            os.replace(tmp, final) if not final.exists() else shutil.rmtree(tmp, ignore_errors=True)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         self.computed += 1
         if isinstance(embeddings.get("features"), zarr.Array | zarr.Group):
             # Tiled embeddings point into the zarr group: reopen them from the final place.
@@ -159,9 +156,7 @@ class EmbeddingCache:
         final = self.path(key)
         if key in self:
             return
-        tmp = self.root / f".{key.name}.{os.getpid()}.tmp.zarr"
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
+        with atomic_path(final) as tmp:
             group = zarr.open_group(str(tmp), mode="w")
             features = np.asarray(embeddings["features"], dtype=np.float32)
             _create_dataset_with_data(group, "features", data=features)
@@ -174,10 +169,6 @@ class EmbeddingCache:
                 input_size=list(embeddings["input_size"]),
                 original_size=list(embeddings["original_size"]),
             )
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     def clear(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from ..atomic import atomic_path, write_atomic
 from ..errors import SamPeftError
 
 STORE_FORMAT = "napari-sam-peft/store"
@@ -124,20 +125,12 @@ class AnnotationStore:
             raise StoreError(
                 f"Cannot create a store in {parent}: the folder is not writable. Choose another folder."
             )
-        tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
-        root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
-        root.attrs.update({"format": STORE_FORMAT, "format_version": STORE_FORMAT_VERSION, "created": _now()})
-        root.create_group("images")
-        root.create_group("objects")
-        (tmp / "commits").mkdir()
-        try:
-            os.replace(tmp, self.path)
-        except OSError:
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not self.path.exists():
-                raise
+        with atomic_path(self.path, keep_existing=True) as tmp:  # two processes may create it at once
+            root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+            root.attrs.update({"format": STORE_FORMAT, "format_version": STORE_FORMAT_VERSION, "created": _now()})
+            root.create_group("images")
+            root.create_group("objects")
+            (tmp / "commits").mkdir()
 
     def _check(self) -> None:
         if not self.path.is_dir():
@@ -178,13 +171,7 @@ class AnnotationStore:
     def _append(self, record: dict[str, Any]) -> None:
         record = {**record, "time": _now()}
         name = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex}.json"
-        commits = self.path / "commits"
-        tmp = commits / f".{name}.tmp"
-        with open(tmp, "w") as handle:
-            json.dump(record, handle, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, commits / name)  # the commit point
+        write_atomic(self.path / "commits" / name, json.dumps(record, sort_keys=True))  # the commit point
 
     def _write_array(self, group: str, key: str, data: np.ndarray) -> None:
         root = zarr.open_group(str(self.path), mode="r+")

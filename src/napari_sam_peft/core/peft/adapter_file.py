@@ -34,6 +34,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ... import __version__
+from ..atomic import atomic_path
 from ..errors import SamPeftError
 from ..sam.architecture import SamArchitecture
 from ..sam.loading import LoadedModel, ModelIdentity, state_dict_hash
@@ -133,13 +134,8 @@ class Adapter:
             raise InvalidAdapterError(f"Adapter files end in '.safetensors', not {path.suffix or 'nothing'!r}.")
         metadata = self._metadata()
         metadata["content_hash"] = _content_hash(metadata, self.tensors)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
+        with atomic_path(path) as tmp:
             save_file({k: v.contiguous() for k, v in self.tensors.items()}, str(tmp), metadata=metadata)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
         return path
 
     @classmethod

@@ -23,6 +23,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from segment_anything.modeling import Sam
 
+from ..atomic import atomic_path
 from ..errors import InvalidCheckpointError, ModelNotAvailableError
 from .architecture import (
     SamArchitecture,
@@ -190,10 +191,8 @@ def save_model(
         architecture = architecture or infer_architecture(sam.state_dict(), name=name)
     state = {k: v.detach().to("cpu").contiguous() for k, v in sam.state_dict().items()}
     metadata = {"format": MODEL_FILE_FORMAT, "architecture": architecture.to_json(), "name": name}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata)
     return path
 
 

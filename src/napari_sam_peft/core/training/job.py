@@ -37,16 +37,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..annotation.embeddings import (
-    BASE_ADAPTER_KEY,
-    EmbeddingCache,
-    EmbeddingKey,
-    model_key,
-    tag_predictor,
-    tiling_for,
-)
-from ..annotation.images import image_content_hash
+from ..annotation.embeddings import EmbeddingCache
+from ..annotation.stage_inputs import CacheEmbeddingSource
+from ..atomic import write_atomic
 from ..errors import SamPeftError
+from .distributed import setup_distributed
 from .holdout import plan_validation
 
 Emit = Callable[[dict[str, Any]], None]
@@ -157,49 +152,7 @@ def list_runs(store: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 
 def _write_json(path: Path, values: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(values, indent=1, default=str))
-    os.replace(tmp, path)
-
-
-class CacheEmbeddingSource:
-    """The annotator's embedding cache as a source of base-model embeddings for training.
-
-    Only whole-image entries match (the annotator tiles large images; training does not).
-    """
-
-    def __init__(self, cache: EmbeddingCache, model) -> None:
-        from segment_anything import SamPredictor
-
-        self.cache = cache
-        self.model = model
-        self.predictor = SamPredictor(model.sam)
-        tag_predictor(self.predictor, model, BASE_ADAPTER_KEY)
-
-    def _key(self, image: np.ndarray) -> EmbeddingKey | None:
-        if tiling_for(image.shape, self.model.architecture.img_size)[0] is not None:
-            return None
-        return EmbeddingKey(image_content_hash(image), model_key(self.model), BASE_ADAPTER_KEY)
-
-    def get(self, image: np.ndarray) -> torch.Tensor | None:
-        key = self._key(image)
-        entry = self.cache.read(key) if key is not None else None
-        return torch.from_numpy(entry["features"]) if entry is not None else None
-
-    def put(self, image: np.ndarray, features: torch.Tensor) -> None:
-        from segment_anything.utils.transforms import ResizeLongestSide
-
-        key = self._key(image)
-        if key is None:
-            return
-        size = self.model.architecture.img_size
-        original = tuple(int(n) for n in image.shape[:2])
-        entry = {
-            "features": features.detach().cpu().numpy(),
-            "input_size": ResizeLongestSide.get_preprocess_shape(*original, size),
-            "original_size": original,
-        }
-        self.cache.store(self.predictor, image, key, entry)
+    write_atomic(path, json.dumps(values, indent=1, default=str))
 
 
 def error_event(error: BaseException, device: str = "", adapter: Path | None = None) -> dict[str, Any]:
@@ -220,25 +173,6 @@ def error_event(error: BaseException, device: str = "", adapter: Path | None = N
         "kind": "crash",
         "message": f"Training failed: {type(error).__name__}: {error}.{kept}",
     }
-
-
-def setup_distributed(device: str) -> tuple[int, int, str]:
-    """Join the process group ``torchrun`` describes; returns (rank, world size, device)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, device
-    import torch.distributed as dist
-
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = device in ("auto", "cuda") and torch.cuda.is_available()
-    if use_cuda:
-        torch.cuda.set_device(local)
-        device = f"cuda:{local}"
-    elif device == "auto":
-        device = "cpu"
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    return rank, world, device
 
 
 def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:

@@ -1,0 +1,179 @@
+"""The paper's training objective: prompts sampled from the true objects, masks decoded, Dice + BCE + IoU losses.
+
+Each object starts from its box (single-mask output) or from one positive point (multi-mask output,
+the best of three counts, as in SAM); then ``sub_iterations`` corrections add one positive point in
+the missed region and one negative point in the spurious region. Losses are computed at the mask
+decoder's own resolution (1/4 of SAM's input: upsampling every pass first would cost 16 times the
+pixels for the same gradients on the adapter).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..annotation.stage_inputs import StageInputs
+from ..sam.preprocessing import model_input
+
+Sample = tuple[np.ndarray, np.ndarray]  # image, instance labels
+
+
+def _scale(sam, image_shape) -> float:
+    return sam.image_encoder.img_size / max(image_shape[:2])
+
+
+def low_res_stride(sam) -> int:
+    """Input pixels per pixel of the mask decoder's output (4 for SAM: 1024 -> 256; 2 for the demo)."""
+    encoder = sam.image_encoder
+    embedding_side = encoder.img_size // encoder.patch_embed.proj.kernel_size[0]
+    return encoder.img_size // (4 * embedding_side)
+
+
+def object_prompts(labels: np.ndarray, rng: np.random.Generator, n: int, scale: float, device, stride: int = 1):
+    """Masks (objects x 1 x H x W), boxes (x0 y0 x1 y1) and one point each, in the model's input frame.
+
+    With ``stride`` > 1 (see :func:`low_res_stride`) the masks are at the decoder's own (low)
+    resolution, as soft area averages.
+    """
+    ids = rng.permutation([i for i in np.unique(labels) if i != 0])[:n]
+    size = (round(labels.shape[0] * scale), round(labels.shape[1] * scale))
+    masks, boxes, points = [], [], []
+    for obj in ids:
+        mask = labels == obj
+        rows, cols = np.nonzero(mask)
+        masks.append(mask)
+        boxes.append([cols.min(), rows.min(), cols.max(), rows.max()])
+        pick = rng.integers(len(rows))
+        points.append([[cols[pick], rows[pick]]])
+    target = torch.from_numpy(np.stack(masks)).float()[:, None]
+    if stride == 1:
+        target = F.interpolate(target, size=size, mode="nearest").to(device)
+    else:
+        low = (math.ceil(size[0] / stride), math.ceil(size[1] / stride))
+        target = F.interpolate(target, size=low, mode="area").to(device)
+    return (
+        target,
+        torch.tensor(boxes, dtype=torch.float32, device=device) * scale,
+        torch.tensor(points, dtype=torch.float32, device=device) * scale,
+    )
+
+
+def decode(sam, embeddings, size, boxes=None, points=None, labels=None, multimask=False, full_resolution=True):
+    """Mask logits cropped to ``size``: upsampled to the input frame, or at the decoder's 1/4 resolution."""
+    if points is not None:
+        labels = torch.ones(points.shape[:2], device=points.device) if labels is None else labels
+        sparse, dense = sam.prompt_encoder(points=(points, labels), boxes=None, masks=None)
+    else:
+        sparse, dense = sam.prompt_encoder(points=None, boxes=boxes, masks=None)
+    logits, iou = sam.mask_decoder(
+        image_embeddings=embeddings,
+        image_pe=sam.prompt_encoder.get_dense_pe(),
+        sparse_prompt_embeddings=sparse,
+        dense_prompt_embeddings=dense,
+        multimask_output=multimask,
+    )
+    if full_resolution:
+        full = sam.image_encoder.img_size
+        logits = F.interpolate(logits, size=(full, full), mode="bilinear", align_corners=False)
+    return logits[..., : size[0], : size[1]], iou
+
+
+def mask_losses(logits, target):
+    """Per-output Dice + BCE (objects x outputs) and the true IoU of each output."""
+    prob = torch.sigmoid(logits)
+    target = target.expand_as(prob)
+    inter = (prob * target).sum((-1, -2))
+    dice = 1 - (2 * inter + 1) / (prob.sum((-1, -2)) + target.sum((-1, -2)) + 1)
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean((-1, -2))
+    hard, truth = (logits > 0).float(), (target > 0.5).float()
+    true_iou = (hard * truth).sum((-1, -2)) / ((hard + truth).clamp(max=1).sum((-1, -2)) + 1e-6)
+    return dice + bce, true_iou
+
+
+def correction_points(prediction, target, rng, stride: int = 1):
+    """One positive point in each object's missed region and one negative in its spurious region.
+
+    Labels are -1 where there is no such region (SAM ignores those points). ``stride`` maps
+    low-resolution masks back to the input frame (pixel centres).
+    """
+    pred = prediction.detach().cpu().numpy()[:, 0] > 0
+    gt = target.detach().cpu().numpy()[:, 0] > 0.5
+    points = np.zeros((len(gt), 2, 2), dtype=np.float32)
+    labels = -np.ones((len(gt), 2), dtype=np.float32)
+    for i in range(len(gt)):
+        for slot, (region, label) in enumerate(((gt[i] & ~pred[i], 1), (pred[i] & ~gt[i], 0))):
+            rows, cols = np.nonzero(region)
+            if len(rows):
+                pick = rng.integers(len(rows))
+                points[i, slot] = (cols[pick] * stride + (stride - 1) / 2, rows[pick] * stride + (stride - 1) / 2)
+                labels[i, slot] = label
+    device = prediction.device
+    return torch.from_numpy(points).to(device), torch.from_numpy(labels).to(device)
+
+
+def start_losses(sam, embeddings, target, boxes, points, full_resolution: bool = True):
+    """The loss of the first prompts (box, and one point with the best of three masks) and the
+    point start's best mask, from which the correction sub-iterations go on."""
+    size = target.shape[-2:]
+    box_logits, box_iou = decode(sam, embeddings, size, boxes=boxes, full_resolution=full_resolution)
+    box_loss, box_true = mask_losses(box_logits, target)
+    point_logits, point_iou = decode(
+        sam, embeddings, size, points=points, multimask=True, full_resolution=full_resolution
+    )
+    point_loss, point_true = mask_losses(point_logits, target)
+    loss = (
+        box_loss.mean()
+        + point_loss.min(dim=1).values.mean()
+        + F.mse_loss(box_iou, box_true.detach())
+        + F.mse_loss(point_iou, point_true.detach())
+    )
+    best = point_loss.argmin(dim=1)
+    return loss, point_logits[torch.arange(len(best)), best][:, None]
+
+
+def objective(sam, embeddings, labels, rng, objects_per_image: int, sub_iterations: int) -> torch.Tensor:
+    """The paper's loss for one image's embeddings: box and point starts, then correction sub-iterations."""
+    scale = _scale(sam, labels.shape)
+    stride = low_res_stride(sam)
+    target, boxes, points = object_prompts(labels, rng, objects_per_image, scale, embeddings.device, stride)
+    size = target.shape[-2:]
+    loss, current = start_losses(sam, embeddings, target, boxes, points, full_resolution=False)
+    prompts, prompt_labels = points, torch.ones(points.shape[:2], device=points.device)
+    for _ in range(sub_iterations):
+        new_points, new_labels = correction_points(current, target, rng, stride)
+        prompts = torch.cat([prompts, new_points], 1)
+        prompt_labels = torch.cat([prompt_labels, new_labels], 1)
+        logits, iou = decode(sam, embeddings, size, points=prompts, labels=prompt_labels, full_resolution=False)
+        corrected, true = mask_losses(logits, target)
+        loss = loss + (corrected.mean() + F.mse_loss(iou, true.detach())) / max(sub_iterations, 1)
+        current = logits
+    return loss
+
+
+VALIDATION_BATCH = 16
+
+
+@torch.no_grad()
+def validation_score(
+    sam, samples: Sequence[Sample], max_objects: int = 64, inputs: StageInputs | None = None
+) -> float:
+    """Mean IoU of box prompts over the validation objects, at the decoder's resolution (fast; the full
+    mSA is in evaluation.py)."""
+    rng = np.random.default_rng(0)
+    scores = []
+    for index, (image, labels) in enumerate(samples):
+        scale = _scale(sam, labels.shape)
+        if inputs is not None:
+            embeddings = inputs.features(index)
+        else:
+            embeddings = sam.image_encoder(model_input(sam, image))
+        target, boxes, _ = object_prompts(labels, rng, max_objects, scale, embeddings.device, low_res_stride(sam))
+        for start in range(0, len(boxes), VALIDATION_BATCH):  # bounded memory with many objects
+            chunk = slice(start, start + VALIDATION_BATCH)
+            logits, _ = decode(sam, embeddings, target.shape[-2:], boxes=boxes[chunk], full_resolution=False)
+            scores.append(mask_losses(logits, target[chunk])[1][:, 0])
+    return float(torch.cat(scores).mean()) if scores else float("nan")
