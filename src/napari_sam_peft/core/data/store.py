@@ -1,11 +1,6 @@
 """The annotation store: every committed object becomes training data, and a crash loses nothing.
 
-A store is a directory ``NAME.sampeft.zarr`` (zarr v3)::
-
-    zarr.json                       root group; attrs: format, format_version
-    images/<image_id>/image         the image (zarr array), written once
-    objects/<object_id>/mask        the object's mask, cropped to its bounding box
-    commits/<seq>-<uuid>.json       the journal: one small JSON file per commit
+A store is a directory ``NAME.sampeft.zarr`` (its layout: :mod:`.store_folder`).
 
 Durability comes from the order of writes. Arrays are written first, under fresh ids
 nobody references yet; the commit record that makes them data is written to a temporary
@@ -22,80 +17,32 @@ Operations recorded in the journal: ``add_image``, ``add_object``, ``remove_obje
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import uuid
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import zarr
 
-from ..atomic import atomic_path, write_atomic
-from ..errors import SamPeftError
+from .snapshot import Snapshot, StoredImage, StoredObject, default_split, replay
+from .store_folder import STORE_FORMAT, STORE_FORMAT_VERSION, StoreError, StoreFolder
 
-STORE_FORMAT = "napari-sam-peft/store"
-STORE_FORMAT_VERSION = 1
+__all__ = [
+    "STORE_FORMAT",
+    "STORE_FORMAT_VERSION",
+    "AnnotationStore",
+    "Snapshot",
+    "StoreError",
+    "StoredImage",
+    "StoredObject",
+    "default_split",
+    "image_id_for",
+    "validate_labels",
+]
+
 STORE_SUFFIX = ".sampeft.zarr"
 DEFAULT_STORE_NAME = f"annotations{STORE_SUFFIX}"  # the store a folder gets when only the folder is named
 SPLITS = ("train", "val")
-
-
-class StoreError(SamPeftError):
-    """A store that cannot be opened or written, or data that cannot go into it."""
-
-
-@dataclass
-class StoredObject:
-    object_id: str
-    image_id: str
-    bbox: tuple[int, int, int, int]  # row0, col0, row1, col1 (exclusive)
-    prompts: dict[str, Any]
-    source: str  # "prompts", "automatic", "automatic-edited", "imported"
-    created: str
-
-
-@dataclass
-class StoredImage:
-    image_id: str
-    name: str
-    shape: tuple[int, ...]
-    split: str
-    created: str
-    objects: list[StoredObject] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """The store's content as of one moment: what a training run reads and records."""
-
-    images: tuple[StoredImage, ...]
-    snapshot_id: str
-
-    def info(self) -> dict[str, Any]:
-        train = [i for i in self.images if i.split == "train"]
-        val = [i for i in self.images if i.split == "val"]
-        return {
-            "images": len(self.images),
-            "objects": sum(len(i.objects) for i in self.images),
-            "train_images": len(train),
-            "val_images": len(val),
-            "train_objects": sum(len(i.objects) for i in train),
-            "val_objects": sum(len(i.objects) for i in val),
-            "snapshot": self.snapshot_id,
-        }
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-def default_split(image_id: str, validation_fraction: float = 0.2) -> str:
-    """A deterministic split from the image id: the same image is always on the same side."""
-    bucket = int(hashlib.sha256(image_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    return "val" if bucket < validation_fraction else "train"
 
 
 class AnnotationStore:
@@ -104,11 +51,8 @@ class AnnotationStore:
     def __init__(self, path: str | os.PathLike[str], *, create: bool = False, validation_fraction: float = 0.2):
         self.path = Path(path)
         self.validation_fraction = validation_fraction
-        if create and not self.path.exists():
-            self._create()
-        self._check()
+        self.folder = StoreFolder(self.path, create=create)
 
-    # ------------------------------------------------------------------ opening
     @classmethod
     def create(cls, path: str | os.PathLike[str], **kwargs) -> AnnotationStore:
         path = Path(path)
@@ -118,75 +62,9 @@ class AnnotationStore:
             )
         return cls(path, create=True, **kwargs)
 
-    def _create(self) -> None:
-        parent = self.path.parent
-        existing = next(folder for folder in (parent, *parent.parents) if folder.exists())
-        if not os.access(existing, os.W_OK):
-            raise StoreError(
-                f"Cannot create a store in {parent}: the folder is not writable. Choose another folder."
-            )
-        with atomic_path(self.path, keep_existing=True) as tmp:  # two processes may create it at once
-            root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
-            root.attrs.update({"format": STORE_FORMAT, "format_version": STORE_FORMAT_VERSION, "created": _now()})
-            root.create_group("images")
-            root.create_group("objects")
-            (tmp / "commits").mkdir()
-
-    def _check(self) -> None:
-        if not self.path.is_dir():
-            raise StoreError(f"No annotation store at {self.path}. Create one (Dataset widget or 'store add').")
-        try:
-            attrs = dict(zarr.open_group(str(self.path), mode="r").attrs)
-        except Exception:  # noqa: BLE001 - anything unreadable is "not a store"
-            attrs = {}
-        if attrs.get("format") != STORE_FORMAT or not (self.path / "commits").is_dir():
-            raise StoreError(f"{self.path} is not a napari-sam-peft annotation store.")
-        version = int(attrs.get("format_version", 0))
-        if version > STORE_FORMAT_VERSION:
-            raise StoreError(
-                f"{self.path.name} was written by a newer napari-sam-peft (store format {version}; this version "
-                f"reads {STORE_FORMAT_VERSION}). Update napari-sam-peft."
-            )
-
-    @property
-    def writable(self) -> bool:
-        return os.access(self.path / "commits", os.W_OK) and os.access(self.path / "objects", os.W_OK)
-
-    def _require_writable(self) -> None:
-        if not self.writable:
-            raise StoreError(
-                f"The store {self.path} is read-only: copy it somewhere writable, or fix its permissions."
-            )
-
-    # ------------------------------------------------------------------ journal
-    def _records(self) -> list[dict[str, Any]]:
-        records = []
-        for path in sorted((self.path / "commits").glob("*.json")):
-            try:
-                records.append(json.loads(path.read_text()))
-            except (OSError, json.JSONDecodeError):
-                continue  # only complete files are ever renamed here; skip anything else defensively
-        return records
-
-    def _append(self, record: dict[str, Any]) -> None:
-        record = {**record, "time": _now()}
-        name = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex}.json"
-        write_atomic(self.path / "commits" / name, json.dumps(record, sort_keys=True))  # the commit point
-
-    def _write_array(self, group: str, key: str, data: np.ndarray) -> None:
-        root = zarr.open_group(str(self.path), mode="r+")
-        node = root[group].create_group(key)
-        chunks = tuple(min(int(n), 1024) for n in data.shape) or None
-        array = node.create_array("data", shape=data.shape, dtype=data.dtype, chunks=chunks)
-        array[...] = data
-
-    def _read_array(self, group: str, key: str) -> np.ndarray:
-        return np.asarray(zarr.open_array(str(self.path / group / key / "data"), mode="r")[...])
-
-    # ------------------------------------------------------------------ writing
     def add_image(self, image: np.ndarray, name: str = "", split: str | None = None) -> str:
         """Store an image (once: the same pixels return the same id) and return its id."""
-        self._require_writable()
+        self.folder.require_writable()
         image = np.asarray(image)
         if image.size == 0 or image.ndim not in (2, 3):
             raise StoreError(f"Cannot store an image of shape {image.shape}: the store takes 2D (or RGB) images.")
@@ -199,8 +77,8 @@ class AnnotationStore:
         if split is not None and split not in SPLITS:
             raise StoreError(f"Unknown split {split!r}: choose 'train' or 'val'.")
         if not (self.path / "images" / digest / "data" / "zarr.json").exists():
-            self._write_array("images", digest, image)
-        self._append(
+            self.folder.write_array("images", digest, image)
+        self.folder.append(
             {"op": "add_image", "image_id": digest, "name": name, "shape": list(image.shape), "split": split}
         )
         return digest
@@ -213,7 +91,7 @@ class AnnotationStore:
         source: str = "prompts",
     ) -> str:
         """Store one object's mask on an image, with the prompts that made it. Returns its id."""
-        self._require_writable()
+        self.folder.require_writable()
         images = {i.image_id: i for i in self.snapshot().images}
         if image_id not in images:
             raise StoreError(f"Image {image_id!r} is not in the store: add the image first.")
@@ -229,8 +107,8 @@ class AnnotationStore:
         rows, cols = np.nonzero(mask)
         bbox = (int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1)
         object_id = uuid.uuid4().hex[:16]
-        self._write_array("objects", object_id, mask[bbox[0] : bbox[2], bbox[1] : bbox[3]])
-        self._append(
+        self.folder.write_array("objects", object_id, mask[bbox[0] : bbox[2], bbox[1] : bbox[3]])
+        self.folder.append(
             {
                 "op": "add_object",
                 "object_id": object_id,
@@ -256,62 +134,30 @@ class AnnotationStore:
         return image_id, object_ids
 
     def remove_object(self, object_id: str) -> None:
-        self._require_writable()
-        self._append({"op": "remove_object", "object_id": object_id})
+        self.folder.require_writable()
+        self.folder.append({"op": "remove_object", "object_id": object_id})
 
     def remove_image(self, image_id: str) -> None:
-        self._require_writable()
-        self._append({"op": "remove_image", "image_id": image_id})
+        self.folder.require_writable()
+        self.folder.append({"op": "remove_image", "image_id": image_id})
 
     def set_split(self, image_id: str, split: str) -> None:
         if split not in SPLITS:
             raise StoreError(f"Unknown split {split!r}: choose 'train' or 'val'.")
-        self._require_writable()
-        self._append({"op": "set_split", "image_id": image_id, "split": split})
+        self.folder.require_writable()
+        self.folder.append({"op": "set_split", "image_id": image_id, "split": split})
 
-    # ------------------------------------------------------------------ reading
     def snapshot(self) -> Snapshot:
         """The store's current content (a consistent view: later commits do not change it)."""
-        records = self._records()
-        images: dict[str, StoredImage] = {}
-        objects: dict[str, StoredObject] = {}
-        for record in records:
-            op = record.get("op")
-            if op == "add_image" and record["image_id"] not in images:
-                image_id = record["image_id"]
-                split = record.get("split") or default_split(image_id, self.validation_fraction)
-                images[image_id] = StoredImage(
-                    image_id, record.get("name", ""), tuple(record["shape"]), split, record["time"]
-                )
-            elif op == "add_object" and record["image_id"] in images:
-                objects[record["object_id"]] = StoredObject(
-                    record["object_id"],
-                    record["image_id"],
-                    tuple(record["bbox"]),
-                    record.get("prompts", {}),
-                    record.get("source", "prompts"),
-                    record["time"],
-                )
-            elif op == "remove_object":
-                objects.pop(record["object_id"], None)
-            elif op == "remove_image":
-                images.pop(record["image_id"], None)
-                objects = {k: o for k, o in objects.items() if o.image_id != record["image_id"]}
-            elif op == "set_split" and record["image_id"] in images:
-                images[record["image_id"]].split = record["split"]
-        for obj in objects.values():
-            if obj.image_id in images:
-                images[obj.image_id].objects.append(obj)
-        digest = hashlib.sha256(json.dumps(records, sort_keys=True).encode()).hexdigest()[:32]
-        return Snapshot(images=tuple(images.values()), snapshot_id=digest)
+        return replay(self.folder.records(), self.validation_fraction)
 
     def image(self, image_id: str) -> np.ndarray:
-        return self._read_array("images", image_id)
+        return self.folder.read_array("images", image_id)
 
     def object_mask(self, obj: StoredObject, shape: tuple[int, int]) -> np.ndarray:
         mask = np.zeros(shape, dtype=bool)
         r0, c0, r1, c1 = obj.bbox
-        mask[r0:r1, c0:c1] = self._read_array("objects", obj.object_id)
+        mask[r0:r1, c0:c1] = self.folder.read_array("objects", obj.object_id)
         return mask
 
     def labels(self, image: StoredImage) -> np.ndarray:
@@ -319,7 +165,7 @@ class AnnotationStore:
         labels = np.zeros(image.shape[:2], dtype=np.uint32)
         for index, obj in enumerate(image.objects, start=1):
             r0, c0, r1, c1 = obj.bbox
-            crop = self._read_array("objects", obj.object_id)
+            crop = self.folder.read_array("objects", obj.object_id)
             labels[r0:r1, c0:c1][crop] = index
         return labels
 

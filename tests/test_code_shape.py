@@ -1,0 +1,52 @@
+"""Habits that keep the code readable: small modules, short functions (see docs/developers.md)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "napari_sam_peft"
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_STATEMENTS = 60
+
+
+def statements(function: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """Statements in a function's body, nested blocks included (a nested def counts as one)."""
+    count = 0
+    todo: list[ast.stmt] = list(function.body)
+    while todo:
+        node = todo.pop()
+        count += 1
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            continue
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.stmt):
+                todo.append(child)
+            elif isinstance(child, ast.excepthandler | ast.match_case):
+                todo.extend(child.body)
+    return count
+
+
+def long_functions(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and statements(node) > MAX_FUNCTION_STATEMENTS:
+            found.append(f"{path.relative_to(SRC)}:{node.lineno} {node.name} ({statements(node)} statements)")
+    return found
+
+
+def test_no_module_is_over_400_lines():
+    long = [f"{p.relative_to(SRC)} ({n})" for p in SRC.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400]
+    assert long == [], "split these modules: each holds more than one concept"
+
+
+def test_no_function_is_over_60_statements():
+    assert [f for p in sorted(SRC.rglob("*.py")) for f in long_functions(p)] == []
+
+
+def test_the_statement_count_sees_a_long_function(tmp_path):
+    body = "\n".join(f"    x{i} = {i}" for i in range(61))
+    path = SRC / "__init__.py"  # any path under SRC for the message
+    tree = ast.parse(f"def f():\n{body}\n")
+    assert statements(tree.body[0]) == 61
+    assert long_functions(path) == []
