@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Run the whole test suite headless: installs what it needs (Xvfb included), then pytest
-# under a virtual X server. Extra arguments go to pytest.
+# Run the whole test suite headless: installs what it needs (Xvfb included), checks lint, format
+# and core's types, then runs pytest under a virtual X server. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/install.sh --test
+# the habits that keep the code readable fail CI too: lint, format, types of core
+echo "Checking lint (ruff), format (ruff format) and core's types (mypy) ..."
+.venv/bin/ruff check src tests benchmarks scripts
+.venv/bin/ruff format --check src tests benchmarks scripts
+.venv/bin/mypy
 export QT_API=pyqt6 PYTEST_QT_API=pyqt6
 export MPLBACKEND=Agg
 exec xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python -m pytest -p no:cacheprovider "$@"

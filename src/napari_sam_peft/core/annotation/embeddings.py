@@ -16,6 +16,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import zarr
@@ -139,9 +140,9 @@ class EmbeddingCache:
         group = zarr.open_group(str(self.path(key)), mode="r")
         self.reused += 1
         return {
-            "features": group["features"][:],
-            "input_size": tuple(group.attrs["input_size"]),
-            "original_size": tuple(group.attrs["original_size"]),
+            "features": np.asarray(zarr.open_array(str(self.path(key) / "features"), mode="r")[:]),
+            "input_size": tuple(cast(list, group.attrs["input_size"])),
+            "original_size": tuple(cast(list, group.attrs["original_size"])),
         }
 
     def store(self, predictor, image: np.ndarray, key: EmbeddingKey, embeddings: dict) -> None:

@@ -90,5 +90,5 @@ def image_content_hash(image: np.ndarray) -> str:
     array = np.ascontiguousarray(image)
     digest = hashlib.sha256()
     digest.update(f"{array.shape}|{array.dtype.str}|".encode())
-    digest.update(memoryview(array).cast("B"))
+    digest.update(array.data.cast("B"))
     return digest.hexdigest()

@@ -40,6 +40,7 @@ def read_array(path: str | os.PathLike[str]) -> np.ndarray:
                         + ", ".join(f"{path}/{a}" for a in arrays[:5])
                     )
                 node = node[arrays[0]]
+            assert isinstance(node, zarr.Array)
             return np.asarray(node[...])
         import imageio.v3 as iio
 

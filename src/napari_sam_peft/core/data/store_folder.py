@@ -18,7 +18,7 @@ import os
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import zarr
@@ -70,7 +70,7 @@ class StoreFolder:
             attrs = {}
         if attrs.get("format") != STORE_FORMAT or not (self.path / "commits").is_dir():
             raise StoreError(f"{self.path} is not a napari-sam-peft annotation store.")
-        version = int(attrs.get("format_version", 0))
+        version = int(cast(int, attrs.get("format_version", 0)))
         if version > STORE_FORMAT_VERSION:
             raise StoreError(
                 f"{self.path.name} was written by a newer napari-sam-peft (store format {version}; this version "
@@ -107,9 +107,8 @@ class StoreFolder:
 
     def write_array(self, group: str, key: str, data: np.ndarray) -> None:
         """Write ``data`` as ``group/key`` (an id no commit references yet)."""
-        root = zarr.open_group(str(self.path), mode="r+")
-        node = root[group].create_group(key)
-        chunks = tuple(min(int(n), 1024) for n in data.shape) or None
+        node = zarr.open_group(str(self.path / group), mode="r+").create_group(key)
+        chunks = tuple(min(int(n), 1024) for n in data.shape)
         array = node.create_array("data", shape=data.shape, dtype=data.dtype, chunks=chunks)
         array[...] = data
 
