@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
+
+from .progress import MicroSamProgress, ProgressCallback
 
 
 def automatic_segmentation(
@@ -18,7 +18,7 @@ def automatic_segmentation(
     pred_iou_thresh: float = 0.8,
     stability_score_thresh: float = 0.9,
     min_object_size: int = 25,
-    progress: Callable[[int, int], None] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> np.ndarray:
     """An instance segmentation (uint32 labels, 0 = background, shape (H, W)) of the whole image.
 
@@ -33,18 +33,7 @@ def automatic_segmentation(
     if points_per_side is None:
         # A 32 x 32 grid for SAM-sized inputs; small models see a proportionally smaller image.
         points_per_side = 32 if predictor.model.image_encoder.img_size >= 1024 else 16
-    state = {"total": 1, "done": 0}
-
-    def init(total, description=""):
-        state.update(total=max(int(total), 1), done=0)
-        if progress:
-            progress(0, state["total"])
-
-    def update(n=1):
-        state["done"] += int(n)
-        if progress:
-            progress(min(state["done"], state["total"]), state["total"])
-
+    bar = MicroSamProgress(progress)
     if tile_shape is not None:
         generator = TiledAutomaticMaskGenerator(predictor, points_per_side=points_per_side)
         generator.initialize(
@@ -52,12 +41,11 @@ def automatic_segmentation(
             image_embeddings=embeddings,
             tile_shape=tile_shape,
             halo=halo,
-            pbar_init=init,
-            pbar_update=update,
+            **bar.callbacks,
         )
     else:
         generator = AutomaticMaskGenerator(predictor, points_per_side=points_per_side)
-        generator.initialize(image, image_embeddings=embeddings, pbar_init=init, pbar_update=update)
+        generator.initialize(image, image_embeddings=embeddings, **bar.callbacks)
     segmentation = generator.generate(
         pred_iou_thresh=pred_iou_thresh,
         stability_score_thresh=stability_score_thresh,

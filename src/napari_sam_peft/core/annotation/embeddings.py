@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -22,8 +21,7 @@ import numpy as np
 import zarr
 
 from ..atomic import atomic_path
-
-ProgressCallback = Callable[[int, int], None]
+from .progress import MicroSamProgress, ProgressCallback
 
 BASE_ADAPTER_KEY = "base"  # the adapter part of the key for the base model alone
 
@@ -118,7 +116,7 @@ class EmbeddingCache:
 
         ``predictor`` must already carry the base model and adapter the key names.
         """
-        bar = _ProgressAdapter(progress)
+        bar = MicroSamProgress(progress)
         final = self.path(key)
         if key in self:
             self.reused += 1
@@ -126,7 +124,7 @@ class EmbeddingCache:
         if final.exists():  # an unreadable leftover
             shutil.rmtree(final, ignore_errors=True)
         with atomic_path(final, keep_existing=True) as tmp:  # another process may embed it at once
-            embeddings = _embed(predictor, image, tmp, key, pbar_init=bar.init, pbar_update=bar.update)
+            embeddings = _embed(predictor, image, tmp, key, **bar.callbacks)
         self.computed += 1
         if isinstance(embeddings.get("features"), zarr.Array | zarr.Group):
             # Tiled embeddings point into the zarr group: reopen them from the final place.
@@ -190,22 +188,3 @@ def _embed(predictor, image: np.ndarray, path: Path, key: EmbeddingKey, **callba
         verbose=False,
         **callbacks,
     )
-
-
-class _ProgressAdapter:
-    """micro_sam's (pbar_init, pbar_update) callbacks -> one ``progress(done, total)`` callback."""
-
-    def __init__(self, progress: ProgressCallback | None) -> None:
-        self.progress = progress
-        self.total = 1
-        self.done = 0
-
-    def init(self, total: int, description: str = "") -> None:
-        self.total, self.done = max(int(total), 1), 0
-        if self.progress:
-            self.progress(0, self.total)
-
-    def update(self, n: int = 1) -> None:
-        self.done += int(n)
-        if self.progress:
-            self.progress(min(self.done, self.total), self.total)
