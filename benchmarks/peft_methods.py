@@ -140,20 +140,20 @@ def micro_sam_config(spec: PeftSpec, depth: int) -> tuple[type[nn.Module], dict[
     if method == "ssf":
         return ms.SSFSurgery, {"rank": 1}  # rank is required but unused
     if method == "fact":
-        return ms.FacTSurgery, {"rank": options["rank"], "dropout": options["dropout"] or None}
+        return ms.FacTSurgery, {"rank": options.rank, "dropout": options.dropout or None}
     if method == "adaptformer":
-        kwargs = {"projection_size": options["projection_size"], "dropout": options["dropout"] or None}
+        kwargs = {"projection_size": options.projection_size, "dropout": options.dropout or None}
         return ms.AdaptFormer, {"rank": 1, **kwargs}  # rank is unused
     if method == "lora":
-        kwargs = {"update_matrices": list(options["targets"]), "quantize": bool(options["quantize"])}
-        return ms.LoRASurgery, {"rank": options["rank"], **kwargs}
+        kwargs = {"update_matrices": list(options.targets), "quantize": bool(options.quantize)}
+        return ms.LoRASurgery, {"rank": options.rank, **kwargs}
     raise Unavailable(f"no micro_sam equivalent for method {method!r}", "—")
 
 
 def build_micro_sam(spec: PeftSpec, arch: SamArchitecture, device: torch.device) -> nn.Module:
     from micro_sam.models.peft_sam import PEFT_Sam
 
-    if spec.options.get("quantize") and device.type != "cuda":
+    if spec.options.quantizes_encoder and device.type != "cuda":
         raise Unavailable("PEFT_Sam(quantize=True) needs bitsandbytes on CUDA", NOT_ON_CPU)
     config = micro_sam_config(spec, arch.depth)
     sam = build_sam(arch)  # PEFT_Sam creates its modules on the CPU: build there, then move

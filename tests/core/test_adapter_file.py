@@ -15,6 +15,7 @@ from napari_sam_peft.core.peft import (
     AdapterAttachError,
     AdapterMismatchError,
     InvalidAdapterError,
+    MethodOptions,
     UnknownMethodError,
     attach,
     attached_to,
@@ -61,7 +62,7 @@ def test_file_holds_only_the_trained_tensors_and_the_metadata(adapter_path, tiny
     assert all(("lora_" in k) or k.startswith(("prompt_encoder.", "mask_decoder.")) for k in adapter.tensors)
     assert not any(k.startswith("image_encoder") and "lora_" not in k for k in adapter.tensors)
     assert adapter.spec.method == "lora" and adapter.spec.blocks == tuple(range(TINY.depth))
-    assert adapter.spec.options["rank"] == 4
+    assert adapter.spec.options.rank == 4
     assert adapter.base_model == tiny_model.identity
     assert adapter.parent_adapter == "abc" and adapter.training_snapshot == "snap-1"
     assert adapter.metrics == {"loss": 0.25}
@@ -107,7 +108,7 @@ def test_tampered_metadata_is_detected(adapter_path, tmp_path):
 
 def test_unknown_method_says_to_update(adapter_path, tiny_model, tmp_path):
     adapter = Adapter.load(adapter_path)
-    adapter.spec = type(adapter.spec)(method="dora", blocks=(0,), options={}, preset=None)
+    adapter.spec = type(adapter.spec)(method="dora", blocks=(0,), options=MethodOptions(), preset=None)
     path = adapter.save(tmp_path / "future.safetensors")  # a well-formed file from a "newer version"
     with pytest.raises(UnknownMethodError, match="update napari-sam-peft"):
         Adapter.load(path)

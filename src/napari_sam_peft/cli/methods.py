@@ -10,17 +10,12 @@ from napari_sam_peft.core.errors import InvalidCheckpointError, ModelNotAvailabl
 from napari_sam_peft.core.peft import PRESETS, count_trainable_parameters, format_blocks, spec_from_preset
 from napari_sam_peft.core.sam.architecture import (
     VIT_B,
-    SamArchitecture,
+    Architecture,
     architecture_for_model_name,
     infer_architecture,
 )
-from napari_sam_peft.core.sam.loading import (
-    CHECKPOINT_SUFFIXES,
-    DEMO_MODEL_NAME,
-    _read_checkpoint,
-    bundled_demo_model_path,
-    registry_model_names,
-)
+from napari_sam_peft.core.sam.loading import CHECKPOINT_SUFFIXES, read_checkpoint, registry_model_names
+from napari_sam_peft.core.sam.registry import BUNDLED_MODELS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -40,14 +35,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def architecture_of(model: str) -> SamArchitecture:
+def architecture_of(model: str) -> Architecture:
     """The architecture of a model name or file, without downloading weights."""
-    if model == DEMO_MODEL_NAME:
-        _, architecture, _ = _read_checkpoint(bundled_demo_model_path())
-        return architecture
+    if model in BUNDLED_MODELS:
+        state, architecture, _ = read_checkpoint(BUNDLED_MODELS[model].path())
+        return architecture or infer_architecture(state, name=model)
     path = Path(model).expanduser()
     if path.is_file():
-        state, architecture, name = _read_checkpoint(path)
+        state, architecture, name = read_checkpoint(path)
         return architecture or infer_architecture(state, name=name or path.stem)
     if path.suffix in CHECKPOINT_SUFFIXES or "/" in model:
         raise InvalidCheckpointError(f"No model file at {path}. Check the path, or pick a registry name.")
@@ -58,7 +53,8 @@ def architecture_of(model: str) -> SamArchitecture:
     )
 
 
-def method_rows(architecture: SamArchitecture) -> list[dict]:
+def method_rows(architecture: Architecture) -> list[dict]:
+    """One row per preset of the registry: its method, blocks and trainable parameters."""
     rows = []
     for name in PRESETS:
         spec = spec_from_preset(name, architecture.depth)

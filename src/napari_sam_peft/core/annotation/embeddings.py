@@ -21,6 +21,7 @@ import numpy as np
 import zarr
 
 from ..atomic import atomic_path
+from ..sam.micro_sam_internals import write_embedding_entry
 from .progress import MicroSamProgress, ProgressCallback
 
 BASE_ADAPTER_KEY = "base"  # the adapter part of the key for the base model alone
@@ -148,8 +149,6 @@ class EmbeddingCache:
 
         The entry is the same as micro_sam would write, so ``get_or_compute`` serves it.
         """
-        from micro_sam.util import _create_dataset_with_data, _write_embedding_signature
-
         if key.tile_shape is not None:
             raise ValueError("Only whole-image embeddings can be stored directly.")
         final = self.path(key)
@@ -158,16 +157,8 @@ class EmbeddingCache:
         with atomic_path(final) as tmp:
             group = zarr.open_group(str(tmp), mode="w")
             features = np.asarray(embeddings["features"], dtype=np.float32)
-            _create_dataset_with_data(group, "features", data=features)
-            _write_embedding_signature(
-                group,
-                image,
-                predictor,
-                tile_shape=None,
-                halo=None,
-                input_size=list(embeddings["input_size"]),
-                original_size=list(embeddings["original_size"]),
-            )
+            input_size, original_size = list(embeddings["input_size"]), list(embeddings["original_size"])
+            write_embedding_entry(group, features, image, predictor, input_size, original_size)
 
     def clear(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..sam.preprocessing import model_input
-from ..sam.stages import run_stages
+from ..sam.stages import run_stages, stage_count
 from .embeddings import BASE_ADAPTER_KEY, EmbeddingCache, EmbeddingKey, model_key, tag_predictor, tiling_for
 from .images import image_content_hash
 
@@ -38,7 +38,7 @@ class StageInputs:
     def __init__(self, sam, images: Sequence[np.ndarray], stage: int, source: EmbeddingSource | None = None):
         self.sam = sam
         self.stage = stage
-        self.whole_encoder_frozen = stage == len(sam.image_encoder.blocks) + 2
+        self.whole_encoder_frozen = stage == stage_count(sam)
         self.computed = 0
         self.reused = 0
         self.inputs: list[torch.Tensor] = []

@@ -21,26 +21,42 @@ from .attach import (
     QuantizationUnavailableError,
     attach,
     attached_to,
+    frozen_prefix_stages,
 )
 from .blocks import InvalidBlocksError, format_blocks, parse_blocks
-from .counting import count_trainable_parameters
+from .counting import count_trainable_parameters, parameter_count
 from .layers import MergeNotSupportedError
-from .methods import METHODS, InvalidOptionError, UnknownMethodError, get_method
-from .presets import PRESETS, PeftSpec, make_spec, spec_from_preset
+from .methods import METHODS, PeftMethod, UnknownMethodError, get_method, register_method
+from .options import (
+    AdaptFormerOptions,
+    DecoderLoraOptions,
+    FactOptions,
+    InvalidOptionError,
+    LoraOptions,
+    MethodOptions,
+)
+from .presets import PRESETS, PeftSpec, Preset, make_spec, spec_from_preset
 from .recommend import Recommendation, recommend_preset
 
 __all__ = [
     "METHODS",
     "PRESETS",
+    "AdaptFormerOptions",
     "Adapter",
     "AdapterAttachError",
     "AdapterMismatchError",
     "AttachedPeft",
+    "DecoderLoraOptions",
+    "FactOptions",
     "InvalidAdapterError",
     "InvalidBlocksError",
     "InvalidOptionError",
+    "LoraOptions",
     "MergeNotSupportedError",
+    "MethodOptions",
+    "PeftMethod",
     "PeftSpec",
+    "Preset",
     "QuantizationUnavailableError",
     "Recommendation",
     "UnknownMethodError",
@@ -48,9 +64,12 @@ __all__ = [
     "attached_to",
     "count_trainable_parameters",
     "format_blocks",
+    "frozen_prefix_stages",
     "get_method",
     "make_spec",
+    "parameter_count",
     "parse_blocks",
     "recommend_preset",
+    "register_method",
     "spec_from_preset",
 ]

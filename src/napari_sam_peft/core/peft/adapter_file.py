@@ -1,26 +1,12 @@
-"""The adapter file: one ``.safetensors`` file with only the trained tensors, plus metadata.
+"""The adapter: trained PEFT tensors with what they were trained on, saved as one file.
 
-Metadata (all JSON strings in the safetensors header):
-
-``format``            ``napari-sam-peft/adapter``
-``format_version``    integer; a file from a newer format is refused with "update"
-``spec``              method, blocks, options, preset
-``base_model``        identity (name, content_hash) of the base model it was trained on
-``architecture``      the base model's architecture
-``parent_adapter``    identity of the adapter training started from, or ""
-``training_snapshot`` id of the annotation-store snapshot it was trained on, or ""
-``metrics``           free-form JSON object (losses, validation scores, ...)
-``created``           ISO 8601 time, UTC
-``package_version``   napari-sam-peft version that wrote it
-``content_hash``      SHA-256 over all of the above and every tensor; it is the adapter's
-                      identity and detects truncated or edited files
-
-Files are written to a temporary name and renamed, so a crash never leaves a half file.
+The file holds only the trained tensors plus metadata (``adapter_format.py`` and
+docs/adapter_format.md); the :class:`Adapter` is what callers use: made from an attached
+method, saved, loaded, attached to the right base model, or merged into plain SAM weights.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -30,24 +16,24 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from ... import __version__
-from ..atomic import atomic_path
 from ..errors import SamPeftError
-from ..sam.architecture import SamArchitecture
-from ..sam.loading import LoadedModel, ModelIdentity, state_dict_hash
+from ..sam.architecture import Architecture, architecture_from_json
+from ..sam.loading import LoadedModel, ModelIdentity
+from .adapter_format import (
+    ADAPTER_FORMAT,
+    ADAPTER_FORMAT_VERSION,
+    InvalidAdapterError,
+    content_hash,
+    read_adapter_file,
+    write_adapter_file,
+)
 from .attach import AttachedPeft, attach
-from .methods import get_method
+from .counting import parameter_count
 from .presets import PeftSpec
 
-ADAPTER_FORMAT = "napari-sam-peft/adapter"
-ADAPTER_FORMAT_VERSION = 1
-
-
-class InvalidAdapterError(SamPeftError):
-    """An adapter file that is damaged, edited, from a newer version, or not an adapter."""
+__all__ = ["ADAPTER_FORMAT", "ADAPTER_FORMAT_VERSION", "Adapter", "AdapterMismatchError", "InvalidAdapterError"]
 
 
 class AdapterMismatchError(SamPeftError):
@@ -61,7 +47,7 @@ class Adapter:
     spec: PeftSpec
     tensors: dict[str, torch.Tensor]
     base_model: ModelIdentity
-    architecture: SamArchitecture
+    architecture: Architecture
     parent_adapter: str = ""
     training_snapshot: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -69,7 +55,6 @@ class Adapter:
     package_version: str = __version__
     _identity: tuple[tuple, str] | None = field(default=None, init=False, repr=False, compare=False)
 
-    # ------------------------------------------------------------------ identity
     def _metadata(self) -> dict[str, str]:
         return {
             "format": ADAPTER_FORMAT,
@@ -97,14 +82,14 @@ class Adapter:
             tuple((k, id(t), t._version) for k, t in sorted(self.tensors.items())),
         )
         if self._identity is None or self._identity[0] != fingerprint:
-            self._identity = (fingerprint, _content_hash(metadata, self.tensors))
+            self._identity = (fingerprint, content_hash(metadata, self.tensors))
         return self._identity[1]
 
     @property
     def num_parameters(self) -> int:
-        return sum(t.numel() for t in self.tensors.values())
+        """How many numbers the adapter's tensors hold."""
+        return parameter_count(self.tensors.values())
 
-    # ------------------------------------------------------------------ making
     @classmethod
     def from_attached(
         cls,
@@ -126,17 +111,15 @@ class Adapter:
             metrics=dict(metrics or {}),
         )
 
-    # ------------------------------------------------------------------ files
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the adapter atomically (temporary file, then rename)."""
-        path = Path(path)
-        if path.suffix != ".safetensors":
-            raise InvalidAdapterError(f"Adapter files end in '.safetensors', not {path.suffix or 'nothing'!r}.")
-        metadata = self._metadata()
-        metadata["content_hash"] = _content_hash(metadata, self.tensors)
-        with atomic_path(path) as tmp:
-            save_file({k: v.contiguous() for k, v in self.tensors.items()}, str(tmp), metadata=metadata)
-        return path
+        """Write the adapter atomically (temporary file, then rename).
+
+        Raises
+        ------
+        InvalidAdapterError
+            For a path that does not end in ``.safetensors``.
+        """
+        return write_adapter_file(Path(path), self._metadata(), self.tensors)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Adapter:
@@ -150,44 +133,13 @@ class Adapter:
             A method this version does not know.
         """
         path = Path(path)
-        if not path.is_file():
-            raise InvalidAdapterError(f"No adapter file at {path}.")
+        metadata, tensors = read_adapter_file(path)
         try:
-            with safe_open(str(path), framework="pt") as handle:
-                metadata = dict(handle.metadata() or {})
-                tensors = {name: handle.get_tensor(name) for name in handle.keys()}
-        except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-            raise InvalidAdapterError(
-                f"{path.name} is not a readable adapter file (truncated or damaged: {err})."
-            ) from None
-        if metadata.get("format") != ADAPTER_FORMAT:
-            raise InvalidAdapterError(
-                f"{path.name} is not a napari-sam-peft adapter (it may be a model checkpoint: load it as "
-                "the model instead)."
-            )
-        try:
-            version = int(metadata.get("format_version", "0"))
-        except ValueError:
-            version = -1
-        if version > ADAPTER_FORMAT_VERSION:
-            raise InvalidAdapterError(
-                f"{path.name} uses adapter format {version}, newer than this napari-sam-peft ({__version__}) "
-                f"reads (format {ADAPTER_FORMAT_VERSION}). Update napari-sam-peft."
-            )
-        stored_hash = metadata.pop("content_hash", "")
-        if stored_hash != _content_hash(metadata, tensors):
-            raise InvalidAdapterError(
-                f"{path.name} has been modified or damaged since it was written (its content no longer "
-                "matches its checksum). Use an intact copy."
-            )
-        try:
-            spec = PeftSpec.from_json(metadata["spec"])
-            get_method(spec.method)  # raises UnknownMethodError with "update" advice
-            adapter = cls(
-                spec=spec,
+            return cls(
+                spec=PeftSpec.from_json(metadata["spec"]),  # an unknown method says "update"
                 tensors=tensors,
                 base_model=ModelIdentity.from_dict(json.loads(metadata["base_model"])),
-                architecture=SamArchitecture.from_json(metadata["architecture"]),
+                architecture=architecture_from_json(metadata["architecture"]),
                 parent_adapter=metadata.get("parent_adapter", ""),
                 training_snapshot=metadata.get("training_snapshot", ""),
                 metrics=json.loads(metadata.get("metrics", "{}")),
@@ -196,9 +148,7 @@ class Adapter:
             )
         except (KeyError, ValueError, TypeError) as err:
             raise InvalidAdapterError(f"{path.name} has incomplete metadata ({err}).") from None
-        return adapter
 
-    # ------------------------------------------------------------------ using
     def check_base(self, model: LoadedModel) -> None:
         """Raise :class:`AdapterMismatchError` unless ``model`` is the base this was trained on."""
         if model.identity.content_hash != self.base_model.content_hash:
@@ -209,7 +159,15 @@ class Adapter:
             )
 
     def attach_to(self, model: LoadedModel) -> AttachedPeft:
-        """Attach onto the live model in place. The model is unchanged if anything fails."""
+        """Attach onto the live model in place. The model is unchanged if anything fails.
+
+        Raises
+        ------
+        AdapterMismatchError
+            For another base model.
+        AdapterAttachError
+            For tensors that do not fit the model.
+        """
         self.check_base(model)
         return attach(model.sam, self.spec, self.tensors)
 
@@ -220,12 +178,3 @@ class Adapter:
             return handle.merged_state_dict()
         finally:
             handle.detach()
-
-
-def _content_hash(metadata: Mapping[str, str], tensors: Mapping[str, torch.Tensor]) -> str:
-    digest = hashlib.sha256()
-    for key in sorted(metadata):
-        if key != "content_hash":
-            digest.update(f"{key}={metadata[key]}\n".encode())
-    digest.update(state_dict_hash(tensors).encode())
-    return digest.hexdigest()

@@ -16,19 +16,30 @@ import torch
 from torch import nn
 
 from ..errors import SamPeftError
+from ..sam.registry import image_encoder_of
+from ..sam.stages import first_stage_touched
+from .counting import parameter_count
 from .layers import plain_linear
 from .methods import Replacement, get_method
 from .presets import PeftSpec
+from .quantize import QuantizationUnavailableError, Quantized, quantization_backend, quantize_frozen_linears
+from .target import EncoderTarget
+
+__all__ = [
+    "AdapterAttachError",
+    "AttachedPeft",
+    "QuantizationUnavailableError",
+    "attach",
+    "attached_to",
+    "base_name",
+    "frozen_prefix_stages",
+]
 
 _ATTACHED = "_napari_sam_peft_attached"
 
 
 class AdapterAttachError(SamPeftError):
     """The adapter's tensors do not fit the model, or the model already carries an adapter."""
-
-
-class QuantizationUnavailableError(SamPeftError):
-    """QLoRA needs CUDA and bitsandbytes."""
 
 
 def base_name(name: str) -> str:
@@ -41,6 +52,20 @@ def attached_to(sam: nn.Module) -> AttachedPeft | None:
     return getattr(sam, _ATTACHED, None)
 
 
+def frozen_prefix_stages(sam: nn.Module) -> int:
+    """How many leading encoder stages neither train nor were changed by the attached adapter.
+
+    0 means nothing can be cached; ``sam.stages.stage_count(sam)`` (``depth + 2`` for SAM's ViT)
+    means the whole encoder is frozen. A wrapped or quantised module changes its stage's output
+    even where nothing in it trains.
+    """
+    names = [name for name, param in sam.named_parameters() if param.requires_grad]
+    handle = attached_to(sam)
+    if handle is not None:
+        names += handle.changed_module_names()
+    return first_stage_touched(sam, names)
+
+
 class AttachedPeft:
     """A PEFT method attached to a live model. Use :func:`attach` to make one."""
 
@@ -50,76 +75,44 @@ class AttachedPeft:
         self.replacements: list[Replacement] = []
         self.base_backup: dict[str, torch.Tensor] = {}
         self.requires_grad_before: dict[str, bool] = {}
-        self.quantized: list[tuple[nn.Module, str, nn.Module]] = []
+        self.quantized: list[Quantized] = []
         self.trainable_names: list[str] = []
         self._attached = False
 
-    # ----------------------------------------------------------------- building
     def _apply(self) -> None:
         sam, spec = self.sam, self.spec
         method = get_method(spec.method)
+        target = EncoderTarget(sam, spec.blocks)
         self.requires_grad_before = {n: p.requires_grad for n, p in sam.named_parameters()}
         setattr(sam, _ATTACHED, self)
         self._attached = True  # from here on, detach() undoes whatever was done
-        self.replacements = method.inject(sam, spec.blocks, spec.options)
+        self.replacements = method.inject(target, spec.options)
         for *_, wrapper in self.replacements:
             wrapper.train(sam.training)  # new modules start in training mode (dropout on)
-        added: set[str] = set()
-        wrapper_paths = {id(w): None for *_, w in self.replacements}
-        for module_name, module in sam.named_modules():
-            if id(module) in wrapper_paths:
-                for pname, _ in module.named_parameters():
-                    if not pname.startswith("base."):
-                        added.add(f"{module_name}.{pname}")
-        trainable: list[str] = []
+        wrappers = {id(w) for *_, w in self.replacements}
+        added = {
+            f"{module_name}.{pname}"
+            for module_name, module in sam.named_modules()
+            if id(module) in wrappers
+            for pname, _ in module.named_parameters()
+            if not pname.startswith("base.")
+        }
         for name, param in sam.named_parameters():
-            selected = name in added or (
-                name not in added and method.selects_base(base_name(name), sam, spec.blocks)
-            )
+            selected = name in added or method.selects_base(base_name(name), target)
             param.requires_grad_(selected)
             if selected:
-                trainable.append(name)
+                self.trainable_names.append(name)
                 if name not in added and param.device.type != "meta":
                     self.base_backup[name] = param.detach().to("cpu", copy=True)
-        self.trainable_names = trainable
-
-    def _quantize(self) -> None:
-        """Replace the encoder's Linear layers by 4-bit ones (bitsandbytes, CUDA only)."""
-        device = next(self.sam.parameters()).device
-        if device.type != "cuda":
-            raise QuantizationUnavailableError(
-                "QLoRA quantises the image encoder to 4 bit with bitsandbytes, which needs an NVIDIA GPU "
-                f"(this model is on {device.type}). Use the 'lora' preset: the same adapters on a "
-                "full-precision encoder."
-            )
-        try:
-            import bitsandbytes as bnb
-        except ImportError:
-            raise QuantizationUnavailableError(
-                "QLoRA needs the bitsandbytes package: pip install 'napari-sam-peft[qlora]'."
-            ) from None
-        for parent in list(self.sam.image_encoder.modules()):
-            for attr, child in list(parent.named_children()):
-                if type(child) is not nn.Linear or child.weight.requires_grad:
-                    continue
-                quantized = bnb.nn.Linear4bit(
-                    child.in_features,
-                    child.out_features,
-                    bias=child.bias is not None,
-                    compute_dtype=torch.float32,
-                    quant_type="nf4",
-                )
-                quantized.weight = bnb.nn.Params4bit(
-                    child.weight.data.to("cpu"), requires_grad=False, quant_type="nf4"
-                )
-                if child.bias is not None:
-                    quantized.bias = nn.Parameter(child.bias.data.clone(), requires_grad=False)
-                quantized = quantized.to(device)  # quantises on the move to CUDA
-                setattr(parent, attr, quantized)
-                self.quantized.append((parent, attr, child.to("cpu")))
 
     def load_tensors(self, tensors: Mapping[str, torch.Tensor]) -> None:
-        """Copy trained tensors into the attached model (names as in :meth:`trained_tensors`)."""
+        """Copy trained tensors into the attached model (names as in :meth:`trained_tensors`).
+
+        Raises
+        ------
+        AdapterAttachError
+            If the names or shapes do not fit this model and method.
+        """
         params = dict(self.sam.named_parameters())
         expected, given = set(self.trainable_names), set(tensors)
         if expected != given:
@@ -140,18 +133,26 @@ class AttachedPeft:
             for name, value in tensors.items():
                 params[name].copy_(value.to(device=params[name].device, dtype=params[name].dtype))
 
-    # ------------------------------------------------------------------- using
     def trainable_parameters(self) -> list[nn.Parameter]:
+        """The parameters this method trains, in the model's order."""
         params = dict(self.sam.named_parameters())
         return [params[n] for n in self.trainable_names]
 
     def num_trainable(self) -> int:
-        return sum(p.numel() for p in self.trainable_parameters())
+        """How many parameters this method trains."""
+        return parameter_count(self.trainable_parameters())
 
     def trained_tensors(self) -> dict[str, torch.Tensor]:
         """Copies of the tensors this method trains, on the CPU: what an adapter file holds."""
         params = dict(self.sam.named_parameters())
         return {n: params[n].detach().to("cpu", copy=True).contiguous() for n in self.trainable_names}
+
+    def changed_module_names(self) -> list[str]:
+        """Paths (relative to the model) of the modules this adapter wrapped or quantised."""
+        paths = {id(module): name for name, module in self.sam.named_modules()}
+        changed = [paths.get(id(wrapper)) for *_, wrapper in self.replacements]
+        changed += [f"{paths.get(id(parent))}.{attr}" for parent, attr, _ in self.quantized]
+        return [name for name in changed if name is not None]
 
     def merged_state_dict(self) -> dict[str, torch.Tensor]:
         """A plain SAM state dict with the adapter folded in (loads into ``segment_anything``).
@@ -177,6 +178,7 @@ class AttachedPeft:
 
     @property
     def is_attached(self) -> bool:
+        """Whether the adapter is still attached (False after :meth:`detach`)."""
         return self._attached
 
     def detach(self) -> None:
@@ -184,8 +186,7 @@ class AttachedPeft:
         if not self._attached:
             return
         for parent, attr, original in reversed(self.quantized):
-            device = self._device_of(parent)
-            setattr(parent, attr, original.to(device))
+            setattr(parent, attr, original.to(_device_of(parent)))
         self.quantized = []
         for parent, attr, original, _ in reversed(self.replacements):
             setattr(parent, attr, original)
@@ -203,11 +204,11 @@ class AttachedPeft:
             delattr(self.sam, _ATTACHED)
         self._attached = False
 
-    @staticmethod
-    def _device_of(module: nn.Module) -> torch.device:
-        for tensor in module.parameters():
-            return tensor.device
-        return torch.device("cpu")
+
+def _device_of(module: nn.Module) -> torch.device:
+    for tensor in module.parameters():
+        return tensor.device
+    return torch.device("cpu")
 
 
 def _replace_module(root: nn.Module, name: str, module: nn.Module) -> None:
@@ -239,15 +240,14 @@ def attach(
         raise AdapterAttachError(
             f"This model already carries an adapter ({current.spec.describe()}). Detach it first."
         )
+    quantize = spec.options.quantizes_encoder
+    # Fail before touching the model when QLoRA cannot run here.
+    bnb = quantization_backend(next(sam.parameters()).device) if quantize else None
     handle = AttachedPeft(sam, spec)
     try:
-        if spec.options.get("quantize"):
-            # Fail before touching the model when QLoRA cannot run here.
-            if next(sam.parameters()).device.type != "cuda":
-                handle._quantize()
         handle._apply()
-        if spec.options.get("quantize"):
-            handle._quantize()
+        if bnb is not None:
+            quantize_frozen_linears(image_encoder_of(sam), bnb, handle.quantized)
         if tensors is not None:
             handle.load_tensors(tensors)
     except BaseException:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -22,7 +23,7 @@ class MergeNotSupportedError(SamPeftError):
     """The adapter has a non-linear branch that cannot be folded into plain SAM weights."""
 
 
-def _dequantized_weight(linear: nn.Module) -> torch.Tensor:
+def _dequantized_weight(linear: nn.Linear) -> torch.Tensor:
     """The full-precision weight of a Linear, or of a bitsandbytes 4-bit Linear."""
     weight = linear.weight
     quant_state = getattr(weight, "quant_state", None)
@@ -33,7 +34,7 @@ def _dequantized_weight(linear: nn.Module) -> torch.Tensor:
     return weight.data
 
 
-def plain_linear(linear: nn.Module) -> nn.Linear:
+def plain_linear(linear: nn.Linear) -> nn.Linear:
     """A plain nn.Linear with the same (dequantized) weights."""
     weight = _dequantized_weight(linear)
     plain = nn.Linear(weight.shape[1], weight.shape[0], bias=linear.bias is not None, device=weight.device)
@@ -48,27 +49,58 @@ class PeftWrapper(nn.Module):
 
     def __init__(self, base: nn.Module) -> None:
         super().__init__()
-        self.base = base
+        self.base: Any = base  # a Linear, LayerNorm, Conv2d or MLP: what each wrapper reads of it varies
 
     def merged(self) -> nn.Module:
+        """A plain module computing what the wrapper computes (for exporting plain SAM weights)."""
         raise NotImplementedError
+
+
+QKV = ("q", "k", "v")
+
+
+def _qkv_view(t: torch.Tensor, groups: int) -> torch.Tensor:
+    """A fused qkv output (..., 3 C) as (..., groups, 3, C / groups): q, k, v consecutive in each group."""
+    return t.unflatten(-1, (groups, 3, -1))
+
+
+def _with_parts(y: torch.Tensor, groups: int, deltas: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """``y`` (a fused qkv output) with ``deltas[part]`` (..., C) added to the q, k or v channels."""
+    grouped = _qkv_view(y, groups)
+    pieces = []
+    for index, name in enumerate(QKV):
+        piece = grouped[..., index, :]
+        if name in deltas:
+            piece = piece + deltas[name].unflatten(-1, (groups, -1)).to(y.dtype)
+        pieces.append(piece)
+    return torch.stack(pieces, dim=-2).flatten(-3)
+
+
+def _add_to_part(weight: torch.Tensor, groups: int, part: str, delta: torch.Tensor) -> None:
+    """Add ``delta`` (C, in) to the rows of ``weight`` (3 C, in) that compute ``part`` of q, k, v."""
+    rows = weight.view(groups, 3, -1, weight.shape[-1])
+    rows[:, QKV.index(part)] += delta.view(groups, -1, weight.shape[-1])
 
 
 class LoRALinear(PeftWrapper):
     """Low-rank update ``scale * B A x`` added to parts of a Linear's output.
 
-    ``parts`` names output slices: for SAM's fused ``qkv`` Linear they are ``q``, ``k`` and
-    ``v`` (thirds of the output); for any other Linear a single part ``""`` covers the whole
+    ``parts`` names output slices: for a fused qkv Linear they are ``q``, ``k`` and ``v``; their
+    channels are consecutive thirds of each of ``groups`` equal groups of the output (SAM's ViT:
+    one group; TinyViT: one per head). For any other Linear a single part ``""`` covers the whole
     output. ``B`` starts at zero, so the output is unchanged at initialisation. The scale is
     ``alpha / rank``; ``alpha = rank`` gives the paper's scale of 1.
     """
 
-    def __init__(self, base: nn.Module, rank: int, alpha: float, parts: Sequence[str] = ("",)) -> None:
+    def __init__(
+        self, base: nn.Linear, rank: int, alpha: float, parts: Sequence[str] = ("",), groups: int = 1
+    ) -> None:
         super().__init__(base)
         if rank <= 0:
             raise SamPeftError(f"LoRA rank must be a positive integer, not {rank}.")
         self.rank = int(rank)
         self.scale = float(alpha) / float(rank)
+        self.groups = groups
         in_features, out_features = base.in_features, base.out_features
         self.fused = tuple(parts) != ("",)
         part_size = out_features // 3 if self.fused else out_features
@@ -92,51 +124,50 @@ class LoRALinear(PeftWrapper):
         return (x.to(a.dtype) @ a.t()) @ b.t() * self.scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The base module's output with the adapter's change."""
         y = self.base(x)
         if not self.fused:
             return y + self._delta(x, "").to(y.dtype)
-        size = y.shape[-1] // 3
-        pieces = []
-        for index, name in enumerate(("q", "k", "v")):
-            piece = y[..., index * size : (index + 1) * size]
-            if name in self.parts:
-                piece = piece + self._delta(x, name).to(y.dtype)
-            pieces.append(piece)
-        return torch.cat(pieces, dim=-1)
+        return _with_parts(y, self.groups, {part: self._delta(x, part) for part in self.parts})
 
     def weight_delta(self) -> torch.Tensor:
         """The dense update of the base weight, shape (out, in)."""
-        out_features = self.base.out_features
-        delta = torch.zeros(out_features, self.base.in_features, device=self.lora_a_device())
-        size = out_features // 3 if self.fused else out_features
+        delta = torch.zeros(self.base.out_features, self.base.in_features, device=self.lora_a_device())
         for part in self.parts:
             a, b = self._pair(part)
-            start = ("q", "k", "v").index(part) * size if self.fused else 0
-            delta[start : start + size] += (b.float() @ a.float()) * self.scale
+            update = (b.float() @ a.float()) * self.scale
+            if self.fused:
+                _add_to_part(delta, self.groups, part, update)
+            else:
+                delta += update
         return delta
 
     def lora_a_device(self) -> torch.device:
+        """The device the LoRA matrices are on."""
         return self._pair(self.parts[0])[0].device
 
     def merged(self) -> nn.Linear:
+        """The base module with the adapter folded into its weights."""
         plain = plain_linear(self.base)
         plain.weight.data += self.weight_delta().to(plain.weight.device)
         return plain
 
 
 class FacTQKV(PeftWrapper):
-    """FacT on SAM's fused qkv: ``q += V S_q U x`` and ``v += V S_v U x``, dropout after S.
+    """FacT on a fused qkv: ``q += V S_q U x`` and ``v += V S_v U x``, dropout after S.
 
     ``U`` (d -> r) and ``V`` (r -> d) are shared by q and v within the block; ``V`` starts at
     zero so the output is unchanged at initialisation (the reference starts it at random).
+    ``groups`` as for :class:`LoRALinear`.
     """
 
-    def __init__(self, base: nn.Module, rank: int, dropout: float = 0.1) -> None:
+    def __init__(self, base: nn.Linear, rank: int, dropout: float = 0.1, groups: int = 1) -> None:
         super().__init__(base)
         if rank <= 0:
             raise SamPeftError(f"FacT rank must be a positive integer, not {rank}.")
         dim = base.in_features
         device = base.weight.device
+        self.groups = groups
         self.fact_u = nn.Parameter(torch.empty(rank, dim, device=device))
         self.fact_v = nn.Parameter(torch.zeros(dim, rank, device=device))
         self.fact_s_q = nn.Parameter(torch.empty(rank, rank, device=device))
@@ -147,22 +178,19 @@ class FacTQKV(PeftWrapper):
         self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The base module's output with the adapter's change."""
         y = self.base(x)
-        dim = y.shape[-1] // 3
         u = x.to(self.fact_u.dtype) @ self.fact_u.t()
         new_q = self.dropout(u @ self.fact_s_q.t()) @ self.fact_v.t()
         new_v = self.dropout(u @ self.fact_s_v.t()) @ self.fact_v.t()
-        return torch.cat(
-            [y[..., :dim] + new_q.to(y.dtype), y[..., dim : 2 * dim], y[..., 2 * dim :] + new_v.to(y.dtype)],
-            dim=-1,
-        )
+        return _with_parts(y, self.groups, {"q": new_q, "v": new_v})
 
     def merged(self) -> nn.Linear:
+        """The base module with the adapter folded into its weights."""
         plain = plain_linear(self.base)
-        dim = plain.in_features
         v, u = self.fact_v.data.float(), self.fact_u.data.float()
-        plain.weight.data[:dim] += v @ self.fact_s_q.data.float() @ u
-        plain.weight.data[2 * dim :] += v @ self.fact_s_v.data.float() @ u
+        _add_to_part(plain.weight.data, self.groups, "q", v @ self.fact_s_q.data.float() @ u)
+        _add_to_part(plain.weight.data, self.groups, "v", v @ self.fact_s_v.data.float() @ u)
         return plain
 
 
@@ -188,13 +216,16 @@ class ScaleShift(PeftWrapper):
         return tuple(shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The base module's output with the adapter's change."""
         y = self.base(x)
         shape = self._shape(y)
         return y * self.ssf_scale.view(shape).to(y.dtype) + self.ssf_shift.view(shape).to(y.dtype)
 
     def merged(self) -> nn.Module:
+        """The base module with the adapter folded into its weights."""
         base = self.base
         scale, shift = self.ssf_scale.data.float(), self.ssf_shift.data.float()
+        plain: Any
         if isinstance(base, nn.LayerNorm) or isinstance(base, nn.Conv2d):
             plain = copy.deepcopy(base).float()
         else:
@@ -230,11 +261,13 @@ class ParallelAdapter(PeftWrapper):
         nn.init.zeros_(self.up.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The base module's output with the adapter's change."""
         branch = self.up(self.dropout(torch.relu(self.down(x.to(self.down.weight.dtype)))))
         out = self.base(x)
         return out + (branch * self.adapter_scale).to(out.dtype)
 
     def merged(self) -> nn.Module:
+        """Raises :class:`MergeNotSupportedError`: the ReLU branch has no plain equivalent."""
         raise MergeNotSupportedError(
             "AdaptFormer adds a non-linear (ReLU) branch that plain SAM weights cannot express, so it "
             "cannot be exported as a merged checkpoint. Use the adapter file with napari-sam-peft, or "

@@ -1,242 +1,114 @@
-"""The PEFT methods of the paper (and LoRA in the mask decoder), as one registry.
+"""The PEFT methods of the paper (and LoRA in the mask decoder), each registered in one call.
 
-A method knows two things:
+A method is a name, a description, its options class (``options.py``) and two functions:
 
-- ``inject``: which modules of SAM it wraps (``layers.py``), for a block selection;
-- ``selects``: which parameters of the (injected) model train.
+- ``inject(target, options)``: which modules it wraps (``layers.py``) in the selected blocks of
+  an :class:`~.target.EncoderTarget`, found through the encoder family's block layout;
+- ``selects(name, target)``: which original parameters of the model train besides the prompt
+  encoder and mask decoder (which every encoder method trains too, as in the paper).
 
-Encoder methods always train the prompt encoder and mask decoder too, as in the paper.
-The stem (patch embedding; for full finetuning also the position embedding and neck)
-is adapted only when every block is selected, so ``full_ft`` on all blocks is the whole
-model and ``full_ft`` on blocks 6-11 is the paper's "late FT".
+The stem (patch embedding; for full finetuning also the position embedding and neck) is
+adapted only when every block is selected, so ``full_ft`` on all blocks is the whole model and
+``full_ft`` on blocks 6-11 is the paper's "late FT". To add a method: write its options class
+and its ``inject``/``selects``, and call :func:`register_method` (docs/peft.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from torch import nn
 
 from ..errors import SamPeftError
+from ..sam.registry import image_encoder_of
 from .layers import FacTQKV, LoRALinear, ParallelAdapter, PeftWrapper, ScaleShift
+from .options import AdaptFormerOptions, DecoderLoraOptions, FactOptions, LoraOptions, MethodOptions
+from .target import DECODER_PREFIXES, ENCODER, EncoderTarget, parent_and_attribute
+
+__all__ = ["METHODS", "PeftMethod", "Replacement", "UnknownMethodError", "get_method", "register_method"]
 
 
 class UnknownMethodError(SamPeftError):
     """A method or preset name this version does not know."""
 
 
-class InvalidOptionError(SamPeftError):
-    """A method option that does not exist or has a bad value."""
-
-
 #: (parent module, attribute name, original module, wrapper)
 Replacement = tuple[nn.Module, str, nn.Module, PeftWrapper]
-
-DECODER_PREFIXES = ("prompt_encoder.", "mask_decoder.")
-
-
-def _in_blocks(name: str, blocks: tuple[int, ...]) -> bool:
-    if not name.startswith("image_encoder.blocks."):
-        return False
-    return int(name.split(".")[2]) in blocks
+Inject = Callable[[EncoderTarget, Any], list[Replacement]]
+Selects = Callable[[str, EncoderTarget], bool]
 
 
-def _all_blocks(sam: nn.Module, blocks: tuple[int, ...]) -> bool:
-    return len(blocks) == len(sam.image_encoder.blocks)
+def _inject_nothing(target: EncoderTarget, options: Any) -> list[Replacement]:
+    return []
 
 
-def _wrap(parent: nn.Module, attr: str, wrapper: PeftWrapper, out: list[Replacement]) -> None:
-    original = getattr(parent, attr)
-    setattr(parent, attr, wrapper)
-    out.append((parent, attr, original, wrapper))
+def _select_nothing(name: str, target: EncoderTarget) -> bool:
+    return False
 
 
 @dataclass(frozen=True)
 class PeftMethod:
-    """Base class of a method. Subclasses override ``inject`` and/or ``selects_base``."""
+    """A registered method. Make one with :func:`register_method`."""
 
     name: str
     description: str
-    defaults: Mapping[str, Any] = field(default_factory=dict)
+    options_class: type[MethodOptions] = MethodOptions
+    inject: Inject = _inject_nothing
+    selects: Selects = _select_nothing
     uses_blocks: bool = True
     trains_decoder: bool = True
     mergeable: bool = True
 
-    def options(self, given: Mapping[str, Any] | None) -> dict[str, Any]:
-        """The defaults updated by ``given``; unknown names are an error."""
-        given = dict(given or {})
-        unknown = sorted(set(given) - set(self.defaults))
-        if unknown:
-            allowed = ", ".join(sorted(self.defaults)) or "none"
-            raise InvalidOptionError(
-                f"Method {self.name!r} has no option {unknown[0]!r} (its options: {allowed})."
-            )
-        return {**self.defaults, **given}
+    def options(self, given: Mapping[str, Any] | MethodOptions | None = None) -> MethodOptions:
+        """This method's options: the defaults with ``given`` in their place.
 
-    def inject(self, sam: nn.Module, blocks: tuple[int, ...], options: Mapping[str, Any]) -> list[Replacement]:
-        return []
+        Raises
+        ------
+        InvalidOptionError
+            For an option the method does not have, or a bad value.
+        """
+        if type(given) is self.options_class:
+            return given
+        if isinstance(given, MethodOptions):  # another method's options: only shared names carry over
+            given = given.to_dict()
+        return self.options_class.build(self.name, given)
 
-    def selects_base(self, name: str, sam: nn.Module, blocks: tuple[int, ...]) -> bool:
-        """Whether an original (not added) parameter of SAM trains."""
-        return self.trains_decoder and name.startswith(DECODER_PREFIXES)
-
-
-@dataclass(frozen=True)
-class FullFinetuning(PeftMethod):
-    def selects_base(self, name, sam, blocks):
-        if super().selects_base(name, sam, blocks) or _in_blocks(name, blocks):
-            return True
-        return name.startswith("image_encoder.") and _all_blocks(sam, blocks)
+    def selects_base(self, name: str, target: EncoderTarget) -> bool:
+        """Whether an original (not added) parameter of SAM, named as in plain SAM, trains."""
+        return (self.trains_decoder and name.startswith(DECODER_PREFIXES)) or self.selects(name, target)
 
 
-@dataclass(frozen=True)
-class SelectiveTuning(PeftMethod):
-    """Trains the chosen kind of existing parameter inside the selected blocks."""
-
-    pattern: str = ""
-
-    def selects_base(self, name, sam, blocks):
-        if super().selects_base(name, sam, blocks):
-            return True
-        if not _in_blocks(name, blocks):
-            return False
-        if self.pattern == "bias":
-            return name.endswith(".bias")
-        if self.pattern == "norm":
-            return ".norm1." in name or ".norm2." in name
-        return f".{self.pattern}." in name
+METHODS: dict[str, PeftMethod] = {}
 
 
-@dataclass(frozen=True)
-class LoRA(PeftMethod):
-    def inject(self, sam, blocks, options):
-        targets = _targets(options["targets"], {"q", "k", "v", "mlp"}, self.name)
-        rank, alpha = int(options["rank"]), float(options["alpha"] or options["rank"])
-        done: list[Replacement] = []
-        attn_parts = tuple(p for p in ("q", "k", "v") if p in targets)
-        for index in blocks:
-            block = sam.image_encoder.blocks[index]
-            if attn_parts:
-                _wrap(block.attn, "qkv", LoRALinear(block.attn.qkv, rank, alpha, attn_parts), done)
-            if "mlp" in targets:
-                _wrap(block.mlp, "lin1", LoRALinear(block.mlp.lin1, rank, alpha), done)
-                _wrap(block.mlp, "lin2", LoRALinear(block.mlp.lin2, rank, alpha), done)
-        return done
-
-
-@dataclass(frozen=True)
-class DecoderLoRA(PeftMethod):
-    """LoRA inside the mask decoder's two-way transformer; the image encoder stays frozen.
-
-    Because the encoder is untouched, image embeddings computed by the annotator stay valid
-    and training runs from them alone.
-    """
-
-    def inject(self, sam, blocks, options):
-        targets = _targets(options["targets"], {"q", "k", "v", "out"}, self.name)
-        rank, alpha = int(options["rank"]), float(options["alpha"] or options["rank"])
-        done: list[Replacement] = []
-        for module in list(sam.mask_decoder.transformer.modules()):
-            if not all(hasattr(module, f"{p}_proj") for p in ("q", "k", "v", "out")):
-                continue
-            for part in ("q", "k", "v", "out"):
-                if part in targets:
-                    attr = f"{part}_proj"
-                    _wrap(module, attr, LoRALinear(getattr(module, attr), rank, alpha), done)
-        return done
-
-
-@dataclass(frozen=True)
-class FacT(PeftMethod):
-    def inject(self, sam, blocks, options):
-        done: list[Replacement] = []
-        for index in blocks:
-            attn = sam.image_encoder.blocks[index].attn
-            _wrap(attn, "qkv", FacTQKV(attn.qkv, int(options["rank"]), float(options["dropout"])), done)
-        return done
-
-
-@dataclass(frozen=True)
-class SSF(PeftMethod):
-    def inject(self, sam, blocks, options):
-        done: list[Replacement] = []
-        encoder = sam.image_encoder
-        if _all_blocks(sam, blocks):
-            proj = encoder.patch_embed.proj
-            _wrap(encoder.patch_embed, "proj", ScaleShift(proj, proj.out_channels, channel_dim=1), done)
-        for index in blocks:
-            block = encoder.blocks[index]
-            for parent, attr in (
-                (block.attn, "qkv"),
-                (block.attn, "proj"),
-                (block.mlp, "lin1"),
-                (block.mlp, "lin2"),
-                (block, "norm1"),
-                (block, "norm2"),
-            ):
-                module = getattr(parent, attr)
-                channels = module.out_features if isinstance(module, nn.Linear) else module.normalized_shape[0]
-                _wrap(parent, attr, ScaleShift(module, channels), done)
-        return done
-
-
-@dataclass(frozen=True)
-class AdaptFormer(PeftMethod):
-    def inject(self, sam, blocks, options):
-        done: list[Replacement] = []
-        for index in blocks:
-            block = sam.image_encoder.blocks[index]
-            dim = block.mlp.lin1.in_features
-            adapter = ParallelAdapter(block.mlp, dim, int(options["projection_size"]), float(options["dropout"]))
-            _wrap(block, "mlp", adapter, done)
-        return done
-
-
-def _targets(value: Any, allowed: set[str], method: str) -> set[str]:
-    targets = {t.strip() for t in (value.split(",") if isinstance(value, str) else value)}
-    if not targets or targets - allowed:
-        bad = sorted(targets - allowed) or ["(none)"]
-        raise InvalidOptionError(
-            f"{method}: cannot adapt {bad[0]!r}; choose targets among {', '.join(sorted(allowed))}."
-        )
-    return targets
-
-
-_LORA_DEFAULTS = {"rank": 32, "alpha": None, "targets": ("q", "v"), "quantize": False}
-
-METHODS: dict[str, PeftMethod] = {
-    m.name: m
-    for m in (
-        FullFinetuning("full_ft", "Full finetuning of the selected blocks (all: the whole model)."),
-        PeftMethod(
-            "freeze_encoder", "Prompt encoder and mask decoder only; image encoder frozen.", uses_blocks=False
-        ),
-        SelectiveTuning("ln_tune", "LayerNorm weights and biases (norm1, norm2) of the blocks.", pattern="norm"),
-        SelectiveTuning("bias_tune", "All biases inside the blocks.", pattern="bias"),
-        SelectiveTuning("attn_tune", "All attention parameters (qkv, proj, relative positions).", pattern="attn"),
-        SSF("ssf", "Per-channel scale and shift after qkv, proj, lin1, lin2, norm1, norm2 (and patch embedding)."),
-        FacT("fact", "Factorised low-rank update of q and v: V S U x.", defaults={"rank": 16, "dropout": 0.1}),
-        LoRA("lora", "Low-rank update B A x of q and v (options: k, mlp).", defaults=_LORA_DEFAULTS),
-        AdaptFormer(
-            "adaptformer",
-            "Bottleneck adapter parallel to the MLP, scaled by a learnable scalar.",
-            defaults={"projection_size": 64, "dropout": 0.0},
-            mergeable=False,
-        ),
-        DecoderLoRA(
-            "decoder_lora",
-            "LoRA in the mask decoder's attention; image encoder frozen (embeddings stay valid).",
-            defaults={"rank": 16, "alpha": None, "targets": ("q", "v")},
-            uses_blocks=False,
-            trains_decoder=False,
-        ),
-    )
-}
+def register_method(
+    name: str,
+    description: str,
+    options: type[MethodOptions] = MethodOptions,
+    *,
+    inject: Inject = _inject_nothing,
+    selects: Selects = _select_nothing,
+    uses_blocks: bool = True,
+    trains_decoder: bool = True,
+    mergeable: bool = True,
+) -> PeftMethod:
+    """Add a method to :data:`METHODS` (see the module docstring) and return it."""
+    method = PeftMethod(name, description, options, inject, selects, uses_blocks, trains_decoder, mergeable)
+    METHODS[name] = method
+    return method
 
 
 def get_method(name: str) -> PeftMethod:
+    """The registered method ``name``.
+
+    Raises
+    ------
+    UnknownMethodError
+        For a name this version does not know (the message says to update if a file names it).
+    """
     try:
         return METHODS[name]
     except KeyError:
@@ -244,3 +116,128 @@ def get_method(name: str) -> PeftMethod:
             f"Unknown PEFT method {name!r}. This version of napari-sam-peft knows: {', '.join(METHODS)}. "
             "If an adapter file names it, it was written by a newer version: update napari-sam-peft."
         ) from None
+
+
+def _wrap(root: nn.Module, path: str, make: Callable[[Any], PeftWrapper], out: list[Replacement]) -> None:
+    """Replace the module at ``path`` (relative to ``root``) by ``make(module)``."""
+    parent, attr = parent_and_attribute(root, path)
+    original = getattr(parent, attr)
+    wrapper = make(original)
+    setattr(parent, attr, wrapper)
+    out.append((parent, attr, original, wrapper))
+
+
+def _full_ft(name: str, target: EncoderTarget) -> bool:
+    return target.in_selected_block(name) or (name.startswith(ENCODER) and target.all_blocks)
+
+
+def _norms(name: str, target: EncoderTarget) -> bool:
+    return target.in_selected_part(name, target.layout.norms)
+
+
+def _biases(name: str, target: EncoderTarget) -> bool:
+    return target.in_selected_block(name) and name.endswith(".bias")
+
+
+def _attention(name: str, target: EncoderTarget) -> bool:
+    return target.in_selected_part(name, (target.layout.attention,))
+
+
+def _inject_lora(target: EncoderTarget, options: LoraOptions) -> list[Replacement]:
+    layout, done = target.layout, list[Replacement]()
+    rank, alpha = options.rank, options.scale_alpha
+    attn_parts = tuple(p for p in ("q", "k", "v") if p in options.targets)
+    for block in target.selected_blocks():
+        if attn_parts:
+            groups = target.qkv_groups(block.get_submodule(layout.qkv))
+            _wrap(
+                block,
+                layout.qkv,
+                partial(LoRALinear, rank=rank, alpha=alpha, parts=attn_parts, groups=groups),
+                done,
+            )
+        if "mlp" in options.targets:
+            for path in layout.mlp_linears:
+                _wrap(block, path, partial(LoRALinear, rank=rank, alpha=alpha), done)
+    return done
+
+
+def _inject_decoder_lora(target: EncoderTarget, options: DecoderLoraOptions) -> list[Replacement]:
+    """LoRA inside the mask decoder's two-way transformer: the same for every encoder family."""
+    done: list[Replacement] = []
+    make = partial(LoRALinear, rank=options.rank, alpha=options.scale_alpha)
+    for module in list(target.sam.mask_decoder.transformer.modules()):
+        if all(hasattr(module, f"{p}_proj") for p in ("q", "k", "v", "out")):
+            for part in ("q", "k", "v", "out"):
+                if part in options.targets:
+                    _wrap(module, f"{part}_proj", make, done)
+    return done
+
+
+def _inject_fact(target: EncoderTarget, options: FactOptions) -> list[Replacement]:
+    done: list[Replacement] = []
+    for block in target.selected_blocks():
+        groups = target.qkv_groups(block.get_submodule(target.layout.qkv))
+        make = partial(FacTQKV, rank=options.rank, dropout=options.dropout, groups=groups)
+        _wrap(block, target.layout.qkv, make, done)
+    return done
+
+
+def _scale_shift(module: Any) -> ScaleShift:
+    channels = module.out_features if isinstance(module, nn.Linear) else module.normalized_shape[0]
+    return ScaleShift(module, channels)
+
+
+def _scale_shift_channels_first(module: Any) -> ScaleShift:
+    return ScaleShift(module, module.out_channels, channel_dim=1)  # a convolution's (N, C, H, W) output
+
+
+def _inject_ssf(target: EncoderTarget, options: MethodOptions) -> list[Replacement]:
+    done: list[Replacement] = []
+    layout = target.layout
+    if target.all_blocks and target.family.stem is not None:
+        _wrap(image_encoder_of(target.sam), target.family.stem, _scale_shift_channels_first, done)
+    for block in target.selected_blocks():
+        for path in (layout.qkv, layout.attention_out, *layout.mlp_linears, *layout.norms):
+            _wrap(block, path, _scale_shift, done)
+    return done
+
+
+def _inject_adaptformer(target: EncoderTarget, options: AdaptFormerOptions) -> list[Replacement]:
+    done: list[Replacement] = []
+    layout = target.layout
+    for block in target.selected_blocks():
+        first: Any = block.get_submodule(layout.mlp_linears[0])
+        dim = int(first.in_features)
+        make = partial(ParallelAdapter, dim=dim, projection_size=options.projection_size, dropout=options.dropout)
+        _wrap(block, layout.mlp, make, done)
+    return done
+
+
+register_method("full_ft", "Full finetuning of the selected blocks (all: the whole model).", selects=_full_ft)
+register_method("freeze_encoder", "Prompt encoder and mask decoder only; image encoder frozen.", uses_blocks=False)
+register_method("ln_tune", "LayerNorm weights and biases (norm1, norm2) of the blocks.", selects=_norms)
+register_method("bias_tune", "All biases inside the blocks.", selects=_biases)
+register_method("attn_tune", "All attention parameters (qkv, proj, relative positions).", selects=_attention)
+register_method(
+    "ssf",
+    "Per-channel scale and shift after qkv, proj, lin1, lin2, norm1, norm2 (and patch embedding).",
+    inject=_inject_ssf,
+)
+register_method("fact", "Factorised low-rank update of q and v: V S U x.", FactOptions, inject=_inject_fact)
+register_method("lora", "Low-rank update B A x of q and v (options: k, mlp).", LoraOptions, inject=_inject_lora)
+register_method(
+    "adaptformer",
+    "Bottleneck adapter parallel to the MLP, scaled by a learnable scalar.",
+    AdaptFormerOptions,
+    inject=_inject_adaptformer,
+    mergeable=False,
+)
+register_method(
+    "decoder_lora",
+    "LoRA in the mask decoder's attention; image encoder frozen (embeddings stay valid).",
+    DecoderLoraOptions,
+    inject=_inject_decoder_lora,
+    uses_blocks=False,
+    trains_decoder=False,
+)

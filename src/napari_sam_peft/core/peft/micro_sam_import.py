@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ..errors import InvalidCheckpointError
-from ..sam.loading import LoadedModel, _sam_state_from
+from ..sam.loading import LoadedModel, sam_state_from
 from .adapter_file import Adapter
 from .attach import attach, base_name
 from .presets import make_spec
@@ -89,7 +89,7 @@ def import_micro_sam_checkpoint(source: str | os.PathLike[str] | dict, base: Loa
         Not a micro_sam PEFT checkpoint of a supported method, or trained on a different base model.
     """
     if isinstance(source, dict):
-        state = _sam_state_from(source, Path("checkpoint"))
+        state = sam_state_from(source, Path("checkpoint"))
     else:
         path = Path(source)
         try:
@@ -98,7 +98,7 @@ def import_micro_sam_checkpoint(source: str | os.PathLike[str] | dict, base: Loa
             raise InvalidCheckpointError(
                 f"{path.name} is not a readable weights-only checkpoint ({err})."
             ) from None
-        state = _sam_state_from(raw, path)
+        state = sam_state_from(raw, path)
     method, options, renames = _detect(state)
     blocks = sorted({int(m.group(1)) for k in state if (m := _BLOCK.match(k)) and _is_adapter_key(k, method)})
     renamed = {}

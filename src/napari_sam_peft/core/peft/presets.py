@@ -1,8 +1,9 @@
-"""Named presets with the paper's defaults, and the spec they resolve to for one model.
+"""Named presets with the paper's settings, and the spec they resolve to for one model.
 
-A :class:`PeftSpec` is a method, a block selection and the method's options, resolved for
-a model of a given depth. Presets are the names users pick; ``blocks`` and any option
-can be overridden.
+A :class:`Preset` is a method, a block selection and only the options it changes from the
+method's defaults (which live in the method's options class, ``options.py``). A
+:class:`PeftSpec` is a method, the selected blocks of a model of a given depth and the method's
+typed options. Presets are the names users pick; ``blocks`` and any option can be overridden.
 """
 
 from __future__ import annotations
@@ -14,14 +15,17 @@ from typing import Any
 
 from .blocks import format_blocks, parse_blocks
 from .methods import UnknownMethodError, get_method
+from .options import MethodOptions
 
 
 @dataclass(frozen=True)
 class Preset:
+    """A name users pick: a method, a block selection and the options it changes."""
+
     name: str
     method: str
     blocks: str
-    options: Mapping[str, Any] = field(default_factory=dict)
+    overrides: Mapping[str, Any] = field(default_factory=dict)
     summary: str = ""
 
 
@@ -34,31 +38,19 @@ PRESETS: dict[str, Preset] = {
         Preset("bias_tune", "bias_tune", "all", summary="biases of every block"),
         Preset("attn_tune", "attn_tune", "all", summary="attention of every block"),
         Preset("ssf", "ssf", "all", summary="scale and shift everywhere"),
-        Preset("fact", "fact", "all", {"rank": 16, "dropout": 0.1}, summary="FacT, rank 16"),
-        Preset("lora", "lora", "all", {"rank": 32, "targets": ("q", "v")}, summary="LoRA on q, v, rank 32"),
-        Preset(
-            "qlora",
-            "lora",
-            "all",
-            {"rank": 32, "targets": ("q", "v"), "quantize": True},
-            summary="LoRA on a 4-bit encoder (CUDA)",
-        ),
-        Preset("adaptformer", "adaptformer", "all", {"projection_size": 64}, summary="AdaptFormer, width 64"),
+        Preset("fact", "fact", "all", summary="FacT, rank 16"),
+        Preset("lora", "lora", "all", summary="LoRA on q, v, rank 32"),
+        Preset("qlora", "lora", "all", {"quantize": True}, summary="LoRA on a 4-bit encoder (CUDA)"),
+        Preset("adaptformer", "adaptformer", "all", summary="AdaptFormer, width 64"),
         Preset(
             "late_lora",
             "lora",
             "late",
-            {"rank": 32, "targets": ("q", "k", "v", "mlp")},
+            {"targets": ("q", "k", "v", "mlp")},
             summary="LoRA on q, k, v and MLP of the second half of the blocks",
         ),
         Preset("late_ft", "full_ft", "late", summary="full finetuning of the second half of the blocks"),
-        Preset(
-            "decoder_lora",
-            "decoder_lora",
-            "none",
-            {"rank": 16, "targets": ("q", "v")},
-            summary="LoRA in the mask decoder, frozen encoder",
-        ),
+        Preset("decoder_lora", "decoder_lora", "none", summary="LoRA in the mask decoder, frozen encoder"),
     )
 }
 
@@ -69,28 +61,43 @@ class PeftSpec:
 
     method: str
     blocks: tuple[int, ...]
-    options: Mapping[str, Any]
+    options: MethodOptions
     preset: str | None = None
 
     def to_json(self) -> str:
-        options = {k: list(v) if isinstance(v, tuple) else v for k, v in self.options.items()}
+        """The spec as adapter files record it (``{"method", "blocks", "options", "preset"}``)."""
         return json.dumps(
-            {"method": self.method, "blocks": list(self.blocks), "options": options, "preset": self.preset},
+            {
+                "method": self.method,
+                "blocks": list(self.blocks),
+                "options": self.options.to_dict(),
+                "preset": self.preset,
+            },
             sort_keys=True,
         )
 
     @classmethod
     def from_json(cls, text: str) -> PeftSpec:
+        """The spec :meth:`to_json` wrote.
+
+        Raises
+        ------
+        UnknownMethodError
+            For a method this version does not know.
+        InvalidOptionError
+            For options the method does not have.
+        """
         values = json.loads(text)
-        options = {k: tuple(v) if isinstance(v, list) else v for k, v in values.get("options", {}).items()}
+        method = get_method(values["method"])
         return cls(
-            method=values["method"],
+            method=method.name,
             blocks=tuple(values.get("blocks", ())),
-            options=options,
+            options=method.options(values.get("options", {})),
             preset=values.get("preset"),
         )
 
     def describe(self, depth: int | None = None) -> str:
+        """``"late_lora (lora, blocks 6-11)"``; ``depth`` lets a selection of every block read ``all``."""
         where = format_blocks(self.blocks, depth) if self.blocks else "decoder"
         return f"{self.preset or self.method} ({self.method}, blocks {where})"
 
@@ -99,10 +106,20 @@ def make_spec(
     method: str,
     depth: int,
     blocks: str | tuple[int, ...] | None = None,
-    options: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | MethodOptions | None = None,
     preset: str | None = None,
 ) -> PeftSpec:
-    """Resolve a method, block selection and options for a model with ``depth`` encoder blocks."""
+    """Resolve a method, block selection and options for a model with ``depth`` encoder blocks.
+
+    Raises
+    ------
+    UnknownMethodError
+        For an unknown method.
+    InvalidOptionError
+        For an option the method does not have, or a bad value.
+    InvalidBlocksError
+        For a block selection that does not parse or names blocks the model does not have.
+    """
     peft_method = get_method(method)
     resolved_options = peft_method.options(options)
     if peft_method.uses_blocks:
@@ -124,6 +141,8 @@ def spec_from_preset(
     ------
     UnknownMethodError
         For a preset name that does not exist (the message lists them).
+    InvalidOptionError
+        For an override the preset's method does not have, or a bad value.
     """
     try:
         preset = PRESETS[name]
@@ -133,6 +152,6 @@ def spec_from_preset(
         preset.method,
         depth,
         blocks=blocks if blocks is not None else preset.blocks,
-        options={**preset.options, **overrides},
+        options={**preset.overrides, **overrides},
         preset=name,
     )

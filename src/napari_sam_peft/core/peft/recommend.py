@@ -12,11 +12,14 @@ from dataclasses import dataclass
 
 import torch
 
-from ..sam.architecture import VIT_B, SamArchitecture
+from ..sam.architecture import VIT_B, Architecture
+from ..sam.registry import family_for
 
 
 @dataclass(frozen=True)
 class Recommendation:
+    """A preset (and block selection, None: the preset's), why, and a learning rate."""
+
     preset: str
     blocks: str | None
     reason: str
@@ -36,7 +39,7 @@ def free_memory_bytes(device: torch.device) -> int | None:
 
 def recommend_preset(
     device: str | torch.device,
-    architecture: SamArchitecture = VIT_B,
+    architecture: Architecture = VIT_B,
     free_memory: int | None = None,
 ) -> Recommendation:
     """Recommend a preset (and block selection) for training on ``device``.
@@ -45,8 +48,7 @@ def recommend_preset(
     Thresholds are the paper's A100 measurements for vit_b, scaled by encoder size.
     """
     device = torch.device(device)
-    # vit_b ~ 1, vit_l ~ 3.5, vit_h ~ 7 times the encoder compute; the demo model far less.
-    size = (architecture.embed_dim / VIT_B.embed_dim) ** 2 * architecture.depth / VIT_B.depth
+    size = family_for(architecture).relative_compute(architecture)  # vit_b 1, vit_l ~3.5, the demo far less
     if device.type == "cpu":
         if size < 0.1:
             return Recommendation(

@@ -10,6 +10,7 @@ DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 
 
 def mps_available() -> bool:
+    """Whether this PyTorch build and machine can use Apple's ``mps`` GPU."""
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
 

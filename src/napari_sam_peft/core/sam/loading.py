@@ -14,8 +14,7 @@ import json
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from importlib import resources
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -26,12 +25,16 @@ from segment_anything.modeling import Sam
 from ..atomic import atomic_path
 from ..errors import InvalidCheckpointError, ModelNotAvailableError
 from .architecture import (
-    SamArchitecture,
+    Architecture,
     architecture_for_model_name,
+    architecture_from_json,
     build_sam,
     infer_architecture,
+    same_weight_shapes,
 )
 from .devices import select_device
+from .micro_sam_internals import load_checkpoint
+from .registry import BUNDLED_MODELS, MICRO_SAM_ARCHITECTURES, UnknownFamilyError
 
 DEMO_MODEL_NAME = "demo"
 MODEL_FILE_FORMAT = "napari-sam-peft/model"
@@ -55,10 +58,12 @@ class ModelIdentity:
         return f"{self.name}-{self.content_hash[:16]}"
 
     def to_dict(self) -> dict[str, str]:
+        """``{"name", "content_hash"}``, as adapter files record it."""
         return {"name": self.name, "content_hash": self.content_hash}
 
     @classmethod
     def from_dict(cls, values: Mapping[str, str]) -> ModelIdentity:
+        """The identity :meth:`to_dict` wrote."""
         return cls(name=str(values["name"]), content_hash=str(values["content_hash"]))
 
 
@@ -68,11 +73,12 @@ class LoadedModel:
 
     sam: Sam
     identity: ModelIdentity
-    architecture: SamArchitecture
+    architecture: Architecture
     source: str
 
     @property
     def device(self) -> torch.device:
+        """The device the model's weights are on."""
         return next(self.sam.parameters()).device
 
 
@@ -95,15 +101,16 @@ def model_identity(sam: Sam, name: str) -> ModelIdentity:
 
 
 def registry_model_names() -> list[str]:
-    """The SAM model names micro_sam can download (vit_t models excluded: not a ViT-B/L/H encoder)."""
+    """The SAM model names micro_sam can download whose encoder family napari-sam-peft supports
+    (``registry.MICRO_SAM_ARCHITECTURES``; today not the vit_t models)."""
     from micro_sam.util import models
 
-    return sorted(n for n in models().registry if not n.endswith("_decoder") and not n.startswith("vit_t"))
+    return sorted(n for n in models().registry if not n.endswith("_decoder") and n[:5] in MICRO_SAM_ARCHITECTURES)
 
 
 def bundled_demo_model_path() -> Path:
     """The demo model's weights, shipped inside the package."""
-    return Path(str(resources.files("napari_sam_peft") / "data" / "demo_sam.safetensors"))
+    return BUNDLED_MODELS[DEMO_MODEL_NAME].path()
 
 
 def load_model(
@@ -117,10 +124,10 @@ def load_model(
     Parameters
     ----------
     model
-        ``"demo"``; a micro_sam registry name such as ``"vit_b"`` or ``"vit_b_lm"`` (downloaded
-        once through micro_sam's own cache, ``MICROSAM_CACHEDIR``); or the path to an original
-        SAM ``.pth``, a micro_sam finetuned checkpoint, or a ``.safetensors`` model saved by
-        :func:`save_model`.
+        ``"demo"`` (or another model of ``registry.BUNDLED_MODELS``); a micro_sam registry name
+        such as ``"vit_b"`` or ``"vit_b_lm"`` (downloaded once through micro_sam's own cache,
+        ``MICROSAM_CACHEDIR``); or the path to an original SAM ``.pth``, a micro_sam finetuned
+        checkpoint, or a ``.safetensors`` model saved by :func:`save_model`.
     device
         ``None``/``"auto"`` (cuda, then mps, then cpu) or an explicit device.
     progress
@@ -136,33 +143,35 @@ def load_model(
     target = select_device(device)
     say = progress or (lambda message: None)
     name = os.fspath(model)
-    if name == DEMO_MODEL_NAME:
-        path = bundled_demo_model_path()
+    if name in BUNDLED_MODELS:
+        bundled = BUNDLED_MODELS[name]
+        path = bundled.path()
         if not path.exists():
             raise ModelNotAvailableError(
-                f"The bundled demo model is missing from the installation ({path}). Reinstall napari-sam-peft."
+                f"The bundled {name} model is missing from the installation ({path}). {bundled.install}"
             )
-        say("Loading the demo model")
-        state, architecture, _ = _read_checkpoint(path)
-        return _assemble(state, architecture, DEMO_MODEL_NAME, str(path), target)
+        say(f"Loading the {name} model")
+        state, architecture, _ = read_checkpoint(path)
+        return _assemble(state, architecture, name, str(path), target)
 
     path = Path(name).expanduser()
     if path.exists() or path.suffix in CHECKPOINT_SUFFIXES or os.sep in name:
         if not path.is_file():
             raise InvalidCheckpointError(f"No model file at {path}. Check the path, or pick a registry name.")
         say(f"Reading {path.name}")
-        state, architecture, stored_name = _read_checkpoint(path)
+        state, architecture, stored_name = read_checkpoint(path)
         return _assemble(state, architecture, stored_name or path.stem, str(path), target)
 
     if name not in registry_model_names():
+        offline = ", ".join(map(repr, BUNDLED_MODELS))
         raise ModelNotAvailableError(
-            f"Unknown model {name!r}. Choose 'demo', a checkpoint file, or one of: "
+            f"Unknown model {name!r}. Choose {offline}, a checkpoint file, or one of: "
             + ", ".join(registry_model_names())
         )
     path = _fetch_registry_weights(name, say)
     say(f"Reading {path.name}")
     architecture_for_model_name(name)  # refuses architectures we cannot adapt, before reading
-    state, _, _ = _read_checkpoint(path, trusted_registry_file=True)
+    state, _, _ = read_checkpoint(path, trusted_registry_file=True)
     return _assemble(state, None, name, name, target)
 
 
@@ -171,7 +180,7 @@ def save_model(
     path: str | os.PathLike[str],
     *,
     name: str | None = None,
-    architecture: SamArchitecture | None = None,
+    architecture: Architecture | None = None,
 ) -> Path:
     """Save a model's weights and architecture as one ``.safetensors`` file, atomically.
 
@@ -217,10 +226,17 @@ def _fetch_registry_weights(name: str, say: Callable[[str], None]) -> Path:
         ) from None
 
 
-def _read_checkpoint(
+def read_checkpoint(
     path: Path, trusted_registry_file: bool = False
-) -> tuple[dict[str, torch.Tensor], SamArchitecture | None, str | None]:
-    """Read a checkpoint's SAM state dict, and its architecture and name where the file records them."""
+) -> tuple[dict[str, torch.Tensor], Architecture | None, str | None]:
+    """Read a checkpoint's SAM state dict, and its architecture and name where the file records them.
+
+    Raises
+    ------
+    InvalidCheckpointError
+        An unreadable file, a damaged architecture record, or (unless ``trusted_registry_file``)
+        pickled Python objects besides weights.
+    """
     if path.suffix == ".safetensors":
         try:
             state = load_file(str(path))
@@ -231,8 +247,8 @@ def _read_checkpoint(
         architecture = None
         if "architecture" in metadata:
             try:
-                architecture = SamArchitecture.from_json(metadata["architecture"])
-            except (ValueError, TypeError, json.JSONDecodeError) as err:
+                architecture = architecture_from_json(metadata["architecture"])
+            except (ValueError, TypeError, json.JSONDecodeError, UnknownFamilyError) as err:
                 raise InvalidCheckpointError(f"{path.name} has a damaged architecture record: {err}") from None
         return dict(state), architecture, metadata.get("name")
 
@@ -249,14 +265,18 @@ def _read_checkpoint(
             ) from None
         # A registry file passed micro_sam's hash check, so its content is the published one;
         # some micro_sam releases pickle training metadata beside the weights.
-        from micro_sam.util import _load_checkpoint
-
-        raw, _ = _load_checkpoint(str(path))
-    return _sam_state_from(raw, path), None, None
+        raw = load_checkpoint(str(path))
+    return sam_state_from(raw, path), None, None
 
 
-def _sam_state_from(raw: object, path: Path) -> dict[str, torch.Tensor]:
-    """Unwrap the state dict formats in use: plain SAM, and micro_sam/torch_em training checkpoints."""
+def sam_state_from(raw: object, path: Path) -> dict[str, torch.Tensor]:
+    """Unwrap the state dict formats in use: plain SAM, and micro_sam/torch_em training checkpoints.
+
+    Raises
+    ------
+    InvalidCheckpointError
+        If ``raw`` holds no state dict.
+    """
     if isinstance(raw, Mapping) and "model_state" in raw:
         raw = raw["model_state"]
     if not isinstance(raw, Mapping) or not raw:
@@ -275,7 +295,7 @@ def _sam_state_from(raw: object, path: Path) -> dict[str, torch.Tensor]:
 
 def _assemble(
     state: dict[str, torch.Tensor],
-    architecture: SamArchitecture | None,
+    architecture: Architecture | None,
     name: str,
     source: str,
     device: torch.device,
@@ -283,7 +303,7 @@ def _assemble(
     inferred = infer_architecture(state, name=name)
     architecture = architecture or inferred
     # The decoder's head count is invisible in tensor shapes, so only the file can say it.
-    if architecture != replace(inferred, decoder_num_heads=architecture.decoder_num_heads):
+    if not same_weight_shapes(architecture, inferred):
         raise InvalidCheckpointError(
             f"The weights in {source} do not match the architecture the file declares. The file is damaged."
         )

@@ -1,20 +1,33 @@
-"""SAM's input preprocessing: an image as the normalised, resized, padded tensor the encoder takes."""
+"""A model's input: an image as the tensor its encoder takes, and the sizes training needs.
+
+Each encoder family preprocesses in its own way (``EncoderFamily.model_input``); these functions
+find the family of the model they are given.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+from segment_anything.modeling import Sam
+from torch import nn
+
+from .registry import family_of, image_encoder_of
 
 
-def model_input(sam, image: np.ndarray) -> torch.Tensor:
-    """An image, greyscale (H, W) or RGB (H, W, 3), as SAM's normalised, resized, padded input tensor.
+def model_input(sam: nn.Module, image: np.ndarray) -> torch.Tensor:
+    """An image, greyscale (H, W) or RGB (H, W, 3), as the model's normalised, resized, padded input.
 
-    The same preprocessing as the annotator's embeddings (micro_sam's ``_to_image``, then what
+    For SAM's ViT the same preprocessing as the annotator's embeddings (micro_sam's, then what
     ``SamPredictor.set_image`` does), so training sees what annotating saw.
     """
-    from micro_sam.util import _to_image
-    from segment_anything.utils.transforms import ResizeLongestSide
+    return family_of(sam).model_input(sam, image)
 
-    rgb = ResizeLongestSide(sam.image_encoder.img_size).apply_image(_to_image(image))
-    tensor = torch.as_tensor(rgb, device=sam.device).permute(2, 0, 1)[None].float()
-    return sam.preprocess(tensor)
+
+def input_size(sam: nn.Module) -> int:
+    """Side length of the square input the model's encoder takes (1024 for SAM, 256 for the demo)."""
+    return family_of(sam).input_size(image_encoder_of(sam))
+
+
+def embedding_side(sam: Sam) -> int:
+    """Side length of the image embedding grid the mask decoder reads (64 for SAM)."""
+    return int(sam.prompt_encoder.image_embedding_size[0])

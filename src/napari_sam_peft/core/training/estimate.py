@@ -29,14 +29,16 @@ CPU for the demo model and SAM vit_b; GPU figures are conservative and not calib
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
 
-from ..peft import PeftSpec
-from ..sam.architecture import SamArchitecture
+from ..peft import PeftSpec, frozen_prefix_stages, parameter_count
+from ..peft.counting import attached_on_meta
+from ..sam.architecture import Architecture
+from ..sam.registry import family_for
+from ..sam.stages import encoder_stages
 
 _BYTES = 4  # float32
 
@@ -69,12 +71,15 @@ OPS_PER_TRAINABLE_TENSOR = 11  # AdamW's per-parameter update
 
 @dataclass(frozen=True)
 class TrainingEstimate:
+    """What a run will cost: parameters, the first stage that runs per step, memory and time."""
+
     trainable_params: int
     first_trained_stage: int  # encoder stages before it run once per image, not per step
     memory_bytes: int
     seconds_per_step: float
 
     def describe(self, steps: int) -> str:
+        """One line for the widget and the CLI: parameters, memory, time per step and in total."""
         total = self.seconds_per_step * steps
         return (
             f"{self.trainable_params:,} parameters train; about {self.memory_bytes / 1024**3:.1f} GiB, "
@@ -96,57 +101,46 @@ class _Counts:
     trainable_params: int
     trainable_tensors: int
     stage: int  # first trained encoder stage
-    block_trained: tuple[float, ...]  # per block: the trained share of its parameters (0..1)
-    block_adapted: tuple[bool, ...]  # per block: an adapter wraps some of its layers
-    neck_trained: float
+    stage_trained: tuple[float, ...]  # per encoder stage: the trained share of its parameters (0..1)
+    stage_adapted: tuple[bool, ...]  # per encoder stage: an adapter wraps some of its layers
     decoder_trained: float
 
 
-def first_trained_stage(spec: PeftSpec, architecture: SamArchitecture) -> int:
-    """The first encoder stage ``spec`` adapts (``depth + 2``: the encoder stays frozen)."""
+def first_trained_stage(spec: PeftSpec, architecture: Architecture) -> int:
+    """The first encoder stage ``spec`` adapts (the stage count, ``depth + 2`` for SAM's ViT: the
+    encoder stays frozen)."""
     return _meta_counts(spec, architecture).stage
 
 
-def _meta_counts(spec: PeftSpec, architecture: SamArchitecture) -> _Counts:
+def _meta_counts(spec: PeftSpec, architecture: Architecture) -> _Counts:
     """What ``spec`` trains on ``architecture``, counted on the meta device (no memory; cached)."""
     return _counts(spec.to_json(), architecture)
 
 
 @lru_cache(maxsize=64)
-def _counts(spec_json: str, architecture: SamArchitecture) -> _Counts:
-    from dataclasses import replace
-
-    from ..peft import attach
-    from ..sam.architecture import build_sam
-    from ..sam.stages import frozen_prefix_stages
-
-    spec = PeftSpec.from_json(spec_json)
-    sam = build_sam(architecture, device="meta")
-    base = {name for name, _ in sam.named_parameters()}
-    if spec.options.get("quantize"):  # counts like LoRA: quantisation changes storage only
-        spec = replace(spec, options={**spec.options, "quantize": False})
-    handle = attach(sam, spec)
-    trainable = handle.trainable_parameters()
+def _counts(spec_json: str, architecture: Architecture) -> _Counts:
+    handle = attached_on_meta(PeftSpec.from_json(spec_json), architecture)
+    sam = handle.sam
+    base = set(handle.requires_grad_before)  # the parameter names of the plain model
     named = list(sam.named_parameters())
 
-    def share(prefix: str) -> float:
-        inside = [(n, p) for n, p in named if n.startswith(prefix)]
-        total = sum(p.numel() for n, p in inside if n in base) or 1
-        return min(1.0, sum(p.numel() for _, p in inside if p.requires_grad) / total)
+    def inside(prefixes: tuple[str, ...]) -> list[tuple[str, torch.nn.Parameter]]:
+        return [(n, p) for n, p in named if any(n == q or n.startswith(q + ".") for q in prefixes)]
 
-    def adapted(prefix: str) -> bool:
-        return any(n.startswith(prefix) and n not in base for n, _ in named)
+    def share(prefixes: tuple[str, ...]) -> float:
+        params = inside(prefixes)
+        total = parameter_count(p for n, p in params if n in base) or 1
+        return min(1.0, parameter_count(p for _, p in params if p.requires_grad) / total)
 
-    blocks = [f"image_encoder.blocks.{i}." for i in range(architecture.depth)]
+    stages = encoder_stages(sam)
     return _Counts(
-        total_params=sum(p.numel() for p in sam.parameters()),
+        total_params=parameter_count(sam.parameters()),
         trainable_params=handle.num_trainable(),
-        trainable_tensors=len(trainable),
+        trainable_tensors=len(handle.trainable_names),
         stage=frozen_prefix_stages(sam),
-        block_trained=tuple(share(b) for b in blocks),
-        block_adapted=tuple(adapted(b) for b in blocks),
-        neck_trained=share("image_encoder.neck."),
-        decoder_trained=share("mask_decoder."),
+        stage_trained=tuple(share(s) for s in stages),
+        stage_adapted=tuple(any(n not in base for n, _ in inside(s)) for s in stages),
+        decoder_trained=share(("mask_decoder",)),
     )
 
 
@@ -170,7 +164,7 @@ def device_throughput(device: str | torch.device) -> float:
 
 def estimate_training(
     spec: PeftSpec,
-    architecture: SamArchitecture,
+    architecture: Architecture,
     device: str = "cpu",
     objects_per_image: int = 8,
     sub_iterations: int = 8,
@@ -179,33 +173,25 @@ def estimate_training(
     """Memory and seconds per step of training ``spec`` on ``architecture`` (see the module docstring).
 
     ``flops_per_second`` overrides :func:`device_throughput` (the per-operation overhead stays that
-    of ``device``'s kind).
+    of ``device``'s kind). The encoder's per-stage costs come from its encoder family.
     """
     a = architecture
     counts = _meta_counts(spec, a)
     stage = counts.stage
-    side = a.img_size // a.patch_size
-    tokens = side**2
-    d, dim = a.embed_dim, a.prompt_embed_dim
+    cost = family_for(a).encoder_cost(a)
+    tokens, dim = a.embedding_size**2, a.prompt_embed_dim
     passes = 2 + sub_iterations  # box start, point start, then one pass per correction
     encoder_flops, activations, ops = 0.0, 0.0, 0.0
-    for index in range(a.depth):
-        if index + 1 < stage:  # block i is stage i + 1; earlier stages run once per image
-            continue
-        if a.window_size and index not in a.global_attn_indexes:
-            padded = (math.ceil(side / a.window_size) * a.window_size) ** 2  # windows pad the grid
-            attended = a.window_size**2
-        else:
-            padded, attended = tokens, tokens
-        linear = 2 * (4 * padded + 2 * a.mlp_ratio * tokens) * d * d  # qkv + projection, MLP
-        attention = 4 * padded * attended * d  # q k^T and attention x v
-        # backward: input gradients (1x) plus weight gradients of the trained share; attention maps 2x
-        encoder_flops += linear * (2 + counts.block_trained[index]) + 3 * attention
-        activations += tokens * d * 16 + padded * attended * a.num_heads
-        ops += OPS_PER_ENCODER_BLOCK + (OPS_PER_ADAPTED_BLOCK if counts.block_adapted[index] else 0)
-    if stage <= a.depth + 1:
-        encoder_flops += 2 * tokens * (d * dim + dim * dim * 9) * (2 + counts.neck_trained)
-        ops += OPS_PER_NECK
+    for index in range(stage, len(cost.stages)):  # earlier stages run once per image
+        part, trained = cost.stages[index], counts.stage_trained[index]
+        if part.kind == "block":
+            # backward: input gradients (1x) plus weight gradients of the trained share; attention maps 2x
+            encoder_flops += part.flops * (2 + trained) + 3 * part.attention_flops
+            activations += part.activation_floats
+            ops += OPS_PER_ENCODER_BLOCK + (OPS_PER_ADAPTED_BLOCK if counts.stage_adapted[index] else 0)
+        elif part.kind == "neck":
+            encoder_flops += part.flops * (2 + trained)
+            ops += OPS_PER_NECK
     # Per object and pass: the two-way transformer's image-side projections (two layers and the final
     # attention: 10 N dim^2) and the two transposed convolutions of the upscaling (3 N dim^2).
     decoder_flops = 13 * tokens * dim * dim * objects_per_image * passes * (2 + counts.decoder_trained)
@@ -219,7 +205,6 @@ def estimate_training(
     decoder_activations = objects_per_image * passes * tokens * dim * 40
     total_params, trainable = counts.total_params, counts.trainable_params
     training = _BYTES * (total_params + 3 * trainable + activations + decoder_activations)
-    # Running the frozen stages once per image holds three attention-sized tensors of a global block.
-    prepare = _BYTES * (total_params + 3 * a.num_heads * tokens**2) if stage > 0 else 0
+    prepare = _BYTES * (total_params + cost.frozen_pass_floats) if stage > 0 else 0
     memory = max(training, prepare)
     return TrainingEstimate(trainable, stage, int(memory), seconds)

@@ -28,9 +28,8 @@ from torch import nn
 
 from ..annotation.stage_inputs import EmbeddingSource, StageInputs
 from ..errors import SamPeftError
-from ..peft import Adapter, PeftSpec, attach
+from ..peft import Adapter, PeftSpec, attach, frozen_prefix_stages
 from ..sam.loading import LoadedModel
-from ..sam.stages import frozen_prefix_stages
 from .distributed import any_rank, distributed_rank
 from .objective import Sample, objective, validation_score
 

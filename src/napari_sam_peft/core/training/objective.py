@@ -17,20 +17,18 @@ import torch
 import torch.nn.functional as F
 
 from ..annotation.stage_inputs import StageInputs
-from ..sam.preprocessing import model_input
+from ..sam.preprocessing import embedding_side, input_size, model_input
 
 Sample = tuple[np.ndarray, np.ndarray]  # image, instance labels
 
 
 def _scale(sam, image_shape) -> float:
-    return sam.image_encoder.img_size / max(image_shape[:2])
+    return input_size(sam) / max(image_shape[:2])
 
 
 def low_res_stride(sam) -> int:
     """Input pixels per pixel of the mask decoder's output (4 for SAM: 1024 -> 256; 2 for the demo)."""
-    encoder = sam.image_encoder
-    embedding_side = encoder.img_size // encoder.patch_embed.proj.kernel_size[0]
-    return encoder.img_size // (4 * embedding_side)
+    return input_size(sam) // (4 * embedding_side(sam))
 
 
 def object_prompts(labels: np.ndarray, rng: np.random.Generator, n: int, scale: float, device, stride: int = 1):
@@ -77,7 +75,7 @@ def decode(sam, embeddings, size, boxes=None, points=None, labels=None, multimas
         multimask_output=multimask,
     )
     if full_resolution:
-        full = sam.image_encoder.img_size
+        full = input_size(sam)
         logits = F.interpolate(logits, size=(full, full), mode="bilinear", align_corners=False)
     return logits[..., : size[0], : size[1]], iou
 

@@ -1,0 +1,109 @@
+"""The registry rows: which encoder families exist, which architectures have names, and which
+micro_sam models napari-sam-peft can load.
+
+Adding an encoder family (docs/add_encoder_family.md) adds its module and a row to each table
+here; nothing else in the package names a family.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from torch import nn
+
+from ..errors import ModelNotAvailableError, SamPeftError
+from .encoder_family import Architecture, EncoderFamily
+from .vit import DEMO, TINY, VIT, VIT_B, VIT_H, VIT_L
+
+#: Every encoder family, by the name architectures record.
+FAMILIES: dict[str, EncoderFamily] = {VIT.name: VIT}
+#: The family of an architecture record without a ``family`` field (every file written before
+#: families existed) and the one whose message explains a state dict no family recognises.
+DEFAULT_FAMILY = VIT.name
+#: Architectures by name: micro_sam's sizes and the small models of this package.
+NAMED_ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (VIT_B, VIT_L, VIT_H, DEMO, TINY)}
+#: micro_sam registry names by their first five letters (``vit_b_lm`` -> ``vit_b``) -> the
+#: architecture built for them; micro_sam models of any other prefix are not offered.
+MICRO_SAM_ARCHITECTURES: dict[str, Architecture] = {"vit_b": VIT_B, "vit_l": VIT_L, "vit_h": VIT_H}
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    """A model whose weights ship inside an installed Python package, so it loads offline."""
+
+    package: str
+    #: the weights file inside the package
+    file: str
+    #: what to do when the package or the file is missing
+    install: str
+
+    def path(self) -> Path:
+        """Where the weights file is.
+
+        Raises
+        ------
+        ModelNotAvailableError
+            When the package is not installed.
+        """
+        try:
+            root = resources.files(self.package)
+        except ModuleNotFoundError:
+            raise ModelNotAvailableError(f"The package {self.package} is not installed. {self.install}") from None
+        return Path(str(root / self.file))
+
+
+#: Models by name whose weights come with an installed package (``load_model("demo")``).
+BUNDLED_MODELS: dict[str, BundledModel] = {
+    "demo": BundledModel("napari_sam_peft", "data/demo_sam.safetensors", "Reinstall napari-sam-peft."),
+}
+
+
+class UnknownFamilyError(SamPeftError):
+    """A model or file whose image encoder is of a family this version does not know."""
+
+
+def family_named(name: str) -> EncoderFamily:
+    """The family called ``name``.
+
+    Raises
+    ------
+    UnknownFamilyError
+        For a name no registered family has (a file from a newer version).
+    """
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise UnknownFamilyError(
+            f"Unknown image-encoder family {name!r}: this version of napari-sam-peft knows "
+            f"{', '.join(FAMILIES)}. A file that names it was written by a newer version: update napari-sam-peft."
+        ) from None
+
+
+def family_for(architecture: Architecture) -> EncoderFamily:
+    """The family an architecture belongs to."""
+    return family_named(architecture.family)
+
+
+def image_encoder_of(model: nn.Module) -> nn.Module:
+    """The image encoder of a SAM model (an encoder is its own)."""
+    return getattr(model, "image_encoder", model)
+
+
+def family_of(model: nn.Module) -> EncoderFamily:
+    """The family of a live SAM model (or of its image encoder).
+
+    Raises
+    ------
+    UnknownFamilyError
+        If no registered family owns the model's image encoder.
+    """
+    encoder = image_encoder_of(model)
+    for family in FAMILIES.values():
+        if family.owns(encoder):
+            return family
+    raise UnknownFamilyError(
+        f"This model's image encoder ({type(encoder).__name__}) is of no family napari-sam-peft "
+        f"supports ({', '.join(FAMILIES)}). Load a SAM model with one of those encoders."
+    )
