@@ -95,7 +95,9 @@ def test_painted_corrections_are_recorded(segment_widget, qtbot, tmp_path):
     committed.paint((5, 5), 1, refresh=True)  # brush: object 1 grows by a disc far from it
     committed.fill(tuple(int(v) for v in np.argwhere(committed.data == 2)[0]), 0)  # fill with 0: erase object 2
     committed.paint((200, 200), 7)  # a new object painted by hand
-    qtbot.waitUntil(lambda: store.info()["objects"] == 2 and not segment._paint_timer.isActive(), timeout=5000)
+    qtbot.waitUntil(
+        lambda: store.info()["objects"] == 2 and not segment.commits_panel.corrections_pending, timeout=5000
+    )
 
     (image,) = store.snapshot().images
     by_source = {o.source: o for o in image.objects}

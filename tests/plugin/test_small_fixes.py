@@ -69,7 +69,7 @@ def test_committed_masks_carry_no_stray_specks(segment_widget, monkeypatch):
         mask[2, 2] = mask[250, 3] = mask[5, 250] = True  # three specks far from the object
         return [mask]
 
-    monkeypatch.setattr("napari_sam_peft.session.segment_objects", specky)
+    monkeypatch.setattr("napari_sam_peft.session.live_model.segment_objects", specky)
     place_points(widget, [_centre(1)], ["positive"])
     press(viewer, "s")
     press(viewer, "c")

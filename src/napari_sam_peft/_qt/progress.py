@@ -2,12 +2,12 @@
 
 Qt objects must be touched from the main thread only. A :class:`ProgressRelay` is made on
 the main thread; its ``report(done, total)`` may be called from any thread and is relayed
-to the napari progress bar through a queued Qt signal.
+to the napari progress bar through a queued Qt signal. It is the widgets' end of the one
+progress path: the session and core take ``progress(done, total)`` callbacks, and micro_sam's
+own callbacks are adapted to that in :mod:`napari_sam_peft.core.annotation.progress`.
 """
 
 from __future__ import annotations
-
-import weakref
 
 from napari.utils import progress
 from qtpy.QtCore import QObject, Signal
@@ -17,15 +17,14 @@ class ProgressRelay(QObject):
     """Owns one napari progress bar; ``report`` is thread-safe."""
 
     _reported = Signal(int, int)
-    _open: weakref.WeakSet[ProgressRelay] = weakref.WeakSet()
 
     def __init__(self, description: str) -> None:
         super().__init__()
-        self.bar = progress(total=0, desc=description)  # total 0: indeterminate until told
+        self.bar: progress | None = progress(total=0, desc=description)  # total 0: indeterminate until told
         self._reported.connect(self._update)
-        ProgressRelay._open.add(self)
 
     def report(self, done: int, total: int) -> None:
+        """Show ``done`` of ``total`` steps (from any thread)."""
         self._reported.emit(int(done), int(total))
 
     def _update(self, done: int, total: int) -> None:
@@ -37,13 +36,7 @@ class ProgressRelay(QObject):
         self.bar.refresh()
 
     def close(self) -> None:
+        """Close the bar; later reports are ignored."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        ProgressRelay._open.discard(self)
-
-    @classmethod
-    def close_all(cls) -> None:
-        """Close every open bar (after a worker failed)."""
-        for relay in list(cls._open):
-            relay.close()

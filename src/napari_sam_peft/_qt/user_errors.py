@@ -42,6 +42,15 @@ def notify_error(error: BaseException, context: str = "") -> None:
     show_error(f"{context}{message}")
 
 
+def notify_worker_error(error: BaseException) -> None:
+    """Show an error raised on a worker thread: a user's error by its message, anything else as unexpected."""
+    if isinstance(error, SamPeftError):
+        notify_error(error)
+        return
+    message = str(error).strip() or "no message"
+    show_error(f"Unexpected error: {type(error).__name__}: {message}")
+
+
 @contextmanager
 def user_errors(context: str = "", catch: tuple[type[BaseException], ...] = USER_ERRORS) -> Iterator[Outcome]:
     """Run a block; an error of the ``catch`` types becomes a notification and ``outcome.failed``."""

@@ -5,15 +5,33 @@ Pure numpy, so the annotator's commit/undo behaviour is tested without a viewer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
+from .prompting import ObjectPrompts
+
+PROMPTED = "prompts"  # source of an object segmented from the user's prompts
+AUTOMATIC = "automatic"  # source of an automatic proposal committed as it was
+AUTOMATIC_EDITED = "automatic-edited"  # source of an automatic proposal the user changed first
+
 
 @dataclass
 class Commit:
-    """One commit, enough to undo it."""
+    """One commit, enough to undo it.
+
+    Attributes
+    ----------
+    object_ids
+        The label ids the commit gave its objects.
+    indices
+        The pixels it wrote (``np.nonzero`` of the committed objects).
+    previous
+        What those pixels held before.
+    """
 
     object_ids: list[int]
     indices: tuple[np.ndarray, ...]
@@ -27,11 +45,23 @@ class CommitHistory:
     commits: list[Commit] = field(default_factory=list)
 
     def commit(self, labels: np.ndarray, source: np.ndarray) -> list[int]:
-        """Write each object of ``source`` into ``labels`` (in place) under a new id; returns the ids.
+        """Write each object of ``source`` into ``labels`` (in place) under a new id.
 
         New objects are drawn over what was there; undo puts it back.
+
+        Parameters
+        ----------
+        labels
+            The committed instance labels (H, W), changed in place.
+        source
+            Objects to commit as labels (H, W): each non-zero id is one object.
+
+        Returns
+        -------
+        list[int]
+            The new ids, in the order of the objects' ids in ``source``.
         """
-        ids = [int(i) for i in np.unique(source) if i != 0]
+        ids = object_ids(source)
         next_id = int(labels.max()) + 1 if labels.size else 1
         indices = np.nonzero(source != 0)
         previous = labels[indices].copy()
@@ -42,7 +72,13 @@ class CommitHistory:
         return new_ids
 
     def undo(self, labels: np.ndarray) -> Commit | None:
-        """Take the last commit back out of ``labels`` (in place); None if there is none."""
+        """Take the last commit back out of ``labels`` (in place).
+
+        Returns
+        -------
+        Commit or None
+            The commit taken back; None if there is none.
+        """
         if not self.commits:
             return None
         last = self.commits.pop()
@@ -58,8 +94,13 @@ class ImageAnnotations:
     history: CommitHistory = field(default_factory=CommitHistory)
 
 
-def prompt_record(prompts) -> dict:
-    """An :class:`~napari_sam_peft.core.annotation.prompting.ObjectPrompts` as the store records it (JSON)."""
+def object_ids(labels: np.ndarray) -> list[int]:
+    """The non-zero label ids of ``labels``, ascending."""
+    return [int(i) for i in np.unique(labels) if i != 0]
+
+
+def prompt_record(prompts: ObjectPrompts) -> dict[str, Any]:
+    """An object's prompts as the store records them (JSON: points, point labels, box)."""
     return {
         "points": prompts.points.tolist(),
         "labels": prompts.labels.tolist(),
@@ -67,11 +108,59 @@ def prompt_record(prompts) -> dict:
     }
 
 
+def commit_prompts(
+    old_ids: Sequence[int], new_ids: Sequence[int], prompts: Sequence[ObjectPrompts]
+) -> dict[int, dict[str, Any]]:
+    """Each committed object's prompts, by its new id.
+
+    Object ``i`` of a segmentation was made by ``prompts[i - 1]``; objects without prompts
+    (more objects than prompts) get none.
+    """
+    return {
+        new: prompt_record(prompts[old - 1])
+        for old, new in zip(old_ids, new_ids, strict=True)
+        if old - 1 < len(prompts)
+    }
+
+
+def automatic_sources(objects: np.ndarray, proposal: np.ndarray | None) -> list[str]:
+    """``"automatic"`` for each object of ``objects`` left as the model proposed it, else ``"automatic-edited"``.
+
+    Parameters
+    ----------
+    objects
+        The automatic segmentation as the user left it (labels, H x W).
+    proposal
+        What the model proposed (None: unknown, so every object counts as edited).
+
+    Returns
+    -------
+    list[str]
+        One source per object id of ``objects``, ascending.
+    """
+    return [
+        AUTOMATIC if proposal is not None and np.array_equal(objects == obj, proposal == obj) else AUTOMATIC_EDITED
+        for obj in object_ids(objects)
+    ]
+
+
 def keep_object_components(mask: np.ndarray, points: np.ndarray, point_labels: np.ndarray) -> np.ndarray:
     """A mask without stray specks: its largest connected part plus any part under a positive point.
 
     SAM's masks often carry a few disconnected pixels away from the object; committing them
     would teach the adapter noise.
+
+    Parameters
+    ----------
+    mask
+        One object's mask (H, W).
+    points, point_labels
+        The object's prompt points (row, col) and their labels (1 positive, 0 negative).
+
+    Returns
+    -------
+    np.ndarray
+        The boolean mask that is kept.
     """
     mask = np.asarray(mask, dtype=bool)
     components, count = ndimage.label(mask)

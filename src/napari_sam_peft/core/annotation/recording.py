@@ -28,6 +28,8 @@ PAINTED = "painted"  # source of an object the user painted without prompts
 
 @dataclass(frozen=True)
 class RecordedObject:
+    """One label id as last written to the store: its object there, mask digest, source and prompts."""
+
     object_id: str
     digest: str  # of the mask as last recorded (bbox + pixels)
     source: str
@@ -44,13 +46,25 @@ class SyncResult:
 
     @property
     def wrote(self) -> bool:
+        """Whether the store changed."""
         return bool(self.added or self.changed or self.removed)
 
 
-def label_masks(labels: np.ndarray) -> dict[int, tuple[tuple[slice, slice], np.ndarray]]:
-    """Each label id's bounding box and cropped mask, in one pass over the image."""
+def label_masks(labels: np.ndarray) -> dict[int, tuple[tuple[slice, ...], np.ndarray]]:
+    """Each label id's bounding box and cropped mask, in one pass over the image.
+
+    Parameters
+    ----------
+    labels
+        An instance label image (H, W); 0 is background.
+
+    Returns
+    -------
+    dict
+        ``{label id: (bounding box as slices, boolean mask inside it)}``.
+    """
     labels = np.asarray(labels)
-    found = {}
+    found: dict[int, tuple[tuple[slice, ...], np.ndarray]] = {}
     if not labels.any():
         return found
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
@@ -59,7 +73,7 @@ def label_masks(labels: np.ndarray) -> dict[int, tuple[tuple[slice, slice], np.n
     return found
 
 
-def _digest(box: tuple[slice, slice], crop: np.ndarray) -> str:
+def _digest(box: tuple[slice, ...], crop: np.ndarray) -> str:
     head = f"{box[0].start},{box[0].stop},{box[1].start},{box[1].stop}|".encode()
     return hashlib.sha256(head + np.packbits(crop).tobytes()).hexdigest()[:24]
 
@@ -72,11 +86,17 @@ class LabelRecorder:
         self._recorded: dict[str, dict[int, RecordedObject]] = {}  # image id -> label id -> object
 
     def recorded_ids(self, image: np.ndarray) -> set[int]:
-        """Label ids of ``image`` that are in the store now."""
+        """Label ids of ``image`` that this recorder wrote to (or read back from) the store."""
         return set(self._recorded.get(image_id_for(image), {}))
 
     def restore(self, image: np.ndarray) -> np.ndarray | None:
-        """The stored objects of ``image`` as labels 1..n (None if the store does not hold it)."""
+        """The stored objects of ``image`` as labels 1..n, remembered as recorded.
+
+        Returns
+        -------
+        np.ndarray or None
+            The labels (H, W); None if the store holds no objects of ``image``.
+        """
         image_id = image_id_for(image)
         stored = next((i for i in self.store.snapshot().images if i.image_id == image_id), None)
         if stored is None or not stored.objects:
@@ -100,8 +120,22 @@ class LabelRecorder:
     ) -> SyncResult:
         """Record the objects of ``labels`` on ``image``: add new ids, replace changed ones, drop gone ones.
 
-        ``prompts`` and ``sources`` describe the ids just committed; an id without a source
-        was painted by hand.
+        Parameters
+        ----------
+        image
+            The image the labels belong to (its pixels identify it in the store).
+        labels
+            Its committed instance labels (H, W), as the user sees them.
+        name
+            The image's name in the store.
+        prompts, sources
+            The prompts and source of the ids just committed; an id without a source was
+            painted by hand (or, if it was recorded before, corrected).
+
+        Returns
+        -------
+        SyncResult
+            The label ids added, replaced and removed.
         """
         prompts, sources = prompts or {}, sources or {}
         image_id = image_id_for(image)

@@ -1,29 +1,27 @@
-"""The Segment widget's model and adapter controls: choose, load, attach, detach, and say which is live."""
+"""The Segment widget's model panel: choose, load, attach, detach, and say which model is live."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
-from napari.qt.threading import thread_worker
-from napari.utils.notifications import show_error
 
+from napari_sam_peft._qt.background import BackgroundJobs
 from napari_sam_peft._qt.dock_layout import on_click, show_text, wrapping
+from napari_sam_peft._qt.user_errors import user_errors
 from napari_sam_peft.core.errors import SamPeftError
 from napari_sam_peft.core.sam.devices import DEVICE_CHOICES
 from napari_sam_peft.core.sam.loading import DEMO_MODEL_NAME, load_model, registry_model_names
 from napari_sam_peft.session import AnnotatorSession
 
-RunInBackground = Callable[..., None]  # (worker, on_return) -> None
 
-
-class ModelControls:
+class ModelPanel:
     """Widgets to load a base model (on a worker thread) and attach or detach an adapter."""
 
-    def __init__(self, session: AnnotatorSession, run_in_background: RunInBackground) -> None:
+    def __init__(self, session: AnnotatorSession, jobs: BackgroundJobs) -> None:
         self.session = session
-        self._run = run_in_background
+        self.jobs = jobs
         self.model_choice = ComboBox(
             label="model", choices=[DEMO_MODEL_NAME, *registry_model_names()], value=DEMO_MODEL_NAME
         )
@@ -42,9 +40,12 @@ class ModelControls:
         on_click(self.load_button, self.load_model)
         on_click(self.attach_button, lambda: self.attach_adapter(self.adapter_file.value))
         on_click(self.detach_button, lambda: self.attach_adapter(None))
+        session.model_changed.connect(self.update_status)
+        session.adapter_changed.connect(self.update_status)
 
     @property
-    def widgets(self) -> list:
+    def widgets(self) -> list[Any]:
+        """The panel's widgets, top to bottom."""
         return [
             self.model_choice,
             self.model_file,
@@ -61,17 +62,14 @@ class ModelControls:
         name = str(file) if file and Path(file).is_file() else self.model_choice.value
         device = self.device_choice.value
         self.status.value = f"Loading {name}..."
+        # The session (and its signals) change on the main thread only: set_model runs on return.
+        self.jobs.run(
+            f"Loading model {name}", lambda _report: load_model(name, device=device), self.session.set_model
+        )
 
-        @thread_worker(progress={"desc": f"Loading model {name}"})
-        def work():
-            return load_model(name, device=device)
-
-        # The session (and its signals) change on the main thread only.
-        self._run(work(), on_return=self.session.set_model)
-
-    def attach_adapter(self, path) -> None:
+    def attach_adapter(self, path: Path | str | None) -> None:
         """Attach the adapter file at ``path`` (None: back to the base model); errors are notifications."""
-        try:
+        with user_errors():
             if path is not None:
                 if not path or str(path) in ("", ".") or Path(path).is_dir():
                     raise SamPeftError("Choose an adapter file (.safetensors) first.")
@@ -80,10 +78,9 @@ class ModelControls:
                         f"The adapter file {path} does not exist: choose an existing .safetensors file."
                     )
             self.session.set_adapter(path)
-        except SamPeftError as err:
-            show_error(str(err))
 
-    def update_status(self) -> None:
+    def update_status(self, *_: object) -> None:
+        """Say which model and adapter segment now."""
         model = self.session.model
         if model is None:
             self.status.value = "No model loaded."
@@ -91,3 +88,8 @@ class ModelControls:
         adapter = self.session.adapter
         active = "base model" if adapter is None else f"adapter {adapter.spec.describe()} [{adapter.identity[:8]}]"
         show_text(self.status, f"{model.identity.name} on {model.device.type}, {active}")
+
+    def disconnect(self) -> None:
+        """Stop observing the session (the widget is closing)."""
+        self.session.model_changed.disconnect(self.update_status)
+        self.session.adapter_changed.disconnect(self.update_status)

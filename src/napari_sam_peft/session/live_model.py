@@ -1,13 +1,9 @@
-"""The state the plugin's widgets share for one viewer, with events, and no Qt.
+"""The model a session segments with: base model, active adapter, predictor and embeddings.
 
-One :class:`AnnotatorSession` per viewer holds the base model, the active adapter, the
-predictor and the embedding cache. Widgets observe its signals and never reach into each
-other; adapters written by the training worker are attached in place (the Finetune
-widget does it), so the Segment widget's next prompt uses them without reloading the base
-model, and the current image is re-embedded from its kept block-k input.
-
-Methods that run models take a lock, so an adapter switch cannot happen half-way through
-an embedding computed on a worker thread.
+Adapters written by the training worker are attached in place, so the next prompt uses
+them without reloading the base model, and the current image is re-embedded from its kept
+block-k input. Methods that run models take a lock, so an adapter switch cannot happen
+half-way through an embedding computed on a worker thread.
 """
 
 from __future__ import annotations
@@ -17,6 +13,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from psygnal import Signal
@@ -31,36 +28,26 @@ from napari_sam_peft.core.annotation.embeddings import (
     tiling_for,
 )
 from napari_sam_peft.core.annotation.images import check_image, image_content_hash
+from napari_sam_peft.core.annotation.progress import ProgressCallback
 from napari_sam_peft.core.annotation.prompting import ObjectPrompts, segment_objects
-from napari_sam_peft.core.annotation.recording import LabelRecorder, SyncResult
-from napari_sam_peft.core.data.store import DEFAULT_STORE_NAME, STORE_SUFFIX, AnnotationStore
-from napari_sam_peft.core.errors import SamPeftError
-from napari_sam_peft.core.peft import Adapter, AttachedPeft
+from napari_sam_peft.core.peft import Adapter, AttachedPeft, frozen_prefix_stages
 from napari_sam_peft.core.sam.loading import LoadedModel, load_model
-from napari_sam_peft.core.sam.stages import StageInputCapture, frozen_prefix_stages, run_stages
+from napari_sam_peft.core.sam.stages import StageInputCapture, run_stages, stage_count
 
-ProgressCallback = Callable[[int, int], None]
+from .errors import NoModelError, SessionBusyError
+from .events import AdapterChange
 
 STAGE_INPUTS_KEPT = 8  # block-k inputs kept in memory (about 13 MB each for vit_b)
 
-
-class NoModelError(SamPeftError):
-    """An action that needs a model before one is loaded."""
-
-
-class SessionBusyError(SamPeftError):
-    """The model is busy with long work on a worker thread."""
+StageInputKey = tuple[str, str, int]  # image hash, model key, stage
+KeptStageInput = tuple[Any, tuple[int, int], tuple[int, int]]  # block-k input, input size, original size
 
 
-class AnnotatorSession:
-    """Base model, active adapter, predictor and embedding cache for one viewer."""
+class LiveModel:
+    """Base model, active adapter, predictor and embedding cache, with a signal for each change."""
 
     model_changed = Signal(object)  # LoadedModel
-    adapter_changed = Signal(object)  # Adapter | None
-    store_changed = Signal(object)  # AnnotationStore | None: the store training data goes to
-    store_updated = Signal(object)  # AnnotationStore: its content changed (commit, paint, import, split)
-    #: asks the annotator to record corrections still waiting (e.g. before a training run reads the store)
-    flush_requested = Signal()
+    adapter_changed = Signal(AdapterChange)
 
     def __init__(self, cache: EmbeddingCache | None = None) -> None:
         self._cache = cache
@@ -68,87 +55,19 @@ class AnnotatorSession:
         self.adapter: Adapter | None = None
         self.adapter_path: Path | None = None
         self._handle: AttachedPeft | None = None
-        self.predictor = None
-        #: name of the image layer the Segment widget shows (committed_objects belongs to it)
-        self.current_image: str | None = None
+        self.predictor: Any = None
         self.lock = threading.RLock()
         #: encoder stage whose input to keep while embedding with the base model (the Finetune
         #: widget sets it to the first stage its run adapts, so the first reload is fast too)
         self.stage_hint: int | None = None
-        self._stage_inputs: OrderedDict[tuple[str, str, int], tuple] = OrderedDict()
+        self._stage_inputs: OrderedDict[StageInputKey, KeptStageInput] = OrderedDict()
         self.reembedded_from_stage = 0  # embeddings computed from a kept block-k input
         self._frozen_stages = 0  # see frozen_stages; set whenever the model or adapter changes
-        self.store: AnnotationStore | None = None  # where committed objects go; training reads it
-        #: where a store is created on the first commit when none is open (the Segment widget sets it)
-        self.default_store_path: Path | None = None
-        self._recorder: LabelRecorder | None = None
+        self._stage_count = 0  # the model's encoder stages; a stage index equal to it means "past the last"
 
-    # ---------------------------------------------------------------- store
-    def set_store(self, store: AnnotationStore | None) -> None:
-        """Record committed objects in ``store`` from now on (None: stop recording)."""
-        self.store = store
-        self._recorder = LabelRecorder(store) if store is not None else None
-        self.store_changed.emit(store)
-
-    def open_store(self, path: str | os.PathLike[str], create: bool = True) -> AnnotationStore | None:
-        """Open (or create) the store at ``path`` and record into it; None if it is absent and not created."""
-        path = Path(path)
-        if not path.name.endswith(STORE_SUFFIX):
-            path = path / DEFAULT_STORE_NAME
-        if path.exists():
-            store = AnnotationStore(path)
-        elif create:
-            store = AnnotationStore.create(path)
-        else:
-            return None
-        self.set_store(store)
-        return store
-
-    def require_store(self) -> AnnotationStore:
-        """The open store, or the default one (created if needed) when none is open."""
-        if self.store is None:
-            if self.default_store_path is None:
-                raise SamPeftError("No annotation store is open: open one in the Dataset widget.")
-            self.open_store(self.default_store_path)
-        assert self.store is not None
-        return self.store
-
-    def record(
-        self,
-        image: np.ndarray,
-        labels: np.ndarray,
-        name: str = "",
-        prompts: dict[int, dict] | None = None,
-        sources: dict[int, str] | None = None,
-    ) -> SyncResult:
-        """Make the store hold ``labels`` as the committed objects of ``image`` (see :class:`LabelRecorder`)."""
-        self.require_store()
-        assert self._recorder is not None
-        result = self._recorder.sync(image, labels, name=name, prompts=prompts, sources=sources)
-        if result.wrote:
-            self.store_updated.emit(self.store)
-        return result
-
-    def store_description(self) -> tuple[str, str]:
-        """Where committed objects go, in words, and the store's full path (for a tooltip)."""
-        if self.store is None:
-            path = self.default_store_path
-            where = f" to {path}" if path is not None else ""
-            return f"Commits are recorded as training data{where}.", str(path or "")
-        info = self.store.info()
-        return f"Training data: {info['objects']} objects on {info['images']} images in {self.store.path}", str(
-            self.store.path
-        )
-
-    def restore_labels(self, image: np.ndarray) -> np.ndarray | None:
-        """The committed objects the store holds for ``image`` (after a restart), or None."""
-        if self.store is None and self.default_store_path is not None:
-            self.open_store(self.default_store_path, create=False)
-        return self._recorder.restore(image) if self._recorder is not None else None
-
-    # ------------------------------------------------------------------ model
     @property
     def cache(self) -> EmbeddingCache:
+        """The embedding cache (the default folder unless one was given)."""
         if self._cache is None:
             self._cache = EmbeddingCache()
         return self._cache
@@ -159,12 +78,28 @@ class AnnotatorSession:
         device: str | None = None,
         progress: Callable[[str], None] | None = None,
     ) -> LoadedModel:
-        """Load a base model (registry name, file or 'demo') and make it the session's model."""
+        """Load a base model (registry name, file or 'demo') and make it the session's model.
+
+        Parameters
+        ----------
+        model
+            A registry name, a checkpoint file or ``"demo"``.
+        device
+            ``"cpu"``, ``"cuda"``, ``"mps"`` or None (the best available).
+        progress
+            Called with a line of text as loading goes on.
+
+        Returns
+        -------
+        LoadedModel
+            The model, now the session's.
+        """
         loaded = load_model(model, device=device, progress=progress)
         self.set_model(loaded)
         return loaded
 
     def set_model(self, loaded: LoadedModel) -> None:
+        """Make ``loaded`` the session's model, without an adapter; emits ``model_changed``."""
         from segment_anything import SamPredictor
 
         with self.lock:
@@ -177,15 +112,22 @@ class AnnotatorSession:
         self.model_changed.emit(loaded)  # implies "no adapter": a new model starts without one
 
     def require_model(self) -> LoadedModel:
+        """The session's model.
+
+        Raises
+        ------
+        NoModelError
+            No model is loaded yet.
+        """
         if self.model is None:
             raise NoModelError(
                 "No model is loaded yet: pick a model in the Segment widget and press 'Load model'."
             )
         return self.model
 
-    # ---------------------------------------------------------------- adapter
     @property
     def adapter_key(self) -> str:
+        """The attached adapter's identity, or the base model's key without one."""
         return self.adapter.identity if self.adapter is not None else BASE_ADAPTER_KEY
 
     @property
@@ -197,8 +139,8 @@ class AnnotatorSession:
     @property
     def embedding_adapter_key(self) -> str:
         """The adapter part of embedding keys: an adapter that leaves the encoder alone keeps the base's."""
-        model = self.require_model()
-        if self._handle is None or self.frozen_stages == model.architecture.depth + 2:
+        self.require_model()
+        if self._handle is None or self.frozen_stages == self._stage_count:
             return BASE_ADAPTER_KEY
         return self.adapter_key
 
@@ -213,7 +155,12 @@ class AnnotatorSession:
 
         A bad or mismatched adapter raises and leaves the current one attached. With
         ``wait=False`` a model busy on a worker thread raises :class:`SessionBusyError` at
-        once instead of blocking (the GUI thread retries later).
+        once instead of blocking (the GUI thread retries later). Emits ``adapter_changed``.
+
+        Returns
+        -------
+        Adapter or None
+            The adapter now attached.
         """
         model = self.require_model()
         path = Path(path) if path is not None else None
@@ -240,7 +187,7 @@ class AnnotatorSession:
             self._tag_predictor()
         finally:
             self.lock.release()
-        self.adapter_changed.emit(adapter)
+        self.adapter_changed.emit(AdapterChange(adapter, path))
         return adapter
 
     def _detach(self) -> None:
@@ -254,16 +201,18 @@ class AnnotatorSession:
         """micro_sam's embedding signature includes the predictor's hash: make it model + adapter."""
         if self.predictor is not None and self.model is not None:
             # derived once per model/adapter change, not on every embedding lookup
-            depth = self.model.architecture.depth
-            self._frozen_stages = depth + 2 if self._handle is None else frozen_prefix_stages(self.model.sam)
+            self._stage_count = stage_count(self.model.sam)
+            self._frozen_stages = (
+                self._stage_count if self._handle is None else frozen_prefix_stages(self.model.sam)
+            )
             tag_predictor(self.predictor, self.model, self.embedding_adapter_key)
 
-    # ------------------------------------------------------------- embeddings
     def tiling_for(self, image: np.ndarray) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
         """Tile images larger than twice the model's input size; each tile+halo is one model input."""
         return tiling_for(image.shape, self.require_model().architecture.img_size)
 
     def embedding_key(self, image: np.ndarray) -> EmbeddingKey:
+        """What ``image``'s embeddings depend on with the current model and adapter."""
         model = self.require_model()
         tile, halo = self.tiling_for(image)
         return EmbeddingKey(
@@ -282,15 +231,20 @@ class AnnotatorSession:
         ``image`` is greyscale (H, W) or RGB (H, W, 3); ``rgb`` is napari's ``layer.rgb`` (None: a
         last axis of 3 is colour). After an adapter reload, an image whose block-k input is kept is
         re-embedded by running only the encoder stages the adapter changed.
+
+        Returns
+        -------
+        tuple
+            The embeddings' key and micro_sam's embeddings dict.
         """
         image = check_image(image, rgb)
         with self.lock:
             key = self.embedding_key(image)
-            depth = self.require_model().architecture.depth
             stage = self.frozen_stages if self._handle is not None else self.stage_hint
-            reusable = key.tile_shape is None and stage is not None and 0 < stage < depth + 2
+            reusable = key.tile_shape is None and stage is not None and 0 < stage < self._stage_count
             if key in self.cache or not reusable:
                 return key, self.cache.get_or_compute(self.predictor, image, key, progress=progress)
+            assert stage is not None
             kept = self._stage_inputs.get((key.image_hash, key.model_key, stage))
             if kept is not None:
                 self._embed_from_stage(image, key, stage, kept, progress)
@@ -319,24 +273,31 @@ class AnnotatorSession:
         model = self.require_model()
         if tiling_for(image.shape, model.architecture.img_size)[0] is not None:
             return
-        if not 0 < stage < model.architecture.depth + 2:
+        if not 0 < stage < self._stage_count:
             return
         key = (image_content_hash(image), model_key(model), stage)
         if key in self._stage_inputs:
             return
         with self.lock, torch.no_grad():
             stage_input = run_stages(model.sam.image_encoder, model_input(model.sam, image), 0, stage).cpu()
-        original = tuple(int(n) for n in image.shape[:2])
+        original = (int(image.shape[0]), int(image.shape[1]))
         input_size = ResizeLongestSide.get_preprocess_shape(*original, model.architecture.img_size)
         self._keep_stage_input(key, (stage_input, input_size, original))
 
-    def _keep_stage_input(self, key: tuple[str, str, int], value: tuple) -> None:
+    def _keep_stage_input(self, key: StageInputKey, value: KeptStageInput) -> None:
         self._stage_inputs[key] = value
         self._stage_inputs.move_to_end(key)
         while len(self._stage_inputs) > STAGE_INPUTS_KEPT:
             self._stage_inputs.popitem(last=False)
 
-    def _embed_from_stage(self, image, key: EmbeddingKey, stage: int, kept: tuple, progress) -> None:
+    def _embed_from_stage(
+        self,
+        image: np.ndarray,
+        key: EmbeddingKey,
+        stage: int,
+        kept: KeptStageInput,
+        progress: ProgressCallback | None,
+    ) -> None:
         import torch
 
         stage_input, input_size, original_size = kept
@@ -351,11 +312,15 @@ class AnnotatorSession:
         if progress:
             progress(1, 1)
 
-    # ---------------------------------------------------------- segmentation
     def segment(self, embeddings: dict, objects: list[ObjectPrompts]) -> list[np.ndarray]:
         """Masks for prompts, without stray specks.
 
         Called on the GUI thread, so it never waits long for the model.
+
+        Raises
+        ------
+        SessionBusyError
+            The model is busy on a worker thread.
         """
         if not self.lock.acquire(timeout=0.2):
             raise SessionBusyError(

@@ -1,0 +1,91 @@
+"""The Segment widget's automatic panel: pre-annotate the image, let the user fix it, commit what is left."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import napari
+import numpy as np
+from magicgui.widgets import Container, PushButton
+from napari.utils.notifications import show_info
+
+from napari_sam_peft._qt import prompt_layers
+from napari_sam_peft._qt.background import BackgroundJobs
+from napari_sam_peft._qt.dock_layout import on_click
+from napari_sam_peft._qt.segment_commits import CommitsPanel
+from napari_sam_peft._qt.segment_image import ImagePanel
+from napari_sam_peft._qt.user_errors import user_errors
+from napari_sam_peft.core.annotation.commits import automatic_sources, object_ids
+from napari_sam_peft.core.annotation.images import check_image
+from napari_sam_peft.session import AnnotatorSession
+
+LAYER = "auto_segmentation"
+
+
+class AutomaticPanel:
+    """The "Automatic" and "Commit automatic" buttons."""
+
+    def __init__(
+        self,
+        viewer: napari.Viewer,
+        session: AnnotatorSession,
+        jobs: BackgroundJobs,
+        image: ImagePanel,
+        commits: CommitsPanel,
+    ) -> None:
+        self.viewer = viewer
+        self.session = session
+        self.jobs = jobs
+        self.image = image
+        self.commits = commits
+        self.proposal: np.ndarray | None = None  # what the model proposed, to tell edited objects apart
+        self.run_button = PushButton(text="Automatic", tooltip="Segment every object of the image automatically")
+        self.commit_button = PushButton(text="Commit automatic", tooltip=f"Commit the objects left in {LAYER}")
+        self.row = Container(widgets=[self.run_button, self.commit_button], layout="horizontal", labels=False)
+        on_click(self.run_button, self.run)
+        on_click(self.commit_button, self.commit)
+
+    @property
+    def widgets(self) -> list[Any]:
+        """The panel's widgets, top to bottom."""
+        return [self.row]
+
+    def run(self) -> None:
+        """Pre-annotate the whole image into ``auto_segmentation`` on a worker thread."""
+        with user_errors() as outcome:
+            embeddings = self.image.require_embeddings()
+            layer = self.image.image_layer
+            assert layer is not None  # require_embeddings checked it
+            image = check_image(layer.data, layer.rgb)
+        if outcome.failed:
+            return
+        rgb = layer.rgb
+        self.jobs.run(
+            "Automatic segmentation",
+            lambda report: self.session.automatic(image, embeddings, progress=report, rgb=rgb),
+            self._show,
+        )
+
+    def _show(self, segmentation: np.ndarray) -> None:
+        prompt_layers.labels_layer(self.viewer, LAYER, segmentation.shape).data = segmentation
+        self.proposal = segmentation.copy()
+        n = len(object_ids(segmentation))
+        if n == 0:
+            show_info(
+                "Automatic segmentation found no objects on this image: segment with prompts instead "
+                "(box or points, then S)."
+            )
+        else:
+            show_info(
+                f"Automatic segmentation found {n} objects: delete or fix the wrong ones in "
+                f"'{LAYER}', then 'Commit automatic'."
+            )
+
+    def commit(self) -> None:
+        """Commit every object left in ``auto_segmentation`` (after the user deleted or fixed some)."""
+        if LAYER not in self.viewer.layers or not self.viewer.layers[LAYER].data.any():
+            show_info("No automatic objects to commit: click 'Automatic' first.")
+            return
+        layer = self.viewer.layers[LAYER]
+        self.commits.commit(layer.data, sources=automatic_sources(layer.data, self.proposal))
+        layer.data = np.zeros_like(layer.data)

@@ -1,0 +1,139 @@
+"""The Segment widget's committed objects: the ``committed_objects`` layer and where it is recorded.
+
+The session commits, undoes and records (see :class:`~napari_sam_peft.session.AnnotatorSession`);
+this panel hands it the layer's labels, shows the result, and records hand corrections
+(brush, eraser, fill) once the user pauses painting. Its one widget says where the
+committed objects go.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import napari
+import numpy as np
+from magicgui.widgets import Label
+from napari.utils.notifications import show_info
+from qtpy.QtCore import QTimer
+
+from napari_sam_peft._qt import prompt_layers
+from napari_sam_peft._qt.dock_layout import show_text, wrapping
+from napari_sam_peft._qt.user_errors import notify_error, user_errors
+from napari_sam_peft.core.annotation.commits import PROMPTED
+from napari_sam_peft.core.annotation.prompting import ObjectPrompts
+from napari_sam_peft.core.errors import SamPeftError
+from napari_sam_peft.session import AnnotatorSession
+
+LAYER = "committed_objects"
+PAINT_SETTLE_MS = 400  # record hand corrections once the user pauses painting
+NOT_RECORDED = "The committed objects were not recorded as training data: "
+NOT_RESTORED = "Could not read this image's committed objects from the store: "
+
+
+class CommitsPanel:
+    """Shows each image's committed objects and keeps the session's store equal to them."""
+
+    def __init__(self, viewer: napari.Viewer, session: AnnotatorSession) -> None:
+        self.viewer = viewer
+        self.session = session
+        self.store_status = wrapping(Label(value=""))
+        self._name: str | None = None  # the image whose objects the layer shows
+        self._watched: napari.layers.Labels | None = None
+        self._paint_timer = QTimer(self.store_status.native)
+        self._paint_timer.setSingleShot(True)
+        self._paint_timer.setInterval(PAINT_SETTLE_MS)
+        self._paint_timer.timeout.connect(self.record)
+        session.store_changed.connect(self.update_status)
+        session.store_updated.connect(self.update_status)
+        session.flush_requested.connect(self.record)
+
+    @property
+    def widgets(self) -> list[Any]:
+        """The panel's widgets, top to bottom."""
+        return [self.store_status]
+
+    @property
+    def corrections_pending(self) -> bool:
+        """Whether hand corrections wait for the user to pause painting before they are recorded."""
+        return self._paint_timer.isActive()
+
+    def show(self, name: str, image: np.ndarray) -> None:
+        """Show the committed objects of image ``name`` (``image``: its checked pixels)."""
+        opened = self.session.open_image(name, image)
+        if opened.store_error is not None:
+            notify_error(opened.store_error, NOT_RESTORED)
+        elif opened.restored is not None:
+            show_info(f"{opened.restored} committed objects of this image loaded from the store.")
+        layer = prompt_layers.labels_layer(self.viewer, LAYER, opened.labels.shape)
+        layer.data = opened.labels
+        if self._watched is not layer:
+            layer.events.paint.connect(lambda _event: self._paint_timer.start())
+            self._watched = layer
+        self._name = name
+        self.update_status()
+
+    def leave(self) -> None:
+        """Record corrections still waiting on the shown image and keep its labels for when it returns."""
+        if self._paint_timer.isActive():
+            self.record()
+        shown = self._shown()
+        if shown is not None:
+            self.session.keep_labels(shown[0].name, shown[1].data)
+        self._name = None
+
+    def commit(
+        self, objects: np.ndarray, prompts: Sequence[ObjectPrompts] = (), sources: str | Sequence[str] = PROMPTED
+    ) -> None:
+        """Commit each object of ``objects`` under a new id (see :meth:`AnnotatorSession.commit`)."""
+        shown = self._shown()
+        if shown is None:
+            notify_error(SamPeftError("Pick an image layer first."))
+            return
+        image, committed = shown
+        labels = committed.data
+        self._paint_timer.stop()
+        with user_errors(NOT_RECORDED):
+            self.session.commit(image.name, np.asarray(image.data), labels, objects, prompts, sources)
+        committed.data = labels
+        committed.refresh()
+
+    def undo(self) -> None:
+        """Undo the last commit on the shown image."""
+        shown = self._shown()
+        undone = None
+        with user_errors(NOT_RECORDED) as outcome:
+            if shown is not None:
+                undone = self.session.undo(shown[0].name, np.asarray(shown[0].data), shown[1].data)
+        if shown is None or (undone is None and not outcome.failed):
+            show_info("Nothing to undo on this image.")
+            return
+        self._paint_timer.stop()
+        shown[1].refresh()
+
+    def record(self) -> None:
+        """Make the store hold what the layer shows for the shown image."""
+        self._paint_timer.stop()
+        shown = self._shown()
+        if shown is None:
+            return
+        image, committed = shown
+        with user_errors(NOT_RECORDED):
+            self.session.record(np.asarray(image.data), committed.data, name=image.name)
+
+    def update_status(self, *_: object) -> None:
+        """Say where committed objects go (the whole path on hover)."""
+        text, path = self.session.store_description()
+        show_text(self.store_status, text, path)
+
+    def disconnect(self) -> None:
+        """Stop observing the session (the widget is closing)."""
+        self.session.store_changed.disconnect(self.update_status)
+        self.session.store_updated.disconnect(self.update_status)
+        self.session.flush_requested.disconnect(self.record)
+
+    def _shown(self) -> tuple[napari.layers.Image, napari.layers.Labels] | None:
+        layers = self.viewer.layers
+        if self._name is None or self._name not in layers or LAYER not in layers:
+            return None
+        return layers[self._name], layers[LAYER]

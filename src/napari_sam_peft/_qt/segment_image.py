@@ -1,0 +1,166 @@
+"""The Segment widget's image panel: which image layer, stepping through a series, and its embeddings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import napari
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
+from psygnal import Signal
+
+from napari_sam_peft._qt.background import BackgroundJobs
+from napari_sam_peft._qt.dock_layout import on_click, wrapping
+from napari_sam_peft._qt.image_series import image_layer_names, open_image_folder
+from napari_sam_peft._qt.user_errors import user_errors
+from napari_sam_peft._qt.viewer_session import default_store_path
+from napari_sam_peft.core.annotation.embeddings import EmbeddingKey
+from napari_sam_peft.core.annotation.images import check_image
+from napari_sam_peft.core.errors import SamPeftError
+from napari_sam_peft.session import AnnotatorSession
+
+
+class ImagePanel:
+    """Picks the image to annotate, shows only it, and keeps its embeddings for the current model."""
+
+    leaving = Signal()  # the shown image is about to change
+    opened = Signal(str, object)  # (name, checked pixels): a segmentable image is shown
+
+    def __init__(self, viewer: napari.Viewer, session: AnnotatorSession, jobs: BackgroundJobs) -> None:
+        self.viewer = viewer
+        self.session = session
+        self.jobs = jobs
+        self.name: str | None = None  # the image layer shown
+        self.embeddings: dict | None = None
+        self.embedding_key: EmbeddingKey | None = None
+        self.image_choice = ComboBox(label="image", choices=lambda *_: image_layer_names(viewer))
+        self.previous_button = PushButton(text="< Previous", tooltip="Previous image [Shift+N]")
+        self.next_button = PushButton(text="Next >", tooltip="Next image [N]")
+        self.folder = FileEdit(label="folder", mode="d", tooltip="Open every image of a folder as an image series")
+        self.embedding_status = wrapping(Label(value=""))
+        self.series_row = Container(
+            widgets=[self.previous_button, self.next_button], layout="horizontal", labels=False
+        )
+        self.image_choice.changed.connect(self.select)
+        on_click(self.previous_button, lambda: self.step(-1))
+        on_click(self.next_button, lambda: self.step(+1))
+        self.folder.changed.connect(lambda: self.open_folder(self.folder.value))
+        session.model_changed.connect(self._model_changed)
+        session.adapter_changed.connect(self._model_changed)
+
+    @property
+    def widgets(self) -> list[Any]:
+        """The panel's widgets, top to bottom."""
+        return [self.image_choice, self.series_row, self.folder, self.embedding_status]
+
+    @property
+    def image_layer(self) -> napari.layers.Image | None:
+        """The image layer shown, or None."""
+        if self.name is None or self.name not in self.viewer.layers:
+            return None
+        return self.viewer.layers[self.name]
+
+    def refresh_choices(self) -> None:
+        """List the viewer's image layers again (raises RuntimeError once the widget is deleted)."""
+        self.image_choice.reset_choices()
+
+    def select(self, name: str | None) -> None:
+        """Show image layer ``name``: hide the others, open its committed objects, embed it."""
+        if name == self.name:
+            return
+        self.leaving.emit()
+        self.name = name
+        self.session.current_image = name
+        self.embeddings = None
+        layer = self.image_layer
+        if layer is None:
+            return
+        for other in self.viewer.layers:
+            if isinstance(other, napari.layers.Image):
+                other.visible = other is layer
+        with user_errors() as outcome:
+            image = check_image(layer.data, layer.rgb)
+        if outcome.failed:
+            self.embedding_status.value = "This image cannot be segmented."
+            return
+        if self.session.store is None:
+            self.session.default_store_path = default_store_path(self.viewer)
+        self.opened.emit(name, image)
+        if self.session.model is not None:
+            self.compute_embeddings()
+        else:
+            self.embedding_status.value = "Load a model to compute embeddings."
+
+    def step(self, step: int) -> None:
+        """Show the next (``+1``) or previous (``-1``) image layer, wrapping around."""
+        names = image_layer_names(self.viewer)
+        if names:
+            current = names.index(self.name) if self.name in names else -1
+            self.image_choice.value = names[(current + step) % len(names)]
+
+    def open_folder(self, folder: str | Path) -> None:
+        """Open every image file of a folder as an image layer (an image series) and show the first."""
+        with user_errors() as outcome:
+            first = open_image_folder(self.viewer, folder)
+        if not outcome.failed:
+            self.image_choice.value = first
+
+    def _model_changed(self, *_: object) -> None:
+        # Embeddings depend on model and adapter: recompute (or fetch from the cache) for the shown image.
+        self.embeddings = None
+        if self.name is not None:
+            self.compute_embeddings()
+
+    def compute_embeddings(self) -> None:
+        """Compute (or fetch from the cache) the shown image's embeddings on a worker thread."""
+        layer = self.image_layer
+        if layer is None:
+            return
+        with user_errors() as outcome:
+            image = check_image(layer.data, layer.rgb)
+            key = self.session.embedding_key(image)
+        if outcome.failed:
+            return
+        cached = key in self.session.cache
+        self.embedding_status.value = "Loading cached embeddings..." if cached else "Computing embeddings..."
+        name, rgb = layer.name, layer.rgb
+
+        def done(result: tuple[EmbeddingKey, dict]) -> None:
+            if self.name == name:
+                self.embedding_key, self.embeddings = result
+                self.embedding_status.value = f"Embeddings ready ({'cached' if cached else 'computed'})."
+
+        self.jobs.run(
+            f"Embedding {name}",
+            lambda report: self.session.compute_embeddings(image, rgb, progress=report),
+            done,
+        )
+
+    def require_embeddings(self) -> dict:
+        """The shown image's embeddings.
+
+        Raises
+        ------
+        SamPeftError
+            No model, no image, an image SAM cannot take, or embeddings still being computed.
+        """
+        if self.session.model is None:
+            raise SamPeftError("Load a model first (Segment widget: 'Load model').")
+        layer = self.image_layer
+        if layer is None:
+            raise SamPeftError("Pick an image layer first.")
+        check_image(layer.data, layer.rgb)  # says what is wrong with a bad image
+        if self.embeddings is None:
+            raise SamPeftError(
+                "The embeddings are still being computed: wait for the progress bar, then try again."
+            )
+        return self.embeddings
+
+    def show_failure(self) -> None:
+        """Say that background work failed (the notification says why)."""
+        self.embedding_status.value = "Failed: see the notification."
+
+    def disconnect(self) -> None:
+        """Stop observing the session (the widget is closing)."""
+        self.session.model_changed.disconnect(self._model_changed)
+        self.session.adapter_changed.disconnect(self._model_changed)

@@ -1,0 +1,106 @@
+"""The Segment widget's prompts panel: points and boxes to masks, commit, clear and undo.
+
+Layers and keys follow micro_sam (see :mod:`.prompt_layers`): ``S`` segment, ``C`` commit,
+``Shift+C`` clear prompts, ``U`` undo the last commit, ``T`` toggle the point label.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import napari
+import numpy as np
+from magicgui.widgets import CheckBox, Container, PushButton
+from napari.utils.notifications import show_info
+
+from napari_sam_peft._qt import prompt_layers
+from napari_sam_peft._qt.dock_layout import on_click
+from napari_sam_peft._qt.segment_commits import CommitsPanel
+from napari_sam_peft._qt.segment_image import ImagePanel
+from napari_sam_peft._qt.user_errors import user_errors
+from napari_sam_peft.core.annotation.commits import PROMPTED
+from napari_sam_peft.core.annotation.prompting import ObjectPrompts
+from napari_sam_peft.session import AnnotatorSession
+
+CURRENT = "current_object"
+
+
+class PromptPanel:
+    """Segments the prompted object(s) into ``current_object`` and commits them."""
+
+    def __init__(
+        self, viewer: napari.Viewer, session: AnnotatorSession, image: ImagePanel, commits: CommitsPanel
+    ) -> None:
+        self.viewer = viewer
+        self.session = session
+        self.image = image
+        self.commits = commits
+        self._pending: list[ObjectPrompts] = []  # the prompts that made current_object's objects
+        self.batch_mode = CheckBox(
+            text="batch mode", value=False, tooltip="One object per box and per positive point"
+        )
+        self.segment_button = PushButton(text="Segment [S]")
+        self.commit_button = PushButton(text="Commit [C]")
+        self.clear_button = PushButton(text="Clear [Shift+C]", tooltip="Clear the prompts and the current object")
+        self.undo_button = PushButton(text="Undo [U]", tooltip="Undo the last commit on this image")
+        self.rows = [
+            Container(widgets=[self.segment_button, self.commit_button], layout="horizontal", labels=False),
+            Container(widgets=[self.clear_button, self.undo_button], layout="horizontal", labels=False),
+        ]
+        self.point_layer, self.box_layer = prompt_layers.create_prompt_layers(viewer)
+        on_click(self.segment_button, self.segment)
+        on_click(self.commit_button, self.commit)
+        on_click(self.clear_button, self.clear)
+        on_click(self.undo_button, self.commits.undo)
+
+    @property
+    def widgets(self) -> list[Any]:
+        """The panel's widgets, top to bottom."""
+        return [self.batch_mode, *self.rows]
+
+    def show(self, name: str, image: np.ndarray) -> None:
+        """Prepare ``current_object`` and the point size for a newly shown image."""
+        shape = image.shape[:2]
+        prompt_layers.labels_layer(self.viewer, CURRENT, shape).data = np.zeros(shape, dtype=np.uint32)
+        self.point_layer.current_size = prompt_layers.point_size_for(shape)
+
+    def current_prompts(self) -> list[ObjectPrompts]:
+        """The prompts on the layers, one entry per object (see :func:`prompt_layers.read_prompts`)."""
+        return prompt_layers.read_prompts(self.point_layer, self.box_layer, self.batch_mode.value)
+
+    def segment(self) -> None:
+        """Segment the current object(s) from the prompts into ``current_object``."""
+        with user_errors() as outcome:
+            embeddings = self.image.require_embeddings()
+            objects = self.current_prompts()
+            masks = self.session.segment(embeddings, objects)
+        if outcome.failed:
+            return
+        layer = self.viewer.layers[CURRENT]
+        result = np.zeros(layer.data.shape, dtype=np.uint32)
+        for index, mask in enumerate(masks, start=1):
+            result[mask] = index
+        layer.data = result
+        self._pending = objects
+        layer.refresh()
+
+    def commit(self) -> None:
+        """Commit ``current_object`` into ``committed_objects`` under new ids, and clear the prompts."""
+        if CURRENT not in self.viewer.layers or not self.viewer.layers[CURRENT].data.any():
+            show_info("Nothing to commit: segment an object first (S).")
+            return
+        self.commits.commit(self.viewer.layers[CURRENT].data, self._pending, PROMPTED)
+        self.clear()
+
+    def clear(self) -> None:
+        """Clear the prompts and the current object."""
+        self.point_layer.data = np.zeros((0, 2))
+        self.box_layer.data = []
+        if CURRENT in self.viewer.layers:
+            layer = self.viewer.layers[CURRENT]
+            layer.data = np.zeros_like(layer.data)
+        self._pending = []
+
+    def toggle_point_label(self) -> None:
+        """Switch the label of the next point between positive and negative."""
+        prompt_layers.toggle_point_label(self.point_layer)
