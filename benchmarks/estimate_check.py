@@ -47,7 +47,7 @@ def measure(model: str, row: str, steps: int, objects: int, threads: int, device
 
     from napari_sam_peft.core.data.sample_data import make_series
     from napari_sam_peft.core.peft import spec_from_preset
-    from napari_sam_peft.core.training.loop import TrainingConfig, train
+    from napari_sam_peft.core.training.loop import TrainingConfig, TrainingHooks, train
 
     torch.set_num_threads(threads)
     preset, blocks = _split_row(row)
@@ -76,7 +76,7 @@ def measure(model: str, row: str, steps: int, objects: int, threads: int, device
     start = time.perf_counter()
     # One more step than timed at the end: train validates at its last step.
     config = TrainingConfig(steps=steps + 2, objects_per_image=objects, validate_every=10**6, patience=10**6)
-    train(loaded, spec, pairs[:-1], pairs[-1:], config, on_event=on_event)
+    train(loaded, spec, pairs[:-1], pairs[-1:], config, TrainingHooks(on_event=on_event))
     times = list(np.diff(stamps[: steps + 1]))  # steps 2..steps+1: after the warm-up step, before the last
     cpu_times = list(np.diff(cpu[: steps + 1]))
     return {

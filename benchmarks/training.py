@@ -86,7 +86,7 @@ from napari_sam_peft.core.peft import Adapter, PeftSpec, attach, spec_from_prese
 from napari_sam_peft.core.sam.architecture import SamArchitecture, build_sam
 from napari_sam_peft.core.sam.loading import LoadedModel, model_identity
 from napari_sam_peft.core.training.estimate import estimate_training, first_trained_stage
-from napari_sam_peft.core.training.loop import TrainingConfig, train
+from napari_sam_peft.core.training.loop import TrainingConfig, TrainingHooks, train
 from napari_sam_peft.session import AnnotatorSession
 
 # The script's folder is on sys.path when it runs as ``python benchmarks/training.py``.
@@ -165,7 +165,7 @@ def measure_ours(row: str, arch: SamArchitecture, device: torch.device, steps: i
 
     before = start_memory_window(device)
     start = time.perf_counter()
-    train(model, spec, samples, (), config, on_event=mark, on_prepared=mark)
+    train(model, spec, samples, (), config, TrainingHooks(on_event=mark, on_prepared=mark))
     # Index 0 is "prepared", index k the end of step k: step 1 is the warm-up, the last step also
     # validates (up to 64 objects, 16 at a time), so neither its time nor its memory counts.
     step_times = np.diff(marks)[1 : steps + 1]

@@ -9,7 +9,7 @@ from napari_sam_peft.core.data.sample_data import make_series
 from napari_sam_peft.core.errors import SamPeftError
 from napari_sam_peft.core.peft import Adapter, attached_to, spec_from_preset
 from napari_sam_peft.core.sam.architecture import TINY
-from napari_sam_peft.core.training.loop import TrainingConfig, train
+from napari_sam_peft.core.training.loop import TrainingConfig, TrainingHooks, train
 
 SAMPLES = [(s.image, s.labels) for s in make_series("nuclei", 3, seed=0, shape=(64, 64))]
 
@@ -29,8 +29,7 @@ def test_training_reports_progress_returns_the_best_adapter_and_detaches(tiny_mo
         SAMPLES[:2],
         SAMPLES[2:],
         config,
-        on_event=events.append,
-        on_best=bests.append,
+        TrainingHooks(on_event=events.append, on_best=bests.append),
         training_snapshot="snap",
     )
     assert [e.step for e in events] == list(range(1, 7))
@@ -52,9 +51,8 @@ def test_stop_ends_training_with_the_current_best(tiny_model):
         return len(calls) >= 2
 
     config = TrainingConfig(steps=50, objects_per_image=2, sub_iterations=1, validate_every=100)
-    adapter = train(
-        tiny_model, spec_from_preset("freeze_encoder", TINY.depth), SAMPLES, config=config, should_stop=should_stop
-    )
+    spec = spec_from_preset("freeze_encoder", TINY.depth)
+    adapter = train(tiny_model, spec, SAMPLES, config=config, hooks=TrainingHooks(should_stop=should_stop))
     assert adapter.metrics["step"] == 2
 
 

@@ -28,7 +28,7 @@ from torch import nn
 
 from ..annotation.stage_inputs import EmbeddingSource, StageInputs
 from ..errors import SamPeftError
-from ..peft import Adapter, PeftSpec, attach, frozen_prefix_stages
+from ..peft import Adapter, AttachedPeft, PeftSpec, attach, frozen_prefix_stages
 from ..sam.loading import LoadedModel
 from .distributed import any_rank, distributed_rank
 from .objective import Sample, objective, validation_score
@@ -36,6 +36,8 @@ from .objective import Sample, objective, validation_score
 
 @dataclass
 class TrainingConfig:
+    """The loop's hyperparameters (the job's schema sets the ones a user chooses)."""
+
     steps: int = 200
     lr: float = 1e-5
     objects_per_image: int = 8
@@ -75,35 +77,100 @@ class _Objective(nn.Module):
         )
 
 
+@dataclass
+class TrainingHooks:
+    """How a caller follows and steers a run; every hook is optional and runs on rank 0 only.
+
+    ``on_prepared`` is called once the frozen stages have run on every image (before the first
+    step), ``on_event`` after every step, ``on_best`` with each new best adapter (write it, attach
+    it live); ``should_stop`` is polled every step and ends training with the best adapter so far.
+    """
+
+    on_event: Callable[[TrainingEvent], None] | None = None
+    on_best: Callable[[Adapter], None] | None = None
+    on_prepared: Callable[[StageInputs], None] | None = None
+    should_stop: Callable[[], bool] | None = None
+
+
+class _BestAdapter:
+    """The best adapter so far by validation score, and how many validations have not beaten it."""
+
+    def __init__(
+        self, handle: AttachedPeft, model: LoadedModel, snapshot: str, report: bool, hooks: TrainingHooks
+    ):
+        self.handle, self.model, self.snapshot = handle, model, snapshot
+        self.report, self.hooks = report, hooks
+        self.adapter: Adapter | None = None
+        self.score: float | None = None
+        self.stale = 0
+
+    def offer(self, score: float, step: int) -> bool:
+        """Keep the attached adapter if ``score`` beats the best; returns whether it did."""
+        if self.score is not None and score <= self.score:
+            self.stale += 1
+            return False
+        self.score, self.stale = score, 0
+        metrics = {"val_box_iou": score, "step": step}
+        self.adapter = Adapter.from_attached(
+            self.handle, self.model, training_snapshot=self.snapshot, metrics=metrics
+        )
+        if self.hooks.on_best is not None and self.report:
+            self.hooks.on_best(self.adapter)
+        return True
+
+
+def _annotated(samples: Sequence[Sample]) -> list[Sample]:
+    return [s for s in samples if np.any(s[1])]
+
+
+def _step_module(sam, inputs: StageInputs, config: TrainingConfig, world: int) -> nn.Module:
+    """The loss as a module, wrapped in DistributedDataParallel under several ranks."""
+    module: nn.Module = _Objective(sam, inputs, config)
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [sam.device.index] if sam.device.type == "cuda" else None
+        module = DistributedDataParallel(module, device_ids=device_ids, find_unused_parameters=True)
+    return module
+
+
 def train(
     model: LoadedModel,
     spec: PeftSpec,
     train_samples: Sequence[Sample],
     val_samples: Sequence[Sample] = (),
     config: TrainingConfig | None = None,
-    on_event: Callable[[TrainingEvent], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    on_best: Callable[[Adapter], None] | None = None,
-    training_snapshot: str = "",
+    hooks: TrainingHooks | None = None,
+    *,
     embedding_source: EmbeddingSource | None = None,
-    on_prepared: Callable[[StageInputs], None] | None = None,
+    training_snapshot: str = "",
 ) -> Adapter:
     """Train ``spec`` on ``model`` and return the best adapter (the model is left detached).
 
-    ``on_best`` receives each new best adapter (write it, attach it live); ``should_stop`` is
-    polled every step and ends training with the best adapter so far. ``on_prepared`` is
-    called once the frozen stages have run on every image (before the first step).
+    Parameters
+    ----------
+    model, spec
+        The base model and the PEFT method with its placement.
+    train_samples, val_samples
+        (image, instance labels) pairs; without validation samples, early stopping watches the
+        training images.
+    config, hooks
+        Hyperparameters (:class:`TrainingConfig`) and the caller's hooks (:class:`TrainingHooks`).
+    embedding_source
+        Where whole-image embeddings can come from and go to when the whole encoder is frozen
+        (the annotator's cache).
+    training_snapshot
+        The store snapshot id the adapter records.
 
     Raises
     ------
     SamPeftError
         Without training objects.
     """
-    config = config or TrainingConfig()
-    train_samples = [s for s in train_samples if np.any(s[1])]
+    config, hooks = config or TrainingConfig(), hooks or TrainingHooks()
+    train_samples, val_samples = _annotated(train_samples), _annotated(val_samples)
     if not train_samples:
         raise SamPeftError("There are no annotated training images: commit some objects first.")
-    val_samples = [s for s in val_samples if np.any(s[1])]
     rank, world = distributed_rank()
     rng = np.random.default_rng(config.seed + rank)
     torch.manual_seed(config.seed)
@@ -116,21 +183,14 @@ def train(
         inputs = StageInputs(sam, [image for image, _ in train_samples], stage, embedding_source)
         if val_samples:
             val_inputs = StageInputs(sam, [image for image, _ in val_samples], stage, embedding_source)
-        else:  # no validation images: early stopping watches the training images
+        else:
             val_samples, val_inputs = train_samples, inputs
-        if on_prepared is not None:
-            on_prepared(inputs)
-        step_module: nn.Module = _Objective(sam, inputs, config)
-        if world > 1:
-            from torch.nn.parallel import DistributedDataParallel
-
-            device_ids = [sam.device.index] if sam.device.type == "cuda" else None
-            step_module = DistributedDataParallel(step_module, device_ids=device_ids, find_unused_parameters=True)
+        if hooks.on_prepared is not None:
+            hooks.on_prepared(inputs)
+        step_module = _step_module(sam, inputs, config, world)
         optimizer = torch.optim.AdamW(handle.trainable_parameters(), lr=config.lr)
         schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.9, patience=10)
-        best: Adapter | None = None
-        best_score: float | None = None
-        stale = 0
+        best = _BestAdapter(handle, model, training_snapshot, rank == 0, hooks)
         start = time.perf_counter()
         for step in range(1, config.steps + 1):
             sam.train()
@@ -142,33 +202,20 @@ def train(
             elapsed = time.perf_counter() - start
             rate = step / elapsed if elapsed > 0 else 0.0
             val, improved = None, False
-            last = step == config.steps or (should_stop is not None and should_stop())
-            last = any_rank(last, world)
+            last = any_rank(step == config.steps or (hooks.should_stop is not None and hooks.should_stop()), world)
             if step % config.validate_every == 0 or last:
                 sam.eval()
                 val = validation_score(sam, val_samples, inputs=val_inputs)
                 schedule.step(val)
-                if best_score is None or val > best_score:
-                    best_score, stale, improved = val, 0, True
-                    best = Adapter.from_attached(
-                        handle,
-                        model,
-                        training_snapshot=training_snapshot,
-                        metrics={"val_box_iou": val, "step": step},
-                    )
-                    if on_best is not None and rank == 0:
-                        on_best(best)
-                else:
-                    stale += 1
-            if on_event is not None and rank == 0:
+                improved = best.offer(val, step)
+            if hooks.on_event is not None and rank == 0:
                 eta = (config.steps - step) / rate if rate > 0 else math.inf
-                on_event(
-                    TrainingEvent(step, config.steps, float(loss.detach()), val, best_score, rate, eta, improved)
-                )
-            if last or stale >= config.patience:
+                loss_value = float(loss.detach())
+                hooks.on_event(TrainingEvent(step, config.steps, loss_value, val, best.score, rate, eta, improved))
+            if last or best.stale >= config.patience:
                 break
-        assert best is not None
-        return best
+        assert best.adapter is not None
+        return best.adapter
     finally:
         handle.detach()
         sam.train(was_training)
