@@ -212,17 +212,19 @@ def test_train_without_a_validation_split_says_what_it_held_out(tmp_path):
 
 
 def test_the_evaluation_table_says_what_it_was_measured_on():
-    from napari_sam_peft.cli.train import _evaluation_table
+    from napari_sam_peft.core.evaluation.report import EvaluationReport
 
     scores = {"point": 0.5, "box": 0.6, "i_p": 0.7, "i_b": 0.8, "n_objects": 3}
-    evaluation = {
-        "validation": "training data",
-        "measured_on": "training data: the store has no validation split and only 1 training object",
-        "base": scores,
-        "adapter": scores,
-    }
-    first, header, *_ = _evaluation_table(evaluation).splitlines()
-    assert first == f"mSA on {evaluation['measured_on']}" and "Box" in header
+    evaluation = EvaluationReport(
+        validation="training data",
+        measured_on="training data: the store has no validation split and only 1 training object",
+        images=1,
+        objects=3,
+        base=scores,
+        adapter=scores,
+    )
+    first, header, *_ = evaluation.text().splitlines()
+    assert first == f"mSA on {evaluation.measured_on}" and "Box" in header
 
 
 def test_train_then_evaluate_with_the_adapter(tmp_path):

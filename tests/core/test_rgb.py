@@ -234,14 +234,15 @@ def test_a_training_job_on_a_store_of_rgb_images_shares_the_annotators_cache(
 
     from napari_sam_peft.core.peft import Adapter
     from napari_sam_peft.core.training import loop as training
-    from napari_sam_peft.core.training.job import TrainingJob, run_job
+    from napari_sam_peft.core.training.job import TrainingJob
+    from napari_sam_peft.core.training.run import run_job
 
     # one correction sub-iteration instead of 8 keeps a CPU step short; the images are what is tested
     monkeypatch.setattr(training, "TrainingConfig", partial(training.TrainingConfig, sub_iterations=1))
     images = {i.split: rgb_store.image(i.image_id) for i in rgb_store.snapshot().images}
     assert images["train"].shape == (96, 96, 3)
     demo.compute_embeddings(images["train"], rgb=True)  # what annotating this image left in the cache
-    events: list[dict] = []
+    events: list = []
     job = TrainingJob(
         store=rgb_store.path,
         model="demo",
@@ -253,10 +254,10 @@ def test_a_training_job_on_a_store_of_rgb_images_shares_the_annotators_cache(
         cache_dir=demo.cache.root,
     )
     record = run_job(job, events.append)
-    assert record["status"] == "completed" and record["best_step"] is not None
-    Adapter.load(record["adapter"])
-    prepared = next(e for e in events if e["event"] == "prepared")
-    assert prepared["reused"] >= 1
+    assert record.status == "completed" and record.best_step is not None
+    Adapter.load(record.adapter)
+    prepared = next(e for e in events if e.event == "prepared")
+    assert prepared.reused >= 1
     # the entries the job wrote for RGB images are served to the annotator as they are
     computed = demo.cache.computed
     for image in images.values():

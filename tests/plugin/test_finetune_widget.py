@@ -95,7 +95,7 @@ def test_training_in_the_worker_changes_the_live_model_and_its_masks(loop, qtbot
     assert process is not None and process.pid is not None
     _wait_for_end(qtbot, finetune, segment)
 
-    assert process.terminal_event["event"] == "finished", process.terminal_event
+    assert process.terminal_event.event == "finished", process.terminal_event
     assert finetune.reloads >= 1
     assert segment.session.model.sam is sam_before  # no restart: the same model, adapted in place
     assert segment.session.adapter is not None
@@ -162,7 +162,7 @@ def test_stop_ends_the_run_and_keeps_its_adapter(loop, qtbot):
     qtbot.waitUntil(lambda: finetune.reloads >= 1, timeout=180_000)
     click(finetune.stop_button)
     _wait_for_end(qtbot, finetune, segment)
-    assert process.terminal_event["status"] == "stopped"
+    assert process.terminal_event.status == "stopped"
     assert process.wait(10) == 0
 
 
@@ -179,7 +179,7 @@ def test_an_out_of_memory_error_in_training_is_a_notification(loop, qtbot, monke
 
 
 def test_bad_settings_are_notifications_not_runs(loop, tmp_path):
-    from napari_sam_peft.core.training.job import runs_dir
+    from napari_sam_peft.core.training.runs import runs_dir
 
     _, _, finetune = loop
     finetune.lr.value = "fast"

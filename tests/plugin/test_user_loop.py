@@ -100,7 +100,7 @@ def test_the_whole_loop_by_menus_clicks_and_keys(make_napari_viewer, qtbot, tmp_
 
     click(finetune.stop_button)
     qtbot.waitUntil(lambda: finetune.process.terminal_event is not None, timeout=120_000)
-    assert finetune.process.terminal_event.get("status") == "stopped", finetune.process.terminal_event
+    assert finetune.process.terminal_event.status == "stopped", finetune.process.terminal_event
     qtbot.waitUntil(lambda: finetune.start_button.enabled, timeout=10_000)
     finetune.process.close()
     segment.session.set_adapter(None)

@@ -101,13 +101,14 @@ def test_docks_opened_one_by_one_from_the_menu_share_one_tab_group(make_napari_v
 
 @pytest.mark.gui
 def test_the_evaluation_table_shows_signed_fixed_point_changes_and_whole_headers(demo_window, qtbot):
+    from napari_sam_peft.core.evaluation.report import EvaluationReport
+
     viewer = demo_window
     finetune = next(w for k, w in viewer.window.dock_widgets.items() if "Finetune" in k)
     base = {"point": 0.5, "box": 0.6, "i_p": 0.7, "i_b": 0.8}  # 0.5 must not turn into "0.5" or "5e-01"
     adapter = {"point": 0.665, "box": 0.565, "i_p": 0.7, "i_b": 0.81}
-    finetune._on_evaluation(
-        {"event": "evaluation", "base": base, "adapter": adapter, "measured_on": "the validation split"}
-    )
+    report = EvaluationReport("validation split", "the validation split", 1, 4, base=base, adapter=adapter)
+    finetune.run.show_evaluation(report)
     from qtpy.QtCore import QLocale, Qt
 
     table = finetune.evaluation_table.native

@@ -1,40 +1,46 @@
-"""The Finetune widget's status line for each event of a training run (see core.training_job)."""
+"""The Finetune widget's status line for each event of a training run (see core.training.events)."""
 
 from __future__ import annotations
 
-from typing import Any
+import math
+
+from napari_sam_peft.core.training.events import Error, Evaluating, Event, Finished, Prepared, Progress, Started
 
 
-def status_line(event: dict[str, Any]) -> str | None:
+def status_line(event: Event) -> str | None:
     """What the status line says after ``event``; None for events that do not change it."""
-    kind = event.get("event")
-    if kind == "started":
+    if isinstance(event, Started):
         return (
-            f"Training {event['method']} on {event['device']}: {event['trainable_params']:,} parameters, "
-            f"{event['train_images']} training images; validation on {event.get('measured_on', 'n/a')}. "
+            f"Training {event.method} on {event.device}: {event.trainable_params:,} parameters, "
+            f"{event.train_images} training images; validation on {event.measured_on or 'n/a'}. "
             "Running the frozen encoder blocks once per image..."
         )
-    if kind == "prepared":
-        return f"Frozen encoder blocks done in {event['seconds']:.1f} s; training..."
-    if kind == "progress":
-        eta = f", {event['eta_seconds']:.0f} s left" if event.get("eta_seconds") is not None else ""
-        best = f", best val {event['best_score']:.3f}" if event.get("best_score") is not None else ""
+    if isinstance(event, Prepared):
+        return f"Frozen encoder blocks done in {event.seconds:.1f} s; training..."
+    if isinstance(event, Progress):
+        eta = f", {event.eta_seconds:.0f} s left" if math.isfinite(event.eta_seconds) else ""
+        best = f", best val {event.best_score:.3f}" if event.best_score is not None else ""
         return (
-            f"Step {event['step']}/{event['steps']}: loss {event['loss']:.3f}{best}, "
-            f"{event['its_per_second']:.2f} it/s{eta}"
+            f"Step {event.step}/{event.steps}: loss {event.loss:.3f}{best}, {event.its_per_second:.2f} it/s{eta}"
         )
-    if kind == "evaluating":
-        return f"Evaluating base and adapter on {event.get('measured_on') or str(event['images']) + ' images'}..."
-    if kind == "finished":
-        score = f"{event['best_score']:.3f}" if event.get("best_score") is not None else "n/a"
-        where = f" ({event['validation']})" if event.get("validation") else ""
+    if isinstance(event, Evaluating):
+        return f"Evaluating base and adapter on {event.measured_on or str(event.images) + ' images'}..."
+    if isinstance(event, Finished):
+        score = f"{event.best_score:.3f}" if event.best_score is not None else "n/a"
+        where = f" ({event.validation})" if event.validation else ""
         return (
-            f"Training {event['status'].replace('_', ' ')}: best validation box IoU {score}{where}. "
-            f"Adapter: {event['path']}"
+            f"Training {event.status.replace('_', ' ')}: best validation box IoU {score}{where}. "
+            f"Adapter: {event.path}"
         )
-    if kind == "error":
+    if isinstance(event, Error):
         return "Training failed: see the notification."
     return None
+
+
+def event_path(event: Event) -> str | None:
+    """The file an event names (the adapter), shown whole when the status line is hovered."""
+    path = getattr(event, "path", None)
+    return str(path) if path is not None else None
 
 
 ONLY_TRAINING_DATA = (

@@ -6,41 +6,39 @@ Numbers are shown as fixed-point text with an explicit sign for changes (``+0.16
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from magicgui.widgets import Table
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QStyledItemDelegate, QTableWidget, QTableWidgetItem
 
-from napari_sam_peft.core.evaluation.interactive import METRICS
+from napari_sam_peft.core.evaluation.report import EvaluationReport
+from napari_sam_peft.core.training.runs import RunRecord
 
-METRIC_NAMES = ("Point", "Box", "I_P", "I_B")
 HISTORY_COLUMNS = ["run", "method", "status", "best val", "Box change"]
 
 
-def evaluation_rows(event: dict[str, Any] | None) -> dict[str, Any]:
-    """Table value for an ``evaluation`` event: a row per metric with base, adapter and signed change.
+def evaluation_rows(report: EvaluationReport | None) -> dict[str, Any]:
+    """Table value for an evaluation: a row per metric with base, adapter and signed change.
 
     Metrics are rows, not columns, so three number columns fit a narrow dock.
     """
-    rows = []
-    if event is not None:
-        base, adapter = event["base"], event["adapter"]
-        rows = [[f"{base[m]:.3f}", f"{adapter[m]:.3f}", f"{adapter[m] - base[m]:+.3f}"] for m in METRICS]
-    return {"data": rows, "index": list(METRIC_NAMES) if rows else [], "columns": ["base", "adapter", "change"]}
+    rows = report.rows() if report is not None else []
+    return {
+        "data": [[f"{row.base:.3f}", f"{row.adapter:.3f}", f"{row.change:+.3f}"] for row in rows],
+        "index": [row.metric for row in rows],
+        "columns": ["base", "adapter", "change"],
+    }
 
 
-def history_rows(runs: list[dict[str, Any]]) -> dict[str, Any]:
+def history_rows(runs: list[RunRecord]) -> dict[str, Any]:
     """Table value for the runs of a store (newest first)."""
     data = []
     for run in runs:
-        score = f"{run['best_score']:.3f}" if run.get("best_score") is not None else ""
-        change = ""
-        if run.get("evaluation"):
-            e = run["evaluation"]
-            change = f"{e['adapter']['box'] - e['base']['box']:+.3f}"
-        data.append([Path(run["run_dir"]).name, run.get("method", ""), run.get("status", ""), score, change])
+        score = f"{run.best_score:.3f}" if run.best_score is not None else ""
+        change = f"{run.evaluation.change('box'):+.3f}" if run.evaluation is not None else ""
+        name = run.run_dir.name if run.run_dir is not None else ""
+        data.append([name, run.method, run.status, score, change])
     return {"data": data, "index": [str(i + 1) for i in range(len(data))], "columns": HISTORY_COLUMNS}
 
 

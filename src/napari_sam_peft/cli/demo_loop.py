@@ -21,11 +21,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from ..core.evaluation.interactive import METRICS, farthest_interior_point, predict_mask
+from ..core.evaluation.interactive import farthest_interior_point, predict_mask
+from ..core.evaluation.report import EvaluationReport
+from ..core.training.events import Event, Progress
+from ..core.training.runs import RunRecord
 
 Say = Callable[[str], None]
 
@@ -33,7 +35,6 @@ TRAIN_SEEDS = (0, 1, 2)
 HELD_OUT_SEEDS = (100, 101, 102, 103, 104)
 ACCEPT_IOU = 0.8  # what a user accepts without touching it
 MAX_CORRECTION_CLICKS = 4
-METRIC_NAMES = ("Point", "Box", "I_P", "I_B")
 
 
 @dataclass
@@ -63,18 +64,23 @@ class DemoResult:
     lr: float
     adapter: Path
     corrections: CorrectionCounts
-    before: dict[str, float]
-    after: dict[str, float]
+    report: EvaluationReport
     seconds: dict[str, float] = field(default_factory=dict)
-    record: dict[str, Any] = field(default_factory=dict)
+    record: RunRecord | None = None
+
+    @property
+    def before(self) -> dict[str, float]:
+        """The demo model's held-out scores."""
+        return self.report.base
+
+    @property
+    def after(self) -> dict[str, float]:
+        """The held-out scores with the adapter."""
+        return self.report.adapter
 
     def table(self) -> str:
         """The before/after table, as markdown."""
-        lines = ["| held-out mSA | " + " | ".join(METRIC_NAMES) + " |", "|---|---|---|---|---|"]
-        lines.append("| demo model | " + " | ".join(f"{self.before[m]:.3f}" for m in METRICS) + " |")
-        lines.append(f"| + {self.preset} adapter | " + " | ".join(f"{self.after[m]:.3f}" for m in METRICS) + " |")
-        lines.append("| change | " + " | ".join(f"{self.after[m] - self.before[m]:+.3f}" for m in METRICS) + " |")
-        return "\n".join(lines)
+        return self.report.markdown("held-out mSA", "demo model", f"+ {self.preset} adapter")
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -142,7 +148,8 @@ def run_headless_demo(workdir: str | Path, settings: DemoSettings | None = None,
     from ..core.evaluation.interactive import evaluate_interactive
     from ..core.peft.recommend import recommend_preset
     from ..core.sam.loading import load_model
-    from ..core.training.job import TrainingJob, run_job
+    from ..core.training.job import TrainingJob
+    from ..core.training.run import run_job
 
     settings = settings or DemoSettings()
     workdir = Path(workdir)
@@ -194,12 +201,12 @@ def run_headless_demo(workdir: str | Path, settings: DemoSettings | None = None,
     say(f"finetuning {preset} ({why}), lr {lr}, {settings.steps} steps")
     start = time.perf_counter()
 
-    def report(event: dict) -> None:
-        if event["event"] == "progress" and event["val_score"] is not None:
-            step, loss, score = event["step"], event["loss"], event["val_score"]
-            say(f"  step {step}/{event['steps']}: loss {loss:.3f}, val box IoU {score:.3f}")
+    def show_progress(event: Event) -> None:
+        if isinstance(event, Progress) and event.val_score is not None:
+            step, loss, score = event.step, event.loss, event.val_score
+            say(f"  step {step}/{event.steps}: loss {loss:.3f}, val box IoU {score:.3f}")
 
-    record = run_job(job, report)
+    record = run_job(job, show_progress)
     seconds["finetune"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -207,10 +214,19 @@ def run_headless_demo(workdir: str | Path, settings: DemoSettings | None = None,
     before = evaluate_interactive(SamPredictor(model.sam), held_out)
     from ..core.peft import Adapter
 
-    handle = Adapter.load(job.out).attach_to(model)
+    handle = Adapter.load(job.resolved_out()).attach_to(model)
     try:
         after = evaluate_interactive(SamPredictor(model.sam), held_out)
     finally:
         handle.detach()
     seconds["evaluate"] = time.perf_counter() - start
-    return DemoResult(preset, blocks, lr, Path(job.out), counts, before, after, seconds, record)
+    n = len(held_out)
+    report = EvaluationReport(
+        validation="held-out images",
+        measured_on=f"{n} held-out generated images, {before['n_objects']} objects",
+        images=n,
+        objects=int(before["n_objects"]),
+        base=before,
+        adapter=after,
+    )
+    return DemoResult(preset, blocks, lr, Path(job.resolved_out()), counts, report, seconds, record)

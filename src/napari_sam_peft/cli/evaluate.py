@@ -15,8 +15,6 @@ from napari_sam_peft.core.data.store import SPLITS, AnnotationStore
 from napari_sam_peft.core.errors import SamPeftError
 from napari_sam_peft.core.training.holdout import TRAINING_DATA, VALIDATION_SPLIT
 
-METRIC_NAMES = ("Point", "Box", "I_P", "I_B")
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -46,7 +44,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from segment_anything import SamPredictor
 
-    from napari_sam_peft.core.evaluation.interactive import METRICS, evaluate_interactive
+    from napari_sam_peft.core.evaluation.interactive import evaluate_interactive
+    from napari_sam_peft.core.evaluation.report import scores_line
     from napari_sam_peft.core.peft import Adapter
     from napari_sam_peft.core.sam.loading import load_model
 
@@ -86,6 +85,5 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({**result, **described, "n_images": len(images)}, indent=2))
     else:
         print(file=sys.stderr)
-        scores = "  ".join(f"{name} {result[key]:.3f}" for key, name in zip(METRICS, METRIC_NAMES, strict=True))
-        print(f"mSA on {measured_on}:  {scores}")
+        print(f"mSA on {measured_on}:  {scores_line(result)}")
     return 0

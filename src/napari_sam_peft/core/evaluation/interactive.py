@@ -13,12 +13,13 @@ TP / (TP + FP + FN)).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
-METRICS = ("point", "box", "i_p", "i_b")
+from .report import METRICS
 
 
 def farthest_interior_point(region: np.ndarray) -> tuple[int, int] | None:
@@ -34,9 +35,19 @@ def farthest_interior_point(region: np.ndarray) -> tuple[int, int] | None:
     return int(row), int(col)
 
 
-def predict_mask(predictor, points, labels, box, mask_input):
-    """One mask from (row, col) points with labels and/or an (x0, y0, x1, y1) box; also its logits."""
-    kwargs = {"multimask_output": False, "return_logits": True}
+def predict_mask(
+    predictor: Any,
+    points: Sequence[Sequence[int]],
+    labels: Sequence[int],
+    box: Sequence[float] | None,
+    mask_input: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One mask from (row, col) points with labels and/or an (x0, y0, x1, y1) box; also its logits.
+
+    ``predictor`` is a ``SamPredictor`` with the image set; ``mask_input`` is previous low-resolution
+    logits (or None). Returns the boolean mask and its (1, 256, 256) logits.
+    """
+    kwargs: dict[str, Any] = {"multimask_output": False, "return_logits": True}
     if len(points):
         kwargs["point_coords"] = np.asarray(points, dtype=float)[:, ::-1]  # SAM wants (x, y)
         kwargs["point_labels"] = np.asarray(labels)
@@ -53,14 +64,23 @@ def predict_mask(predictor, points, labels, box, mask_input):
 
 
 def segment_object_iteratively(
-    predictor, gt: np.ndarray, start: str, n_iterations: int, use_masks: bool = False
+    predictor: Any, gt: np.ndarray, start: str, n_iterations: int, use_masks: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Masks after the first prompt and after the last correction, for one object."""
+    """Masks after the first prompt and after the last correction, for one object.
+
+    ``start`` is "point" (the interior point farthest from the border) or "box"; ``gt`` is the
+    object's boolean mask.
+    """
     rows, cols = np.nonzero(gt)
+    points: list[tuple[int, int]] = []
+    labels: list[int] = []
+    box = None
     if start == "box":
-        points, labels, box = [], [], [cols.min(), rows.min(), cols.max(), rows.max()]
+        box = [cols.min(), rows.min(), cols.max(), rows.max()]
     else:
-        points, labels, box = [farthest_interior_point(gt)], [1], None
+        centre = farthest_interior_point(gt)
+        assert centre is not None, "an object has pixels"
+        points, labels = [centre], [1]
     mask, logits = predict_mask(predictor, points, labels, box, None)
     first = mask
     for _ in range(n_iterations):
@@ -84,7 +104,7 @@ def _assemble(masks: list[np.ndarray], shape) -> np.ndarray:
 
 
 def evaluate_interactive(
-    predictor,
+    predictor: Any,
     samples: Iterable[tuple[np.ndarray, np.ndarray]],
     n_iterations: int = 8,
     use_masks: bool = False,
@@ -108,7 +128,7 @@ def evaluate_interactive(
         set_precomputed(predictor, embeddings)
         ids = [i for i in np.unique(gt_labels) if i != 0]
         n_objects += len(ids)
-        results = {m: [] for m in METRICS}
+        results: dict[str, list[np.ndarray]] = {m: [] for m in METRICS}
         for obj in ids:
             gt = gt_labels == obj
             first, last = segment_object_iteratively(predictor, gt, "point", n_iterations, use_masks)

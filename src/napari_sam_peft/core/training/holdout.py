@@ -126,10 +126,10 @@ def plan_validation(
             "training data: the store has no validation split and only 1 training object, so nothing "
             "could be held out; validation and evaluation scores are measured on the object being trained on",
         )
-    held = sorted(pairs[int(i)] for i in rng.choice(len(pairs), n_held, replace=False))
+    held_objects = sorted(pairs[int(i)] for i in rng.choice(len(pairs), n_held, replace=False))
     kept_train, held_val = [], []
     for index, (image, labels) in enumerate(train):
-        values = [value for i, value in held if i == index]
+        values = [value for i, value in held_objects if i == index]
         is_held = np.isin(labels, values)
         if (labels[~is_held] != 0).any():
             kept_train.append((image, np.where(is_held, 0, labels).astype(labels.dtype)))
@@ -142,5 +142,5 @@ def plan_validation(
         HELD_OUT,
         f"held out automatically: {n_held} of {len(pairs)} objects of {where} "
         "(no validation split in the store; too few images to hold out whole ones)",
-        held_out_objects=held,
+        held_out_objects=held_objects,
     )

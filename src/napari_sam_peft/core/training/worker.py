@@ -2,14 +2,13 @@
 
 A crash, an out-of-memory error or a kill in the worker can never take the caller down,
 and the caller's event loop stays free: a reader thread turns the worker's JSON lines into
-events that the caller drains with :meth:`TrainingProcess.poll` (the Finetune widget does
-so from a Qt timer). Stop asks the worker to finish its step and keep its best adapter;
+the typed events of :mod:`.events`, which the caller drains with :meth:`TrainingProcess.poll`
+(the Finetune widget does so from a Qt timer). Stop asks the worker to finish its step and keep its best adapter;
 kill ends it at once. Either way the adapter file is the last one written whole.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import subprocess
@@ -18,11 +17,9 @@ import tempfile
 import threading
 from collections import deque
 from pathlib import Path
-from typing import Any
 
+from .events import Error, Event, event_from_json
 from .job import TrainingJob
-
-TERMINAL_EVENTS = ("finished", "error")
 
 
 class TrainingProcess:
@@ -34,21 +31,23 @@ class TrainingProcess:
         self.env = env
         self._owns_run_dir = job.out is None  # a new run folder is made for this run: tidy it if unused
         self.path = job.resolved_out()
-        self._events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._events: queue.Queue[Event] = queue.Queue()
         self._stderr: deque[str] = deque(maxlen=40)
         self._process: subprocess.Popen | None = None
         self._readers: list[threading.Thread] = []
         self._stop_dir = tempfile.TemporaryDirectory(prefix="napari-sam-peft-stop-")
         self.stop_file = Path(self._stop_dir.name) / "stop"
-        self.terminal_event: dict[str, Any] | None = None
+        self.terminal_event: Event | None = None
         self._ended_reported = False
 
     @property
     def command(self) -> list[str]:
+        """The worker's command line: ``python -m napari_sam_peft.cli train JOB... --events``."""
         argv = self.job.to_argv() + ["--events", "--stop-file", str(self.stop_file)]
         return [self.python, "-m", "napari_sam_peft.cli", "train", *argv]
 
     def start(self) -> TrainingProcess:
+        """Start the worker and the threads that read its output; returns ``self``."""
         env = dict(os.environ if self.env is None else self.env)
         env.setdefault("PYTHONUNBUFFERED", "1")
         self._process = subprocess.Popen(
@@ -70,14 +69,17 @@ class TrainingProcess:
 
     @property
     def pid(self) -> int | None:
+        """The worker's process id (None before :meth:`start`)."""
         return self._process.pid if self._process is not None else None
 
     @property
     def running(self) -> bool:
+        """Whether the worker has been started and has not ended."""
         return self._process is not None and self._process.poll() is None
 
     @property
     def returncode(self) -> int | None:
+        """The worker's exit status, None while it runs."""
         return self._process.poll() if self._process is not None else None
 
     def stop(self) -> None:
@@ -86,29 +88,37 @@ class TrainingProcess:
 
     def kill(self) -> None:
         """End the worker now (the adapter file keeps the last best adapter written whole)."""
-        if self.running:
+        if self._process is not None and self.running:
             self._process.kill()
 
     def wait(self, timeout: float | None = None) -> int:
+        """Wait for the worker to end (and its output to be read); returns its exit status.
+
+        Raises
+        ------
+        subprocess.TimeoutExpired
+            If it is still running after ``timeout`` seconds.
+        """
+        assert self._process is not None, "start() first"
         code = self._process.wait(timeout)
         for reader in self._readers:
             reader.join(timeout)
         return code
 
-    def poll(self) -> list[dict[str, Any]]:
+    def poll(self) -> list[Event]:
         """Events that arrived since the last call; never blocks.
 
         If the process ended without a ``finished`` or ``error`` event (killed, or the
-        interpreter died), one ``error`` event of kind ``crash`` says so.
+        interpreter died), one :class:`~.events.Error` event of kind ``crash`` says so.
         """
-        events = []
+        events: list[Event] = []
         while True:
             try:
                 events.append(self._events.get_nowait())
             except queue.Empty:
                 break
         for event in events:
-            if event.get("event") in TERMINAL_EVENTS:
+            if event.terminal:
                 self.terminal_event = event
                 self._remove_unused_run_dir()
         readers_done = not any(reader.is_alive() for reader in self._readers[:1])
@@ -121,7 +131,7 @@ class TrainingProcess:
             and not self._ended_reported
         ):
             self._ended_reported = True
-            event = {"event": "error", "kind": "crash", "message": self._crash_message()}
+            event = Error("crash", self._crash_message())
             self._remove_unused_run_dir()
             self.terminal_event = event
             events.append(event)
@@ -149,12 +159,9 @@ class TrainingProcess:
         assert self._process is not None and self._process.stdout is not None
         for line in self._process.stdout:
             line = line.strip()
-            if not line.startswith("{"):
-                continue  # stray prints from libraries
-            try:
-                self._events.put(json.loads(line))
-            except ValueError:
-                continue
+            event = event_from_json(line) if line.startswith("{") else None  # else: stray prints from libraries
+            if event is not None:
+                self._events.put(event)
 
     def _read_stderr(self) -> None:
         assert self._process is not None and self._process.stderr is not None
@@ -162,6 +169,7 @@ class TrainingProcess:
             self._stderr.append(line.rstrip("\n"))
 
     def close(self) -> None:
+        """Kill the worker if it still runs and remove its stop-file folder."""
         self.kill()
         if self._process is not None:
             self._process.wait()

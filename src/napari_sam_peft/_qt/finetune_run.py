@@ -1,0 +1,236 @@
+"""The Finetune widget's run panel: start and stop a run, follow it, use its adapter at once.
+
+The run is ``napari-sam-peft train`` in a separate process (:class:`TrainingProcess`), so napari
+stays responsive and survives a crash or an out-of-memory error in training. A Qt timer drains
+the worker's events on the main thread: the status line, the loss and validation curves, the
+evaluation table, and each new best adapter, which is attached to the Segment widget's model
+(unless live reload is off). The Segment widget then re-embeds the current image, running only
+the adapted encoder blocks, and the next prompt uses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import napari
+from magicgui.widgets import ComboBox, Container, Label, PushButton, Table
+from napari.utils.notifications import show_error, show_info, show_warning
+from psygnal import Signal
+from qtpy.QtCore import QTimer
+
+from napari_sam_peft._qt.curve_plot import CurvePlot
+from napari_sam_peft._qt.dock_layout import full_width, on_click, show_text, wrapping
+from napari_sam_peft._qt.finetune_settings import SettingsPanel
+from napari_sam_peft._qt.run_messages import ONLY_TRAINING_DATA, event_path, status_line
+from napari_sam_peft._qt.run_tables import evaluation_rows, set_rows, style_table
+from napari_sam_peft._qt.user_errors import user_errors
+from napari_sam_peft.core.errors import SamPeftError
+from napari_sam_peft.core.evaluation.report import EvaluationReport
+from napari_sam_peft.core.peft import Adapter
+from napari_sam_peft.core.training.events import Best, Error, Evaluation, Event, Finished, Progress, Started
+from napari_sam_peft.core.training.holdout import TRAINING_DATA
+from napari_sam_peft.core.training.runs import RunRecord
+from napari_sam_peft.core.training.worker import TrainingProcess
+from napari_sam_peft.session import AnnotatorSession, SessionBusyError
+
+POLL_MS = 100
+ADAPTER, BASE_MODEL = "adapter", "base model"
+
+
+class _ProcessHolder:
+    """Holds the running worker so it can be stopped when the panel is destroyed."""
+
+    def __init__(self) -> None:
+        self.process: TrainingProcess | None = None
+
+
+def _stop_on_close(holder: _ProcessHolder, *_: Any) -> None:
+    if holder.process is not None and holder.process.running:
+        holder.process.stop()  # the worker finishes its step and keeps its best adapter
+
+
+class RunPanel(Container):
+    """Start/Stop, the status line and curves, base vs adapter, and the run's evaluation.
+
+    Signals
+    -------
+    runs_changed()
+        A run started or ended: the store's list of runs changed.
+    """
+
+    runs_changed = Signal()
+
+    def __init__(self, viewer: napari.Viewer, session: AnnotatorSession, settings: SettingsPanel) -> None:
+        super().__init__(labels=True)
+        self.viewer = viewer
+        self.session = session
+        self.settings = settings
+        self._holder = _ProcessHolder()
+        self._pending_reload: Path | None = None
+        self._last_adapter_path: Path | None = None
+        self.reloads = 0  # adapters attached live during runs (tests and the status line use it)
+        self.last_evaluation: EvaluationReport | None = None
+        self.start_button = PushButton(text="Start training")
+        self.stop_button = PushButton(
+            text="Stop", enabled=False, tooltip="Stop after this step; the best adapter is kept"
+        )
+        self.status = wrapping(Label(value="Not training."))
+        self.loss_plot = CurvePlot("training loss", "#FFB74D")
+        self.val_plot = CurvePlot("validation box IoU", "#81C784")
+        self.compare = ComboBox(label="segment with", choices=[ADAPTER, BASE_MODEL], value=ADAPTER)
+        self.evaluated_on = wrapping(Label(value=""))
+        self.evaluation_table = style_table(Table(value=evaluation_rows(None)), stretch=True)
+        buttons = Container(widgets=[self.start_button, self.stop_button], layout="horizontal", labels=False)
+        heading = Label(value="Evaluation (mSA)")
+        self.extend([buttons, self.status, self.compare, heading, self.evaluated_on, self.evaluation_table])
+        self._handlers: dict[type[Event], Callable[[Any], None]] = {
+            Started: self._on_started,
+            Progress: self._on_progress,
+            Best: self._on_best,
+            Evaluation: self.show_evaluation,
+            Finished: self._on_finished,
+            Error: self._on_error,
+        }
+        self._timer = QTimer(self.native)  # dies with the panel: no polling into deleted labels
+        self._timer.setInterval(POLL_MS)
+        self._timer.timeout.connect(self.poll)
+        self.native.destroyed.connect(partial(_stop_on_close, self._holder))
+        on_click(self.start_button, self.start)
+        on_click(self.stop_button, self.stop)
+        self.compare.changed.connect(self._compare_changed)
+        full_width(buttons, self.status, heading, self.evaluated_on, self.evaluation_table)
+
+    @property
+    def process(self) -> TrainingProcess | None:
+        """The worker of the current (or last) run."""
+        return self._holder.process
+
+    def start(self, *, env: dict[str, str] | None = None) -> TrainingProcess | None:
+        """Start a run with the current settings (the "Start training" button); ``env`` is for tests."""
+        if self.process is not None and self.process.running:
+            show_warning("A training run is already going: stop it first.")
+            return None
+        self.session.flush_requested.emit()  # corrections painted a moment ago are training data too
+        with user_errors() as outcome:
+            job = self.settings.job()
+            if self.session.store is None or self.session.store.info()["train_objects"] == 0:
+                raise SamPeftError(
+                    "There are no training objects yet: commit objects in the Segment widget (S, then C); "
+                    "objects in the validation split do not count."
+                )
+            spec = self.settings.spec()
+        if outcome.failed:
+            return None
+        from napari_sam_peft.core.training.estimate import first_trained_stage
+
+        # Keep the current image's block-k input, so every reload re-embeds only the adapted blocks.
+        stage = first_trained_stage(spec, self.settings.architecture())
+        self.session.stage_hint = stage
+        self._keep_stage_input(stage)
+        self.loss_plot.clear()
+        self.val_plot.clear()
+        set_rows(self.evaluation_table, evaluation_rows(None))
+        self.evaluated_on.value = ""
+        self._holder.process = TrainingProcess(job, env=env).start()
+        self.status.value = f"Starting {job.preset} (loading the model in the training process)..."
+        self.start_button.enabled = False
+        self.stop_button.enabled = True
+        self._timer.start()
+        return self.process
+
+    def _keep_stage_input(self, stage: int) -> None:
+        from napari.qt.threading import thread_worker
+
+        layer = self.viewer.layers[self.session.current_image] if self.session.current_image else None
+        if layer is None or self.session.model is None:
+            return
+
+        @thread_worker
+        def work() -> None:
+            self.session.keep_stage_input(layer.data, stage, layer.rgb)
+
+        worker = work()
+        worker.errored.connect(lambda err: show_warning(f"Could not prepare fast reloads: {err}"))
+        worker.start()
+
+    def stop(self) -> None:
+        """Ask the run to stop after its current step (the "Stop" button)."""
+        if self.process is not None and self.process.running:
+            self.process.stop()
+            self.status.value = "Stopping after the current step; the best adapter is kept..."
+
+    def poll(self) -> None:
+        """Handle the worker's new events (runs on the Qt thread, every 100 ms while training)."""
+        process = self.process
+        if process is None:
+            return
+        for event in process.poll():
+            line = status_line(event)
+            if line is not None:
+                show_text(self.status, line, event_path(event))
+            handler = self._handlers.get(type(event))
+            if handler is not None:
+                handler(event)
+        if self._pending_reload is not None:
+            self._reload(self._pending_reload)
+        if process.terminal_event is not None and self._pending_reload is None:
+            self._timer.stop()
+            self.start_button.enabled = True
+            self.stop_button.enabled = False
+            self.runs_changed.emit()
+
+    def _on_started(self, event: Started) -> None:
+        if event.validation == TRAINING_DATA:
+            show_warning(ONLY_TRAINING_DATA)
+        self.runs_changed.emit()
+
+    def _on_progress(self, event: Progress) -> None:
+        self.loss_plot.add_point(event.step, event.loss)
+        if event.val_score is not None:
+            self.val_plot.add_point(event.step, event.val_score)
+
+    def _on_best(self, event: Best) -> None:
+        self._last_adapter_path = Path(event.path)
+        if self.settings.hot_reload.value and self.session.model is not None and self.compare.value == ADAPTER:
+            self._pending_reload = self._last_adapter_path
+
+    def show_evaluation(self, report: EvaluationReport) -> None:
+        """Show base vs adapter in the evaluation table, and what it was measured on."""
+        self.last_evaluation = report
+        set_rows(self.evaluation_table, evaluation_rows(report))
+        if report.measured_on:
+            self.evaluated_on.value = f"Measured on {report.measured_on}."
+
+    def _on_finished(self, event: Finished) -> None:
+        show_info(f"Training {event.status.replace('_', ' ')}: the adapter is {event.path}")
+
+    def _on_error(self, event: Error) -> None:
+        show_error(event.message)  # the worker's message says what happened and what to do
+
+    def _reload(self, path: Path) -> None:
+        """Attach the adapter at ``path`` to the live model; retried next tick while the model is busy."""
+        with user_errors("The new adapter could not be loaded: ") as outcome:
+            try:
+                self.session.set_adapter(Adapter.load(path), path=path, wait=False)
+            except SessionBusyError:
+                return  # an embedding is being computed: try again on the next tick
+        if not outcome.failed:
+            self.reloads += 1
+        self._pending_reload = None
+
+    def _compare_changed(self, choice: str) -> None:
+        with user_errors():
+            if choice == BASE_MODEL:
+                if self.session.adapter_path is not None:
+                    self._last_adapter_path = self.session.adapter_path
+                self.session.set_adapter(None)
+            elif self._last_adapter_path is not None:
+                self.session.set_adapter(self._last_adapter_path)
+
+    def use_run(self, record: RunRecord) -> None:
+        """A run's adapter was attached from the runs table: the base/adapter switch follows it."""
+        self._last_adapter_path = Path(record.adapter)
+        self.compare.value = ADAPTER

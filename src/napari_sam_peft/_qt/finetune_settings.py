@@ -1,0 +1,205 @@
+"""The Finetune widget's settings panel: what to train, with the fields of the training job's schema.
+
+Every :class:`~napari_sam_peft.core.training.job.TrainingJob` field with a widget label gets a
+field here, with the schema's label, tooltip, limits and default: a new hyperparameter in the
+schema appears in this panel and in the run it starts without a change here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, LineEdit, SpinBox
+from magicgui.widgets.bases import ValueWidget
+
+from napari_sam_peft._qt.dock_layout import full_width, show_text, wrapping
+from napari_sam_peft.core.errors import SamPeftError
+from napari_sam_peft.core.peft import PeftSpec
+from napari_sam_peft.core.peft.recommend import recommend_preset
+from napari_sam_peft.core.sam.architecture import VIT_B
+from napari_sam_peft.core.sam.devices import select_device
+from napari_sam_peft.core.training.job import (
+    JobField,
+    TrainingJob,
+    format_value,
+    job_fields,
+    model_argument,
+    peft_spec,
+)
+from napari_sam_peft.session import AnnotatorSession
+
+#: settings whose change changes the estimate
+ESTIMATED_FROM = ("preset", "blocks", "rank", "objects_per_image", "steps")
+#: the largest value of a whole-number setting whose schema sets no maximum
+INT_MAXIMUM = 1_000_000
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def field_widget(job_field: JobField) -> ValueWidget:
+    """The widget for a job field: a choice, a switch, a number box or a text field, as the schema says."""
+    option = job_field.option
+    value = job_field.widget_default
+    widget: ValueWidget
+    if option.choices:
+        widget = ComboBox(label=option.label, choices=list(option.choices))
+        if value is not None:
+            widget.value = value
+    elif job_field.type is bool:
+        widget = CheckBox(text=option.label, value=bool(value))
+    elif job_field.type is int:
+        low = 0 if option.minimum is None else option.minimum
+        high = INT_MAXIMUM if option.maximum is None else option.maximum
+        widget = SpinBox(label=option.label, value=value or 0, min=low, max=high)
+    else:
+        widget = LineEdit(label=option.label, value="" if value is None else format_value(value))
+    widget.tooltip = _sentence(option.tooltip or option.help)
+    return widget
+
+
+def field_value(job_field: JobField, widget: ValueWidget) -> Any:
+    """The job value a field's widget holds: empty text and a 0 for an optional number mean None.
+
+    Raises
+    ------
+    SamPeftError
+        For a number field whose text is not a positive number.
+    """
+    value = widget.value
+    if isinstance(value, str):
+        value = value.strip()
+    if job_field.type is float:
+        value = _positive_number(job_field, value)
+    if job_field.optional and not value:
+        return None
+    return value
+
+
+def _positive_number(job_field: JobField, text: str) -> float:
+    example = job_field.default_text
+    try:
+        value = float(text)
+    except ValueError:
+        raise SamPeftError(
+            f"The {job_field.option.label} must be a number like {example}, not {text!r}."
+        ) from None
+    if not value > 0:
+        raise SamPeftError(f"The {job_field.option.label} must be positive (the default is {example}).")
+    return value
+
+
+class SettingsPanel(Container):
+    """What the store holds, the recommended preset and why, the run's settings and the estimate."""
+
+    def __init__(self, session: AnnotatorSession) -> None:
+        super().__init__(labels=True)
+        self.session = session
+        self.data_status = wrapping(Label(value=""))
+        self.recommendation = wrapping(Label(value=""))
+        self.job_fields = [f for f in job_fields() if f.option.label]
+        self.fields: dict[str, ValueWidget] = {f.name: field_widget(f) for f in self.job_fields}
+        self.hot_reload = CheckBox(
+            text="Live reload into Segment",
+            value=True,
+            tooltip="Attach each new best adapter to the Segment widget's model",
+        )
+        self.estimate = wrapping(Label(value=""))
+        switches = [w for w in self.fields.values() if isinstance(w, CheckBox)]
+        values = [w for w in self.fields.values() if not isinstance(w, CheckBox)]
+        self.extend([self.data_status, self.recommendation, *values, self.hot_reload, *switches, self.estimate])
+        for name in ESTIMATED_FROM:
+            self.fields[name].changed.connect(self.update_estimate)
+        self.fields["device"].changed.connect(self.recommend)
+        session.model_changed.connect(self.recommend)
+        session.store_changed.connect(self.update_data_status)
+        session.store_updated.connect(self.update_data_status)
+        self.recommend()
+        self.update_data_status()
+        full_width(self.data_status, self.recommendation, self.estimate)
+
+    def architecture(self):
+        """The loaded model's architecture (SAM ViT-B before one is loaded)."""
+        return self.session.model.architecture if self.session.model is not None else VIT_B
+
+    def value(self, name: str) -> Any:
+        """The job value of the field ``name`` (raises SamPeftError for a bad number)."""
+        return field_value(next(f for f in self.job_fields if f.name == name), self.fields[name])
+
+    def recommend(self, *_: Any) -> None:
+        """Preselect the preset, blocks and learning rate the recommender picks for this device and model."""
+        try:
+            device = select_device(self.fields["device"].value)
+        except SamPeftError as err:
+            self.recommendation.value = str(err)
+            return
+        pick = recommend_preset(device, self.architecture())
+        self.fields["preset"].value = pick.preset
+        self.fields["blocks"].value = pick.blocks or ""
+        self.fields["lr"].value = format_value(pick.lr)
+        self.recommendation.value = f"Recommended on {device.type}: {pick.preset}. {pick.reason}"
+        self.update_estimate()
+
+    def spec(self) -> PeftSpec:
+        """The PEFT spec the settings describe (raises SamPeftError for a bad preset, block selection or rank)."""
+        depth = self.architecture().depth
+        return peft_spec(self.value("preset"), depth, self.value("blocks"), self.value("rank"))
+
+    def update_estimate(self, *_: Any) -> None:
+        """Say how many parameters train and how much memory and time the run takes."""
+        from napari_sam_peft.core.training.estimate import estimate_training
+
+        if self.session.model is None:  # the estimate depends on the model: none until one is loaded
+            self.estimate.value = "Estimate: load a model in the Segment widget first."
+            return
+        try:
+            device = select_device(self.fields["device"].value)
+            objects = self.value("objects_per_image")
+            estimate = estimate_training(self.spec(), self.architecture(), str(device), objects)
+        except (SamPeftError, ValueError, TypeError) as err:
+            self.estimate.value = f"Cannot train this: {err}"
+            return
+        self.estimate.value = f"Estimate: {estimate.describe(self.value('steps'))}"
+
+    def update_data_status(self, *_: Any) -> None:
+        """Say how many training and validation objects the store holds, and where it is."""
+        store = self.session.store
+        if store is None:
+            where = self.session.default_store_path
+            show_text(
+                self.data_status,
+                "No training data yet: commit objects in the Segment widget"
+                + (f" (they are recorded in {where})." if where else "."),
+                str(where or ""),
+            )
+            return
+        info = store.info()
+        show_text(
+            self.data_status,
+            f"{info['train_objects']} training objects on {info['train_images']} images, "
+            f"{info['val_objects']} validation objects, in {store.path}",
+            str(store.path),
+        )
+
+    def job(self) -> TrainingJob:
+        """The run the settings describe, on the session's store and model.
+
+        Raises
+        ------
+        SamPeftError
+            Without a store or a model, or for a bad setting (checked here, not in the worker).
+        """
+        if self.session.store is None:
+            raise SamPeftError(
+                "There is no training data yet: commit objects in the Segment widget (S to segment, C to commit)."
+            )
+        model = self.session.require_model()
+        values = {f.name: self.value(f.name) for f in self.job_fields}
+        self.spec()  # validates preset, blocks and rank now, not in the worker
+        return TrainingJob(
+            store=self.session.store.path,
+            model=model_argument(model),
+            cache_dir=self.session.cache.root,
+            **values,
+        )

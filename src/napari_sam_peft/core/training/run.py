@@ -1,0 +1,264 @@
+"""One finetuning run, from a store snapshot to adapter files, reported as events.
+
+:func:`run_job` is the single entry point behind ``napari-sam-peft train``: the Finetune widget
+starts it in a separate process (see :mod:`.worker`), a terminal runs it directly, and ``torchrun``
+runs it on several GPUs. It reports the events of :mod:`.events` through ``emit`` and keeps the
+run's :class:`~.runs.RunRecord` in ``run.json`` beside the adapter.
+
+Validation (best score, early stopping) and evaluation never silently use the training images
+(see :mod:`.holdout`): the ``started`` event, the record's ``validation`` and the ``finished``
+event say what they were measured on. Every adapter is written atomically, so the file at
+``path`` is always the last good one.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..annotation.embeddings import EmbeddingCache
+from ..annotation.stage_inputs import CacheEmbeddingSource, StageInputs
+from ..data.store import AnnotationStore
+from ..errors import SamPeftError
+from ..evaluation.report import EvaluationReport
+from ..peft import Adapter, PeftSpec, count_trainable_parameters
+from ..sam.loading import LoadedModel
+from . import loop
+from .distributed import setup_distributed
+from .events import Best, Evaluating, Evaluation, Event, Finished, Prepared, Progress, Started
+from .holdout import ValidationPlan, plan_validation
+from .job import TrainingJob
+from .runs import RECORD_NAME, RunRecord, now
+
+Emit = Callable[[Event], None]
+
+#: test hook: "oom" makes the run fail with an out-of-memory error at its second step
+FAULT_ENV = "NAPARI_SAM_PEFT_TEST_FAULT"
+
+
+@dataclass
+class TrainingData:
+    """What a run trains and validates on: the store snapshot and the validation plan.
+
+    ``validation`` is the plan's summary with the store ids of what was held out (the ``started``
+    event's and the run record's ``validation``).
+    """
+
+    snapshot_id: str
+    plan: ValidationPlan
+    validation: dict[str, Any]
+
+
+def load_training_data(store_path: str | os.PathLike[str], seed: int) -> TrainingData:
+    """Read the annotated images of a store and plan validation (seeded by ``seed``).
+
+    Raises
+    ------
+    SamPeftError
+        If the store has no annotated training images.
+    """
+    store = AnnotationStore(store_path)
+    snapshot = store.snapshot()
+    stored = {split: [i for i in snapshot.images if i.split == split and i.objects] for split in ("train", "val")}
+    if not stored["train"]:
+        raise SamPeftError(
+            "The store has no annotated training images: "
+            "commit objects on at least one image in the training split."
+        )
+    train, val = (
+        [(store.image(i.image_id), store.labels(i)) for i in stored[split]] for split in ("train", "val")
+    )
+    plan = plan_validation(train, val, seed=seed)
+    validation = {  # labels number an image's objects 1..n in commit order
+        **plan.summary(),
+        "held_out_images": [stored["train"][i].image_id for i in plan.held_out_images],
+        "held_out_objects": [stored["train"][img].objects[i - 1].object_id for img, i in plan.held_out_objects],
+    }
+    return TrainingData(snapshot.snapshot_id, plan, validation)
+
+
+@dataclass
+class RunReporter:
+    """Reports a run's events and keeps its record; in a distributed run only rank 0 (``lead``) does.
+
+    ``should_stop`` is the caller's stop request; ``stopped`` says whether it came.
+    """
+
+    record: RunRecord
+    out: Path
+    emit: Emit
+    lead: bool = True
+    should_stop: Callable[[], bool] | None = None
+    stopped: bool = False
+    started_at: float = field(default_factory=time.perf_counter)
+
+    def save(self) -> None:
+        """Write the record to ``run.json`` beside the adapter (rank 0 only)."""
+        if self.lead:
+            self.record.save(self.out.parent / RECORD_NAME)
+
+    def say(self, event: Event) -> None:
+        """Report ``event`` (rank 0 only)."""
+        if self.lead:
+            self.emit(event)
+
+    def stop_requested(self) -> bool:
+        """Whether the caller asked to stop; once asked, it stays asked."""
+        self.stopped = self.stopped or (self.should_stop is not None and self.should_stop())
+        return self.stopped
+
+    def on_prepared(self, inputs: StageInputs) -> None:
+        """The loop ran the frozen stages on every image: report how long that took."""
+        seconds = time.perf_counter() - self.started_at
+        self.say(Prepared(seconds, inputs.stage, inputs.computed, inputs.reused))
+
+    def on_progress(self, event: loop.TrainingEvent) -> None:
+        """A step ended: add it to the curve and report it."""
+        if os.environ.get(FAULT_ENV) == "oom" and event.step >= 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected by the test hook)")
+        self.record.curve.append([event.step, event.loss, event.val_score])
+        self.say(Progress.of(event))
+
+    def on_best(self, adapter: Adapter) -> None:
+        """Validation improved: write the adapter (atomically) and the record, and report it."""
+        adapter.save(self.out)
+        self.record.best_score = adapter.metrics["val_box_iou"]
+        self.record.best_step = adapter.metrics["step"]
+        self.save()
+        self.say(Best(str(self.out), self.record.best_step, self.record.best_score))
+
+
+def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None = None) -> RunRecord:
+    """Train as ``job`` says, writing each new best adapter to ``job.out``; returns the run record.
+
+    Raises
+    ------
+    SamPeftError
+        For bad input (no training objects, a bad store, preset or blocks).
+    """
+    from ..sam.loading import load_model
+
+    rank, world, device = setup_distributed(job.device)
+    out = job.resolved_out()
+    if out.suffix != ".safetensors":
+        raise SamPeftError(f"The adapter file must end in .safetensors, not {out.name!r}.")
+    data = load_training_data(job.store, job.seed)
+    model = load_model(job.model, device=device)
+    spec = job.spec(model.architecture.depth)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    record = RunRecord(
+        job={k: str(v) if isinstance(v, Path) else v for k, v in asdict(job).items()},
+        preset=job.preset,
+        method=spec.describe(model.architecture.depth),
+        adapter=str(out),
+        started=now(),
+        snapshot=data.snapshot_id,
+        validation=data.validation,
+        world_size=world,
+    )
+    reporter = RunReporter(record, out, emit, lead=rank == 0, should_stop=should_stop)
+    reporter.save()
+    reporter.say(
+        Started(
+            run_dir=str(out.parent),
+            path=str(out),
+            preset=job.preset,
+            method=record.method,
+            trainable_params=count_trainable_parameters(spec, model.architecture),
+            **data.validation,
+            device=str(model.device),
+            steps=job.steps,
+            world_size=world,
+        )
+    )
+    best = _train(job, model, spec, data, reporter, shard=(rank, world))
+    last_step = record.curve[-1][0] if record.curve else 0
+    record.status = "stopped" if reporter.stopped else "completed" if last_step >= job.steps else "early_stopped"
+    if job.evaluate and reporter.lead:
+        record.evaluation = _evaluate(model, best, data, reporter)
+    record.finished = now()
+    reporter.save()
+    plan = data.plan
+    reporter.say(Finished(record.status, str(out), record.best_score, plan.validation, plan.description))
+    return record
+
+
+def loop_settings(job: TrainingJob) -> dict[str, Any]:
+    """The job's values for the training loop: every field named as one of :class:`~.loop.TrainingConfig`'s."""
+    names = {f.name for f in fields(job)}
+    return {
+        name: getattr(job, name) for name in inspect.signature(loop.TrainingConfig).parameters if name in names
+    }
+
+
+def _train(
+    job: TrainingJob,
+    model: LoadedModel,
+    spec: PeftSpec,
+    data: TrainingData,
+    reporter: RunReporter,
+    shard: tuple[int, int],
+) -> Adapter:
+    """Run the training loop on this rank's share of the images; a failure is recorded, then raised."""
+    rank, world = shard
+    plan = data.plan
+    train_samples = (plan.train[rank::world] or plan.train) if world > 1 else plan.train
+    source = None
+    if job.cache_dir is not None:
+        source = CacheEmbeddingSource(EmbeddingCache(job.cache_dir), model)
+    config = loop.TrainingConfig(**loop_settings(job))
+    try:
+        return loop.train(
+            model,
+            spec,
+            train_samples,
+            () if plan.on_training_data else plan.val,  # train() then reuses the training inputs
+            config,
+            loop.TrainingHooks(
+                on_event=reporter.on_progress,
+                on_best=reporter.on_best,
+                on_prepared=reporter.on_prepared,
+                should_stop=reporter.stop_requested,
+            ),
+            embedding_source=source,
+            training_snapshot=data.snapshot_id,
+        )
+    except BaseException as error:
+        reporter.record.status = "failed" if not isinstance(error, KeyboardInterrupt) else "stopped"
+        reporter.record.error = str(error)
+        reporter.save()
+        raise
+
+
+def _evaluate(model: LoadedModel, best: Adapter, data: TrainingData, reporter: RunReporter) -> EvaluationReport:
+    """Base vs ``best`` with the paper's interactive protocol on the validation samples."""
+    from segment_anything import SamPredictor
+
+    from ..evaluation.interactive import evaluate_interactive
+
+    plan = data.plan
+    reporter.say(Evaluating(len(plan.val), plan.validation, plan.description))
+    base = evaluate_interactive(SamPredictor(model.sam), plan.val)
+    handle = best.attach_to(model)
+    try:
+        adapted = evaluate_interactive(SamPredictor(model.sam), plan.val)
+    finally:
+        handle.detach()
+    validation = data.validation
+    report = EvaluationReport(
+        validation=plan.validation,
+        measured_on=plan.description,
+        images=validation["val_images"],
+        objects=validation["val_objects"],
+        base=base,
+        adapter=adapted,
+    )
+    reporter.say(Evaluation.of(report))
+    return report

@@ -1,0 +1,123 @@
+"""Run folders next to a store, and the record of each run in them (``run.json``).
+
+``cells.sampeft.zarr`` -> ``cells.adapters/20261126-101500-late_lora/`` holding ``adapter.safetensors``
+(the best adapter so far) and ``run.json`` (:class:`RunRecord`: settings, status, curve, best step and
+score, the store snapshot, what validation was measured on, the evaluation). The record is rewritten
+atomically, so a reader always sees a whole one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..atomic import write_atomic
+from ..evaluation.report import EvaluationReport
+
+RECORD_NAME = "run.json"
+
+
+def runs_dir(store: str | os.PathLike[str]) -> Path:
+    """Where the runs of a store live: ``cells.sampeft.zarr`` -> ``cells.adapters/`` beside it."""
+    store = Path(store)
+    stem = store.name.removesuffix(".zarr").removesuffix(".sampeft")
+    return store.parent / f"{stem}.adapters"
+
+
+def new_run_dir(store: str | os.PathLike[str], preset: str) -> Path:
+    """Make and return a new, empty run folder for ``preset``: its name is the time and the preset."""
+    base = runs_dir(store) / f"{datetime.now():%Y%m%d-%H%M%S}-{preset}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    path.mkdir(parents=True)
+    return path
+
+
+def now() -> str:
+    """The time as run records write it (ISO 8601, seconds)."""
+    return datetime.now().isoformat(timespec="seconds")
+
+
+@dataclass(kw_only=True)
+class RunRecord:
+    """What ``run.json`` says about one run; the fields are its keys.
+
+    ``curve`` holds ``[step, loss, val_score]`` rows; ``validation`` is what validation was measured
+    on (see :meth:`.holdout.ValidationPlan.summary`, with the store ids held out); ``run_dir`` is the
+    folder the record was read from (not written).
+    """
+
+    job: dict[str, Any] = field(default_factory=dict)
+    preset: str = ""
+    method: str = ""
+    adapter: str
+    status: str = "running"
+    started: str = ""
+    snapshot: str = ""
+    best_score: float | None = None
+    best_step: int | None = None
+    curve: list[list[Any]] = field(default_factory=list)
+    validation: dict[str, Any] = field(default_factory=dict)
+    evaluation: EvaluationReport | None = None
+    world_size: int = 1
+    error: str | None = None
+    finished: str | None = None
+    run_dir: Path | None = field(default=None, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON-ready values written to ``run.json``."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "run_dir"}
+        values["evaluation"] = self.evaluation.to_dict() if self.evaluation is not None else None
+        return values
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the record to ``path`` atomically."""
+        write_atomic(path, json.dumps(self.to_json(), indent=1, default=str))
+
+    @classmethod
+    def from_json(cls, values: Mapping[str, Any], run_dir: Path | None = None) -> RunRecord:
+        """The record of ``run.json`` values; keys it does not know are ignored.
+
+        Raises
+        ------
+        KeyError
+            Without an ``adapter`` path.
+        """
+        known = {f.name for f in fields(cls)} - {"adapter", "evaluation", "run_dir"}
+        evaluation = values.get("evaluation")
+        return cls(
+            **{key: value for key, value in values.items() if key in known},
+            adapter=str(values["adapter"]),
+            evaluation=EvaluationReport.from_dict(evaluation) if evaluation else None,
+            run_dir=run_dir,
+        )
+
+
+def read_run(path: str | os.PathLike[str]) -> RunRecord:
+    """The record in the ``run.json`` at ``path``.
+
+    Raises
+    ------
+    OSError, ValueError, KeyError, TypeError
+        If it cannot be read or is not a run record.
+    """
+    path = Path(path)
+    return RunRecord.from_json(json.loads(path.read_text()), run_dir=path.parent)
+
+
+def list_runs(store: str | os.PathLike[str]) -> list[RunRecord]:
+    """The recorded runs of a store, newest first; unreadable records are left out."""
+    found = []
+    for path in sorted(runs_dir(store).glob(f"*/{RECORD_NAME}"), reverse=True):
+        try:
+            found.append(read_run(path))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return found
