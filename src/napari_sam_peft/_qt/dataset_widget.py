@@ -19,7 +19,7 @@ from napari_sam_peft._qt.dataset_images import StoredImagesPanel
 from napari_sam_peft._qt.dataset_import import ImportPanel
 from napari_sam_peft._qt.dataset_store import StorePanel
 from napari_sam_peft._qt.dock_layout import fit_to_dock, full_width
-from napari_sam_peft._qt.viewer_session import session_for
+from napari_sam_peft._qt.viewer_session import SessionDock
 from napari_sam_peft.core.data.store import AnnotationStore
 
 #: the panels' widgets under the names scripts and tests have always used: name -> (panel, attribute)
@@ -31,13 +31,11 @@ WIDGET_NAMES = {
 }
 
 
-class DatasetWidget(Container):
+class DatasetWidget(SessionDock):
     """Dock widget: the session's annotation store, its split, and imports into it."""
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
-        super().__init__(labels=True)
-        self.viewer = napari_viewer
-        self.session = session_for(napari_viewer)
+        super().__init__(napari_viewer)
         self.store_panel = StorePanel(napari_viewer, self.session)
         self.images_panel = StoredImagesPanel(napari_viewer, self.session, self.store_panel)
         self.import_panel = ImportPanel(napari_viewer, self.session, self.store_panel)

@@ -11,24 +11,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import napari
-from magicgui.widgets import Container
 
 from napari_sam_peft._qt.dock_layout import fit_to_dock
 from napari_sam_peft._qt.finetune_history import HistoryPanel
 from napari_sam_peft._qt.finetune_run import RunPanel
 from napari_sam_peft._qt.finetune_settings import SettingsPanel
-from napari_sam_peft._qt.sessions import session_for
+from napari_sam_peft._qt.viewer_session import SessionDock
 from napari_sam_peft.core.training.job import TrainingJob
 from napari_sam_peft.core.training.worker import TrainingProcess
 
 
-class FinetuneWidget(Container):
+class FinetuneWidget(SessionDock):
     """Dock widget: choose a PEFT preset, train it on the store in a worker process, hot-reload."""
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
-        super().__init__(labels=False)
-        self.viewer = napari_viewer
-        self.session = session_for(napari_viewer)
+        super().__init__(napari_viewer, labels=False)
         self.settings = SettingsPanel(self.session)
         self.run = RunPanel(napari_viewer, self.session, self.settings)
         self.runs = HistoryPanel(self.session)

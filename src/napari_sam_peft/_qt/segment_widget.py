@@ -32,7 +32,7 @@ from napari_sam_peft._qt.segment_image import ImagePanel
 from napari_sam_peft._qt.segment_model import ModelPanel
 from napari_sam_peft._qt.segment_prompts import PromptPanel
 from napari_sam_peft._qt.user_errors import notify_worker_error
-from napari_sam_peft._qt.viewer_session import session_for
+from napari_sam_peft._qt.viewer_session import SessionDock
 
 #: the panels' widgets and layers under the names scripts and tests have always used: name -> (panel, attribute)
 WIDGET_NAMES = {
@@ -49,13 +49,11 @@ WIDGET_NAMES = {
 }
 
 
-class SegmentWidget(Container):
+class SegmentWidget(SessionDock):
     """Dock widget: pick model, adapter and image; segment with prompts; commit objects."""
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
-        super().__init__(labels=True)
-        self.viewer = napari_viewer
-        self.session = session_for(napari_viewer)
+        super().__init__(napari_viewer)
         self.jobs = BackgroundJobs(self._worker_failed)
         self.model_panel = ModelPanel(self.session, self.jobs)
         self.image_panel = ImagePanel(napari_viewer, self.session, self.jobs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import napari
+from magicgui.widgets import Container
 
 from napari_sam_peft.core.data.store import DEFAULT_STORE_NAME
 from napari_sam_peft.session import AnnotatorSession
@@ -37,3 +38,12 @@ def default_store_path(viewer: napari.Viewer) -> Path:
             folder = Path(source)
             return (folder if folder.is_dir() else folder.parent) / DEFAULT_STORE_NAME
     return Path.home() / "napari-sam-peft" / DEFAULT_STORE_NAME
+
+
+class SessionDock(Container):
+    """A dock of this plugin: a column of panels sharing the viewer and the window's one session."""
+
+    def __init__(self, napari_viewer: napari.Viewer, labels: bool = True) -> None:
+        super().__init__(labels=labels)
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)

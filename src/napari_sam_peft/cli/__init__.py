@@ -28,8 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"napari-sam-peft {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in COMMANDS:
-        command.add_parser(subparsers)
+    for command in COMMANDS:  # each module: NAME, HELP, DESCRIPTION, add_arguments and run (or subcommands)
+        command_parser = subparsers.add_parser(command.NAME, help=command.HELP, description=command.DESCRIPTION)
+        command.add_arguments(command_parser)
+        if hasattr(command, "run"):
+            command_parser.set_defaults(run=command.run)
     return parser
 
 

@@ -16,15 +16,18 @@ PLUGIN = "napari-sam-peft"
 DEMO_IMAGES = 3
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "demo",
-        help="open napari with the plugin on the demo model and sample data, or run the loop headless",
-        description="Open napari on generated domain-B cell images with the Segment, Dataset and Finetune widgets "
-        "docked and the bundled demo model loaded (offline). With --headless, run pre-annotation, correction "
-        "from the ground truth, finetuning with the recommended preset and evaluation without a display, and "
-        "print a before/after table (a few minutes on a CPU).",
-    )
+NAME = "demo"
+HELP = "open napari with the plugin on the demo model and sample data, or run the loop headless"
+DESCRIPTION = (
+    "Open napari on generated domain-B cell images with the Segment, Dataset and Finetune widgets "
+    "docked and the bundled demo model loaded (offline). With --headless, run pre-annotation, correction "
+    "from the ground truth, finetuning with the recommended preset and evaluation without a display, and "
+    "print a before/after table (a few minutes on a CPU)."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``napari-sam-peft demo``."""
     parser.add_argument("--headless", action="store_true", help="run the whole loop without a display")
     parser.add_argument(
         "--sample",
@@ -40,7 +43,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--preset", default=None, help="headless: preset to train (default: the recommended one)")
     parser.add_argument("--steps", type=int, default=None, help="headless: training steps")
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

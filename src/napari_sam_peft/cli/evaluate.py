@@ -11,22 +11,25 @@ import json
 import sys
 from pathlib import Path
 
+from napari_sam_peft.cli.options import add_model_options
 from napari_sam_peft.core.data.store import SPLITS, AnnotationStore
 from napari_sam_peft.core.errors import SamPeftError
 from napari_sam_peft.core.training.holdout import TRAINING_DATA, VALIDATION_SPLIT
 
+NAME = "evaluate"
+HELP = "mSA for Point, Box, I_P and I_B on a store's validation images"
+DESCRIPTION = """\
+Evaluate a model (and optionally an adapter) with the paper's interactive protocol: one point or box
+per object, then 8 correction iterations; mean segmentation accuracy (0..1). By default on the
+validation split (exit status 2 if the store has none); --split train evaluates on the training
+images, and the output says that these scores are not held out.
+"""
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "evaluate",
-        help="mSA for Point, Box, I_P and I_B on a store's validation images",
-        description="Evaluate a model (and optionally an adapter) with the paper's interactive protocol: one "
-        "point or box per object, then 8 correction iterations; mean segmentation accuracy (0..1). By default "
-        "on the validation split (exit status 2 if the store has none); --split train evaluates on the training "
-        "images, and the output says that these scores are not held out.",
-    )
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``napari-sam-peft evaluate``."""
     parser.add_argument("store", type=Path, metavar="STORE")
-    parser.add_argument("--model", required=True, metavar="NAME|FILE", help="'demo', a registry name or a file")
+    add_model_options(parser, "'demo', a registry name or a file", device="auto")
     parser.add_argument(
         "--adapter", type=Path, default=None, metavar="FILE", help="adapter .safetensors to attach"
     )
@@ -34,11 +37,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--split", choices=SPLITS, default="val", help="val (default) or train (scores on training images)"
     )
     parser.add_argument("--iterations", type=int, default=8, help="correction iterations (default 8)")
-    parser.add_argument("--device", default="auto")
     parser.add_argument(
         "--json", action="store_true", help="print JSON (scores, split, validation, measured_on, n_images)"
     )
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,25 +11,27 @@ import argparse
 import sys
 from pathlib import Path
 
+from napari_sam_peft.cli.options import add_model_options
 from napari_sam_peft.core.atomic import atomic_path
 from napari_sam_peft.core.errors import SamPeftError
 
 SUFFIXES = (".pth", ".pt")
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "export",
-        help="merge an adapter into its base model and write a plain SAM checkpoint (.pth) for micro_sam",
-        description="Merge ADAPTER into the base model it was trained on and write the result as a plain SAM "
-        "checkpoint that micro_sam (model type = the base's, e.g. vit_b) and segment_anything load. "
-        "AdaptFormer cannot be merged (it adds a non-linear branch).",
-    )
+NAME = "export"
+HELP = "merge an adapter into its base model and write a plain SAM checkpoint (.pth) for micro_sam"
+DESCRIPTION = (
+    "Merge ADAPTER into the base model it was trained on and write the result as a plain SAM "
+    "checkpoint that micro_sam (model type = the base's, e.g. vit_b) and segment_anything load. "
+    "AdaptFormer cannot be merged (it adds a non-linear branch)."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``napari-sam-peft export``."""
     parser.add_argument("adapter", type=Path, metavar="ADAPTER")
-    parser.add_argument("--model", required=True, metavar="NAME|FILE", help="the adapter's base model")
+    add_model_options(parser, "the adapter's base model", device="cpu")
     parser.add_argument("--out", type=Path, required=True, metavar="MERGED.pth")
-    parser.add_argument("--device", default="cpu")
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

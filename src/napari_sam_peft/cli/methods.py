@@ -17,14 +17,16 @@ from napari_sam_peft.core.sam.architecture import (
 from napari_sam_peft.core.sam.loading import CHECKPOINT_SUFFIXES, read_checkpoint, registry_model_names
 from napari_sam_peft.core.sam.registry import BUNDLED_MODELS
 
+NAME = "methods"
+HELP = "list the PEFT presets with their blocks and trainable parameters"
+DESCRIPTION = (
+    "List every PEFT preset for a model: method, adapted encoder blocks, trainable "
+    "parameters. Counts are computed without loading weights."
+)
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "methods",
-        help="list the PEFT presets with their blocks and trainable parameters",
-        description="List every PEFT preset for a model: method, adapted encoder blocks, trainable "
-        "parameters. Counts are computed without loading weights.",
-    )
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``napari-sam-peft methods``."""
     parser.add_argument(
         "--model",
         default="vit_b",
@@ -32,7 +34,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="registry name (vit_b, vit_b_lm, ...), 'demo', or a checkpoint file (default: vit_b)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.set_defaults(run=run)
 
 
 def architecture_of(model: str) -> Architecture:

@@ -9,9 +9,13 @@ from pathlib import Path
 from napari_sam_peft.core.data.files import read_array
 from napari_sam_peft.core.data.store import SPLITS, AnnotationStore, validate_labels
 
+NAME = "store"
+HELP = "import annotations into a store, or describe one"
+DESCRIPTION = "import annotations into a store, or describe one"
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("store", help="import annotations into a store, or describe one")
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``napari-sam-peft store``."""
     commands = parser.add_subparsers(dest="store_command", required=True, metavar="SUBCOMMAND")
     add = commands.add_parser(
         "add",

@@ -20,24 +20,26 @@ from napari_sam_peft.core.training.job import TrainingJob, job_fields
 EXIT_OUT_OF_MEMORY = 3
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "train",
-        help="finetune an adapter on a store's training images (early stopping on its validation images)",
-        description="Train a PEFT preset on the training split of STORE and write the best adapter to --out "
-        "(atomically, each time validation improves). Without a validation split in STORE, about 20% of the "
-        "training images (or, with one image, of its objects) are held out for validation and --evaluate "
-        "(seeded by --seed); with a single object, nothing can be held out and the output says that the "
-        "scores are on the training data. Without --out, a new run folder is made next to the store "
-        "(STORE's name with .adapters). Exit status: 0 done or stopped, 2 bad input, 3 out of memory, 1 other "
-        "failure. Runs under torchrun for several GPUs.",
-    )
+NAME = "train"
+HELP = "finetune an adapter on a store's training images (early stopping on its validation images)"
+DESCRIPTION = (
+    "Train a PEFT preset on the training split of STORE and write the best adapter to --out "
+    "(atomically, each time validation improves). Without a validation split in STORE, about 20% of the "
+    "training images (or, with one image, of its objects) are held out for validation and --evaluate "
+    "(seeded by --seed); with a single object, nothing can be held out and the output says that the "
+    "scores are on the training data. Without --out, a new run folder is made next to the store "
+    "(STORE's name with .adapters). Exit status: 0 done or stopped, 2 bad input, 3 out of memory, 1 other "
+    "failure. Runs under torchrun for several GPUs."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``napari-sam-peft train``."""
     add_job_options(parser)
     parser.add_argument("--events", action="store_true", help="print progress as JSON lines on stdout")
     parser.add_argument(
         "--stop-file", type=Path, default=None, help="stop (and keep the best adapter) once it exists"
     )
-    parser.set_defaults(run=run)
 
 
 def add_job_options(parser: argparse.ArgumentParser) -> None:

@@ -20,7 +20,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,20 +32,24 @@ from ..errors import SamPeftError
 from ..peft import Adapter, AttachedPeft, PeftSpec, attach, frozen_prefix_stages
 from ..sam.loading import LoadedModel
 from .distributed import any_rank, distributed_rank
+from .job import TrainingJob
 from .objective import Sample, objective, validation_score
+
+#: the defaults a user can change live in one place: the run's schema
+_CHOSEN: dict[str, Any] = {f.name: f.default for f in fields(TrainingJob)}
 
 
 @dataclass
 class TrainingConfig:
-    """The loop's hyperparameters (the job's schema sets the ones a user chooses)."""
+    """The loop's hyperparameters; those a user chooses default to :class:`TrainingJob`'s values."""
 
-    steps: int = 200
-    lr: float = 1e-5
-    objects_per_image: int = 8
+    steps: int = _CHOSEN["steps"]
+    lr: float = _CHOSEN["lr"]
+    objects_per_image: int = _CHOSEN["objects_per_image"]
     sub_iterations: int = 8
-    validate_every: int = 25
+    validate_every: int = _CHOSEN["validate_every"]
     patience: int = 10  # validations without improvement before stopping early
-    seed: int = 0
+    seed: int = _CHOSEN["seed"]
 
 
 @dataclass(frozen=True)
