@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.plugin.conftest import click, click_canvas, drag_on_canvas, press
+from tests._qt.conftest import click, click_canvas, drag_on_canvas, press
 
 CELLS = "cells (domain B)"
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_sam_peft.core.data.sample_data import make_sample
-from tests.plugin.conftest import click, error_messages, place_points, press, wait_for_worker
+from tests._qt.conftest import click, error_messages, place_points, press, wait_for_worker
 
 NUCLEI = make_sample("nuclei", seed=0)
 

@@ -12,7 +12,7 @@ from napari_sam_peft.cli import build_parser
 from napari_sam_peft.cli.train import job_from_args
 from napari_sam_peft.core.training.job import TrainingJob, format_value, job_field, job_fields, options_table
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+DOCS = Path(__file__).resolve().parents[3] / "docs"
 
 #: a value other than the default for every field, so each one has to travel on its own
 OTHER_VALUES = {

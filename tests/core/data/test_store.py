@@ -143,8 +143,8 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_commit(tmp_path):
     store = AnnotationStore.create(path)
     store.add_image(np.arange(64 * 64, dtype=np.uint16).reshape(64, 64))
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["tests.core.store_writer"])
-    from tests.core.store_writer import write_forever
+    context.set_forkserver_preload(["tests.core.data.store_writer"])
+    from tests.core.data.store_writer import write_forever
 
     acknowledged = {}
     rng = np.random.default_rng(0)

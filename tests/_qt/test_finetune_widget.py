@@ -11,7 +11,7 @@ from napari_sam_peft.core.annotation.prompting import ObjectPrompts
 from napari_sam_peft.core.data.sample_data import make_sample
 from napari_sam_peft.core.peft import Adapter
 from napari_sam_peft.core.sam.loading import load_model
-from tests.plugin.conftest import click, error_messages, place_points, wait_for_worker
+from tests._qt.conftest import click, error_messages, place_points, wait_for_worker
 
 CELLS = "cells (domain B)"
 

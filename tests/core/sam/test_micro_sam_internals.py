@@ -9,7 +9,7 @@ import numpy as np
 
 from napari_sam_peft.core.sam import micro_sam_internals
 
-SRC = Path(__file__).resolve().parents[2] / "src" / "napari_sam_peft"
+SRC = Path(__file__).resolve().parents[3] / "src" / "napari_sam_peft"
 
 
 def _private_micro_sam_imports(path: Path) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from magicgui.widgets import Container, FileEdit, PushButton
 
-from tests.plugin.conftest import click, place_points
+from tests._qt.conftest import click, place_points
 
 
 def _buttons(widget) -> list[PushButton]:

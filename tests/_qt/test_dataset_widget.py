@@ -6,7 +6,7 @@ import numpy as np
 
 from napari_sam_peft.core.data.sample_data import make_sample
 from napari_sam_peft.core.data.store import AnnotationStore
-from tests.plugin.conftest import click, error_messages, place_points
+from tests._qt.conftest import click, error_messages, place_points
 
 NUCLEI = make_sample("nuclei", seed=0)
 
@@ -115,7 +115,7 @@ def test_after_a_restart_the_image_shows_its_objects_and_recommitting_adds_no_du
     make_napari_viewer, qtbot, demo_model, tmp_path
 ):
     from napari_sam_peft._qt.segment_widget import SegmentWidget
-    from tests.plugin.conftest import wait_for_worker
+    from tests._qt.conftest import wait_for_worker
 
     def annotator():
         viewer = make_napari_viewer()
@@ -145,7 +145,7 @@ def test_after_a_restart_the_image_shows_its_objects_and_recommitting_adds_no_du
 
 
 def test_automatic_objects_are_marked_edited_or_not(segment_widget, tmp_path, qtbot, monkeypatch):
-    from tests.plugin.conftest import wait_for_worker
+    from tests._qt.conftest import wait_for_worker
 
     viewer, segment = segment_widget
     dataset = _dataset(viewer, tmp_path)
