@@ -43,7 +43,7 @@ def guard_triton_import(maps: Path = MAPS) -> str:
     if "triton" in sys.modules:
         return "already imported"
     if llvm_is_loaded(maps):
-        sys.modules["triton"] = None  # the import system's own "not available" marker
+        sys.modules["triton"] = None  # type: ignore[assignment]  # the import system's "not available" marker
         return "blocked"
     try:
         importlib.import_module("triton")
