@@ -78,6 +78,7 @@ class EmbeddingKey:
 
     @property
     def name(self) -> str:
+        """The entry's folder name: image hash, model, adapter and tiling in one string."""
         tiling = f"{self.tile_shape}-{self.halo}" if self.tile_shape else "whole"
         digest = hashlib.sha256(
             f"{self.image_hash}|{self.model_key}|{self.adapter_key}|{tiling}".encode()
@@ -95,6 +96,7 @@ class EmbeddingCache:
         self.reused = 0
 
     def path(self, key: EmbeddingKey) -> Path:
+        """The folder of ``key``'s entry (it may not exist yet)."""
         return self.root / f"{key.name}.zarr"
 
     def __contains__(self, key: EmbeddingKey) -> bool:
@@ -161,6 +163,7 @@ class EmbeddingCache:
             write_embedding_entry(group, features, image, predictor, input_size, original_size)
 
     def clear(self) -> None:
+        """Delete every entry (the next embedding of each image computes it again)."""
         shutil.rmtree(self.root, ignore_errors=True)
         self.root.mkdir(parents=True, exist_ok=True)
 

@@ -37,6 +37,7 @@ class ObjectPrompts:
 
     @property
     def is_empty(self) -> bool:
+        """Whether the object has neither points nor a box."""
         return self.box is None and not (self.labels == 1).any()
 
 

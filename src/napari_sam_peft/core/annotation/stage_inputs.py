@@ -22,9 +22,11 @@ from .images import image_content_hash
 class EmbeddingSource(Protocol):
     """Where whole-image embeddings of frozen-encoder training can come from and go to."""
 
-    def get(self, image: np.ndarray) -> torch.Tensor | None: ...
+    def get(self, image: np.ndarray) -> torch.Tensor | None:
+        """The whole-image embedding of ``image``, or None if there is none to reuse."""
 
-    def put(self, image: np.ndarray, features: torch.Tensor) -> None: ...
+    def put(self, image: np.ndarray, features: torch.Tensor) -> None:
+        """Offer the embedding just computed for ``image`` to later runs and the annotator."""
 
 
 class StageInputs:
@@ -58,6 +60,7 @@ class StageInputs:
         return len(self.inputs)
 
     def features(self, index: int) -> torch.Tensor:
+        """The image embedding of training image ``index``: the kept input through the remaining stages."""
         if self.whole_encoder_frozen:
             return self.inputs[index]
         return run_stages(self.sam.image_encoder, self.inputs[index], self.stage)
@@ -83,11 +86,13 @@ class CacheEmbeddingSource:
         return EmbeddingKey(image_content_hash(image), model_key(self.model), BASE_ADAPTER_KEY)
 
     def get(self, image: np.ndarray) -> torch.Tensor | None:
+        """The whole-image embedding of ``image``, or None if there is none to reuse."""
         key = self._key(image)
         entry = self.cache.read(key) if key is not None else None
         return torch.from_numpy(entry["features"]) if entry is not None else None
 
     def put(self, image: np.ndarray, features: torch.Tensor) -> None:
+        """Offer the embedding just computed for ``image`` to later runs and the annotator."""
         from segment_anything.utils.transforms import ResizeLongestSide
 
         key = self._key(image)

@@ -55,6 +55,13 @@ class AnnotationStore:
 
     @classmethod
     def create(cls, path: str | os.PathLike[str], **kwargs) -> AnnotationStore:
+        """Create a new store at ``path`` (its name must end in ``.sampeft.zarr``) and open it.
+
+        Raises
+        ------
+        StoreError
+            A name without the suffix, or a folder that is not writable.
+        """
         path = Path(path)
         if not path.name.endswith(STORE_SUFFIX):
             raise StoreError(
@@ -134,14 +141,23 @@ class AnnotationStore:
         return image_id, object_ids
 
     def remove_object(self, object_id: str) -> None:
+        """Remove one object from the training data (its mask stays on disk, unreferenced)."""
         self.folder.require_writable()
         self.folder.append({"op": "remove_object", "object_id": object_id})
 
     def remove_image(self, image_id: str) -> None:
+        """Remove an image and its objects from the training data."""
         self.folder.require_writable()
         self.folder.append({"op": "remove_image", "image_id": image_id})
 
     def set_split(self, image_id: str, split: str) -> None:
+        """Put an image in the ``train`` or ``val`` split.
+
+        Raises
+        ------
+        StoreError
+            An unknown split, or a read-only store.
+        """
         if split not in SPLITS:
             raise StoreError(f"Unknown split {split!r}: choose 'train' or 'val'.")
         self.folder.require_writable()
@@ -152,9 +168,11 @@ class AnnotationStore:
         return replay(self.folder.records(), self.validation_fraction)
 
     def image(self, image_id: str) -> np.ndarray:
+        """The stored pixels of an image."""
         return self.folder.read_array("images", image_id)
 
     def object_mask(self, obj: StoredObject, shape: tuple[int, int]) -> np.ndarray:
+        """An object's mask on an image of ``shape`` (False outside its bounding box)."""
         mask = np.zeros(shape, dtype=bool)
         r0, c0, r1, c1 = obj.bbox
         mask[r0:r1, c0:c1] = self.folder.read_array("objects", obj.object_id)
@@ -170,6 +188,7 @@ class AnnotationStore:
         return labels
 
     def info(self) -> dict[str, Any]:
+        """Counts of images and objects per split, and the snapshot id (see :meth:`Snapshot.info`)."""
         return self.snapshot().info()
 
 
