@@ -51,3 +51,25 @@ def test_the_statement_count_sees_a_long_function(tmp_path):
     tree = ast.parse(f"def f():\n{body}\n")
     assert statements(tree.body[0]) == 61
     assert long_functions(path) == []
+
+
+def undocumented(path: Path) -> list[str]:
+    """Public functions and classes (methods included) without a docstring."""
+    found = []
+
+    def visit(nodes: list[ast.stmt], prefix: str) -> None:
+        for node in nodes:
+            if isinstance(
+                node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
+            ) and not node.name.startswith("_"):
+                if ast.get_docstring(node) is None:
+                    found.append(f"{path.relative_to(SRC)}:{node.lineno} {prefix}{node.name}")
+                if isinstance(node, ast.ClassDef):
+                    visit(node.body, f"{prefix}{node.name}.")
+
+    visit(ast.parse(path.read_text()).body, "")
+    return found
+
+
+def test_every_public_function_and_class_of_core_has_a_docstring():
+    assert [f for p in sorted((SRC / "core").rglob("*.py")) for f in undocumented(p)] == []
