@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..sam.preprocessing import input_size
 from .progress import MicroSamProgress, ProgressCallback
 
 
@@ -32,7 +33,7 @@ def automatic_segmentation(
 
     if points_per_side is None:
         # A 32 x 32 grid for SAM-sized inputs; small models see a proportionally smaller image.
-        points_per_side = 32 if predictor.model.image_encoder.img_size >= 1024 else 16
+        points_per_side = 32 if input_size(predictor.model) >= 1024 else 16
     bar = MicroSamProgress(progress)
     if tile_shape is not None:
         generator = TiledAutomaticMaskGenerator(predictor, points_per_side=points_per_side)
