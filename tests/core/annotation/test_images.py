@@ -62,15 +62,3 @@ def test_content_hash_sees_values_shape_and_dtype():
     assert image_content_hash(a) != image_content_hash(b)
     assert image_content_hash(a) != image_content_hash(a.astype(np.uint16))
     assert image_content_hash(a) != image_content_hash(a.reshape(8, 32))
-
-
-def test_batch_mode_makes_one_object_per_box_and_per_positive_point():
-    from napari_sam_peft.core.annotation.prompting import split_into_objects
-
-    boxes = [np.array([0, 0, 10, 10])]
-    objects = split_into_objects([[5, 5], [20, 20], [30, 30]], [1, 1, 0], boxes, batch=True)
-    assert len(objects) == 3
-    assert objects[0].box is not None
-    assert objects[1].labels.tolist() == [1, 0] and objects[2].labels.tolist() == [1, 0]
-    single = split_into_objects([[5, 5], [30, 30]], [1, 0], boxes, batch=False)
-    assert len(single) == 1 and single[0].box is not None and len(single[0].points) == 2

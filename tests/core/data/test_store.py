@@ -5,29 +5,16 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-import stat
 import threading
 import time
 
 import numpy as np
 import pytest
-import zarr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from napari_sam_peft.core.data.sample_data import make_sample
-from napari_sam_peft.core.data.store import STORE_FORMAT_VERSION, AnnotationStore, StoreError
-
-SAMPLE = make_sample("cells", seed=0, shape=(64, 64))
-
-
-@pytest.fixture
-def store(tmp_path):
-    return AnnotationStore.create(tmp_path / "project.sampeft.zarr")
-
-
-def _files(path):
-    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+from napari_sam_peft.core.data.store import AnnotationStore, StoreError
+from tests.core.data.conftest import SAMPLE, _files
 
 
 def test_round_trip_gives_identical_arrays_and_prompts(store, tmp_path):
@@ -53,29 +40,6 @@ def test_imported_labels_come_back_identical(store):
     np.testing.assert_array_equal(store.labels(image), SAMPLE.labels)
 
 
-def test_split_is_deterministic_and_overridable(tmp_path):
-    store = AnnotationStore.create(tmp_path / "a.sampeft.zarr", validation_fraction=0.5)
-    ids = [store.add_image(make_sample("nuclei", seed=s, shape=(32, 32)).image) for s in range(12)]
-    first = {i.image_id: i.split for i in store.snapshot().images}
-    again = AnnotationStore(store.path, validation_fraction=0.5).snapshot()
-    assert first == {i.image_id: i.split for i in again.images}
-    assert set(first.values()) == {"train", "val"}
-    store.set_split(ids[0], "val" if first[ids[0]] == "train" else "train")
-    assert {i.image_id: i.split for i in store.snapshot().images}[ids[0]] != first[ids[0]]
-
-
-def test_snapshot_id_changes_with_content_and_info_counts(store):
-    empty = store.snapshot().snapshot_id
-    image_id, object_ids = store.add_labels(SAMPLE.image, SAMPLE.labels, split="val")
-    info = store.info()
-    assert info["images"] == 1 and info["val_images"] == 1 and info["val_objects"] == len(object_ids)
-    assert info["snapshot"] != empty
-    store.remove_object(object_ids[0])
-    assert store.info()["objects"] == len(object_ids) - 1
-    store.remove_image(image_id)
-    assert store.info()["images"] == 0
-
-
 @pytest.mark.parametrize(
     ("image", "labels", "message"),
     [
@@ -90,51 +54,6 @@ def test_bad_labels_are_refused_and_the_store_is_unchanged(store, image, labels,
     with pytest.raises(StoreError, match=message):
         store.add_labels(image, labels)
     assert _files(store.path) == before
-
-
-def test_a_store_from_a_newer_version_is_refused(store):
-    before = _files(store.path)
-    zarr.open_group(str(store.path), mode="r+").attrs["format_version"] = STORE_FORMAT_VERSION + 1
-    with pytest.raises(StoreError, match="newer napari-sam-peft"):
-        AnnotationStore(store.path)
-    assert _files(store.path) == before
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
-def test_a_read_only_store_is_refused_for_writing(store):
-    store.add_image(SAMPLE.image)
-    before = _files(store.path)
-    for path in [store.path, *store.path.rglob("*")]:
-        if path.is_dir():
-            path.chmod(stat.S_IRUSR | stat.S_IXUSR)
-    try:
-        with pytest.raises(StoreError, match="read-only"):
-            AnnotationStore(store.path).add_labels(SAMPLE.image, SAMPLE.labels)
-        assert _files(store.path) == before
-    finally:
-        for path in [store.path, *store.path.rglob("*")]:
-            if path.is_dir():
-                path.chmod(stat.S_IRWXU)
-
-
-def test_a_read_only_store_is_refused_for_writing_even_as_root(store, monkeypatch):
-    # Root ignores permission bits; simulate what os.access reports for a read-only mount.
-    store.add_image(SAMPLE.image)
-    before = _files(store.path)
-    monkeypatch.setattr(os, "access", lambda path, mode: mode != os.W_OK)
-    with pytest.raises(StoreError, match="read-only"):
-        store.add_labels(SAMPLE.image, SAMPLE.labels)
-    assert _files(store.path) == before
-
-
-def test_a_folder_that_is_not_a_store_is_refused(tmp_path):
-    (tmp_path / "x.sampeft.zarr").mkdir()
-    with pytest.raises(StoreError, match="not a napari-sam-peft annotation store"):
-        AnnotationStore(tmp_path / "x.sampeft.zarr")
-    with pytest.raises(StoreError, match="No annotation store"):
-        AnnotationStore(tmp_path / "missing.sampeft.zarr")
-    with pytest.raises(StoreError, match="end in"):
-        AnnotationStore.create(tmp_path / "wrong-name")
 
 
 def test_sigkill_at_random_moments_loses_no_acknowledged_commit(tmp_path):
@@ -252,8 +171,3 @@ def test_any_sequence_of_commits_and_deletions_reads_back_as_a_model_says(tmp_pa
     for object_id, (image_id, mask) in model_objects.items():
         assert stored[object_id][0] == image_id
         np.testing.assert_array_equal(stored[object_id][1], mask)
-
-
-def test_a_store_can_be_created_several_missing_folders_deep(tmp_path):
-    store = AnnotationStore.create(tmp_path / "a" / "b" / "c" / "project.sampeft.zarr")
-    assert store.info()["images"] == 0

@@ -33,7 +33,6 @@ from napari_sam_peft.core.peft import (
 from napari_sam_peft.core.peft.attach import base_name
 from napari_sam_peft.core.sam import registry
 from napari_sam_peft.core.sam.architecture import (
-    architecture_from_json,
     build_sam,
     infer_architecture,
     same_weight_shapes,
@@ -350,8 +349,3 @@ def test_model_and_adapter_files_record_and_restore_the_family(toy_model, tmp_pa
     adapter = Adapter.load(path)
     assert adapter.architecture == TOY and json.loads(adapter.architecture.to_json())["family"] == "toy"
     adapter.attach_to(loaded)
-
-
-def test_a_record_of_an_unknown_family_says_to_update():
-    with pytest.raises(registry.UnknownFamilyError, match="update napari-sam-peft"):
-        architecture_from_json(json.dumps({"family": "vit_z", "img_size": 64}))

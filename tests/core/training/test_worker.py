@@ -1,0 +1,91 @@
+"""The training worker process: events, stop, kill, errors, its command line."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from napari_sam_peft.core.data.store import AnnotationStore
+from napari_sam_peft.core.peft import Adapter
+from napari_sam_peft.core.training.events import Event
+from napari_sam_peft.core.training.runs import list_runs, runs_dir
+from napari_sam_peft.core.training.worker import TrainingProcess
+from tests.core.training.conftest import _job
+
+
+def _run_until(process: TrainingProcess, predicate, timeout: float = 120) -> list[Event]:
+    seen: list[Event] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        events = process.poll()
+        seen += events
+        if any(predicate(e) for e in events) or process.terminal_event is not None:
+            return seen
+        time.sleep(0.05)
+    process.kill()
+    raise AssertionError(f"timed out; events so far: {[e.event for e in seen]}")
+
+
+def test_a_run_in_the_worker_reports_events_and_writes_a_loadable_adapter(store):
+    process = TrainingProcess(_job(store, evaluate=True)).start()
+    events = _run_until(process, lambda e: e.event == "finished")
+    assert process.wait(30) == 0
+    kinds = [e.event for e in events]
+    assert kinds[0] == "started" and kinds[1] == "prepared" and kinds[-1] == "finished"
+    progress = [e for e in events if e.event == "progress"]
+    assert [e.step for e in progress] == [1, 2, 3, 4]
+    assert {"loss", "val_score", "its_per_second", "eta_seconds"} <= set(progress[0].values())
+    evaluation = next(e for e in events if e.event == "evaluation")
+    assert set(evaluation.base) == {"point", "box", "i_p", "i_b", "n_objects"}
+    adapter = Adapter.load(process.path)
+    assert adapter.spec.preset == "late_lora" and adapter.spec.blocks == (3,)
+    (record,) = list_runs(store.path)
+    assert record.status == "completed" and record.best_step == adapter.metrics["step"]
+    assert process.path.parent.parent == runs_dir(store.path)
+
+
+def test_stop_keeps_the_best_adapter_and_ends_cleanly(store):
+    process = TrainingProcess(_job(store, steps=500)).start()
+    _run_until(process, lambda e: e.event == "best")
+    process.stop()
+    events = _run_until(process, lambda e: e.event == "finished")
+    assert process.wait(30) == 0
+    assert events[-1].status == "stopped"
+    assert Adapter.load(process.path).spec.preset == "late_lora"
+    assert list_runs(store.path)[0].status == "stopped"
+
+
+def test_killing_the_worker_is_reported_and_leaves_the_last_adapter_whole(store):
+    process = TrainingProcess(_job(store, steps=500)).start()
+    _run_until(process, lambda e: e.event == "best")
+    process.kill()
+    events = _run_until(process, lambda e: e.event == "error")
+    error = events[-1]
+    assert error.kind == "crash" and "killed" in error.message
+    assert str(process.path) in error.message
+    Adapter.load(process.path)  # the last best adapter is intact
+
+
+def test_out_of_memory_in_the_worker_is_an_error_event_with_advice(store):
+    env = dict(os.environ, NAPARI_SAM_PEFT_TEST_FAULT="oom")
+    process = TrainingProcess(_job(store, steps=20), env=env).start()
+    events = _run_until(process, lambda e: e.event == "error")
+    assert process.wait(30) == 3
+    assert events[-1].kind == "out_of_memory"
+    assert "late_lora" in events[-1].message and "last good adapter" in events[-1].message
+    assert list_runs(store.path)[0].status == "failed"
+
+
+def test_a_store_without_training_objects_is_a_bad_input_event(tmp_path):
+    empty = AnnotationStore.create(tmp_path / "empty.sampeft.zarr")
+    process = TrainingProcess(_job(empty)).start()
+    events = _run_until(process, lambda e: e.event == "error")
+    assert process.wait(30) == 2
+    assert events[-1].kind == "bad_input" and "commit objects" in events[-1].message
+
+
+def test_the_worker_runs_the_cli_entry_point(store):
+    process = TrainingProcess(_job(store))
+    assert process.command[:4] == [sys.executable, "-m", "napari_sam_peft.cli", "train"]
+    assert "--events" in process.command
