@@ -179,5 +179,6 @@ def _embed(predictor, image: np.ndarray, path: Path, key: EmbeddingKey, **callba
         ndim=IMAGE_NDIM,
         tile_shape=key.tile_shape,
         halo=key.halo,
-        **{"verbose": False, **callbacks},  # the progress adapter turns verbose on when it reports
+        verbose=False,
+        **callbacks,
     )

@@ -8,7 +8,6 @@ is the one adapter between the two.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 #: ``progress(done, total)``: called from whatever thread does the work
 ProgressCallback = Callable[[int, int], None]
@@ -42,12 +41,6 @@ class MicroSamProgress:
             self.progress(min(self.done, self.total), self.total)
 
     @property
-    def callbacks(self) -> dict[str, Any]:
-        """The keyword arguments micro_sam's functions take: ``pbar_init``, ``pbar_update`` and ``verbose``.
-
-        micro_sam calls the callbacks only when ``verbose`` is true (with external callbacks it
-        then prints nothing itself); without a ``progress`` callback it stays quiet.
-        """
-        if self.progress is None:
-            return {"verbose": False}
-        return {"verbose": True, "pbar_init": self.init, "pbar_update": self.update}
+    def callbacks(self) -> dict[str, Callable]:
+        """The keyword arguments micro_sam's functions take: ``pbar_init`` and ``pbar_update``."""
+        return {"pbar_init": self.init, "pbar_update": self.update}
