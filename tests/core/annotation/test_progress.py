@@ -22,9 +22,3 @@ def test_a_total_of_zero_counts_as_one_and_no_callback_reports_nothing():
     silent.init(2)
     silent.update(2)
     assert (silent.done, silent.total) == (2, 2)
-
-
-def test_micro_sam_is_told_to_report_only_when_someone_listens():
-    """micro_sam calls pbar callbacks only with verbose on, and prints a tqdm bar when verbose has none."""
-    assert MicroSamProgress(None).callbacks == {"verbose": False}
-    assert MicroSamProgress(lambda done, total: None).callbacks["verbose"] is True
