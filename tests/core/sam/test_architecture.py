@@ -17,6 +17,7 @@ from napari_sam_peft.core.sam.architecture import (
     infer_architecture,
     same_weight_shapes,
 )
+from napari_sam_peft.core.sam.tiny_vit import VIT_T
 
 
 def test_vit_b_architecture_is_inferred_from_its_state_dict():
@@ -35,9 +36,14 @@ def test_micro_sam_names_give_their_architecture(name):
     assert architecture_for_model_name(name) == VIT_B
 
 
+@pytest.mark.parametrize("name", ["vit_t", "vit_t_lm", "vit_t_em_organelles"])
+def test_micro_sam_vit_t_names_give_mobile_sams_tiny_vit(name):
+    assert architecture_for_model_name(name) == VIT_T
+
+
 def test_an_unsupported_micro_sam_encoder_says_what_to_choose():
-    with pytest.raises(InvalidCheckpointError, match=r"vit_t_lm.*Choose a vit_b"):
-        architecture_for_model_name("vit_t_lm")
+    with pytest.raises(InvalidCheckpointError, match=r"vit_z_lm.*Choose a vit_b, vit_l, vit_h or vit_t"):
+        architecture_for_model_name("vit_z_lm")
 
 
 def test_the_json_record_round_trips_and_the_name_does_not_change_the_weights(tiny_sam):

@@ -134,7 +134,7 @@ def build_sam(arch: Architecture, device: str | torch.device | None = None) -> S
                 iou_head_depth=3,
                 iou_head_hidden_dim=arch.iou_head_hidden_dim,
             ),
-            pixel_mean=[123.675, 116.28, 103.53],
-            pixel_std=[58.395, 57.12, 57.375],
+            pixel_mean=list(arch.pixel_mean),
+            pixel_std=list(arch.pixel_std),
         )
     return sam.eval()

@@ -60,6 +60,16 @@ class Architecture:
         """Side length of the image embedding grid."""
         raise NotImplementedError
 
+    @property
+    def pixel_mean(self) -> tuple[float, float, float]:
+        """What ``Sam.preprocess`` subtracts from the 0-255 RGB input (SAM's ImageNet mean)."""
+        return (123.675, 116.28, 103.53)
+
+    @property
+    def pixel_std(self) -> tuple[float, float, float]:
+        """What ``Sam.preprocess`` divides by (SAM's ImageNet deviation)."""
+        return (58.395, 57.12, 57.375)
+
     def to_json(self) -> str:
         """The fields and the family as JSON with sorted keys (what model and adapter files record)."""
         return json.dumps({**asdict(self), "family": self.family}, sort_keys=True)

