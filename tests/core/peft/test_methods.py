@@ -1,4 +1,5 @@
-"""One contract for every preset, table-driven (rows: presets; the same assertions for each)."""
+"""One contract for every preset, table-driven (rows: presets; the same assertions for each), on a
+small model of each encoder family: SAM's ViT and TinyViT (micro_sam's vit_t, LiteMedSAM)."""
 
 from __future__ import annotations
 
@@ -15,26 +16,61 @@ from napari_sam_peft.core.peft import (
 )
 from napari_sam_peft.core.peft.attach import base_name
 from napari_sam_peft.core.sam.architecture import TINY, build_sam
+from napari_sam_peft.core.sam.loading import LoadedModel, model_identity
+from napari_sam_peft.core.sam.registry import family_for
+from napari_sam_peft.core.sam.tiny_vit import TINY_VIT_TEST
 from tests.conftest import sam_forward, sam_train_loss
 
-# What each preset may train inside the image encoder (names as in plain SAM), and whether
-# the prompt encoder and mask decoder train. "added" means only tensors the method adds.
+ARCHITECTURES = {"vit": TINY, "tiny_vit": TINY_VIT_TEST}
+
+
+def _in_late_blocks(name, arch):
+    """Whether a parameter lies in the second half of the encoder's blocks (``late_ft``'s)."""
+    encoder = build_sam(arch, device="meta").image_encoder
+    late = family_for(arch).block_paths(encoder)[arch.depth // 2 :]
+    return any(name.startswith(f"image_encoder.{path}.") for path in late)
+
+
+def _in_norms(name, arch):
+    return any(f".{norm}." in name for norm in family_for(arch).layout.norms)
+
+
+# What each preset may train inside the image encoder (names as in plain SAM; the rule sees the
+# architecture), and whether the prompt encoder and mask decoder train. "added" means only
+# tensors the method adds.
 INTENT = {
-    "full_ft": (lambda n: True, True),
-    "freeze_encoder": (lambda n: False, True),
-    "ln_tune": (lambda n: ".norm1." in n or ".norm2." in n, True),
-    "bias_tune": (lambda n: n.endswith(".bias"), True),
-    "attn_tune": (lambda n: ".attn." in n, True),
+    "full_ft": (lambda n, a: True, True),
+    "freeze_encoder": (lambda n, a: False, True),
+    "ln_tune": (_in_norms, True),
+    "bias_tune": (lambda n, a: n.endswith(".bias"), True),
+    "attn_tune": (lambda n, a: ".attn." in n, True),
     "ssf": ("added", True),
     "fact": ("added", True),
     "lora": ("added", True),
     "adaptformer": ("added", True),
     "late_lora": ("added", True),
-    "late_ft": (lambda n: n.split(".")[2] in {"2", "3"}, True),
+    "late_ft": (_in_late_blocks, True),
     "decoder_lora": ("added", False),
 }
 CPU_PRESETS = [p for p in PRESETS if p != "qlora"]
 MERGEABLE = [p for p in CPU_PRESETS if p != "adaptformer"]
+
+
+@pytest.fixture(params=sorted(ARCHITECTURES))
+def arch(request):
+    """The small model of each encoder family."""
+    return ARCHITECTURES[request.param]
+
+
+@pytest.fixture
+def sam(arch):
+    torch.manual_seed(0)
+    return build_sam(arch)
+
+
+@pytest.fixture
+def model(sam, arch) -> LoadedModel:
+    return LoadedModel(sam=sam, identity=model_identity(sam, arch.name), architecture=arch, source="test")
 
 
 def _perturb(handle, seed=1):
@@ -55,26 +91,26 @@ def test_every_preset_has_an_intent_row():
 
 
 @pytest.mark.parametrize("preset", CPU_PRESETS)
-def test_output_is_unchanged_at_initialisation(tiny_sam, preset):
-    before = sam_forward(tiny_sam, TINY.img_size)
-    attach(tiny_sam, spec_from_preset(preset, TINY.depth))
-    after = sam_forward(tiny_sam, TINY.img_size)
+def test_output_is_unchanged_at_initialisation(arch, sam, preset):
+    before = sam_forward(sam, arch.img_size)
+    attach(sam, spec_from_preset(preset, arch.depth))
+    after = sam_forward(sam, arch.img_size)
     for key in before:
         assert (after[key] - before[key]).abs().max() <= 1e-5, key
 
 
 @pytest.mark.parametrize("preset", CPU_PRESETS)
-def test_gradients_reach_only_the_intended_tensors(tiny_sam, preset):
-    original = {n for n, _ in tiny_sam.named_parameters()}
-    handle = attach(tiny_sam, spec_from_preset(preset, TINY.depth))
+def test_gradients_reach_only_the_intended_tensors(arch, sam, preset):
+    original = {n for n, _ in sam.named_parameters()}
+    handle = attach(sam, spec_from_preset(preset, arch.depth))
     _perturb(handle)  # so that e.g. LoRA's A receives a non-zero gradient through B
-    tiny_sam.train()
-    sam_train_loss(tiny_sam, TINY.img_size).backward()
+    sam.train()
+    sam_train_loss(sam, arch.img_size).backward()
 
     trainable = set(handle.trainable_names)
     assert trainable, "a method that trains nothing"
     encoder_rule, trains_decoder = INTENT[preset]
-    for name, param in tiny_sam.named_parameters():
+    for name, param in sam.named_parameters():
         plain = base_name(name)
         assert param.requires_grad == (name in trainable), name
         if name not in trainable:
@@ -87,67 +123,67 @@ def test_gradients_reach_only_the_intended_tensors(tiny_sam, preset):
         elif plain.startswith(("prompt_encoder.", "mask_decoder.")):
             assert trains_decoder, f"{preset} trains the decoder tensor {name}"
         else:
-            assert encoder_rule != "added" and encoder_rule(plain), f"{preset} trains {name}"
+            assert encoder_rule != "added" and encoder_rule(plain, arch), f"{preset} trains {name}"
     if trains_decoder:
         decoder = {
-            n for n, _ in tiny_sam.named_parameters() if n.startswith("mask_decoder.") and ".base." not in n
+            n for n, _ in sam.named_parameters() if n.startswith("mask_decoder.") and ".base." not in n
         }
         assert decoder <= trainable
 
 
 @pytest.mark.parametrize("preset", CPU_PRESETS)
-def test_save_load_attach_reproduces_the_outputs(tiny_model, tmp_path, preset):
-    handle = attach(tiny_model.sam, spec_from_preset(preset, TINY.depth))
+def test_save_load_attach_reproduces_the_outputs(arch, model, tmp_path, preset):
+    handle = attach(model.sam, spec_from_preset(preset, arch.depth))
     _perturb(handle)
-    trained = sam_forward(tiny_model.sam, TINY.img_size)
-    path = Adapter.from_attached(handle, tiny_model, metrics={"val_msa": 0.5}).save(
+    trained = sam_forward(model.sam, arch.img_size)
+    path = Adapter.from_attached(handle, model, metrics={"val_msa": 0.5}).save(
         tmp_path / f"{preset}.safetensors"
     )
     handle.detach()
 
     adapter = Adapter.load(path)
     assert adapter.spec.preset == preset and adapter.metrics == {"val_msa": 0.5}
-    adapter.attach_to(tiny_model)
-    _assert_same_outputs(sam_forward(tiny_model.sam, TINY.img_size), trained)
+    adapter.attach_to(model)
+    _assert_same_outputs(sam_forward(model.sam, arch.img_size), trained)
 
 
 @pytest.mark.parametrize("preset", CPU_PRESETS)
-def test_detach_restores_the_base_exactly(tiny_sam, preset):
-    base_state = {k: v.clone() for k, v in tiny_sam.state_dict().items()}
-    base_modules = [type(m) for m in tiny_sam.modules()]
-    base_flags = {n: p.requires_grad for n, p in tiny_sam.named_parameters()}
-    base_out = sam_forward(tiny_sam, TINY.img_size)
+def test_detach_restores_the_base_exactly(arch, sam, preset):
+    base_state = {k: v.clone() for k, v in sam.state_dict().items()}
+    base_modules = [type(m) for m in sam.modules()]
+    base_flags = {n: p.requires_grad for n, p in sam.named_parameters()}
+    base_out = sam_forward(sam, arch.img_size)
 
-    handle = attach(tiny_sam, spec_from_preset(preset, TINY.depth))
+    handle = attach(sam, spec_from_preset(preset, arch.depth))
     _perturb(handle)
-    assert not torch.equal(sam_forward(tiny_sam, TINY.img_size)["masks"], base_out["masks"])
+    assert not torch.equal(sam_forward(sam, arch.img_size)["masks"], base_out["masks"])
     handle.detach()
 
-    assert attached_to(tiny_sam) is None
-    assert [type(m) for m in tiny_sam.modules()] == base_modules
-    state = tiny_sam.state_dict()
+    assert attached_to(sam) is None
+    assert [type(m) for m in sam.modules()] == base_modules
+    state = sam.state_dict()
     assert state.keys() == base_state.keys()
     for key, value in base_state.items():
         assert torch.equal(state[key], value), key
-    assert {n: p.requires_grad for n, p in tiny_sam.named_parameters()} == base_flags
-    _assert_same_outputs(sam_forward(tiny_sam, TINY.img_size), base_out)
+    assert {n: p.requires_grad for n, p in sam.named_parameters()} == base_flags
+    _assert_same_outputs(sam_forward(sam, arch.img_size), base_out)
 
 
 @pytest.mark.parametrize("preset", MERGEABLE)
-def test_merged_checkpoint_equals_the_attached_model(tiny_sam, tmp_path, preset):
-    handle = attach(tiny_sam, spec_from_preset(preset, TINY.depth))
+def test_merged_checkpoint_equals_the_attached_model(arch, sam, tmp_path, preset):
+    handle = attach(sam, spec_from_preset(preset, arch.depth))
     _perturb(handle)
-    attached_out = sam_forward(tiny_sam, TINY.img_size)
+    attached_out = sam_forward(sam, arch.img_size)
 
     path = tmp_path / "merged.pth"
     torch.save(handle.merged_state_dict(), path)
-    plain = build_sam(TINY)
+    plain = build_sam(arch)
     plain.load_state_dict(torch.load(path, weights_only=True), strict=True)  # a plain SAM state dict
-    _assert_same_outputs(sam_forward(plain, TINY.img_size), attached_out, atol=1e-4)
-    assert attached_to(tiny_sam) is handle  # merging leaves the live model as it was
+    _assert_same_outputs(sam_forward(plain, arch.img_size), attached_out, atol=1e-4)
+    assert attached_to(sam) is handle  # merging leaves the live model as it was
 
 
-def test_adaptformer_cannot_be_merged_and_says_why(tiny_sam):
-    handle = attach(tiny_sam, spec_from_preset("adaptformer", TINY.depth))
+def test_adaptformer_cannot_be_merged_and_says_why(arch, sam):
+    handle = attach(sam, spec_from_preset("adaptformer", arch.depth))
     with pytest.raises(MergeNotSupportedError, match="non-linear"):
         handle.merged_state_dict()

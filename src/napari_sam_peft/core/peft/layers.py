@@ -226,7 +226,7 @@ class ScaleShift(PeftWrapper):
         base = self.base
         scale, shift = self.ssf_scale.data.float(), self.ssf_shift.data.float()
         plain: Any
-        if isinstance(base, nn.LayerNorm) or isinstance(base, nn.Conv2d):
+        if isinstance(base, (nn.LayerNorm, nn.Conv2d, nn.BatchNorm2d)):
             plain = copy.deepcopy(base).float()
         else:
             plain = plain_linear(base)

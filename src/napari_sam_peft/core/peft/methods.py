@@ -189,7 +189,9 @@ def _scale_shift(module: Any) -> ScaleShift:
 
 
 def _scale_shift_channels_first(module: Any) -> ScaleShift:
-    return ScaleShift(module, module.out_channels, channel_dim=1)  # a convolution's (N, C, H, W) output
+    # a convolution's or BatchNorm's (N, C, H, W) output
+    channels = module.out_channels if isinstance(module, nn.Conv2d) else module.num_features
+    return ScaleShift(module, channels, channel_dim=1)
 
 
 def _inject_ssf(target: EncoderTarget, options: MethodOptions) -> list[Replacement]:

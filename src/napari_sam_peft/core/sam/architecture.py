@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict
 
 import torch
 from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
@@ -96,14 +95,8 @@ def infer_architecture(state: Mapping[str, torch.Tensor], name: str = "custom") 
 
 
 def same_weight_shapes(declared: Architecture, inferred: Architecture) -> bool:
-    """Whether two architectures agree in everything tensor shapes show (all but the name and the
-    decoder's head count, which only a file's record can say)."""
-    if type(declared) is not type(inferred):
-        return False
-    hidden = ("name", "decoder_num_heads")
-    return {k: v for k, v in asdict(declared).items() if k not in hidden} == {
-        k: v for k, v in asdict(inferred).items() if k not in hidden
-    }
+    """Whether two architectures agree in everything tensor shapes show (``Architecture.weight_shapes``)."""
+    return type(declared) is type(inferred) and declared.weight_shapes() == inferred.weight_shapes()
 
 
 def build_sam(arch: Architecture, device: str | torch.device | None = None) -> Sam:

@@ -70,6 +70,13 @@ class Architecture:
         """What ``Sam.preprocess`` divides by (SAM's ImageNet deviation)."""
         return (58.395, 57.12, 57.375)
 
+    def weight_shapes(self) -> dict[str, Any]:
+        """The fields the tensor shapes of its weights show (all but the name and the decoder's head
+        count, which only a file's record can say)."""
+        values = asdict(self)
+        del values["name"], values["decoder_num_heads"]
+        return values
+
     def to_json(self) -> str:
         """The fields and the family as JSON with sorted keys (what model and adapter files record)."""
         return json.dumps({**asdict(self), "family": self.family}, sort_keys=True)

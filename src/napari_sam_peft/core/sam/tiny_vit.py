@@ -74,6 +74,13 @@ class TinyVitArchitecture(Architecture):
         """Side of the embedding grid: layers 1 and 2 each halve the patch grid (64 for both models)."""
         return self.img_size // self.patch_stride // 4
 
+    def weight_shapes(self) -> dict[str, Any]:
+        """As for every architecture, less the input size and layer 0's (unused) heads and window."""
+        values = super().weight_shapes()
+        del values["img_size"]
+        values["num_heads"], values["window_sizes"] = self.num_heads[1:], self.window_sizes[1:]
+        return values
+
     @property
     def pixel_mean(self) -> tuple[float, float, float]:
         """What ``Sam.preprocess`` subtracts from the 0-255 image."""
@@ -155,6 +162,13 @@ def _encoder_class() -> type[nn.Module]:
 
 def build_tiny_vit(arch: TinyVitArchitecture) -> nn.Module:
     """MobileSAM's TinyViT at ``arch``'s sizes (LiteMedSAM's patch embedding where it says so)."""
+    target = torch.get_default_device()  # build_sam's device ("meta" when counting)
+    with torch.device("cpu"):  # TinyViT's constructor reads a tensor's value, which "meta" has not
+        encoder = _tiny_vit_on_cpu(arch)
+    return encoder.to(target)
+
+
+def _tiny_vit_on_cpu(arch: TinyVitArchitecture) -> nn.Module:
     encoder_class = _encoder_class()
     from mobile_sam.modeling.tiny_vit_sam import Conv2d_BN, LayerNorm2d
 
@@ -292,7 +306,8 @@ class TinyVitFamily:
         mlp_linears=("mlp.fc1", "mlp.fc2"),
         norms=("attn.norm", "mlp.norm"),
     )
-    stem = "patch_embed"
+    #: the patch embedding's last BatchNorm (its convolutions have no bias to fold a shift into)
+    stem = "patch_embed.seq.2.bn"
 
     def owns(self, encoder: nn.Module) -> bool:
         """Whether ``encoder`` is this module's TinyViT (without importing ``mobile_sam`` for others)."""
