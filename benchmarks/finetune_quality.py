@@ -1,17 +1,24 @@
-"""Does finetuning help? The demo model on domain B, before and after a few CPU minutes of PEFT.
+"""Does finetuning help? A model on a generated domain, before and after a few CPU minutes of PEFT.
 
-The bundled demo model was trained on domain A (bright round nuclei) and fails on domain B
-(dim elongated cells). Each PEFT method here trains on at most 3 annotated domain-B images
-(seeds 0-2, ground-truth labels) and is evaluated with the paper's interactive protocol
-(Point, Box, I_P, I_B mSA, 8 correction iterations) on held-out domain-B images (seeds
-100-104). Each method runs in its own subprocess, so its peak memory (RSS) is its own.
-Training uses ``core.training.train`` as the Finetune widget's worker does (frozen stages
-once per image, the paper's objective, AdamW, plateau schedule, early stopping).
+The bundled demo model was trained on domain A (``nuclei``: bright round nuclei) and fails on
+domain B (``cells``: dim elongated cells); ``--model lite_medsam`` measures LiteMedSAM's real
+pretrained weights instead, on either domain. Each PEFT method here trains on at most 3
+annotated images of the domain (seeds 0-2, ground-truth labels) and is evaluated with the
+paper's interactive protocol (Point, Box, I_P, I_B mSA, 8 correction iterations) on held-out
+images of the same domain (seeds 100-104). Each method runs in its own subprocess, so its peak
+memory (RSS) is its own. Training uses ``core.training.train`` as the Finetune widget's worker
+does (frozen stages once per image, the paper's objective, AdamW, plateau schedule, early
+stopping).
+
+A row is ``preset[:blocks][@lr]``: ``late_lora:3`` adapts block 3 only, ``late_ft@1e-5`` trains
+that row at its own learning rate (full finetuning usually wants a lower one than LoRA).
 
 Usage::
 
-    python benchmarks/finetune_quality.py                          # the docs table
+    python benchmarks/finetune_quality.py                          # the docs table (demo model)
     python benchmarks/finetune_quality.py --presets late_lora --steps 100 --lr 3e-4
+    python benchmarks/finetune_quality.py --model lite_medsam --domain nuclei --steps 60 \\
+        --objects 4 --sub-iterations 2 --lr 1e-4 --presets freeze_encoder,late_ft@1e-5
 """
 
 from __future__ import annotations
@@ -25,64 +32,92 @@ import time
 from pathlib import Path
 
 DEFAULT_ROWS = ("freeze_encoder", "decoder_lora", "late_lora", "lora")
+MODELS = ("demo", "lite_medsam")
+DOMAINS = {"cells": "domain B", "nuclei": "domain A"}
 TRAIN_SEEDS = (0, 1, 2)
 HELD_OUT_SEEDS = (100, 101, 102, 103, 104)
 METRICS = ("point", "box", "i_p", "i_b")
 
 
-def parse_row(row: str) -> tuple[str, str | None]:
-    preset, _, blocks = row.partition(":")
-    return preset, blocks or None
+def parse_row(row: str) -> tuple[str, str | None, float | None]:
+    """``"late_ft:5-9@1e-5"`` -> (preset, blocks or None, lr or None)."""
+    head, _, lr = row.partition("@")
+    preset, _, blocks = head.partition(":")
+    return preset.strip(), blocks.strip() or None, float(lr) if lr.strip() else None
 
 
-def measure(row: str, steps: int, lr: float, objects: int, seed: int, threads: int) -> dict:
+def samples(domain: str, seeds: tuple[int, ...]) -> list:
+    from napari_sam_peft.core.data.sample_data import make_sample
+
+    return [(s.image, s.labels) for s in (make_sample(domain, seed) for seed in seeds)]
+
+
+def measure(row: str, args: argparse.Namespace) -> dict:
     import torch
     from segment_anything import SamPredictor
 
-    from napari_sam_peft.core.data.sample_data import make_sample
     from napari_sam_peft.core.evaluation.interactive import evaluate_interactive
     from napari_sam_peft.core.peft import spec_from_preset
+    from napari_sam_peft.core.peft.blocks import format_blocks
     from napari_sam_peft.core.sam.loading import load_model
     from napari_sam_peft.core.training.loop import TrainingConfig, train
 
-    torch.set_num_threads(threads)
-    preset, blocks = parse_row(row)
-    model = load_model("demo", device="cpu")
-    spec = spec_from_preset(preset, model.architecture.depth, blocks=blocks)
-    train_samples = [(s.image, s.labels) for s in (make_sample("cells", seed) for seed in TRAIN_SEEDS)]
-    held_out = [(s.image, s.labels) for s in (make_sample("cells", seed) for seed in HELD_OUT_SEEDS)]
+    torch.set_num_threads(args.threads)
+    preset, blocks, row_lr = parse_row(row)
+    lr = row_lr if row_lr is not None else args.lr
+    model = load_model(args.model, device="cpu")
+    depth = model.architecture.depth
+    spec = spec_from_preset(preset, depth, blocks=blocks)
+    train_samples = samples(args.domain, TRAIN_SEEDS)
+    held_out = samples(args.domain, HELD_OUT_SEEDS)
     start = time.perf_counter()
     # no separate validation images: at most 3 annotated images exist, all used for training
-    config = TrainingConfig(steps=steps, lr=lr, objects_per_image=objects, validate_every=10, seed=seed)
+    config = TrainingConfig(
+        steps=args.steps,
+        lr=lr,
+        objects_per_image=args.objects,
+        sub_iterations=args.sub_iterations,
+        validate_every=10,
+        seed=args.seed,
+    )
     adapter = train(model, spec, train_samples, (), config)
     train_seconds = time.perf_counter() - start
     handle = adapter.attach_to(model)
+    start = time.perf_counter()
     scores = evaluate_interactive(SamPredictor(model.sam), held_out)
+    eval_seconds = time.perf_counter() - start
     handle.detach()
     return {
         "row": row,
+        "preset": preset,
+        "blocks": format_blocks(spec.blocks, depth) if spec.blocks else "decoder",
+        "depth": depth,
+        "lr": lr,
         "scores": scores,
         "train_s": train_seconds,
+        "eval_s": eval_seconds,
         "best_step": adapter.metrics["step"],
+        "best_val_box_iou": adapter.metrics["val_box_iou"],
         "trainable": adapter.num_parameters,
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     }
 
 
-def base_scores() -> dict:
+def base_scores(model_name: str, domain: str) -> dict:
     from segment_anything import SamPredictor
 
-    from napari_sam_peft.core.data.sample_data import make_sample
     from napari_sam_peft.core.evaluation.interactive import evaluate_interactive
     from napari_sam_peft.core.sam.loading import load_model
 
-    held_out = [(s.image, s.labels) for s in (make_sample("cells", seed) for seed in HELD_OUT_SEEDS)]
-    return evaluate_interactive(SamPredictor(load_model("demo", device="cpu").sam), held_out)
+    held_out = samples(domain, HELD_OUT_SEEDS)
+    return evaluate_interactive(SamPredictor(load_model(model_name, device="cpu").sam), held_out)
 
 
 def spawn(row: str, args: argparse.Namespace) -> dict:
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", row]
+    command += ["--model", args.model, "--domain", args.domain]
     command += ["--steps", str(args.steps), "--lr", repr(args.lr), "--objects", str(args.objects)]
+    command += ["--sub-iterations", str(args.sub_iterations)]
     command += ["--seed", str(args.seed), "--threads", str(args.threads)]
     done = subprocess.run(command, capture_output=True, text=True)
     lines = done.stdout.strip().splitlines()
@@ -91,13 +126,31 @@ def spawn(row: str, args: argparse.Namespace) -> dict:
     return json.loads(lines[-1])
 
 
-def table(base: dict, results: list[dict], steps: int, lr: float) -> str:
+def method_cell(result: dict) -> str:
+    """The row as asked, and which encoder blocks it adapted where that is not the decoder only."""
+    blocks, depth = result.get("blocks", "decoder"), result.get("depth")
+    if blocks == "decoder" or depth is None:
+        return result["row"]
+    where = f"all {depth} blocks" if blocks == "all" else f"blocks {blocks} of {depth}"
+    return f"{result['row']} ({where})"
+
+
+def caption(args: argparse.Namespace) -> str:
+    return (
+        f"model {args.model}, domain {args.domain} ({DOMAINS[args.domain]}): {args.steps} steps at most "
+        f"(early stopping), lr {args.lr} (unless the row says @lr), {args.objects} objects per step, "
+        f"{args.sub_iterations} correction sub-iterations, train seeds {TRAIN_SEEDS}, held-out seeds "
+        f"{HELD_OUT_SEEDS}."
+    )
+
+
+def table(base: dict, results: list[dict], args: argparse.Namespace) -> str:
     header = "| method | trainable params | train time (s) | peak RSS (GiB) | " + " | ".join(
         f"{m} (change)" for m in ("Point", "Box", "I_P", "I_B")
     )
     lines = [header + " |", "|" + "---|" * 8]
     base_cells = " | ".join(f"{base[m]:.3f}" for m in METRICS)
-    lines.append(f"| demo model (no finetuning) | 0 | — | — | {base_cells} |")
+    lines.append(f"| {args.model} model (no finetuning) | 0 | — | — | {base_cells} |")
     for result in results:
         if "error" in result:
             lines.append(f"| {result['row']} | error: {result['error']} |")
@@ -105,37 +158,55 @@ def table(base: dict, results: list[dict], steps: int, lr: float) -> str:
         s = result["scores"]
         cells = " | ".join(f"{s[m]:.3f} ({s[m] - base[m]:+.3f})" for m in METRICS)
         lines.append(
-            f"| {result['row']} | {result['trainable']:,} | {result['train_s']:.0f} | "
+            f"| {method_cell(result)} | {result['trainable']:,} | {result['train_s']:.0f} | "
             f"{result['peak_rss_gib']:.2f} | {cells} |"
         )
-    note = f"{steps} steps at most (early stopping), lr {lr}, held-out seeds {HELD_OUT_SEEDS}."
-    return "\n".join(lines) + "\n\n" + note
+    return "\n".join(lines) + "\n\n" + caption(args)
+
+
+def save(path: Path | None, base: dict, results: list[dict], args: argparse.Namespace) -> None:
+    if path is not None:
+        payload = {"base": base, "results": results, "args": vars(args)}
+        path.write_text(json.dumps(payload, indent=1, default=str))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--presets", default=",".join(DEFAULT_ROWS), help="comma list; blocks as late_lora:3")
+    parser.add_argument(
+        "--presets", default=",".join(DEFAULT_ROWS), help="comma list of preset[:blocks][@lr], e.g. late_ft@1e-5"
+    )
+    parser.add_argument("--model", choices=MODELS, default="demo")
+    parser.add_argument("--domain", choices=tuple(DOMAINS), default="cells", help="cells: domain B, nuclei: A")
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--lr", type=float, default=3e-4)
-    parser.add_argument("--objects", type=int, default=8)
+    parser.add_argument("--objects", type=int, default=8, help="objects per training step")
+    parser.add_argument("--sub-iterations", type=int, default=8, help="correction sub-iterations per step")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(measure(args.worker, args.steps, args.lr, args.objects, args.seed, args.threads)))
+        print(json.dumps(measure(args.worker, args)))
         return 0
-    base = base_scores()
+    rows = [r.strip() for r in args.presets.split(",") if r.strip()]
+    for row in rows:
+        try:
+            parse_row(row)
+        except ValueError:
+            parser.error(f"row {row!r}: the learning rate after @ is not a number")
+    start = time.perf_counter()
+    base = base_scores(args.model, args.domain)
+    print(f"[{time.perf_counter() - start:.0f} s] base {args.model} on {args.domain}: {base}", file=sys.stderr)
     results = []
-    for row in [r.strip() for r in args.presets.split(",") if r.strip()]:
+    for row in rows:
         start = time.perf_counter()
         results.append(spawn(row, args))
-        print(f"[{time.perf_counter() - start:.0f} s] {row}: {results[-1]}", file=sys.stderr)
-    print(table(base, results, args.steps, args.lr))
-    if args.json:
-        payload = {"base": base, "results": results, "args": vars(args)}
-        args.json.write_text(json.dumps(payload, indent=1, default=str))
+        results[-1]["wall_s"] = time.perf_counter() - start
+        print(f"[{results[-1]['wall_s']:.0f} s] {row}: {results[-1]}", file=sys.stderr)
+        save(args.json, base, results, args)  # after every row: a run stopped early keeps what it measured
+    save(args.json, base, results, args)
+    print(table(base, results, args))
     return 0
 
 

@@ -59,6 +59,7 @@ def test_every_button_answers_with_a_message_not_an_exception(make_napari_viewer
     assert finetune.process is None  # nothing to train on: no run was started
 
     # Now with a model and a committed object, "Start training" starts a run.
+    segment.model_choice.value = "demo"  # the small model (the default is LiteMedSAM)
     click(segment.load_button)
     qtbot.waitUntil(lambda: segment.embeddings is not None, timeout=60_000)
     place_points(segment, [[128.0, 128.0]], ["positive"])

@@ -51,7 +51,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtTest import QTest
 QTest.mouseClick(segment.load_button.native, Qt.MouseButton.LeftButton)
 wait_until(lambda: segment.embeddings is not None)
-assert segment.session.model.identity.name == "demo"
+assert segment.session.model.identity.name == "lite_medsam"  # real weights are the default
 assert "parameters train" in finetune.estimate.value, finetune.estimate.value
 """,
     "Segment first": """

@@ -54,7 +54,8 @@ def test_the_whole_loop_by_menus_clicks_and_keys(make_napari_viewer, qtbot, tmp_
     finetune = _dock(viewer, "Finetune")
     assert not any("Dataset" in key for key in viewer.window.dock_widgets)
 
-    click(segment.load_button)  # the demo model is the default choice
+    segment.model_choice.value = "demo"  # the small model trains in seconds (the default is LiteMedSAM)
+    click(segment.load_button)
     qtbot.waitUntil(lambda: segment.embeddings is not None, timeout=120_000)
     truth = viewer.layers[f"{CELLS} ground truth"].data
 

@@ -70,10 +70,10 @@ def field_value(job_field: JobField, widget: ValueWidget) -> Any:
     value = widget.value
     if isinstance(value, str):
         value = value.strip()
-    if job_field.type is float:
-        value = _positive_number(job_field, value)
     if job_field.optional and not value:
         return None
+    if job_field.type is float:
+        value = _positive_number(job_field, value)
     return value
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from napari_sam_peft.core.training.events import Error, Evaluating, Event, Finished, Prepared, Progress, Started
+from napari_sam_peft.core.training.job import format_value
 
 
 def status_line(event: Event) -> str | None:
@@ -12,7 +13,9 @@ def status_line(event: Event) -> str | None:
     if isinstance(event, Started):
         return (
             f"Training {event.method} on {event.device}: {event.trainable_params:,} parameters, "
-            f"{event.train_images} training images; validation on {event.measured_on or 'n/a'}. "
+            f"{event.train_images} training images, lr {format_value(event.lr)}"
+            f"{' (recommended)' if event.lr_chosen == 'recommended' else ''}; "
+            f"validation on {event.measured_on or 'n/a'}. "
             "Running the frozen encoder blocks once per image..."
         )
     if isinstance(event, Prepared):

@@ -12,7 +12,12 @@ from napari_sam_peft._qt.dock_layout import on_click, show_text, wrapping
 from napari_sam_peft._qt.user_errors import user_errors
 from napari_sam_peft.core.errors import SamPeftError
 from napari_sam_peft.core.sam.devices import DEVICE_CHOICES
-from napari_sam_peft.core.sam.loading import DEMO_MODEL_NAME, load_model, registry_model_names
+from napari_sam_peft.core.sam.loading import (
+    DEMO_MODEL_NAME,
+    load_model,
+    offline_model_names,
+    registry_model_names,
+)
 from napari_sam_peft.session import AnnotatorSession
 
 
@@ -22,8 +27,12 @@ class ModelPanel:
     def __init__(self, session: AnnotatorSession, jobs: BackgroundJobs) -> None:
         self.session = session
         self.jobs = jobs
+        offline = offline_model_names()  # real weights (LiteMedSAM) first: the default
         self.model_choice = ComboBox(
-            label="model", choices=[DEMO_MODEL_NAME, *registry_model_names()], value=DEMO_MODEL_NAME
+            label="model",
+            choices=[*offline, *registry_model_names()],
+            value=offline[0] if offline else DEMO_MODEL_NAME,
+            tooltip="lite_medsam and demo load offline; micro_sam's models download once",
         )
         self.model_file = FileEdit(label="or file", mode="r", filter="*.pth *.pt *.safetensors")
         self.device_choice = ComboBox(label="device", choices=list(DEVICE_CHOICES), value="auto")

@@ -1,9 +1,9 @@
-"""``napari-sam-peft demo``: the whole loop on the bundled demo model and generated images.
+"""``napari-sam-peft demo``: the whole loop on LiteMedSAM (offline) and generated images.
 
-With a display it opens napari on domain-B images (cells; the demo model was trained on
-domain-A nuclei and is weak here) with the Segment, Dataset and Finetune widgets docked,
-the demo model loaded and an annotation store open. ``--headless`` runs the loop without
-a display and prints a before/after table.
+With a display it opens napari on domain-B images (dim, elongated cells) with the Segment,
+Dataset and Finetune widgets docked, LiteMedSAM's pretrained weights loaded (``--model demo``:
+the small demo model, trained on domain-A nuclei) and an annotation store open.
+``--headless`` runs the loop without a display and prints a before/after table.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ DEMO_IMAGES = 3
 
 
 NAME = "demo"
-HELP = "open napari with the plugin on the demo model and sample data, or run the loop headless"
+HELP = "open napari with the plugin on LiteMedSAM and sample data, or run the loop headless"
 DESCRIPTION = (
     "Open napari on generated domain-B cell images with the Segment, Dataset and Finetune widgets "
-    "docked and the bundled demo model loaded (offline). With --headless, run pre-annotation, correction "
-    "from the ground truth, finetuning with the recommended preset and evaluation without a display, and "
+    "docked and LiteMedSAM's pretrained weights loaded (offline; --model demo for the small demo model). "
+    "With --headless, run pre-annotation, correction from the ground truth, finetuning with the "
+    "recommended preset and evaluation without a display, and "
     "print a before/after table (a few minutes on a CPU)."
 )
 
@@ -41,6 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=Path.home() / "napari-sam-peft" / "demo",
         help="where the demo's annotation store and adapters go (default ~/napari-sam-peft/demo)",
     )
+    parser.add_argument(
+        "--model",
+        default="lite_medsam",
+        help="base model (default lite_medsam: real pretrained weights, offline; 'demo': the small demo model)",
+    )
     parser.add_argument("--preset", default=None, help="headless: preset to train (default: the recommended one)")
     parser.add_argument("--steps", type=int, default=None, help="headless: training steps")
 
@@ -53,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     viewer = napari.Viewer(title="napari-sam-peft demo")
     fit_window_to_screen(viewer)
     open_demo_samples(viewer, args.sample)
-    dock_widgets(viewer, store=args.workdir / f"{args.sample}.sampeft.zarr")
+    dock_widgets(viewer, store=args.workdir / f"{args.sample}.sampeft.zarr", model=args.model)
     from qtpy.QtCore import QTimer
 
     QTimer.singleShot(500, viewer.reset_view)  # fit the image to the canvas once the docks have their size
@@ -75,7 +81,7 @@ def fit_window_to_screen(viewer) -> None:
 def run_headless(args: argparse.Namespace) -> int:
     from napari_sam_peft.cli.demo_loop import DemoSettings, run_headless_demo
 
-    settings = DemoSettings(preset=args.preset)
+    settings = DemoSettings(model=args.model, preset=args.preset)
     if args.steps is not None:
         settings.steps = args.steps
 
@@ -94,8 +100,8 @@ def run_headless(args: argparse.Namespace) -> int:
     return 0
 
 
-def dock_widgets(viewer, store: Path | None = None) -> None:
-    """Dock Segment, Dataset and Finetune, load the demo model and open ``store``."""
+def dock_widgets(viewer, store: Path | None = None, model: str = "lite_medsam") -> None:
+    """Dock Segment, Dataset and Finetune, load ``model`` (offline) and open ``store``."""
     from napari_sam_peft._qt.dataset_widget import DatasetWidget
     from napari_sam_peft._qt.finetune_widget import FinetuneWidget
     from napari_sam_peft._qt.segment_widget import SegmentWidget
@@ -108,7 +114,8 @@ def dock_widgets(viewer, store: Path | None = None) -> None:
     viewer.window.add_dock_widget(FinetuneWidget(viewer), name="Finetune", area="right", tabify=True)
     if store is not None:
         dataset.open_store(store)
-    segment.session.set_model(load_model("demo"))
+    segment.session.set_model(load_model(model))
+    segment.model_choice.value = model
     segment.image_choice.value = segment.image_choice.choices[0] if segment.image_choice.choices else None
 
 

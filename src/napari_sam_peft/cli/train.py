@@ -15,7 +15,7 @@ from pathlib import Path
 from napari_sam_peft.core.errors import SamPeftError
 from napari_sam_peft.core.training.events import Evaluating, Event, Prepared, Progress, Started, error_event
 from napari_sam_peft.core.training.holdout import TRAINING_DATA
-from napari_sam_peft.core.training.job import TrainingJob, job_fields
+from napari_sam_peft.core.training.job import TrainingJob, format_value, job_fields
 
 EXIT_OUT_OF_MEMORY = 3
 
@@ -123,6 +123,10 @@ def _print_progress(event: Event) -> None:
             file=sys.stderr,
         )
         print(f"validation and evaluation on: {event.measured_on}", file=sys.stderr)
+        if event.lr_chosen:
+            recommended = event.lr_chosen == "recommended"
+            why = " (recommended for this model and method; --lr to change)" if recommended else ""
+            print(f"learning rate {format_value(event.lr)}{why}", file=sys.stderr)
         if event.validation == TRAINING_DATA:
             print(
                 "warning: validation scores are measured on the training data, so they overestimate the adapter; "

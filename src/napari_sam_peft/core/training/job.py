@@ -84,7 +84,12 @@ class TrainingJob:
         minimum=0,
         maximum=256,
     )
-    lr: float = _option(1e-5, help="AdamW learning rate (the paper's value for SAM)", label="learning rate")
+    lr: float | None = _option(
+        None,
+        help="AdamW learning rate (default: the rate recommended for the model and method; the run says which)",
+        label="learning rate",
+        tooltip="AdamW learning rate; empty = the rate recommended for the model and method",
+    )
     steps: int = _option(
         200,
         help="training steps, one image each",
@@ -93,6 +98,14 @@ class TrainingJob:
         maximum=1_000_000,
     )
     objects_per_image: int = _option(8, help="objects per step", label="objects / step", minimum=1, maximum=64)
+    sub_iterations: int = _option(
+        8,
+        help="correction sub-iterations per step (the paper's 8); fewer make a step faster",
+        label="corrections / step",
+        tooltip="Decoder passes with added correction points per step (the paper: 8); each costs a decoder pass",
+        minimum=0,
+        maximum=16,
+    )
     validate_every: int = _option(
         25,
         help="steps between validations",

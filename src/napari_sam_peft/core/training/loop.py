@@ -44,9 +44,9 @@ class TrainingConfig:
     """The loop's hyperparameters; those a user chooses default to :class:`TrainingJob`'s values."""
 
     steps: int = _CHOSEN["steps"]
-    lr: float = _CHOSEN["lr"]
+    lr: float = 1e-5  # the paper's; a run without one takes ``peft.recommend.recommended_lr``
     objects_per_image: int = _CHOSEN["objects_per_image"]
-    sub_iterations: int = 8
+    sub_iterations: int = _CHOSEN["sub_iterations"]
     validate_every: int = _CHOSEN["validate_every"]
     patience: int = 10  # validations without improvement before stopping early
     seed: int = _CHOSEN["seed"]

@@ -29,6 +29,7 @@ from ..data.store import AnnotationStore
 from ..errors import SamPeftError
 from ..evaluation.report import EvaluationReport
 from ..peft import Adapter, PeftSpec, count_trainable_parameters
+from ..peft.recommend import recommended_lr
 from ..sam.loading import LoadedModel
 from . import loop
 from .distributed import setup_distributed
@@ -152,6 +153,9 @@ def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None
     data = load_training_data(job.store, job.seed)
     model = load_model(job.model, device=device)
     spec = job.spec(model.architecture.depth)
+    lr_chosen = "given" if job.lr is not None else "recommended"
+    if job.lr is None:
+        job.lr = recommended_lr(spec.method, model.architecture)
     out.parent.mkdir(parents=True, exist_ok=True)
     record = RunRecord(
         job={k: str(v) if isinstance(v, Path) else v for k, v in asdict(job).items()},
@@ -176,6 +180,8 @@ def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None
             device=str(model.device),
             steps=job.steps,
             world_size=world,
+            lr=job.lr,
+            lr_chosen=lr_chosen,
         )
     )
     best = _train(job, model, spec, data, reporter, shard=(rank, world))
