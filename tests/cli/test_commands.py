@@ -209,6 +209,8 @@ def test_train_without_a_validation_split_says_what_it_held_out(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "held out automatically:" in result.stderr and "objects of 2 training images" in result.stderr
     assert "val box IoU" in result.stderr and "validation: held out automatically)" in result.stderr
+    # no --lr: the run takes the rate recommended for the demo model and says so
+    assert "learning rate 0.001 (recommended for this model and method" in result.stderr
 
 
 def test_the_evaluation_table_says_what_it_was_measured_on():

@@ -125,9 +125,7 @@ def test_gradients_reach_only_the_intended_tensors(arch, sam, preset):
         else:
             assert encoder_rule != "added" and encoder_rule(plain, arch), f"{preset} trains {name}"
     if trains_decoder:
-        decoder = {
-            n for n, _ in sam.named_parameters() if n.startswith("mask_decoder.") and ".base." not in n
-        }
+        decoder = {n for n, _ in sam.named_parameters() if n.startswith("mask_decoder.") and ".base." not in n}
         assert decoder <= trainable
 
 
@@ -136,9 +134,7 @@ def test_save_load_attach_reproduces_the_outputs(arch, model, tmp_path, preset):
     handle = attach(model.sam, spec_from_preset(preset, arch.depth))
     _perturb(handle)
     trained = sam_forward(model.sam, arch.img_size)
-    path = Adapter.from_attached(handle, model, metrics={"val_msa": 0.5}).save(
-        tmp_path / f"{preset}.safetensors"
-    )
+    path = Adapter.from_attached(handle, model, metrics={"val_msa": 0.5}).save(tmp_path / f"{preset}.safetensors")
     handle.detach()
 
     adapter = Adapter.load(path)

@@ -24,6 +24,7 @@ OTHER_VALUES = {
     "lr": 3.0e-4,
     "steps": 1234,
     "objects_per_image": 3,
+    "sub_iterations": 2,
     "validate_every": 7,
     "device": "cuda:1",
     "evaluate": True,
@@ -120,4 +121,11 @@ def test_the_loop_gets_every_field_it_has_a_setting_for():
     from napari_sam_peft.core.training.run import loop_settings
 
     settings = loop_settings(TrainingJob(**OTHER_VALUES))
-    assert settings == {"steps": 1234, "lr": 3.0e-4, "objects_per_image": 3, "validate_every": 7, "seed": 42}
+    assert settings == {
+        "steps": 1234,
+        "lr": 3.0e-4,
+        "objects_per_image": 3,
+        "sub_iterations": 2,
+        "validate_every": 7,
+        "seed": 42,
+    }
