@@ -60,7 +60,7 @@ class TinyVitArchitecture(Architecture):
     classifier_head: bool = True
 
     @property
-    def depth(self) -> int:  # type: ignore[override]
+    def depth(self) -> int:
         """The attention blocks (layer 0 is convolutional): 10 for vit_t and LiteMedSAM."""
         return sum(self.depths[1:])
 
@@ -120,14 +120,14 @@ _BLOCK_KEY = re.compile(r"^image_encoder\.layers\.(\d+)\.blocks\.(\d+)\.")
 
 
 @cache
-def _encoder_class() -> type[nn.Module]:
+def _encoder_class() -> Any:
     """MobileSAM's TinyViT with the three changes of this module's docstring (imported on first use:
     ``mobile_sam`` pulls in timm, and warns about re-registering timm's TinyViT names)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from mobile_sam.modeling.tiny_vit_sam import Attention, TinyViT
 
-    class BiasReadingAttention(Attention):  # type: ignore[misc, valid-type]
+    class BiasReadingAttention(Attention):
         """MobileSAM's attention, reading its bias table on every call."""
 
         def train(self, mode: bool = True) -> nn.Module:
@@ -140,7 +140,7 @@ def _encoder_class() -> type[nn.Module]:
             finally:
                 del self.ab
 
-    class TinyVitEncoder(TinyViT):  # type: ignore[misc, valid-type]
+    class TinyVitEncoder(TinyViT):
         """MobileSAM's TinyViT whose embedding grid follows the input and whose BatchNorms stay frozen."""
 
         attention_class = BiasReadingAttention
@@ -168,7 +168,7 @@ def build_tiny_vit(arch: TinyVitArchitecture) -> nn.Module:
     return encoder.to(target)
 
 
-def _tiny_vit_on_cpu(arch: TinyVitArchitecture) -> nn.Module:
+def _tiny_vit_on_cpu(arch: TinyVitArchitecture) -> Any:
     encoder_class = _encoder_class()
     from mobile_sam.modeling.tiny_vit_sam import Conv2d_BN, LayerNorm2d
 
@@ -185,6 +185,7 @@ def _tiny_vit_on_cpu(arch: TinyVitArchitecture) -> nn.Module:
         mbconv_expand_ratio=arch.mbconv_expand_ratio,
     )
     encoder.img_size = arch.img_size
+    module: Any
     for module in encoder.modules():
         if type(module).__name__ == "Attention":
             module.__class__ = encoder_class.attention_class
@@ -205,7 +206,7 @@ def _tiny_vit_on_cpu(arch: TinyVitArchitecture) -> nn.Module:
     return encoder
 
 
-def tiny_vit_stage_functions(encoder: nn.Module) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+def tiny_vit_stage_functions(encoder: Any) -> list[Callable[[torch.Tensor], torch.Tensor]]:
     """What TinyViT's forward does, one stage at a time.
 
     The patch embedding and layer 0 work on (N, C, H, W); attention blocks on (N, L, C) tokens;
@@ -309,7 +310,7 @@ class TinyVitFamily:
     #: the patch embedding's last BatchNorm (its convolutions have no bias to fold a shift into)
     stem = "patch_embed.seq.2.bn"
 
-    def owns(self, encoder: nn.Module) -> bool:
+    def owns(self, encoder: Any) -> bool:
         """Whether ``encoder`` is this module's TinyViT (without importing ``mobile_sam`` for others)."""
         return type(encoder).__name__ == "TinyVitEncoder" and isinstance(encoder, _encoder_class())
 
@@ -336,7 +337,7 @@ class TinyVitFamily:
         windows = [w for i, w in enumerate(arch.window_sizes) if i > 0 for _ in range(arch.depths[i])]
         return tuple(b for b, (side, window) in enumerate(zip(sides, windows, strict=True)) if window >= side)
 
-    def block_paths(self, encoder: nn.Module) -> list[str]:
+    def block_paths(self, encoder: Any) -> list[str]:
         """``layers.1.blocks.0`` ... ``layers.3.blocks.1`` (layer 0 has no attention blocks)."""
         return [
             f"layers.{i}.blocks.{j}"
@@ -344,11 +345,11 @@ class TinyVitFamily:
             for j in range(len(encoder.layers[i].blocks))
         ]
 
-    def qkv_groups(self, qkv: nn.Module) -> int:
+    def qkv_groups(self, qkv: Any) -> int:
         """The block's head count: TinyViT's fused qkv holds q, k, v per head."""
         return int(qkv.head_count)
 
-    def stages(self, encoder: nn.Module) -> list[tuple[str, ...]]:
+    def stages(self, encoder: Any) -> list[tuple[str, ...]]:
         """The patch embedding, layer 0, each attention block (a merge with the block after it), the neck."""
         stages: list[tuple[str, ...]] = [("patch_embed",), ("layers.0.blocks",)]
         for i in range(1, len(encoder.layers)):
@@ -356,13 +357,11 @@ class TinyVitFamily:
             stages.extend((f"layers.{i}.blocks.{j}",) for j in range(1, len(encoder.layers[i].blocks)))
         return [*stages, ("neck",)]
 
-    def stage_functions(self, encoder: nn.Module) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+    def stage_functions(self, encoder: Any) -> list[Callable[[torch.Tensor], torch.Tensor]]:
         """See :func:`tiny_vit_stage_functions`."""
         return tiny_vit_stage_functions(encoder)
 
-    def stage_entry(
-        self, encoder: nn.Module, stage: int
-    ) -> tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor]]:
+    def stage_entry(self, encoder: Any, stage: int) -> tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor]]:
         """The patch embedding, layer 0's first convolution, a merge or block, or the neck (whose
         input is channels-first; its stage takes tokens)."""
         entries: list[nn.Module] = [encoder.patch_embed, encoder.layers[0].blocks[0]]
@@ -373,7 +372,7 @@ class TinyVitFamily:
             return entries[stage], _same
         return encoder.neck, _tokens
 
-    def input_size(self, encoder: nn.Module) -> int:
+    def input_size(self, encoder: Any) -> int:
         """``img_size``: 1024 for vit_t, 256 for LiteMedSAM."""
         return int(encoder.img_size)
 
