@@ -103,12 +103,14 @@ def measure(row: str, args: argparse.Namespace) -> dict:
     }
 
 
-def base_scores(model_name: str, domain: str) -> dict:
+def base_scores(model_name: str, domain: str, threads: int) -> dict:
+    import torch
     from segment_anything import SamPredictor
 
     from napari_sam_peft.core.evaluation.interactive import evaluate_interactive
     from napari_sam_peft.core.sam.loading import load_model
 
+    torch.set_num_threads(threads)
     held_out = samples(domain, HELD_OUT_SEEDS)
     return evaluate_interactive(SamPredictor(load_model(model_name, device="cpu").sam), held_out)
 
@@ -196,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             parser.error(f"row {row!r}: the learning rate after @ is not a number")
     start = time.perf_counter()
-    base = base_scores(args.model, args.domain)
+    base = base_scores(args.model, args.domain, args.threads)
     print(f"[{time.perf_counter() - start:.0f} s] base {args.model} on {args.domain}: {base}", file=sys.stderr)
     results = []
     for row in rows:
