@@ -93,6 +93,7 @@ def test_the_widget_fields_are_the_labelled_ones_in_their_order():
         "lr",
         "steps",
         "objects_per_image",
+        "sub_iterations",
         "validate_every",
         "device",
         "evaluate",
