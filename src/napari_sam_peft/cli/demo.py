@@ -93,7 +93,8 @@ def run_headless(args: argparse.Namespace) -> int:
     print(result.table())
     print(
         f"\n{len(settings.train_seeds)} annotated training images, "
-        f"{len(settings.held_out_seeds)} held-out images; "
+        f"{len(settings.held_out_seeds)} held-out images (I_P and I_B after {settings.correction_iterations} "
+        "correction iterations); "
         f"annotate {result.seconds['annotate']:.0f} s, finetune {result.seconds['finetune']:.0f} s, "
         f"evaluate {result.seconds['evaluate']:.0f} s (total {total:.0f} s). Adapter: {result.adapter}"
     )
