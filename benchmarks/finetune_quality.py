@@ -15,10 +15,10 @@ that row at its own learning rate (full finetuning usually wants a lower one tha
 
 Usage::
 
-    python benchmarks/finetune_quality.py                          # the docs table (demo model)
-    python benchmarks/finetune_quality.py --presets late_lora --steps 100 --lr 3e-4
-    python benchmarks/finetune_quality.py --model lite_medsam --domain nuclei --steps 60 \\
-        --objects 4 --sub-iterations 2 --lr 1e-4 --presets freeze_encoder,late_ft@1e-5
+    python benchmarks/finetune_quality.py --lr 3e-4                # the docs' demo-model table
+    python benchmarks/finetune_quality.py --presets late_lora --steps 100   # the recommended lr
+    python benchmarks/finetune_quality.py --model lite_medsam --domain cells --steps 40 --objects 4 \\
+        --sub-iterations 4 --held-out 2 --presets freeze_encoder,decoder_lora,late_lora,lora,late_ft
 """
 
 from __future__ import annotations
@@ -59,17 +59,20 @@ def measure(row: str, args: argparse.Namespace) -> dict:
     from napari_sam_peft.core.evaluation.interactive import evaluate_interactive
     from napari_sam_peft.core.peft import spec_from_preset
     from napari_sam_peft.core.peft.blocks import format_blocks
+    from napari_sam_peft.core.peft.recommend import recommended_lr
     from napari_sam_peft.core.sam.loading import load_model
     from napari_sam_peft.core.training.loop import TrainingConfig, train
 
     torch.set_num_threads(args.threads)
     preset, blocks, row_lr = parse_row(row)
-    lr = row_lr if row_lr is not None else args.lr
     model = load_model(args.model, device="cpu")
+    lr = row_lr if row_lr is not None else args.lr
     depth = model.architecture.depth
     spec = spec_from_preset(preset, depth, blocks=blocks)
+    if lr is None:  # what a run without --lr takes
+        lr = recommended_lr(spec.method, model.architecture)
     train_samples = samples(args.domain, TRAIN_SEEDS)
-    held_out = samples(args.domain, HELD_OUT_SEEDS)
+    held_out = samples(args.domain, HELD_OUT_SEEDS[: args.held_out])
     start = time.perf_counter()
     # no separate validation images: at most 3 annotated images exist, all used for training
     config = TrainingConfig(
@@ -103,7 +106,7 @@ def measure(row: str, args: argparse.Namespace) -> dict:
     }
 
 
-def base_scores(model_name: str, domain: str, threads: int) -> dict:
+def base_scores(model_name: str, domain: str, threads: int, held_out_images: int) -> dict:
     import torch
     from segment_anything import SamPredictor
 
@@ -111,14 +114,15 @@ def base_scores(model_name: str, domain: str, threads: int) -> dict:
     from napari_sam_peft.core.sam.loading import load_model
 
     torch.set_num_threads(threads)
-    held_out = samples(domain, HELD_OUT_SEEDS)
+    held_out = samples(domain, HELD_OUT_SEEDS[:held_out_images])
     return evaluate_interactive(SamPredictor(load_model(model_name, device="cpu").sam), held_out)
 
 
 def spawn(row: str, args: argparse.Namespace) -> dict:
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", row]
     command += ["--model", args.model, "--domain", args.domain]
-    command += ["--steps", str(args.steps), "--lr", repr(args.lr), "--objects", str(args.objects)]
+    command += ["--steps", str(args.steps), "--objects", str(args.objects), "--held-out", str(args.held_out)]
+    command += [] if args.lr is None else ["--lr", repr(args.lr)]
     command += ["--sub-iterations", str(args.sub_iterations)]
     command += ["--seed", str(args.seed), "--threads", str(args.threads)]
     done = subprocess.run(command, capture_output=True, text=True)
@@ -138,11 +142,12 @@ def method_cell(result: dict) -> str:
 
 
 def caption(args: argparse.Namespace) -> str:
+    lr = args.lr if args.lr is not None else "recommended per row (napari-sam-peft's default)"
     return (
         f"model {args.model}, domain {args.domain} ({DOMAINS[args.domain]}): {args.steps} steps at most "
-        f"(early stopping), lr {args.lr} (unless the row says @lr), {args.objects} objects per step, "
+        f"(early stopping), lr {lr} (unless the row says @lr), {args.objects} objects per step, "
         f"{args.sub_iterations} correction sub-iterations, train seeds {TRAIN_SEEDS}, held-out seeds "
-        f"{HELD_OUT_SEEDS}."
+        f"{HELD_OUT_SEEDS[: args.held_out]}."
     )
 
 
@@ -160,7 +165,7 @@ def table(base: dict, results: list[dict], args: argparse.Namespace) -> str:
         s = result["scores"]
         cells = " | ".join(f"{s[m]:.3f} ({s[m] - base[m]:+.3f})" for m in METRICS)
         lines.append(
-            f"| {method_cell(result)} | {result['trainable']:,} | {result['train_s']:.0f} | "
+            f"| {method_cell(result)}, lr {result['lr']:g} | {result['trainable']:,} | {result['train_s']:.0f} | "
             f"{result['peak_rss_gib']:.2f} | {cells} |"
         )
     return "\n".join(lines) + "\n\n" + caption(args)
@@ -180,7 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", choices=MODELS, default="demo")
     parser.add_argument("--domain", choices=tuple(DOMAINS), default="cells", help="cells: domain B, nuclei: A")
     parser.add_argument("--steps", type=int, default=150)
-    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument(
+        "--lr", type=float, default=None, help="learning rate of every row (default: the recommended one per row)"
+    )
+    parser.add_argument(
+        "--held-out", type=int, default=len(HELD_OUT_SEEDS), help="held-out images to evaluate on (at most 5)"
+    )
     parser.add_argument("--objects", type=int, default=8, help="objects per training step")
     parser.add_argument("--sub-iterations", type=int, default=8, help="correction sub-iterations per step")
     parser.add_argument("--seed", type=int, default=0)
@@ -198,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             parser.error(f"row {row!r}: the learning rate after @ is not a number")
     start = time.perf_counter()
-    base = base_scores(args.model, args.domain, args.threads)
+    base = base_scores(args.model, args.domain, args.threads, args.held_out)
     print(f"[{time.perf_counter() - start:.0f} s] base {args.model} on {args.domain}: {base}", file=sys.stderr)
     results = []
     for row in rows:
