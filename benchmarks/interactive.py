@@ -1,7 +1,7 @@
 """Interactive latency: embedding, cached reopen and prompt-to-mask, ours vs micro_sam's functions.
 
-For each model (the vit_b architecture with random weights, and the bundled demo model) it
-measures, on the same image and in the same run:
+For each model (the vit_b and vit_t architectures with random weights at 1024 px, the bundled
+LiteMedSAM at 256 px and the bundled demo model) it measures, on the same image and in the same run:
 
 - **embedding**: the image encoder on a new image, written to the on-disk cache
   (ours: ``AnnotatorSession.compute_embeddings``; micro_sam: ``precompute_image_embeddings``
@@ -10,8 +10,9 @@ measures, on the same image and in the same run:
 - **prompt-to-mask**: one positive point to a mask from the cached embeddings
   (ours: ``AnnotatorSession.segment``; micro_sam: ``segment_from_points``), median of N.
 
-Run: ``python benchmarks/interactive.py [--models vit_b,demo] [--device auto] [--repeats 20]``.
-Weights do not matter for speed, so vit_b is built from its architecture (nothing is downloaded).
+Run: ``python benchmarks/interactive.py [--models vit_b,vit_t,lite_medsam,demo] [--device auto]
+[--repeats 20]``. Weights do not matter for speed, so vit_b and vit_t are built from their
+architectures (nothing is downloaded).
 """
 
 from __future__ import annotations
@@ -29,17 +30,21 @@ import torch
 from napari_sam_peft.core.annotation.embeddings import EmbeddingCache
 from napari_sam_peft.core.annotation.prompting import ObjectPrompts
 from napari_sam_peft.core.data.sample_data import make_sample
-from napari_sam_peft.core.sam.architecture import VIT_B, build_sam
+from napari_sam_peft.core.sam.architecture import build_sam
 from napari_sam_peft.core.sam.devices import select_device
 from napari_sam_peft.core.sam.loading import LoadedModel, load_model, model_identity
+from napari_sam_peft.core.sam.registry import NAMED_ARCHITECTURES
 from napari_sam_peft.session import AnnotatorSession
+
+RANDOM_WEIGHTS = ("vit_b", "vit_t")  # built from the architecture: their weights are not bundled
 
 
 def _model(name: str, device: torch.device) -> LoadedModel:
-    if name == "vit_b":
+    if name in RANDOM_WEIGHTS:
         torch.manual_seed(0)
-        sam = build_sam(VIT_B).to(device)
-        return LoadedModel(sam, model_identity(sam, "vit_b (random)"), VIT_B, "benchmark")
+        architecture = NAMED_ARCHITECTURES[name]
+        sam = build_sam(architecture).to(device).eval()
+        return LoadedModel(sam, model_identity(sam, f"{name} (random)"), architecture, "benchmark")
     return load_model(name, device=device)
 
 
@@ -108,7 +113,7 @@ def _machine(device: torch.device) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="vit_b,demo")
+    parser.add_argument("--models", default="vit_b,vit_t,lite_medsam,demo")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
