@@ -85,7 +85,7 @@ def main() -> int:
         QApplication.primaryScreen().grabWindow(0).save(str(path))
         print(f"wrote {path}", flush=True)
 
-    def segment_box(image_name: str, truth: np.ndarray, obj: int) -> None:
+    def segment_box(truth: np.ndarray, obj: int) -> None:
         segment.box_layer.data = []
         segment.box_layer.add_rectangles([box_around(truth, obj)])
         click(segment.segment_button)
@@ -102,7 +102,7 @@ def main() -> int:
     seconds = wait_for(lambda: segment.embeddings is not None, 300, "the model and embeddings")
     print(f"load + embed {first}: {time.monotonic() - start:.1f} s ({seconds:.1f} s waited)", flush=True)
     truth = viewer.layers[f"{first} ground truth"].data
-    segment_box(first, truth, 3)
+    segment_box(truth, 3)
     print(f"box mask: {int((viewer.layers['current_object'].data > 0).sum())} px", flush=True)
     shot("1_box")
 
@@ -119,7 +119,7 @@ def main() -> int:
         wait_for(lambda: segment.session.adapter is not None, 120, "the adapter")
         wait_for(lambda: not segment.active_workers and segment.embeddings is not None, 300, "re-embedding")
         print(f"attach adapter + re-embed: {time.monotonic() - start:.1f} s", flush=True)
-        segment_box(first, truth, 3)
+        segment_box(truth, 3)
         print(f"box mask with adapter: {int((viewer.layers['current_object'].data > 0).sum())} px", flush=True)
         shot("3_adapter")
 
@@ -127,7 +127,7 @@ def main() -> int:
     segment.image_choice.value = "large cells 768 px"
     wait_for(lambda: segment.embeddings is not None and not segment.active_workers, 600, "tiled embeddings")
     print(f"tiled embeddings of 768 px: {time.monotonic() - start:.1f} s", flush=True)
-    segment_box("large cells 768 px", large.labels, 5)
+    segment_box(large.labels, 5)
     shot("4_tiled")
     viewer.close()
     return 0

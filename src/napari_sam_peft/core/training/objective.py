@@ -67,11 +67,11 @@ def object_prompts(labels: np.ndarray, rng: np.random.Generator, n: int, scale: 
 
 def decode(sam, embeddings, size, boxes=None, points=None, labels=None, multimask=False, full_resolution=True):
     """Mask logits cropped to ``size``: upsampled to the input frame, or at the decoder's 1/4 resolution."""
+    point_prompts = None
     if points is not None:
         labels = torch.ones(points.shape[:2], device=points.device) if labels is None else labels
-        sparse, dense = sam.prompt_encoder(points=(points, labels), boxes=boxes, masks=None)
-    else:
-        sparse, dense = sam.prompt_encoder(points=None, boxes=boxes, masks=None)
+        point_prompts = (points, labels)
+    sparse, dense = sam.prompt_encoder(points=point_prompts, boxes=boxes, masks=None)
     logits, iou = sam.mask_decoder(
         image_embeddings=embeddings,
         image_pe=sam.prompt_encoder.get_dense_pe(),
@@ -162,6 +162,7 @@ def objective(sam, embeddings, labels, rng, objects_per_image: int, sub_iteratio
         if part.stop == part.start:
             continue
         part_target = target[part]
+        share = len(part_target) / n  # each chain's mean weighted by its objects: the mean over all
         prompt_labels = torch.ones(prompts.shape[:2], device=points.device)
         for _ in range(sub_iterations):
             new_points, new_labels = correction_points(current, part_target, rng, stride)
@@ -177,7 +178,6 @@ def objective(sam, embeddings, labels, rng, objects_per_image: int, sub_iteratio
                 full_resolution=False,
             )
             corrected, true = mask_losses(logits, part_target)
-            share = len(part_target) / n  # each chain's mean weighted by its objects: the mean over all
             corrections = corrections + share * (corrected.mean() + F.mse_loss(iou, true.detach()))
             current = logits
     return loss + corrections / sub_iterations
