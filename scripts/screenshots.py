@@ -205,7 +205,7 @@ def finetune_and_compare() -> None:
         image_id = dataset.store.snapshot().images[-1].image_id
         dataset.store.set_split(image_id, split)
     dataset.refresh()
-    finetune.steps.value = 30
+    finetune.steps.value = "30"
     finetune.validate_every.value = 5
     finetune.lr.value = "1e-3"
     _click(finetune.start_button)

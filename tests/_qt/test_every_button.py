@@ -65,7 +65,7 @@ def test_every_button_answers_with_a_message_not_an_exception(make_napari_viewer
     place_points(segment, [[128.0, 128.0]], ["positive"])
     click(segment.segment_button)
     click(segment.commit_button)
-    finetune.steps.value = 2
+    finetune.steps.value = "2"
     before = len(notification_manager.records)
     click(finetune.start_button)
     messages = [str(r.message) for r in notification_manager.records[before:]]

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+from qtpy.QtCore import Qt
 
 from napari_sam_peft.core.annotation.prompting import ObjectPrompts
 from napari_sam_peft.core.data.sample_data import make_sample
@@ -47,7 +48,7 @@ def loop(make_napari_viewer, qtbot, tmp_path):
     store.add_labels(validation.image, validation.labels, split="val")
     dataset.refresh()
 
-    finetune.steps.value = 4
+    finetune.steps.value = "4"
     finetune.validate_every.value = 2
     finetune.objects.value = 4
     finetune.evaluate.value = False
@@ -83,6 +84,20 @@ def test_the_recommended_preset_is_preselected_with_its_reason(loop):
     assert "Recommended on cpu: late_lora" in finetune.recommendation.value
     assert "parameters train" in finetune.estimate.value and "GiB" in finetune.estimate.value
     assert "3 training objects" in finetune.data_status.value
+
+
+def test_steps_left_empty_take_the_count_recommended_for_the_data(loop, qtbot):
+    _, _, finetune = loop
+    field = finetune.steps.native
+    field.setFocus()
+    qtbot.keyClick(field, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(field, Qt.Key.Key_Delete)
+    assert field.text() == "" and field.placeholderText() == "auto"
+    # 3 training objects at 4 per step: the smallest recommended run, said in the estimate
+    assert "for 100 steps (recommended for 3 training objects)" in finetune.estimate.value
+    assert finetune.job().steps is None  # the run resolves it and says so when it starts
+    qtbot.keyClicks(field, "30")
+    assert finetune.job().steps == 30 and "for 30 steps" in finetune.estimate.value
 
 
 def test_training_in_the_worker_changes_the_live_model_and_its_masks(loop, qtbot):
@@ -137,7 +152,7 @@ def test_the_event_loop_keeps_serving_timers_while_training_runs(loop, qtbot):
 
 def test_killing_the_worker_leaves_napari_and_the_last_adapter_intact(loop, qtbot):
     viewer, segment, finetune = loop
-    finetune.steps.value = 1000
+    finetune.steps.value = "1000"
     click(finetune.start_button)
     process = finetune.process
     qtbot.waitUntil(lambda: finetune.reloads >= 1, timeout=180_000)
@@ -156,7 +171,7 @@ def test_killing_the_worker_leaves_napari_and_the_last_adapter_intact(loop, qtbo
 
 def test_stop_ends_the_run_and_keeps_its_adapter(loop, qtbot):
     _, segment, finetune = loop
-    finetune.steps.value = 1000
+    finetune.steps.value = "1000"
     click(finetune.start_button)
     process = finetune.process
     qtbot.waitUntil(lambda: finetune.reloads >= 1, timeout=180_000)
@@ -168,7 +183,7 @@ def test_stop_ends_the_run_and_keeps_its_adapter(loop, qtbot):
 
 def test_an_out_of_memory_error_in_training_is_a_notification(loop, qtbot, monkeypatch):
     _, segment, finetune = loop
-    finetune.steps.value = 20
+    finetune.steps.value = "20"
     monkeypatch.setenv("NAPARI_SAM_PEFT_TEST_FAULT", "oom")  # the worker inherits napari's environment
     click(finetune.start_button)
     process = finetune.process
@@ -186,6 +201,11 @@ def test_bad_settings_are_notifications_not_runs(loop, tmp_path):
     click(finetune.start_button)
     assert finetune.process is None
     finetune.lr.value = "1e-5"
+    finetune.steps.value = "ten"
+    click(finetune.start_button)
+    assert finetune.process is None
+    assert "The steps must be a whole number like 200, or empty for auto; not 'ten'." in error_messages()
+    finetune.steps.value = "4"
     finetune.blocks.value = "20-30"
     click(finetune.start_button)
     assert finetune.process is None

@@ -82,7 +82,7 @@ def test_the_whole_loop_by_menus_clicks_and_keys(make_napari_viewer, qtbot, tmp_
     assert len(np.unique(viewer.layers["committed_objects"].data)) - 1 == 3
     assert segment.session.store.info()["objects"] == 3  # recorded with no Dataset dock open
 
-    finetune.steps.value = 400
+    finetune.steps.value = "400"
     finetune.validate_every.value = 2
     finetune.objects.value = 4
     finetune.evaluate.value = False

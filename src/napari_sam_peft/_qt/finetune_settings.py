@@ -15,7 +15,7 @@ from magicgui.widgets.bases import ValueWidget
 from napari_sam_peft._qt.dock_layout import full_width, show_text, wrapping
 from napari_sam_peft.core.errors import SamPeftError
 from napari_sam_peft.core.peft import PeftSpec
-from napari_sam_peft.core.peft.recommend import recommend_preset
+from napari_sam_peft.core.peft.recommend import recommend_preset, recommended_steps
 from napari_sam_peft.core.sam.architecture import VIT_B
 from napari_sam_peft.core.sam.devices import select_device
 from napari_sam_peft.core.training.job import (
@@ -49,12 +49,14 @@ def field_widget(job_field: JobField) -> ValueWidget:
             widget.value = value
     elif job_field.type is bool:
         widget = CheckBox(text=option.label, value=bool(value))
-    elif job_field.type is int:
+    elif job_field.type is int and not job_field.optional:
         low = 0 if option.minimum is None else option.minimum
         high = INT_MAXIMUM if option.maximum is None else option.maximum
         widget = SpinBox(label=option.label, value=value or 0, min=low, max=high)
-    else:
+    else:  # text, and numbers that may be left to the run: empty shows "auto"
         widget = LineEdit(label=option.label, value="" if value is None else format_value(value))
+        if job_field.optional and job_field.type in (int, float):
+            widget.native.setPlaceholderText("auto")
     widget.tooltip = _sentence(option.tooltip or option.help)
     return widget
 
@@ -72,21 +74,26 @@ def field_value(job_field: JobField, widget: ValueWidget) -> Any:
         value = value.strip()
     if job_field.optional and not value:
         return None
-    if job_field.type is float:
+    if job_field.type in (int, float) and isinstance(value, str):
         value = _positive_number(job_field, value)
     return value
 
 
-def _positive_number(job_field: JobField, text: str) -> float:
-    example = job_field.default_text
+def _positive_number(job_field: JobField, text: str) -> float | int | None:
+    """The number in ``text``; a whole number for an int field, where 0 means auto (None)."""
+    label, whole = job_field.option.label, job_field.type is int
     try:
-        value = float(text)
+        value = int(text) if whole else float(text)
     except ValueError:
-        raise SamPeftError(
-            f"The {job_field.option.label} must be a number like {example}, not {text!r}."
-        ) from None
+        kind = "a whole number like 200" if whole else f"a number like {job_field.default_text or '1e-4'}"
+        raise SamPeftError(f"The {label} must be {kind}, or empty for auto; not {text!r}.") from None
+    if whole and value == 0:
+        return None
     if not value > 0:
-        raise SamPeftError(f"The {job_field.option.label} must be positive (the default is {example}).")
+        raise SamPeftError(f"The {label} must be positive, or empty for auto.")
+    maximum = job_field.option.maximum
+    if maximum is not None and value > maximum:
+        raise SamPeftError(f"The {label} can be at most {maximum:,}; not {value:,}.")
     return value
 
 
@@ -113,8 +120,9 @@ class SettingsPanel(Container):
             self.fields[name].changed.connect(self.update_estimate)
         self.fields["device"].changed.connect(self.recommend)
         session.model_changed.connect(self.recommend)
-        session.store_changed.connect(self.update_data_status)
-        session.store_updated.connect(self.update_data_status)
+        for signal in (session.store_changed, session.store_updated):  # the data sets the recommended steps
+            signal.connect(self.update_data_status)
+            signal.connect(self.update_estimate)
         self.recommend()
         self.update_data_status()
         full_width(self.data_status, self.recommendation, self.estimate)
@@ -157,10 +165,15 @@ class SettingsPanel(Container):
             device = select_device(self.fields["device"].value)
             objects = self.value("objects_per_image")
             estimate = estimate_training(self.spec(), self.architecture(), str(device), objects)
+            steps, why = self.value("steps"), ""
         except (SamPeftError, ValueError, TypeError) as err:
             self.estimate.value = f"Cannot train this: {err}"
             return
-        self.estimate.value = f"Estimate: {estimate.describe(self.value('steps'))}"
+        if steps is None:
+            train_objects = self.session.store.info()["train_objects"] if self.session.store is not None else 0
+            steps = recommended_steps(train_objects, objects)
+            why = f" (recommended for {train_objects} training objects)"
+        self.estimate.value = f"Estimate: {estimate.describe(steps)}{why}"
 
     def update_data_status(self, *_: Any) -> None:
         """Say how many training and validation objects the store holds, and where it is."""

@@ -162,7 +162,7 @@ def run_headless_demo(workdir: str | Path, settings: DemoSettings | None = None,
     from ..core.data.sample_data import make_sample
     from ..core.data.store import AnnotationStore
     from ..core.evaluation.interactive import evaluate_interactive
-    from ..core.peft.recommend import recommend_preset, recommended_lr
+    from ..core.peft.recommend import recommend_preset, recommended_lr, recommended_steps
     from ..core.sam.loading import load_model
     from ..core.training.job import TrainingJob
     from ..core.training.run import run_job
@@ -218,9 +218,12 @@ def run_headless_demo(workdir: str | Path, settings: DemoSettings | None = None,
     why = pick.reason if not settings.preset else "chosen"
     lr = settings.lr or recommended_lr(job.spec(model.architecture.depth).method, model.architecture)
     chosen = "given" if settings.lr else "recommended"
+    committed = counts.accepted_automatic + counts.corrected_with_prompts + counts.painted
     say(
         f"finetuning {settings.model} with {preset} ({why}), lr {lr:g} ({chosen}), {settings.steps} steps of "
-        f"{settings.objects_per_image} objects and {settings.sub_iterations} correction passes"
+        f"{settings.objects_per_image} objects and {settings.sub_iterations} correction passes (short, to fit the "
+        f"demo's 5 minutes; train without --steps takes the recommended "
+        f"{recommended_steps(committed, job.objects_per_image)} for these {committed} objects)"
     )
     start = time.perf_counter()
 

@@ -127,6 +127,12 @@ def _print_progress(event: Event) -> None:
             recommended = event.lr_chosen == "recommended"
             why = " (recommended for this model and method; --lr to change)" if recommended else ""
             print(f"learning rate {format_value(event.lr)}{why}", file=sys.stderr)
+        if event.steps_chosen == "recommended":
+            print(
+                f"{event.steps} steps (recommended for {event.train_objects} training objects: about 25 passes "
+                "over them; --steps to change)",
+                file=sys.stderr,
+            )
         if event.validation == TRAINING_DATA:
             print(
                 "warning: validation scores are measured on the training data, so they overestimate the adapter; "

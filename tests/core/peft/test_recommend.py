@@ -1,7 +1,7 @@
 import pytest
 
 from napari_sam_peft.core.peft import recommend_preset
-from napari_sam_peft.core.peft.recommend import recommended_lr
+from napari_sam_peft.core.peft.recommend import recommended_lr, recommended_steps
 from napari_sam_peft.core.sam.architecture import DEMO, VIT_B, VIT_H
 from napari_sam_peft.core.sam.tiny_vit import LITE_MEDSAM_ARCHITECTURE, VIT_T
 
@@ -64,3 +64,17 @@ def test_tiny_vit_models_adapt_their_late_blocks_on_a_cpu():
 )
 def test_the_recommended_learning_rate_is_larger_for_added_tensors_and_the_small_model(method, architecture, lr):
     assert recommended_lr(method, architecture) == lr
+
+
+@pytest.mark.parametrize(
+    ("objects", "per_step", "steps"),
+    [
+        (57, 8, 200),  # three generated images: 25 passes = 178 steps, rounded up to 50
+        (5, 8, 100),  # a handful of objects still gets a run long enough to learn
+        (400, 8, 1000),  # a large store is capped; early stopping ends it sooner if it plateaus
+        (57, 4, 400),  # fewer objects per step: more steps for the same passes
+        (0, 8, 100),
+    ],
+)
+def test_the_recommended_step_count_follows_the_number_of_training_objects(objects, per_step, steps):
+    assert recommended_steps(objects, per_step) == steps

@@ -99,12 +99,12 @@ def test_the_widget_fields_are_the_labelled_ones_in_their_order():
         "evaluate",
     ]
     assert job_field("evaluate").widget_default is True and job_field("evaluate").default is False
-    assert job_field("steps").widget_default == 200
+    assert job_field("steps").widget_default is None  # the widget's spin box shows "auto"
 
 
 def test_numbers_are_written_as_short_as_they_parse_back():
     assert [format_value(v) for v in (1e-5, 0.001, 3e-4, 1e10, 200)] == ["1e-5", "0.001", "0.0003", "1e+10", "200"]
-    assert job_field("steps").help.endswith("(default 200)")
+    assert job_field("validate_every").help.endswith("(default 25)")
 
 
 def test_the_docs_table_of_train_options_is_the_schemas():

@@ -133,3 +133,29 @@ def test_a_validation_split_is_named_as_such(store, trained_on):
     ((train_samples, val_samples),) = trained_on
     val_image = next(store.image(i.image_id) for i in store.snapshot().images if i.split == "val")
     assert _contains(val_samples, val_image) and not _contains(train_samples, val_image)
+
+
+def test_without_a_step_count_the_run_takes_the_recommended_one_and_says_so(store):
+    from napari_sam_peft.core.peft.recommend import recommended_steps
+
+    events: list[Event] = []
+    # stopped at once: only the resolved settings matter here
+    record = run_job(_job(store, steps=None), events.append, should_stop=lambda: True)
+    started = events[0]
+    assert started.steps_chosen == "recommended"
+    assert started.steps == recommended_steps(started.train_objects, 4) >= 100
+    assert record.job["steps"] == started.steps  # the record says how long the run was meant to be
+    assert record.status == "stopped"
+
+    events.clear()
+    run_job(_job(store, steps=3), events.append, should_stop=lambda: True)
+    assert (events[0].steps, events[0].steps_chosen) == (3, "given")
+
+
+def test_a_negative_step_count_is_refused_before_anything_loads(store):
+    from napari_sam_peft.core.errors import SamPeftError
+    from napari_sam_peft.core.training.runs import runs_dir
+
+    with pytest.raises(SamPeftError, match="steps must be positive, not -5; leave it out"):
+        run_job(_job(store, steps=-5), lambda event: None)
+    assert not runs_dir(store.path).exists()  # no empty run folder left behind

@@ -77,6 +77,8 @@ class Started(Event):
     #: the AdamW learning rate, and "recommended" or "given" (by the user)
     lr: float = 0.0
     lr_chosen: str = ""
+    #: whether ``steps`` was "recommended" (for the number of training objects) or "given"
+    steps_chosen: str = ""
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,7 @@ class TrainingJob:
         None,
         help="LoRA/FacT rank (preset default)",
         label="rank",
-        tooltip="LoRA/FacT rank; 0 = the preset's default",
+        tooltip="LoRA/FacT rank; empty = the preset's default",
         minimum=0,
         maximum=256,
     )
@@ -90,11 +90,13 @@ class TrainingJob:
         label="learning rate",
         tooltip="AdamW learning rate; empty = the rate recommended for the model and method",
     )
-    steps: int = _option(
-        200,
-        help="training steps, one image each",
+    steps: int | None = _option(
+        None,
+        help="training steps, one image each (default: about 25 passes over the training objects, "
+        "100-1000 steps; the run says which)",
         label="steps",
-        minimum=1,
+        tooltip="Training steps, one image each; empty = about 25 passes over the training objects (100-1000)",
+        minimum=0,
         maximum=1_000_000,
     )
     objects_per_image: int = _option(8, help="objects per step", label="objects / step", minimum=1, maximum=64)

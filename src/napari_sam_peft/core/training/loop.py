@@ -43,7 +43,7 @@ _CHOSEN: dict[str, Any] = {f.name: f.default for f in fields(TrainingJob)}
 class TrainingConfig:
     """The loop's hyperparameters; those a user chooses default to :class:`TrainingJob`'s values."""
 
-    steps: int = _CHOSEN["steps"]
+    steps: int = 200  # a run without a count takes ``peft.recommend.recommended_steps`` for its data
     lr: float = 1e-5  # the paper's; a run without one takes ``peft.recommend.recommended_lr``
     objects_per_image: int = _CHOSEN["objects_per_image"]
     sub_iterations: int = _CHOSEN["sub_iterations"]

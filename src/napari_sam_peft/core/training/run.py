@@ -29,7 +29,7 @@ from ..data.store import AnnotationStore
 from ..errors import SamPeftError
 from ..evaluation.report import EvaluationReport
 from ..peft import Adapter, PeftSpec, count_trainable_parameters
-from ..peft.recommend import recommended_lr
+from ..peft.recommend import recommended_lr, recommended_steps
 from ..sam.loading import LoadedModel
 from . import loop
 from .distributed import setup_distributed
@@ -146,6 +146,10 @@ def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None
     """
     from ..sam.loading import load_model
 
+    if job.steps is not None and job.steps < 0:
+        raise SamPeftError(
+            f"The number of steps must be positive, not {job.steps}; leave it out for the recommended one."
+        )
     rank, world, device = setup_distributed(job.device)
     out = job.resolved_out()
     if out.suffix != ".safetensors":
@@ -156,6 +160,9 @@ def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None
     lr_chosen = "given" if job.lr is not None else "recommended"
     if job.lr is None:
         job.lr = recommended_lr(spec.method, model.architecture)
+    steps_chosen = "given" if job.steps else "recommended"  # 0, as the widget's empty field, is auto too
+    if not job.steps:
+        job.steps = recommended_steps(data.validation["train_objects"], job.objects_per_image)
     out.parent.mkdir(parents=True, exist_ok=True)
     record = RunRecord(
         job={k: str(v) if isinstance(v, Path) else v for k, v in asdict(job).items()},
@@ -182,6 +189,7 @@ def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None
             world_size=world,
             lr=job.lr,
             lr_chosen=lr_chosen,
+            steps_chosen=steps_chosen,
         )
     )
     best = _train(job, model, spec, data, reporter, shard=(rank, world))
