@@ -59,13 +59,14 @@ def measure(row: str, args: argparse.Namespace) -> dict:
     from napari_sam_peft.core.evaluation.interactive import evaluate_interactive
     from napari_sam_peft.core.peft import spec_from_preset
     from napari_sam_peft.core.peft.blocks import format_blocks
-    from napari_sam_peft.core.peft.recommend import recommended_lr
+    from napari_sam_peft.core.peft.recommend import recommended_lr, recommended_steps
     from napari_sam_peft.core.sam.loading import load_model
+    from napari_sam_peft.core.training.holdout import object_ids
     from napari_sam_peft.core.training.loop import TrainingConfig, train
 
     torch.set_num_threads(args.threads)
     preset, blocks, row_lr = parse_row(row)
-    model = load_model(args.model, device="cpu")
+    model = load_model(args.model, device=args.device)
     lr = row_lr if row_lr is not None else args.lr
     depth = model.architecture.depth
     spec = spec_from_preset(preset, depth, blocks=blocks)
@@ -73,10 +74,12 @@ def measure(row: str, args: argparse.Namespace) -> dict:
         lr = recommended_lr(spec.method, model.architecture)
     train_samples = samples(args.domain, TRAIN_SEEDS)
     held_out = samples(args.domain, HELD_OUT_SEEDS[: args.held_out])
+    train_objects = sum(len(object_ids(labels)) for _, labels in train_samples)
+    steps = args.steps or recommended_steps(train_objects, args.objects)  # what a run without --steps takes
     start = time.perf_counter()
     # no separate validation images: at most 3 annotated images exist, all used for training
     config = TrainingConfig(
-        steps=args.steps,
+        steps=steps,
         lr=lr,
         objects_per_image=args.objects,
         sub_iterations=args.sub_iterations,
@@ -96,6 +99,9 @@ def measure(row: str, args: argparse.Namespace) -> dict:
         "blocks": format_blocks(spec.blocks, depth) if spec.blocks else "decoder",
         "depth": depth,
         "lr": lr,
+        "steps": steps,
+        "train_objects": train_objects,
+        "device": str(model.device),
         "scores": scores,
         "train_s": train_seconds,
         "eval_s": eval_seconds,
@@ -103,10 +109,11 @@ def measure(row: str, args: argparse.Namespace) -> dict:
         "best_val_box_iou": adapter.metrics["val_box_iou"],
         "trainable": adapter.num_parameters,
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30 if model.device.type == "cuda" else None,
     }
 
 
-def base_scores(model_name: str, domain: str, threads: int, held_out_images: int) -> dict:
+def base_scores(model_name: str, domain: str, threads: int, held_out_images: int, device: str) -> dict:
     import torch
     from segment_anything import SamPredictor
 
@@ -115,13 +122,14 @@ def base_scores(model_name: str, domain: str, threads: int, held_out_images: int
 
     torch.set_num_threads(threads)
     held_out = samples(domain, HELD_OUT_SEEDS[:held_out_images])
-    return evaluate_interactive(SamPredictor(load_model(model_name, device="cpu").sam), held_out)
+    return evaluate_interactive(SamPredictor(load_model(model_name, device=device).sam), held_out)
 
 
 def spawn(row: str, args: argparse.Namespace) -> dict:
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", row]
     command += ["--model", args.model, "--domain", args.domain]
-    command += ["--steps", str(args.steps), "--objects", str(args.objects), "--held-out", str(args.held_out)]
+    command += ["--objects", str(args.objects), "--held-out", str(args.held_out), "--device", args.device]
+    command += [] if args.steps is None else ["--steps", str(args.steps)]
     command += [] if args.lr is None else ["--lr", repr(args.lr)]
     command += ["--sub-iterations", str(args.sub_iterations)]
     command += ["--seed", str(args.seed), "--threads", str(args.threads)]
@@ -143,8 +151,9 @@ def method_cell(result: dict) -> str:
 
 def caption(args: argparse.Namespace) -> str:
     lr = args.lr if args.lr is not None else "recommended per row (napari-sam-peft's default)"
+    steps = args.steps or "the recommended number of"
     return (
-        f"model {args.model}, domain {args.domain} ({DOMAINS[args.domain]}): {args.steps} steps at most "
+        f"model {args.model}, domain {args.domain} ({DOMAINS[args.domain]}): {steps} steps at most "
         f"(early stopping), lr {lr} (unless the row says @lr), {args.objects} objects per step, "
         f"{args.sub_iterations} correction sub-iterations, train seeds {TRAIN_SEEDS}, held-out seeds "
         f"{HELD_OUT_SEEDS[: args.held_out]}."
@@ -164,9 +173,12 @@ def table(base: dict, results: list[dict], args: argparse.Namespace) -> str:
             continue
         s = result["scores"]
         cells = " | ".join(f"{s[m]:.3f} ({s[m] - base[m]:+.3f})" for m in METRICS)
+        memory = f"{result['peak_rss_gib']:.2f}"
+        if result.get("peak_gpu_gib") is not None:
+            memory += f" (GPU {result['peak_gpu_gib']:.2f})"
         lines.append(
-            f"| {method_cell(result)}, lr {result['lr']:g} | {result['trainable']:,} | {result['train_s']:.0f} | "
-            f"{result['peak_rss_gib']:.2f} | {cells} |"
+            f"| {method_cell(result)}, lr {result['lr']:g}, {result.get('steps', args.steps)} steps | "
+            f"{result['trainable']:,} | {result['train_s']:.0f} | {memory} | {cells} |"
         )
     return "\n".join(lines) + "\n\n" + caption(args)
 
@@ -184,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--model", choices=MODELS, default="demo")
     parser.add_argument("--domain", choices=tuple(DOMAINS), default="cells", help="cells: domain B, nuclei: A")
-    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument(
+        "--steps", type=int, default=None, help="training steps (default: the recommended count for the data)"
+    )
     parser.add_argument(
         "--lr", type=float, default=None, help="learning rate of every row (default: the recommended one per row)"
     )
@@ -195,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sub-iterations", type=int, default=8, help="correction sub-iterations per step")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or mps (timings are the device's)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -208,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             parser.error(f"row {row!r}: the learning rate after @ is not a number")
     start = time.perf_counter()
-    base = base_scores(args.model, args.domain, args.threads, args.held_out)
+    base = base_scores(args.model, args.domain, args.threads, args.held_out, args.device)
     print(f"[{time.perf_counter() - start:.0f} s] base {args.model} on {args.domain}: {base}", file=sys.stderr)
     results = []
     for row in rows:

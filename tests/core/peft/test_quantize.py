@@ -10,6 +10,7 @@ import torch
 from napari_sam_peft.core.peft import QuantizationUnavailableError, attach, attached_to, spec_from_preset
 from napari_sam_peft.core.peft.quantize import quantization_backend
 from napari_sam_peft.core.sam.architecture import TINY, build_sam
+from napari_sam_peft.core.sam.tiny_vit import TINY_VIT_TEST
 
 
 def test_off_cuda_the_backend_says_to_use_lora():
@@ -40,16 +41,17 @@ def test_qlora_off_cuda_says_why_and_leaves_the_model_unchanged(tiny_sam):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_qlora_on_cuda_quantises_trains_and_detaches():
+@pytest.mark.parametrize("architecture", [TINY, TINY_VIT_TEST], ids=["vit", "tiny_vit"])
+def test_qlora_on_cuda_quantises_trains_and_detaches(architecture):
     pytest.importorskip("bitsandbytes")
     torch.manual_seed(0)
-    sam = build_sam(TINY).cuda()
+    sam = build_sam(architecture).cuda()
     base = {k: v.clone() for k, v in sam.state_dict().items()}
-    handle = attach(sam, spec_from_preset("qlora", TINY.depth))
+    handle = attach(sam, spec_from_preset("qlora", architecture.depth))
     assert any("Linear4bit" in type(m).__name__ for m in sam.image_encoder.modules())
     sam.train()
     generator = torch.Generator().manual_seed(0)
-    image = torch.rand(1, 3, TINY.img_size, TINY.img_size, generator=generator).cuda()
+    image = torch.rand(1, 3, architecture.img_size, architecture.img_size, generator=generator).cuda()
     sam.image_encoder(image).mean().backward()
     encoder_lora = [n for n in handle.trainable_names if n.startswith("image_encoder.")]
     params = dict(sam.named_parameters())
