@@ -82,6 +82,7 @@ def test_the_recommended_preset_is_preselected_with_its_reason(loop):
     assert finetune.preset.value == "late_lora" and finetune.blocks.value == ""
     assert finetune.lr.value == "0.001"
     assert "Recommended on cpu: late_lora" in finetune.recommendation.value
+    assert "Precision: " in finetune.recommendation.value and "(auto: this CPU" in finetune.recommendation.value
     assert "parameters train" in finetune.estimate.value and "GiB" in finetune.estimate.value
     assert "3 training objects" in finetune.data_status.value
 
@@ -206,6 +207,12 @@ def test_bad_settings_are_notifications_not_runs(loop, tmp_path):
     assert finetune.process is None
     assert "The steps must be a whole number like 200, or empty for auto; not 'ten'." in error_messages()
     finetune.steps.value = "4"
+    finetune.precision.value = "fp16"  # float16 training needs an NVIDIA GPU
+    click(finetune.start_button)
+    assert finetune.process is None
+    assert any("fp16 is not native on this CPU" in m for m in error_messages())
+    assert "Cannot train this: fp16 is not native" in finetune.estimate.value
+    finetune.precision.value = "auto"
     finetune.blocks.value = "20-30"
     click(finetune.start_button)
     assert finetune.process is None

@@ -1,7 +1,9 @@
+import re
 import subprocess
 import sys
 
 from napari_sam_peft.cli import main
+from napari_sam_peft.core.training.runs import runs_dir
 
 
 def test_help_lists_the_commands(capsys):
@@ -211,6 +213,17 @@ def test_train_without_a_validation_split_says_what_it_held_out(tmp_path):
     assert "val box IoU" in result.stderr and "validation: held out automatically)" in result.stderr
     # no --lr: the run takes the rate recommended for the demo model and says so
     assert "learning rate 0.001 (recommended for this model and method" in result.stderr
+    # no --precision: the run takes what this machine computes natively and says so
+    assert re.search(r"precision (fp32|bf16) \(auto: this CPU", result.stderr), result.stderr
+
+
+def test_train_with_a_precision_the_machine_only_emulates_is_one_line(tmp_path):
+    store = _train_only_store(tmp_path, 1)
+    args = ("--model", "demo", "--preset", "late_lora", "--device", "cpu", "--precision", "fp16")
+    result = _cli("train", str(store.path), *args)
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0, result.stderr
+    assert "fp16 is not native on this CPU" in result.stderr and "This machine supports: fp32" in result.stderr
+    assert not runs_dir(store.path).exists()  # refused before a run folder is made
 
 
 def test_the_evaluation_table_says_what_it_was_measured_on():

@@ -18,6 +18,7 @@ from napari_sam_peft.core.peft import PeftSpec
 from napari_sam_peft.core.peft.recommend import recommend_preset, recommended_steps
 from napari_sam_peft.core.sam.architecture import VIT_B
 from napari_sam_peft.core.sam.devices import select_device
+from napari_sam_peft.core.sam.precision import resolve_precision
 from napari_sam_peft.core.training.job import (
     JobField,
     TrainingJob,
@@ -29,7 +30,7 @@ from napari_sam_peft.core.training.job import (
 from napari_sam_peft.session import AnnotatorSession
 
 #: settings whose change changes the estimate
-ESTIMATED_FROM = ("preset", "blocks", "rank", "objects_per_image", "steps")
+ESTIMATED_FROM = ("preset", "blocks", "rank", "objects_per_image", "steps", "precision")
 #: the largest value of a whole-number setting whose schema sets no maximum
 INT_MAXIMUM = 1_000_000
 
@@ -146,7 +147,10 @@ class SettingsPanel(Container):
         self.fields["preset"].value = pick.preset
         self.fields["blocks"].value = pick.blocks or ""
         self.fields["lr"].value = format_value(pick.lr)
-        self.recommendation.value = f"Recommended on {device.type}: {pick.preset}. {pick.reason}"
+        auto = resolve_precision("auto", device)
+        self.recommendation.value = (
+            f"Recommended on {device.type}: {pick.preset}. {pick.reason} Precision: {auto.name} ({auto.reason})."
+        )
         self.update_estimate()
 
     def spec(self) -> PeftSpec:
@@ -166,6 +170,7 @@ class SettingsPanel(Container):
             objects = self.value("objects_per_image")
             estimate = estimate_training(self.spec(), self.architecture(), str(device), objects)
             steps, why = self.value("steps"), ""
+            resolve_precision(self.value("precision"), device)
         except (SamPeftError, ValueError, TypeError) as err:
             self.estimate.value = f"Cannot train this: {err}"
             return
@@ -210,6 +215,7 @@ class SettingsPanel(Container):
         model = self.session.require_model()
         values = {f.name: self.value(f.name) for f in self.job_fields}
         self.spec()  # validates preset, blocks and rank now, not in the worker
+        resolve_precision(values["precision"], select_device(values["device"]))
         return TrainingJob(
             store=self.session.store.path,
             model=model_argument(model),

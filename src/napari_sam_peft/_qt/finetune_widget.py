@@ -48,6 +48,7 @@ class FinetuneWidget(SessionDock):
         self.objects = fields["objects_per_image"]
         self.validate_every = fields["validate_every"]
         self.device = fields["device"]
+        self.precision = fields["precision"]
         self.hot_reload = settings.hot_reload
         self.evaluate = fields["evaluate"]
         self.estimate = settings.estimate

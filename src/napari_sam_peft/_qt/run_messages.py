@@ -15,7 +15,7 @@ def status_line(event: Event) -> str | None:
             f"Training {event.method} on {event.device}: {event.trainable_params:,} parameters, "
             f"{event.train_images} training images, lr {format_value(event.lr)}"
             f"{' (recommended)' if event.lr_chosen == 'recommended' else ''}, {event.steps} steps"
-            f"{' (recommended)' if event.steps_chosen == 'recommended' else ''}; "
+            f"{' (recommended)' if event.steps_chosen == 'recommended' else ''}, {event.precision}; "
             f"validation on {event.measured_on or 'n/a'}. "
             "Running the frozen encoder blocks once per image..."
         )

@@ -127,6 +127,8 @@ def _print_progress(event: Event) -> None:
             recommended = event.lr_chosen == "recommended"
             why = " (recommended for this model and method; --lr to change)" if recommended else ""
             print(f"learning rate {format_value(event.lr)}{why}", file=sys.stderr)
+        why = f" ({event.precision_reason}; --precision to change)" if event.precision_reason != "given" else ""
+        print(f"precision {event.precision}{why}", file=sys.stderr)
         if event.steps_chosen == "recommended":
             print(
                 f"{event.steps} steps (recommended for {event.train_objects} training objects: about 25 passes "

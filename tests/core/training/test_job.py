@@ -27,6 +27,7 @@ OTHER_VALUES = {
     "sub_iterations": 2,
     "validate_every": 7,
     "device": "cuda:1",
+    "precision": "bf16",
     "evaluate": True,
     "seed": 42,
     "out": Path("/data/runs/cells.safetensors"),
@@ -96,6 +97,7 @@ def test_the_widget_fields_are_the_labelled_ones_in_their_order():
         "sub_iterations",
         "validate_every",
         "device",
+        "precision",
         "evaluate",
     ]
     assert job_field("evaluate").widget_default is True and job_field("evaluate").default is False
@@ -128,5 +130,6 @@ def test_the_loop_gets_every_field_it_has_a_setting_for():
         "objects_per_image": 3,
         "sub_iterations": 2,
         "validate_every": 7,
+        "precision": "bf16",
         "seed": 42,
     }

@@ -50,3 +50,36 @@ def test_corrections_point_into_the_missed_and_the_spurious_region():
     assert labels.tolist() == [[1, 0], [-1, -1]]
     (px, py), (nx, ny) = points[0].tolist()
     assert target[0, 0, int(py), int(px)] == 1 and target[0, 0, int(ny), int(nx)] == 0
+
+
+@pytest.mark.parametrize("preset", ["freeze_encoder", "late_lora"])
+def test_backpropagating_each_pass_at_once_gives_the_gradients_of_one_backward_pass(preset):
+    """The lean step (one decoder pass's graph at a time) trains exactly what the summed loss trains."""
+    from napari_sam_peft.core.data.sample_data import make_sample
+    from napari_sam_peft.core.peft import attach, spec_from_preset
+    from napari_sam_peft.core.sam.loading import load_model
+    from napari_sam_peft.core.sam.preprocessing import model_input
+    from napari_sam_peft.core.training.objective import objective
+
+    model = load_model("demo", device="cpu")
+    handle = attach(model.sam, spec_from_preset(preset, model.architecture.depth))
+    sample = make_sample("cells", seed=1)
+    params = {n: p for n, p in model.sam.named_parameters() if p.requires_grad}
+
+    def step(backward):
+        model.sam.zero_grad()
+        torch.manual_seed(0)
+        embeddings = model.sam.image_encoder(model_input(model.sam, sample.image))
+        loss = objective(model.sam, embeddings, sample.labels, np.random.default_rng(3), 4, 2, backward)
+        if backward is None:
+            loss.backward()
+        return float(loss.detach()), {n: p.grad.clone() for n, p in params.items() if p.grad is not None}
+
+    summed_loss, summed = step(None)
+    lean_loss, lean = step(lambda tensor, grad: tensor.backward(grad))
+    assert lean_loss == pytest.approx(summed_loss, rel=1e-5)
+    assert set(lean) == set(summed)
+    assert any(n.startswith("image_encoder") for n in summed) == (preset == "late_lora")
+    for name, grad in summed.items():
+        torch.testing.assert_close(lean[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    handle.detach()

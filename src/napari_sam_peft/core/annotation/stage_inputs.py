@@ -50,8 +50,8 @@ class StageInputs:
                 if kept is None:
                     kept = run_stages(sam.image_encoder, model_input(sam, image), 0, stage)
                     self.computed += 1
-                    if source is not None and self.whole_encoder_frozen:
-                        source.put(image, kept)
+                    if source is not None and self.whole_encoder_frozen and kept.dtype == torch.float32:
+                        source.put(image, kept)  # the annotator's cache holds float32 embeddings only
                 else:
                     self.reused += 1
                 self.inputs.append(kept.to(sam.device))

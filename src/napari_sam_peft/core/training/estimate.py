@@ -201,8 +201,10 @@ def estimate_training(
     rate = flops_per_second or device_throughput(device)
     arithmetic = (encoder_flops / ENCODER_EFFICIENCY + decoder_flops / DECODER_EFFICIENCY) / rate
     seconds = arithmetic + ops * OP_SECONDS.get(kind, OP_SECONDS["cpu"])
-    # Autograd keeps about 160 MB per object and decoder pass on vit_b (measured), scaled by tokens.
-    decoder_activations = objects_per_image * passes * tokens * dim * 40
+    # Autograd keeps about 160 MB per object and decoder pass on vit_b (measured), scaled by tokens. Each
+    # pass is backpropagated before the next (objective.LossSink), so about two passes' graphs are held
+    # at once (a distributed run sums the passes first and holds them all: more than this says).
+    decoder_activations = objects_per_image * min(passes, 2) * tokens * dim * 40
     total_params, trainable = counts.total_params, counts.trainable_params
     training = _BYTES * (total_params + 3 * trainable + activations + decoder_activations)
     prepare = _BYTES * (total_params + cost.frozen_pass_floats) if stage > 0 else 0

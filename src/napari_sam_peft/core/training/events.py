@@ -79,6 +79,9 @@ class Started(Event):
     lr_chosen: str = ""
     #: whether ``steps`` was "recommended" (for the number of training objects) or "given"
     steps_chosen: str = ""
+    #: the precision the run trains in (fp32, bf16, fp16) and why ("auto: ..." or "given")
+    precision: str = "fp32"
+    precision_reason: str = ""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import SamPeftError
 from ..peft import PRESETS, PeftSpec, spec_from_preset
 from ..sam.devices import DEVICE_CHOICES
+from ..sam.precision import PRECISION_CHOICES
 from .runs import new_run_dir
 
 if TYPE_CHECKING:
@@ -122,6 +123,15 @@ class TrainingJob:
         choices=DEVICE_CHOICES,
         strict=False,
         label="device",
+    )
+    precision: str = _option(
+        "auto",
+        help="auto (bfloat16 where the hardware computes it natively, float16 on older CUDA GPUs, else "
+        "float32), fp32, bf16 or fp16; adapters are saved in float32 either way",
+        choices=PRECISION_CHOICES,
+        label="precision",
+        tooltip="auto = bfloat16 where this machine computes it natively (AVX512-BF16, AMX or a recent GPU), "
+        "else float32; the status line says which",
     )
     evaluate: bool = _option(
         False,

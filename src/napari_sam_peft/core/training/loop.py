@@ -31,9 +31,10 @@ from ..annotation.stage_inputs import EmbeddingSource, StageInputs
 from ..errors import SamPeftError
 from ..peft import Adapter, AttachedPeft, PeftSpec, attach, frozen_prefix_stages
 from ..sam.loading import LoadedModel
+from ..sam.precision import Precision, resolve_precision
 from .distributed import any_rank, distributed_rank
 from .job import TrainingJob
-from .objective import Sample, objective, validation_score
+from .objective import Backward, Sample, objective, validation_score
 
 #: the defaults a user can change live in one place: the run's schema
 _CHOSEN: dict[str, Any] = {f.name: f.default for f in fields(TrainingJob)}
@@ -48,6 +49,7 @@ class TrainingConfig:
     objects_per_image: int = _CHOSEN["objects_per_image"]
     sub_iterations: int = _CHOSEN["sub_iterations"]
     validate_every: int = _CHOSEN["validate_every"]
+    precision: str = _CHOSEN["precision"]  # see ``sam.precision``: auto picks from the hardware
     patience: int = 10  # validations without improvement before stopping early
     seed: int = _CHOSEN["seed"]
 
@@ -75,10 +77,13 @@ class _Objective(nn.Module):
         self.inputs = inputs
         self.config = config
 
-    def forward(self, index: int, labels: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+    def forward(
+        self, index: int, labels: np.ndarray, rng: np.random.Generator, backward: Backward | None = None
+    ) -> torch.Tensor:
         embeddings = self.inputs.features(index)
+        config = self.config
         return objective(
-            self.sam, embeddings, labels, rng, self.config.objects_per_image, self.config.sub_iterations
+            self.sam, embeddings, labels, rng, config.objects_per_image, config.sub_iterations, backward
         )
 
 
@@ -122,6 +127,41 @@ class _BestAdapter:
         if self.hooks.on_best is not None and self.report:
             self.hooks.on_best(self.adapter)
         return True
+
+
+class _Stepper:
+    """One optimisation step: the loss in the training precision, its backward pass outside autocast
+    (float16 losses scaled so small gradients do not underflow), then the optimizer step.
+
+    In one process each decoder pass is backpropagated as soon as it is computed (the peak holds one
+    pass's graph); DistributedDataParallel expects one backward pass per forward, so it gets the sum.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, precision: Precision, world: int) -> None:
+        self.optimizer, self.precision = optimizer, precision
+        self.scaler = torch.amp.GradScaler(precision.device_type) if precision.needs_grad_scaler else None
+        self.per_pass: Backward | None = self.backward if world == 1 else None
+
+    def backward(self, tensor: torch.Tensor, grad: torch.Tensor | None) -> None:
+        """Backpropagate a loss (``grad`` None) or a tensor with the gradient it received."""
+        with torch.autocast(self.precision.device_type, enabled=False):
+            if grad is None and self.scaler is not None:
+                tensor = self.scaler.scale(tensor)
+            tensor.backward(grad)
+
+    def step(self, module: nn.Module, index: int, labels: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        """Train on ``labels`` of training image ``index``; returns the step's loss."""
+        self.optimizer.zero_grad()
+        with self.precision.autocast():
+            loss = module(index, labels, rng, self.per_pass)
+        if self.per_pass is None:
+            self.backward(loss, None)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        return loss
 
 
 def _annotated(samples: Sequence[Sample]) -> list[Sample]:
@@ -176,6 +216,7 @@ def train(
     train_samples, val_samples = _annotated(train_samples), _annotated(val_samples)
     if not train_samples:
         raise SamPeftError("There are no annotated training images: commit some objects first.")
+    precision = resolve_precision(config.precision, model.device)
     rank, world = distributed_rank()
     rng = np.random.default_rng(config.seed + rank)
     torch.manual_seed(config.seed)
@@ -185,32 +226,32 @@ def train(
     try:
         sam.eval()
         stage = frozen_prefix_stages(sam)
-        inputs = StageInputs(sam, [image for image, _ in train_samples], stage, embedding_source)
-        if val_samples:
-            val_inputs = StageInputs(sam, [image for image, _ in val_samples], stage, embedding_source)
-        else:
-            val_samples, val_inputs = train_samples, inputs
+        with precision.autocast():  # kept stage inputs in the training precision: half the memory in bf16
+            inputs = StageInputs(sam, [image for image, _ in train_samples], stage, embedding_source)
+            if val_samples:
+                val_inputs = StageInputs(sam, [image for image, _ in val_samples], stage, embedding_source)
+            else:
+                val_samples, val_inputs = train_samples, inputs
         if hooks.on_prepared is not None:
             hooks.on_prepared(inputs)
         step_module = _step_module(sam, inputs, config, world)
         optimizer = torch.optim.AdamW(handle.trainable_parameters(), lr=config.lr)
         schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.9, patience=10)
         best = _BestAdapter(handle, model, training_snapshot, rank == 0, hooks)
+        stepper = _Stepper(optimizer, precision, world)
         start = time.perf_counter()
         for step in range(1, config.steps + 1):
             sam.train()
             index = int(rng.integers(len(train_samples)))
-            loss = step_module(index, train_samples[index][1], rng)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            loss = stepper.step(step_module, index, train_samples[index][1], rng)
             elapsed = time.perf_counter() - start
             rate = step / elapsed if elapsed > 0 else 0.0
             val, improved = None, False
             last = any_rank(step == config.steps or (hooks.should_stop is not None and hooks.should_stop()), world)
             if step % config.validate_every == 0 or last:
                 sam.eval()
-                val = validation_score(sam, val_samples, inputs=val_inputs)
+                with precision.autocast():
+                    val = validation_score(sam, val_samples, inputs=val_inputs)
                 schedule.step(val)
                 improved = best.offer(val, step)
             if hooks.on_event is not None and rank == 0:

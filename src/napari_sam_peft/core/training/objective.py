@@ -15,7 +15,7 @@ pass first would cost 16 times the pixels for the same gradients on the adapter)
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -86,7 +86,9 @@ def decode(sam, embeddings, size, boxes=None, points=None, labels=None, multimas
 
 
 def mask_losses(logits, target):
-    """Per-output Dice + BCE (objects x outputs) and the true IoU of each output."""
+    """Per-output Dice + BCE (objects x outputs) and the true IoU of each output (in float32, whatever
+    precision the logits come in: sums over thousands of pixels lose too much in bfloat16)."""
+    logits = logits.float()
     prob = torch.sigmoid(logits)
     target = target.expand_as(prob)
     inter = (prob * target).sum((-1, -2))
@@ -103,8 +105,8 @@ def correction_points(prediction, target, rng, stride: int = 1):
     Labels are -1 where there is no such region (SAM ignores those points). ``stride`` maps
     low-resolution masks back to the input frame (pixel centres).
     """
-    pred = prediction.detach().cpu().numpy()[:, 0] > 0
-    gt = target.detach().cpu().numpy()[:, 0] > 0.5
+    pred = prediction.detach().float().cpu().numpy()[:, 0] > 0
+    gt = target.detach().float().cpu().numpy()[:, 0] > 0.5
     points = np.zeros((len(gt), 2, 2), dtype=np.float32)
     labels = -np.ones((len(gt), 2), dtype=np.float32)
     for i in range(len(gt)):
@@ -118,46 +120,100 @@ def correction_points(prediction, target, rng, stride: int = 1):
     return torch.from_numpy(points).to(device), torch.from_numpy(labels).to(device)
 
 
-def start_losses(sam, embeddings, target, boxes, points, full_resolution: bool = True):
+#: backpropagates a loss (``grad`` None) or a tensor with the gradient it received (``grad``)
+Backward = Callable[[torch.Tensor, torch.Tensor | None], None]
+
+
+class LossSink:
+    """Where each decoder pass's loss goes: summed for one backward pass at the end (``backward`` None),
+    or backpropagated at once, so only one pass's graph is held at a time.
+
+    In the second mode the decoder passes run on a detached copy of the embeddings that collects their
+    gradient; :meth:`finish` sends it back through the adapted encoder stages once.
+    """
+
+    def __init__(self, embeddings: torch.Tensor, backward: Backward | None = None) -> None:
+        self.backward = backward
+        self.source = embeddings if backward is not None and embeddings.requires_grad else None
+        self.embeddings = embeddings.detach().requires_grad_() if self.source is not None else embeddings
+        self.total = torch.zeros((), device=embeddings.device)
+
+    def add(self, term: torch.Tensor) -> None:
+        """Add one pass's (weighted) loss."""
+        if self.backward is None:
+            self.total = self.total + term
+            return
+        self.backward(term, None)
+        self.total = self.total + term.detach()
+
+    def finish(self) -> torch.Tensor:
+        """The step's loss (detached once backpropagated), after the encoder's share of the backward pass."""
+        if self.backward is not None and self.source is not None and self.embeddings.grad is not None:
+            self.backward(self.source, self.embeddings.grad)
+        return self.total
+
+
+def start_losses(
+    sam, embeddings, target, boxes, points, full_resolution: bool = True, sink: LossSink | None = None
+):
     """The loss of the first prompts (box, and one point with the best of three masks), the box
-    start's mask and the point start's best mask, from which correction sub-iterations go on."""
+    start's mask and the point start's best mask, from which correction sub-iterations go on.
+
+    With a ``sink``, each start's loss goes there as soon as it is computed (and the returned loss is 0).
+    """
     size = target.shape[-2:]
     box_logits, box_iou = decode(sam, embeddings, size, boxes=boxes, full_resolution=full_resolution)
     box_loss, box_true = mask_losses(box_logits, target)
+    box_term = box_loss.mean() + F.mse_loss(box_iou, box_true.detach())
+    if sink is not None:
+        sink.add(box_term)
     point_logits, point_iou = decode(
         sam, embeddings, size, points=points, multimask=True, full_resolution=full_resolution
     )
     point_loss, point_true = mask_losses(point_logits, target)
-    loss = (
-        box_loss.mean()
-        + point_loss.min(dim=1).values.mean()
-        + F.mse_loss(box_iou, box_true.detach())
-        + F.mse_loss(point_iou, point_true.detach())
-    )
+    point_term = point_loss.min(dim=1).values.mean() + F.mse_loss(point_iou, point_true.detach())
+    if sink is not None:
+        sink.add(point_term)
     best = point_loss.argmin(dim=1)
-    return loss, box_logits, point_logits[torch.arange(len(best)), best][:, None]
+    loss = box_term + point_term if sink is None else torch.zeros((), device=target.device)
+    return loss, box_logits.detach(), point_logits[torch.arange(len(best)), best][:, None].detach()
 
 
-def objective(sam, embeddings, labels, rng, objects_per_image: int, sub_iterations: int) -> torch.Tensor:
+def objective(
+    sam,
+    embeddings,
+    labels,
+    rng,
+    objects_per_image: int,
+    sub_iterations: int,
+    backward: Backward | None = None,
+) -> torch.Tensor:
     """The paper's loss for one image's embeddings: box and point starts, then correction sub-iterations.
 
     Half the objects continue their corrections from the box start (the box kept as a prompt), the
     others from the point start (a single object: either, at random), so every step trains both.
+
+    With ``backward`` (called with each decoder pass's loss), every pass is backpropagated as soon
+    as it is computed and the returned loss is detached: the gradients are the same, and the peak
+    memory holds one pass's graph instead of all of them (2 starts + 2 x ``sub_iterations``).
     """
     scale = _scale(sam, labels.shape)
     stride = low_res_stride(sam)
     target, boxes, points = object_prompts(labels, rng, objects_per_image, scale, embeddings.device, stride)
     size = target.shape[-2:]
-    loss, box_current, point_current = start_losses(sam, embeddings, target, boxes, points, full_resolution=False)
+    sink = LossSink(embeddings, backward)
+    embeddings = sink.embeddings
+    _, box_current, point_current = start_losses(
+        sam, embeddings, target, boxes, points, full_resolution=False, sink=sink
+    )
     if sub_iterations == 0:
-        return loss
+        return sink.finish()
     n = len(target)
     split = n // 2 if n > 1 else int(rng.random() < 0.5)  # objects [:split] follow their box
     chains = [
         (slice(0, split), box_current[:split], boxes[:split], points[:split, :0]),
         (slice(split, n), point_current[split:], None, points[split:]),
     ]
-    corrections = 0.0
     for part, current, kept_boxes, prompts in chains:
         if part.stop == part.start:
             continue
@@ -178,9 +234,9 @@ def objective(sam, embeddings, labels, rng, objects_per_image: int, sub_iteratio
                 full_resolution=False,
             )
             corrected, true = mask_losses(logits, part_target)
-            corrections = corrections + share * (corrected.mean() + F.mse_loss(iou, true.detach()))
-            current = logits
-    return loss + corrections / sub_iterations
+            sink.add(share * (corrected.mean() + F.mse_loss(iou, true.detach())) / sub_iterations)
+            current = logits.detach()
+    return sink.finish()
 
 
 VALIDATION_BATCH = 16

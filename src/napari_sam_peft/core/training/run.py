@@ -30,7 +30,9 @@ from ..errors import SamPeftError
 from ..evaluation.report import EvaluationReport
 from ..peft import Adapter, PeftSpec, count_trainable_parameters
 from ..peft.recommend import recommended_lr, recommended_steps
+from ..sam.devices import select_device
 from ..sam.loading import LoadedModel
+from ..sam.precision import resolve_precision
 from . import loop
 from .distributed import setup_distributed
 from .events import Best, Evaluating, Evaluation, Event, Finished, Prepared, Progress, Started
@@ -150,6 +152,7 @@ def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None
         raise SamPeftError(
             f"The number of steps must be positive, not {job.steps}; leave it out for the recommended one."
         )
+    precision = resolve_precision(job.precision, select_device(job.device))  # before a run folder is made
     rank, world, device = setup_distributed(job.device)
     out = job.resolved_out()
     if out.suffix != ".safetensors":
@@ -173,6 +176,7 @@ def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None
         snapshot=data.snapshot_id,
         validation=data.validation,
         world_size=world,
+        precision=precision.name,
     )
     reporter = RunReporter(record, out, emit, lead=rank == 0, should_stop=should_stop)
     reporter.save()
@@ -190,6 +194,8 @@ def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None
             lr=job.lr,
             lr_chosen=lr_chosen,
             steps_chosen=steps_chosen,
+            precision=precision.name,
+            precision_reason=precision.reason,
         )
     )
     best = _train(job, model, spec, data, reporter, shard=(rank, world))

@@ -67,6 +67,8 @@ class RunRecord:
     validation: dict[str, Any] = field(default_factory=dict)
     evaluation: EvaluationReport | None = None
     world_size: int = 1
+    #: the precision it trained in (fp32, bf16, fp16); "" in records written before precision was chosen
+    precision: str = ""
     error: str | None = None
     finished: str | None = None
     run_dir: Path | None = field(default=None, compare=False)

@@ -1,0 +1,61 @@
+"""Training in reduced precision: the same quality as float32, float32 adapters, a clear refusal."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from napari_sam_peft.core.data.sample_data import make_sample
+from napari_sam_peft.core.peft import spec_from_preset
+from napari_sam_peft.core.sam.loading import load_model
+from napari_sam_peft.core.sam.precision import PrecisionNotAvailableError
+from napari_sam_peft.core.training.events import Event
+from napari_sam_peft.core.training.loop import TrainingConfig, train
+from napari_sam_peft.core.training.run import run_job
+from napari_sam_peft.core.training.runs import runs_dir
+from tests.core.training.conftest import _job
+
+
+def _samples(seeds):
+    return [(s.image, s.labels) for s in (make_sample("cells", seed=seed) for seed in seeds)]
+
+
+@pytest.mark.slow  # emulated bfloat16 on a CPU without AVX512-BF16 is ~2x slower than float32: ~3 minutes
+def test_bfloat16_autocast_reaches_the_float32_validation_score(monkeypatch):
+    """Over 3 seeds, as one run's score moves by about 0.04 from seed to seed (in float32 alike)."""
+    # auto picks bfloat16 on a CPU that computes it natively; this one may only emulate it (slower, same numbers)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    model = load_model("demo", device="cpu")
+    spec = spec_from_preset("late_lora", model.architecture.depth)
+    train_samples, val_samples = _samples((0, 1)), _samples((5,))
+    scores: dict[str, list[float]] = {"fp32": [], "auto": []}
+    for precision, seed in itertools.product(scores, (0, 1, 2)):
+        settings = {"objects_per_image": 4, "sub_iterations": 2, "validate_every": 10}
+        config = TrainingConfig(steps=40, lr=1e-3, precision=precision, seed=seed, **settings)
+        adapter = train(model, spec, train_samples, val_samples, config)
+        scores[precision].append(adapter.metrics["val_box_iou"])
+        assert all(t.dtype == torch.float32 for t in adapter.tensors.values())  # saved in float32
+    mean = {precision: sum(values) / len(values) for precision, values in scores.items()}
+    assert mean["auto"] >= mean["fp32"] - 0.02, scores
+    assert scores["auto"] != scores["fp32"]  # it did train in bfloat16
+
+
+def test_a_run_says_which_precision_trained_it(store, monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    events: list[Event] = []
+    record = run_job(_job(store, steps=2), events.append)
+    started = events[0]
+    assert (started.precision, record.precision) == ("fp32", "fp32")
+    assert started.precision_reason == "auto: this CPU (no AVX512-BF16 or AMX) has no native bfloat16"
+
+
+def test_a_precision_the_cpu_only_emulates_is_refused_before_a_run_folder_is_made(store, monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    for precision in ("bf16", "fp16"):
+        with pytest.raises(PrecisionNotAvailableError, match="This machine supports: fp32"):
+            run_job(_job(store, steps=2, precision=precision, device="cpu"), lambda event: None)
+    assert not runs_dir(store.path).exists()
