@@ -154,6 +154,7 @@ def measure_ours(row: str, arch: SamArchitecture, device: torch.device, steps: i
         sub_iterations=SUB_ITERATIONS,
         validate_every=10**6,
         lr=LR,
+        precision="fp32",  # the tables compare float32 with float32 (auto would take bf16 where it is native)
     )
     marks: list[float] = []
     peaks: list[int] = []
