@@ -153,30 +153,21 @@ class LossSink:
         return self.total
 
 
-def start_losses(
-    sam, embeddings, target, boxes, points, full_resolution: bool = True, sink: LossSink | None = None
-):
-    """The loss of the first prompts (box, and one point with the best of three masks), the box
-    start's mask and the point start's best mask, from which correction sub-iterations go on.
-
-    With a ``sink``, each start's loss goes there as soon as it is computed (and the returned loss is 0).
-    """
+def start_losses(sam, embeddings, target, boxes, points, sink: LossSink, full_resolution: bool = True):
+    """Add the loss of the first prompts (box, and one point with the best of three masks) to ``sink``,
+    each as soon as it is computed; return the box start's mask and the point start's best mask, from
+    which correction sub-iterations go on."""
     size = target.shape[-2:]
     box_logits, box_iou = decode(sam, embeddings, size, boxes=boxes, full_resolution=full_resolution)
     box_loss, box_true = mask_losses(box_logits, target)
-    box_term = box_loss.mean() + F.mse_loss(box_iou, box_true.detach())
-    if sink is not None:
-        sink.add(box_term)
+    sink.add(box_loss.mean() + F.mse_loss(box_iou, box_true.detach()))
     point_logits, point_iou = decode(
         sam, embeddings, size, points=points, multimask=True, full_resolution=full_resolution
     )
     point_loss, point_true = mask_losses(point_logits, target)
-    point_term = point_loss.min(dim=1).values.mean() + F.mse_loss(point_iou, point_true.detach())
-    if sink is not None:
-        sink.add(point_term)
+    sink.add(point_loss.min(dim=1).values.mean() + F.mse_loss(point_iou, point_true.detach()))
     best = point_loss.argmin(dim=1)
-    loss = box_term + point_term if sink is None else torch.zeros((), device=target.device)
-    return loss, box_logits.detach(), point_logits[torch.arange(len(best)), best][:, None].detach()
+    return box_logits.detach(), point_logits[torch.arange(len(best)), best][:, None].detach()
 
 
 def objective(
@@ -203,9 +194,7 @@ def objective(
     size = target.shape[-2:]
     sink = LossSink(embeddings, backward)
     embeddings = sink.embeddings
-    _, box_current, point_current = start_losses(
-        sam, embeddings, target, boxes, points, full_resolution=False, sink=sink
-    )
+    box_current, point_current = start_losses(sam, embeddings, target, boxes, points, sink, full_resolution=False)
     if sub_iterations == 0:
         return sink.finish()
     n = len(target)
