@@ -21,7 +21,7 @@ def test_widget_creates_the_micro_sam_layers(segment_widget):
     for name in ("point_prompts", "prompts", "current_object", "committed_objects"):
         assert name in viewer.layers
     assert widget.image_choice.value == "nuclei (domain A)"
-    assert "demo on cpu, base model" in widget.model_status.value
+    assert "demo on cpu, base model, embeds in" in widget.model_status.value
 
 
 def test_point_segment_commit_and_undo(segment_widget, qtbot):

@@ -96,7 +96,9 @@ class ModelPanel:
             return
         adapter = self.session.adapter
         active = "base model" if adapter is None else f"adapter {adapter.spec.describe()} [{adapter.identity[:8]}]"
-        show_text(self.status, f"{model.identity.name} on {model.device.type}, {active}")
+        embeds = f"embeds in {self.session.precision.name}"
+        text = f"{model.identity.name} on {model.device.type}, {active}, {embeds}"
+        show_text(self.status, text, tooltip=f"{text} ({self.session.precision.reason})")
 
     def disconnect(self) -> None:
         """Stop observing the session (the widget is closing)."""

@@ -32,6 +32,7 @@ from napari_sam_peft.core.annotation.progress import ProgressCallback
 from napari_sam_peft.core.annotation.prompting import ObjectPrompts, segment_objects
 from napari_sam_peft.core.peft import Adapter, AttachedPeft, frozen_prefix_stages
 from napari_sam_peft.core.sam.loading import LoadedModel, load_model
+from napari_sam_peft.core.sam.precision import FP32_CPU, Precision, resolve_precision
 from napari_sam_peft.core.sam.stages import StageInputCapture, run_stages, stage_count
 
 from .errors import NoModelError, SessionBusyError
@@ -64,6 +65,10 @@ class LiveModel:
         self.reembedded_from_stage = 0  # embeddings computed from a kept block-k input
         self._frozen_stages = 0  # see frozen_stages; set whenever the model or adapter changes
         self._stage_count = 0  # the model's encoder stages; a stage index equal to it means "past the last"
+        #: what the image encoder computes in: "auto" takes bfloat16 where the hardware has it natively
+        #: (see ``core.sam.precision``); embeddings are stored and prompted in float32 either way
+        self.precision_request = "auto"
+        self.precision: Precision = FP32_CPU
 
     @property
     def cache(self) -> EmbeddingCache:
@@ -105,11 +110,27 @@ class LiveModel:
         with self.lock:
             self._detach()
             self.model = loaded
+            self.precision = resolve_precision(self.precision_request, loaded.device)
+            self._stage_inputs.clear()
             self.predictor = SamPredictor(loaded.sam)
             self.predictor.model_type = loaded.architecture.name
             self.predictor.model_name = loaded.identity.name
             self._tag_predictor()
         self.model_changed.emit(loaded)  # implies "no adapter": a new model starts without one
+
+    def set_precision(self, requested: str) -> Precision:
+        """Embed in ``requested`` (auto, fp32, bf16, fp16) from now on; later embeddings use new cache entries.
+
+        Raises
+        ------
+        PrecisionNotAvailableError
+            The model's device does not compute ``requested`` natively (the message lists what it does).
+        """
+        with self.lock:
+            precision = resolve_precision(requested, self.model.device if self.model is not None else "cpu")
+            self.precision_request, self.precision = requested, precision
+            self._stage_inputs.clear()  # kept in the previous precision
+        return precision
 
     def require_model(self) -> LoadedModel:
         """The session's model.
@@ -221,6 +242,7 @@ class LiveModel:
             adapter_key=self.embedding_adapter_key,
             tile_shape=tile,
             halo=halo,
+            precision=self.precision.name,
         )
 
     def compute_embeddings(
@@ -242,14 +264,16 @@ class LiveModel:
             key = self.embedding_key(image)
             stage = self.frozen_stages if self._handle is not None else self.stage_hint
             reusable = key.tile_shape is None and stage is not None and 0 < stage < self._stage_count
+            encoder = self.precision.encoder(self.require_model().sam.image_encoder)
             if key in self.cache or not reusable:
-                return key, self.cache.get_or_compute(self.predictor, image, key, progress=progress)
+                with encoder:
+                    return key, self.cache.get_or_compute(self.predictor, image, key, progress=progress)
             assert stage is not None
             kept = self._stage_inputs.get((key.image_hash, key.model_key, stage))
             if kept is not None:
                 self._embed_from_stage(image, key, stage, kept, progress)
                 return key, self.cache.get_or_compute(self.predictor, image, key)
-            with StageInputCapture(self.require_model().sam, stage) as capture:
+            with StageInputCapture(self.require_model().sam, stage) as capture, encoder:
                 embeddings = self.cache.get_or_compute(self.predictor, image, key, progress=progress)
             if capture.captured is not None:
                 self._keep_stage_input(
@@ -278,7 +302,7 @@ class LiveModel:
         key = (image_content_hash(image), model_key(model), stage)
         if key in self._stage_inputs:
             return
-        with self.lock, torch.no_grad():
+        with self.lock, torch.no_grad(), self.precision.autocast():
             stage_input = run_stages(model.sam.image_encoder, model_input(model.sam, image), 0, stage).cpu()
         original = (int(image.shape[0]), int(image.shape[1]))
         input_size = ResizeLongestSide.get_preprocess_shape(*original, model.architecture.img_size)
@@ -304,9 +328,10 @@ class LiveModel:
         sam = self.require_model().sam
         if progress:
             progress(0, 1)
-        with torch.no_grad():
+        with torch.no_grad(), self.precision.autocast():
             features = run_stages(sam.image_encoder, stage_input.to(self.require_model().device), stage)
-        embeddings = {"features": features.cpu().numpy(), "input_size": input_size, "original_size": original_size}
+        features_np = features.float().cpu().numpy()
+        embeddings = {"features": features_np, "input_size": input_size, "original_size": original_size}
         self.cache.store(self.predictor, image, key, embeddings)
         self.reembedded_from_stage += 1
         if progress:

@@ -1,7 +1,8 @@
 """The embedding cache: image embeddings on disk (zarr, micro_sam's format), keyed so that
 a changed model or adapter can never be served stale embeddings.
 
-The key is ``image content hash + base-model identity + adapter identity + tiling``. Each
+The key is ``image content hash + base-model identity + adapter identity + tiling + precision``
+(the encoder's compute precision: an entry made in bfloat16 is never served to a float32 session). Each
 entry is one zarr group written by ``micro_sam.util.precompute_image_embeddings`` into a
 temporary folder and renamed into place when complete, so a crash never leaves an entry
 that looks finished. Reopening an image with the same model and adapter reads the entry
@@ -75,13 +76,15 @@ class EmbeddingKey:
     adapter_key: str
     tile_shape: tuple[int, int] | None = None
     halo: tuple[int, int] | None = None
+    precision: str = "fp32"  # what the encoder computed in (see ``sam.precision``); entries are float32
 
     @property
     def name(self) -> str:
-        """The entry's folder name: image hash, model, adapter and tiling in one string."""
+        """The entry's folder name: image hash, model, adapter, tiling and precision in one string."""
         tiling = f"{self.tile_shape}-{self.halo}" if self.tile_shape else "whole"
+        precision = "" if self.precision == "fp32" else f"|{self.precision}"  # float32 entries keep their names
         digest = hashlib.sha256(
-            f"{self.image_hash}|{self.model_key}|{self.adapter_key}|{tiling}".encode()
+            f"{self.image_hash}|{self.model_key}|{self.adapter_key}|{tiling}{precision}".encode()
         ).hexdigest()
         return digest[:40]
 

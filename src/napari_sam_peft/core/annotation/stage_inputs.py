@@ -50,8 +50,8 @@ class StageInputs:
                 if kept is None:
                     kept = run_stages(sam.image_encoder, model_input(sam, image), 0, stage)
                     self.computed += 1
-                    if source is not None and self.whole_encoder_frozen and kept.dtype == torch.float32:
-                        source.put(image, kept)  # the annotator's cache holds float32 embeddings only
+                    if source is not None and self.whole_encoder_frozen:
+                        source.put(image, kept)
                 else:
                     self.reused += 1
                 self.inputs.append(kept.to(sam.device))
@@ -69,21 +69,26 @@ class StageInputs:
 class CacheEmbeddingSource:
     """The annotator's embedding cache as a source of base-model embeddings for training.
 
-    Only whole-image entries match (the annotator tiles large images; training does not).
+    Only whole-image entries match (the annotator tiles large images; training does not), and
+    only those made in ``precision``, the training's (see ``sam.precision``): a bfloat16 run reuses
+    the embeddings of an annotator that embeds in bfloat16 on the same machine, and vice versa.
     """
 
-    def __init__(self, cache: EmbeddingCache, model) -> None:
+    def __init__(self, cache: EmbeddingCache, model, precision: str = "fp32") -> None:
         from segment_anything import SamPredictor
 
         self.cache = cache
         self.model = model
+        self.precision = precision
         self.predictor = SamPredictor(model.sam)
         tag_predictor(self.predictor, model, BASE_ADAPTER_KEY)
 
     def _key(self, image: np.ndarray) -> EmbeddingKey | None:
         if tiling_for(image.shape, self.model.architecture.img_size)[0] is not None:
             return None
-        return EmbeddingKey(image_content_hash(image), model_key(self.model), BASE_ADAPTER_KEY)
+        return EmbeddingKey(
+            image_content_hash(image), model_key(self.model), BASE_ADAPTER_KEY, precision=self.precision
+        )
 
     def get(self, image: np.ndarray) -> torch.Tensor | None:
         """The whole-image embedding of ``image``, or None if there is none to reuse."""
@@ -101,7 +106,7 @@ class CacheEmbeddingSource:
         size = self.model.architecture.img_size
         original = tuple(int(n) for n in image.shape[:2])
         entry = {
-            "features": features.detach().cpu().numpy(),
+            "features": features.detach().float().cpu().numpy(),
             "input_size": ResizeLongestSide.get_preprocess_shape(*original, size),
             "original_size": original,
         }

@@ -55,6 +55,23 @@ class Precision:
         with torch.autocast(device_type=self.device_type, dtype=self.dtype):
             yield
 
+    @contextlib.contextmanager
+    def encoder(self, encoder: torch.nn.Module) -> Iterator[None]:
+        """Run ``encoder`` (an image encoder) in this precision, handing its output back in float32.
+
+        Embeddings are stored and prompted in float32 (numpy, micro_sam's zarr entries and the mask
+        decoder have no bfloat16), so only the encoder's own compute is reduced.
+        """
+        if self.name == "fp32":
+            yield
+            return
+        handle = encoder.register_forward_hook(lambda _module, _inputs, output: output.float())
+        try:
+            with self.autocast():
+                yield
+        finally:
+            handle.remove()
+
 
 FP32_CPU = Precision("fp32", "cpu", "float32")
 

@@ -232,7 +232,8 @@ def _train(
     train_samples = (plan.train[rank::world] or plan.train) if world > 1 else plan.train
     source = None
     if job.cache_dir is not None:
-        source = CacheEmbeddingSource(EmbeddingCache(job.cache_dir), model)
+        precision = resolve_precision(job.precision, model.device).name  # the cache key names it
+        source = CacheEmbeddingSource(EmbeddingCache(job.cache_dir), model, precision)
     config = loop.TrainingConfig(**loop_settings(job))
     try:
         return loop.train(
