@@ -26,6 +26,7 @@ from torch import nn
 from ..errors import InvalidCheckpointError
 from .encoder_family import Architecture, BlockLayout, EncoderCost, StageCost, decoder_fields
 from .micro_sam_internals import to_image
+from .vit_attention import use_chunked_attention
 
 
 @dataclass(frozen=True)
@@ -175,9 +176,13 @@ class VitFamily:
         return infer_vit_architecture(state, name)
 
     def build_encoder(self, architecture: Any) -> ImageEncoderViT:
-        """``segment_anything``'s ViT encoder, as ``build_sam`` makes it."""
+        """``segment_anything``'s ViT encoder, as ``build_sam`` makes it, with chunked global attention.
+
+        :mod:`.vit_attention` computes the same attention without holding a global block's whole
+        attention map (805 MB for vit_b at 1024 px, three times over).
+        """
         arch = _vit(architecture)
-        return ImageEncoderViT(
+        encoder = ImageEncoderViT(
             depth=arch.depth,
             embed_dim=arch.embed_dim,
             img_size=arch.img_size,
@@ -191,6 +196,7 @@ class VitFamily:
             window_size=arch.window_size,
             out_chans=arch.prompt_embed_dim,
         )
+        return use_chunked_attention(encoder)
 
     def global_blocks(self, architecture: Any) -> tuple[int, ...]:
         """``global_attn_indexes``: the other blocks attend within ``window_size`` windows."""
