@@ -34,6 +34,7 @@ from napari_sam_peft.core.sam.architecture import build_sam
 from napari_sam_peft.core.sam.devices import select_device
 from napari_sam_peft.core.sam.loading import LoadedModel, load_model, model_identity
 from napari_sam_peft.core.sam.registry import NAMED_ARCHITECTURES
+from napari_sam_peft.core.sam.vit_attention import use_plain_attention
 from napari_sam_peft.session import AnnotatorSession
 
 RANDOM_WEIGHTS = ("vit_b", "vit_t")  # built from the architecture: their weights are not bundled
@@ -79,8 +80,8 @@ def bench_model(name: str, device: torch.device, repeats: int) -> dict[str, floa
             _timed(session.segment, embeddings, prompts)[0] for _ in range(repeats)
         )
 
-        # micro_sam's own functions on the same model.
-        predictor = SamPredictor(model.sam)
+        # micro_sam's own functions on the same model, with segment_anything's attention (as its users run it).
+        predictor = SamPredictor(use_plain_attention(model.sam))
         predictor.model_type, predictor.model_name = model.architecture.name, name
         save = str(Path(tmp) / "micro_sam.zarr")
         results["embed_micro_sam"], embeddings = _timed(

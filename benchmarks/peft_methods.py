@@ -61,6 +61,7 @@ from torch import nn
 
 from napari_sam_peft.core.peft import PRESETS, PeftSpec, QuantizationUnavailableError, attach, spec_from_preset
 from napari_sam_peft.core.sam.architecture import VIT_B, SamArchitecture, build_sam
+from napari_sam_peft.core.sam.vit_attention import use_plain_attention
 
 IMPLEMENTATIONS = ("ours", "micro_sam")
 DEFAULT_ROWS = (*PRESETS, "late_ft:11")
@@ -156,7 +157,9 @@ def build_micro_sam(spec: PeftSpec, arch: SamArchitecture, device: torch.device)
     if spec.options.quantizes_encoder and device.type != "cuda":
         raise Unavailable("PEFT_Sam(quantize=True) needs bitsandbytes on CUDA", NOT_ON_CPU)
     config = micro_sam_config(spec, arch.depth)
-    sam = build_sam(arch)  # PEFT_Sam creates its modules on the CPU: build there, then move
+    # PEFT_Sam creates its modules on the CPU: build there, then move; with segment_anything's own
+    # attention, which micro_sam's users run (ours computes global attention in chunks)
+    sam = use_plain_attention(build_sam(arch))
     if config is None:
         sam = _freeze_encoder(sam) if spec.method == "freeze_encoder" else sam.requires_grad_(True)
         return sam.to(device)

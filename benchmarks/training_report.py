@@ -1,0 +1,76 @@
+"""Markdown tables of ``benchmarks/training.py``'s records (one dict per measurement)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+COLUMNS = (("ours", "auto"), ("ours", "fp32"), ("micro_sam", "amp"), ("micro_sam", "fp32"))
+
+
+def _gib(value: float) -> str:
+    return f"{value / 2**30:.2f}"
+
+
+def _cell(record: dict | None, show: Callable[[dict], str]) -> str:
+    if record is None:
+        return "—"
+    return show(record) if record["status"] == "ok" else record["status"]
+
+
+def _ratio(ours: dict | None, theirs: dict | None, key: str) -> str:
+    if ours is None or theirs is None or "ok" != ours["status"] or "ok" != theirs["status"]:
+        return "—"
+    return f"{ours[key] / theirs[key]:.2f}x"
+
+
+def _header(variant: tuple[str, str], records: list[dict]) -> str:
+    kind, name = variant
+    found = (r["precision"] for r in records if (r["kind"], r["variant"]) == variant and "precision" in r)
+    precision = next(found, "")
+    return f"{kind} {name}" + (f" ({precision})" if precision and precision != name else "")
+
+
+def training_table(records: list[dict], device: torch.device) -> str:
+    """Step time and peak memory of each (model, row) in the four variants, with ours/micro_sam ratios."""
+    memory = "GiB allocated" if device.type == "cuda" else "GiB RSS"
+    heads = [_header(variant, records) for variant in COLUMNS]
+    lines = [
+        "| model | row | "
+        + " | ".join(f"step s, {h}" for h in heads)
+        + " | step ratio, ours auto / micro_sam amp | "
+        + " | ".join(f"peak {memory}, {h}" for h in heads)
+        + " | memory ratio, ours auto / micro_sam amp | our estimate s / GiB | prepare s per image (ours auto) |",
+        "|" + "---|" * 14,
+    ]
+    rows = list(dict.fromkeys(r["row"] for r in records))
+    for row in rows:
+        found = {(r["kind"], r["variant"]): r for r in records if r["row"] == row}
+        ours, theirs = found.get(("ours", "auto")), found.get(("micro_sam", "amp"))
+        model, _, preset = row.partition(" ")
+        cells = [model, preset]
+        cells += [_cell(found.get(v), lambda r: f"{r['step_s']:.2f}") for v in COLUMNS]
+        cells.append(_ratio(ours, theirs, "step_s"))
+        cells += [_cell(found.get(v), lambda r: _gib(r["peak_bytes"])) for v in COLUMNS]
+        cells.append(_ratio(ours, theirs, "peak_bytes"))
+        cells.append(_cell(ours, lambda r: f"{r['estimate_step_s']:.1f} / {_gib(r['estimate_memory_bytes'])}"))
+        cells.append(_cell(ours, lambda r: f"{r['prepare_s_per_image']:.2f}"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def reload_table(records: list[dict]) -> str:
+    """Time to the first mask from a new adapter: ours from the kept stage input, micro_sam's full path."""
+    lines = [
+        "| row | precision (ours) | reload + re-embed + prompt s (ours) | of which re-embed "
+        "| full re-embed s (ours, no kept input) | full reload path s (micro_sam) | of which model load | ratio |",
+        "|" + "---|" * 8,
+    ]
+    for record in records:
+        keys = ("ours_total_s", "ours_reembed_s", "ours_full_embed_s", "micro_sam_total_s", "micro_sam_load_s")
+        cells = [_cell(record, lambda r, key=key: f"{r[key]:.2f}") for key in keys]
+        ratio = _cell(record, lambda r: f"{r['ours_total_s'] / r['micro_sam_total_s']:.3f}x")
+        precision = _cell(record, lambda r: r["precision"])
+        lines.append("| " + " | ".join([record["row"].partition(" ")[2], precision, *cells, ratio]) + " |")
+    return "\n".join(lines)
