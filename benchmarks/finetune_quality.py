@@ -19,6 +19,7 @@ Usage::
     python benchmarks/finetune_quality.py --presets late_lora --steps 100   # the recommended lr
     python benchmarks/finetune_quality.py --model lite_medsam --domain cells --steps 40 --objects 4 \\
         --sub-iterations 4 --held-out 2 --presets freeze_encoder,decoder_lora,late_lora,lora,late_ft
+    python benchmarks/finetune_quality.py ... --precision bf16-emulated   # bfloat16's numbers on any CPU
 """
 
 from __future__ import annotations
@@ -65,6 +66,10 @@ def measure(row: str, args: argparse.Namespace) -> dict:
     from napari_sam_peft.core.training.loop import TrainingConfig, train
 
     torch.set_num_threads(args.threads)
+    precision = args.precision
+    if precision == "bf16-emulated":  # numerics only: the numbers of native bfloat16, about twice float32's time
+        torch.cpu._is_avx512_bf16_supported = lambda: True
+        precision = "bf16"
     preset, blocks, row_lr = parse_row(row)
     model = load_model(args.model, device=args.device)
     lr = row_lr if row_lr is not None else args.lr
@@ -85,6 +90,7 @@ def measure(row: str, args: argparse.Namespace) -> dict:
         sub_iterations=args.sub_iterations,
         validate_every=10,
         seed=args.seed,
+        precision=precision,
     )
     adapter = train(model, spec, train_samples, (), config)
     train_seconds = time.perf_counter() - start
@@ -102,6 +108,7 @@ def measure(row: str, args: argparse.Namespace) -> dict:
         "steps": steps,
         "train_objects": train_objects,
         "device": str(model.device),
+        "precision": args.precision,
         "scores": scores,
         "train_s": train_seconds,
         "eval_s": eval_seconds,
@@ -132,7 +139,7 @@ def spawn(row: str, args: argparse.Namespace) -> dict:
     command += [] if args.steps is None else ["--steps", str(args.steps)]
     command += [] if args.lr is None else ["--lr", repr(args.lr)]
     command += ["--sub-iterations", str(args.sub_iterations)]
-    command += ["--seed", str(args.seed), "--threads", str(args.threads)]
+    command += ["--seed", str(args.seed), "--threads", str(args.threads), "--precision", args.precision]
     done = subprocess.run(command, capture_output=True, text=True)
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
@@ -177,7 +184,8 @@ def table(base: dict, results: list[dict], args: argparse.Namespace) -> str:
         if result.get("peak_gpu_gib") is not None:
             memory += f" (GPU {result['peak_gpu_gib']:.2f})"
         lines.append(
-            f"| {method_cell(result)}, lr {result['lr']:g}, {result.get('steps', args.steps)} steps | "
+            f"| {method_cell(result)}, lr {result['lr']:g}, {result.get('steps', args.steps)} steps, "
+            f"{result.get('precision', 'fp32')} | "
             f"{result['trainable']:,} | {result['train_s']:.0f} | {memory} | {cells} |"
         )
     return "\n".join(lines) + "\n\n" + caption(args)
@@ -210,6 +218,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or mps (timings are the device's)")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16", "bf16-emulated"),
+        default="auto",
+        help="training precision (bf16-emulated: bfloat16 on a CPU without it, for its numbers, not its speed)",
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -107,10 +107,11 @@ class LiveModel:
         """Make ``loaded`` the session's model, without an adapter; emits ``model_changed``."""
         from segment_anything import SamPredictor
 
+        precision = resolve_precision(self.precision_request, loaded.device)  # raises before anything changes
         with self.lock:
             self._detach()
             self.model = loaded
-            self.precision = resolve_precision(self.precision_request, loaded.device)
+            self.precision = precision
             self._stage_inputs.clear()
             self.predictor = SamPredictor(loaded.sam)
             self.predictor.model_type = loaded.architecture.name
