@@ -155,3 +155,27 @@ def test_merged_state_dict_leaves_the_live_model_unchanged(adapter_path, tiny_mo
     merged = Adapter.load(adapter_path).merged_state_dict(tiny_model)
     assert set(merged) == set(before)
     _assert_unchanged(tiny_model, before)
+
+
+def test_the_instance_decoder_travels_in_the_same_file_under_the_same_hash(tiny_model, tmp_path):
+    from napari_sam_peft.core.instance import build_decoder, decoder_state
+    from napari_sam_peft.core.peft import attach, spec_from_preset
+
+    handle = attach(tiny_model.sam, spec_from_preset("freeze_encoder", TINY.depth))
+    decoder = decoder_state(build_decoder(tiny_model.sam))
+    adapter = Adapter.from_attached(handle, tiny_model, decoder=decoder)
+    handle.detach()
+    without = Adapter(adapter.spec, adapter.tensors, adapter.base_model, adapter.architecture, created=adapter.created)
+    assert adapter.identity != without.identity  # the decoder is part of the adapter's identity
+    path = adapter.save(tmp_path / "joint.safetensors")
+    loaded = Adapter.load(path)
+    assert loaded.identity == adapter.identity and set(loaded.tensors) == set(adapter.tensors)
+    assert all(torch.equal(loaded.decoder[k], v) for k, v in decoder.items())
+    # an edited decoder tensor is caught like any other
+    with safe_open(str(path), framework="pt") as f:
+        metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    name = next(k for k in tensors if k.startswith("instance_decoder."))
+    tensors[name] = tensors[name] + 1
+    save_file(tensors, str(tmp_path / "edited.safetensors"), metadata=metadata)
+    with pytest.raises(InvalidAdapterError, match="modified or damaged"):
+        Adapter.load(tmp_path / "edited.safetensors")

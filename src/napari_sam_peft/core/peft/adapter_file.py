@@ -19,6 +19,7 @@ import torch
 
 from ... import __version__
 from ..errors import SamPeftError
+from ..instance.decoder import DECODER_KIND
 from ..sam.architecture import Architecture, architecture_from_json
 from ..sam.loading import LoadedModel, ModelIdentity
 from .adapter_format import (
@@ -34,6 +35,10 @@ from .counting import parameter_count
 from .presets import PeftSpec
 
 __all__ = ["ADAPTER_FORMAT", "ADAPTER_FORMAT_VERSION", "Adapter", "AdapterMismatchError", "InvalidAdapterError"]
+
+
+#: the file's names of the instance decoder's tensors start with this
+DECODER_PREFIX = "instance_decoder."
 
 
 class AdapterMismatchError(SamPeftError):
@@ -53,10 +58,14 @@ class Adapter:
     metrics: dict[str, Any] = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     package_version: str = __version__
+    #: micro_sam's instance decoder trained with the adapter (its state dict), or empty
+    decoder: dict[str, torch.Tensor] = field(default_factory=dict)
     _identity: tuple[tuple, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def _metadata(self) -> dict[str, str]:
+        decoder = {"instance_decoder": DECODER_KIND} if self.decoder else {}
         return {
+            **decoder,
             "format": ADAPTER_FORMAT,
             "format_version": str(ADAPTER_FORMAT_VERSION),
             "spec": self.spec.to_json(),
@@ -79,11 +88,20 @@ class Adapter:
         metadata = self._metadata()
         fingerprint = (
             tuple(sorted(metadata.items())),
-            tuple((k, id(t), t._version) for k, t in sorted(self.tensors.items())),
+            tuple((k, id(t), t._version) for k, t in sorted(self._file_tensors().items())),
         )
         if self._identity is None or self._identity[0] != fingerprint:
-            self._identity = (fingerprint, content_hash(metadata, self.tensors))
+            self._identity = (fingerprint, content_hash(metadata, self._file_tensors()))
         return self._identity[1]
+
+    def _file_tensors(self) -> dict[str, torch.Tensor]:
+        """The tensors as the file holds them: the PEFT method's, then the decoder's under its prefix."""
+        return {**self.tensors, **{DECODER_PREFIX + k: v for k, v in self.decoder.items()}}
+
+    @property
+    def has_decoder(self) -> bool:
+        """Whether an instance decoder was trained with the adapter (automatic instance segmentation)."""
+        return bool(self.decoder)
 
     @property
     def num_parameters(self) -> int:
@@ -99,8 +117,9 @@ class Adapter:
         parent_adapter: str = "",
         training_snapshot: str = "",
         metrics: Mapping[str, Any] | None = None,
+        decoder: Mapping[str, torch.Tensor] | None = None,
     ) -> Adapter:
-        """Capture the current trained tensors of an attached method."""
+        """Capture the current trained tensors of an attached method (and the instance decoder's state)."""
         return cls(
             spec=handle.spec,
             tensors=handle.trained_tensors(),
@@ -109,6 +128,7 @@ class Adapter:
             parent_adapter=parent_adapter,
             training_snapshot=training_snapshot,
             metrics=dict(metrics or {}),
+            decoder=dict(decoder or {}),
         )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -119,7 +139,7 @@ class Adapter:
         InvalidAdapterError
             For a path that does not end in ``.safetensors``.
         """
-        return write_adapter_file(Path(path), self._metadata(), self.tensors)
+        return write_adapter_file(Path(path), self._metadata(), self._file_tensors())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Adapter:
@@ -133,7 +153,14 @@ class Adapter:
             A method this version does not know.
         """
         path = Path(path)
-        metadata, tensors = read_adapter_file(path)
+        metadata, stored = read_adapter_file(path)
+        tensors = {k: v for k, v in stored.items() if not k.startswith(DECODER_PREFIX)}
+        decoder = {k[len(DECODER_PREFIX) :]: v for k, v in stored.items() if k.startswith(DECODER_PREFIX)}
+        if decoder and metadata.get("instance_decoder") != DECODER_KIND:
+            raise InvalidAdapterError(
+                f"{path.name} holds an instance decoder of a kind this version does not know "
+                f"({metadata.get('instance_decoder')!r}). Update napari-sam-peft."
+            )
         try:
             return cls(
                 spec=PeftSpec.from_json(metadata["spec"]),  # an unknown method says "update"
@@ -145,6 +172,7 @@ class Adapter:
                 metrics=json.loads(metadata.get("metrics", "{}")),
                 created=metadata.get("created", ""),
                 package_version=metadata.get("package_version", ""),
+                decoder=decoder,
             )
         except (KeyError, ValueError, TypeError) as err:
             raise InvalidAdapterError(f"{path.name} has incomplete metadata ({err}).") from None

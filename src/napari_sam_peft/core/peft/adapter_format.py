@@ -12,6 +12,9 @@ Metadata (all strings in the safetensors header; JSON where structured):
 ``metrics``           free-form JSON object (losses, validation scores, ...)
 ``created``           ISO 8601 time, UTC
 ``package_version``   napari-sam-peft version that wrote it
+``instance_decoder``  ``micro_sam_unetr`` when the file also holds micro_sam's instance decoder,
+                      trained with the adapter (its tensors are named ``instance_decoder.<name>``
+                      with micro_sam's names); absent otherwise
 ``content_hash``      SHA-256 over all of the above and every tensor; it is the adapter's
                       identity and detects truncated or edited files
 
