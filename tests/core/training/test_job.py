@@ -29,6 +29,7 @@ OTHER_VALUES = {
     "device": "cuda:1",
     "precision": "bf16",
     "evaluate": True,
+    "with_decoder": True,
     "seed": 42,
     "out": Path("/data/runs/cells.safetensors"),
     "cache_dir": Path("/data/cache"),
@@ -98,6 +99,7 @@ def test_the_widget_fields_are_the_labelled_ones_in_their_order():
         "validate_every",
         "device",
         "precision",
+        "with_decoder",
         "evaluate",
     ]
     assert job_field("evaluate").widget_default is True and job_field("evaluate").default is False
@@ -131,5 +133,6 @@ def test_the_loop_gets_every_field_it_has_a_setting_for():
         "sub_iterations": 2,
         "validate_every": 7,
         "precision": "bf16",
+        "with_decoder": True,
         "seed": 42,
     }

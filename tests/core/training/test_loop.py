@@ -62,3 +62,31 @@ def test_no_training_objects_is_a_clear_error(tiny_model):
     empty = [(SAMPLES[0][0], np.zeros_like(SAMPLES[0][1]))]
     with pytest.raises(SamPeftError, match="commit some objects"):
         train(tiny_model, spec_from_preset("lora", TINY.depth), empty)
+
+
+def test_joint_training_saves_an_instance_decoder_that_fits_the_labels_better(tiny_model, tmp_path):
+    import numpy as np
+
+    from napari_sam_peft.core.instance import build_decoder
+    from napari_sam_peft.core.instance.loss import InstanceObjective
+    from napari_sam_peft.core.sam.preprocessing import model_input
+
+    torch.manual_seed(0)
+    untrained = build_decoder(tiny_model.sam)
+    config = TrainingConfig(steps=20, lr=1e-3, objects_per_image=2, sub_iterations=1, validate_every=20)
+    spec = spec_from_preset("freeze_encoder", TINY.depth)
+    adapter = train(tiny_model, spec, SAMPLES, config=TrainingConfig(**{**config.__dict__, "with_decoder": True}))
+    assert adapter.has_decoder
+    reloaded = Adapter.load(adapter.save(tmp_path / "a.safetensors"))
+    assert set(reloaded.decoder) == set(untrained.state_dict())
+    trained = build_decoder(tiny_model.sam, reloaded.decoder)
+    with torch.no_grad():
+        embeddings = tiny_model.sam.image_encoder(model_input(tiny_model.sam, SAMPLES[0][0]))
+
+        def loss(decoder):
+            objective = InstanceObjective(tiny_model.sam, decoder, [SAMPLES[0][1]])
+            return float(objective.loss(embeddings, 0, np.random.default_rng(0)))
+
+        assert loss(trained) < loss(untrained)
+    # an adapter trained without the decoder has none
+    assert not train(tiny_model, spec, SAMPLES, config=config).has_decoder

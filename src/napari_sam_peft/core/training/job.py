@@ -133,6 +133,15 @@ class TrainingJob:
         tooltip="auto = bfloat16 where this machine computes it natively (AVX512-BF16, AMX or a recent GPU), "
         "else float32; the status line says which",
     )
+    with_decoder: bool = _option(
+        False,
+        help="also train micro_sam's instance decoder (automatic instance segmentation, AIS) with the adapter, "
+        "from the store's instance labels; it is saved in the adapter file",
+        label="Train the instance decoder (AIS)",
+        tooltip="Train an automatic-segmentation decoder with the adapter, so the next images are "
+        "pre-segmented by the finetuned model",
+        widget_default=True,
+    )
     evaluate: bool = _option(
         False,
         help="at the end, evaluate base vs adapter (mSA) on the validation images (or those held out)",

@@ -29,12 +29,17 @@ from torch import nn
 
 from ..annotation.stage_inputs import EmbeddingSource, StageInputs
 from ..errors import SamPeftError
+from ..instance.decoder import build_decoder, decoder_state
+from ..instance.loss import InstanceObjective
 from ..peft import Adapter, AttachedPeft, PeftSpec, attach, frozen_prefix_stages
 from ..sam.loading import LoadedModel
 from ..sam.precision import Precision, resolve_precision
 from .distributed import any_rank, distributed_rank
 from .job import TrainingJob
 from .objective import Backward, Sample, objective, validation_score
+
+#: AdamW's rate for the instance decoder (trained from scratch, unlike the adapter's small updates)
+DECODER_LR = 5e-4
 
 #: the defaults a user can change live in one place: the run's schema
 _CHOSEN: dict[str, Any] = {f.name: f.default for f in fields(TrainingJob)}
@@ -50,6 +55,7 @@ class TrainingConfig:
     sub_iterations: int = _CHOSEN["sub_iterations"]
     validate_every: int = _CHOSEN["validate_every"]
     precision: str = _CHOSEN["precision"]  # see ``sam.precision``: auto picks from the hardware
+    with_decoder: bool = _CHOSEN["with_decoder"]  # train micro_sam's instance decoder jointly (AIS)
     patience: int = 10  # validations without improvement before stopping early
     seed: int = _CHOSEN["seed"]
 
@@ -71,19 +77,31 @@ class TrainingEvent:
 class _Objective(nn.Module):
     """The trainable model with the loss as its forward, so DistributedDataParallel can wrap it."""
 
-    def __init__(self, sam, inputs: StageInputs, config: TrainingConfig) -> None:
+    def __init__(
+        self, sam, inputs: StageInputs, config: TrainingConfig, instance: InstanceObjective | None = None
+    ) -> None:
         super().__init__()
         self.sam = sam
         self.inputs = inputs
         self.config = config
+        self.instance = instance
+        self.decoder = instance.decoder if instance is not None else None  # a submodule, for DDP
 
     def forward(
         self, index: int, labels: np.ndarray, rng: np.random.Generator, backward: Backward | None = None
     ) -> torch.Tensor:
         embeddings = self.inputs.features(index)
-        config = self.config
+        config, instance = self.config, self.instance
+        instance_loss = (lambda e: instance.loss(e, index, rng)) if instance is not None else None
         return objective(
-            self.sam, embeddings, labels, rng, config.objects_per_image, config.sub_iterations, backward
+            self.sam,
+            embeddings,
+            labels,
+            rng,
+            config.objects_per_image,
+            config.sub_iterations,
+            backward,
+            instance_loss,
         )
 
 
@@ -106,9 +124,15 @@ class _BestAdapter:
     """The best adapter so far by validation score, and how many validations have not beaten it."""
 
     def __init__(
-        self, handle: AttachedPeft, model: LoadedModel, snapshot: str, report: bool, hooks: TrainingHooks
+        self,
+        handle: AttachedPeft,
+        model: LoadedModel,
+        snapshot: str,
+        report: bool,
+        hooks: TrainingHooks,
+        decoder: nn.Module | None = None,
     ):
-        self.handle, self.model, self.snapshot = handle, model, snapshot
+        self.handle, self.model, self.snapshot, self.decoder = handle, model, snapshot, decoder
         self.report, self.hooks = report, hooks
         self.adapter: Adapter | None = None
         self.score: float | None = None
@@ -121,8 +145,9 @@ class _BestAdapter:
             return False
         self.score, self.stale = score, 0
         metrics = {"val_box_iou": score, "step": step}
+        decoder = decoder_state(self.decoder) if self.decoder is not None else None
         self.adapter = Adapter.from_attached(
-            self.handle, self.model, training_snapshot=self.snapshot, metrics=metrics
+            self.handle, self.model, training_snapshot=self.snapshot, metrics=metrics, decoder=decoder
         )
         if self.hooks.on_best is not None and self.report:
             self.hooks.on_best(self.adapter)
@@ -168,9 +193,19 @@ def _annotated(samples: Sequence[Sample]) -> list[Sample]:
     return [s for s in samples if np.any(s[1])]
 
 
-def _step_module(sam, inputs: StageInputs, config: TrainingConfig, world: int) -> nn.Module:
+def _instance_objective(sam, config: TrainingConfig, train_samples: Sequence[Sample]) -> InstanceObjective | None:
+    """The instance decoder to train with the adapter (``with_decoder``), with its targets, or None."""
+    if not config.with_decoder:
+        return None
+    decoder = build_decoder(sam)
+    return InstanceObjective(sam, decoder, [labels for _, labels in train_samples])
+
+
+def _step_module(
+    sam, inputs: StageInputs, config: TrainingConfig, world: int, instance: InstanceObjective | None
+) -> nn.Module:
     """The loss as a module, wrapped in DistributedDataParallel under several ranks."""
-    module: nn.Module = _Objective(sam, inputs, config)
+    module: nn.Module = _Objective(sam, inputs, config, instance)
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -234,14 +269,19 @@ def train(
                 val_samples, val_inputs = train_samples, inputs
         if hooks.on_prepared is not None:
             hooks.on_prepared(inputs)
-        step_module = _step_module(sam, inputs, config, world)
-        optimizer = torch.optim.AdamW(handle.trainable_parameters(), lr=config.lr)
+        instance = _instance_objective(sam, config, train_samples)
+        step_module = _step_module(sam, inputs, config, world, instance)
+        groups = [{"params": list(handle.trainable_parameters()), "lr": config.lr}]
+        if instance is not None:  # a decoder trained from scratch needs a larger rate than the adapter
+            groups.append({"params": list(instance.decoder.parameters()), "lr": DECODER_LR})
+        optimizer = torch.optim.AdamW(groups, lr=config.lr)
         schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.9, patience=10)
-        best = _BestAdapter(handle, model, training_snapshot, rank == 0, hooks)
+        decoder = instance.decoder if instance is not None else None
+        best = _BestAdapter(handle, model, training_snapshot, rank == 0, hooks, decoder)
         stepper = _Stepper(optimizer, precision, world)
         start = time.perf_counter()
         for step in range(1, config.steps + 1):
-            sam.train()
+            step_module.train()  # the model and the instance decoder
             index = int(rng.integers(len(train_samples)))
             loss = stepper.step(step_module, index, train_samples[index][1], rng)
             elapsed = time.perf_counter() - start
@@ -249,7 +289,7 @@ def train(
             val, improved = None, False
             last = any_rank(step == config.steps or (hooks.should_stop is not None and hooks.should_stop()), world)
             if step % config.validate_every == 0 or last:
-                sam.eval()
+                step_module.eval()
                 with precision.autocast():
                     val = validation_score(sam, val_samples, inputs=val_inputs)
                 schedule.step(val)

@@ -178,6 +178,7 @@ def objective(
     objects_per_image: int,
     sub_iterations: int,
     backward: Backward | None = None,
+    instance_loss: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """The paper's loss for one image's embeddings: box and point starts, then correction sub-iterations.
 
@@ -187,6 +188,9 @@ def objective(
     With ``backward`` (called with each decoder pass's loss), every pass is backpropagated as soon
     as it is computed and the returned loss is detached: the gradients are the same, and the peak
     memory holds one pass's graph instead of all of them (2 starts + 2 x ``sub_iterations``).
+
+    ``instance_loss`` (joint training) adds the instance decoder's loss on the same embeddings, so
+    the adapted encoder blocks learn from both, as in micro_sam's ``JointSamTrainer``.
     """
     scale = _scale(sam, labels.shape)
     stride = low_res_stride(sam)
@@ -194,6 +198,8 @@ def objective(
     size = target.shape[-2:]
     sink = LossSink(embeddings, backward)
     embeddings = sink.embeddings
+    if instance_loss is not None:
+        sink.add(instance_loss(embeddings))
     box_current, point_current = start_losses(sam, embeddings, target, boxes, points, sink, full_resolution=False)
     if sub_iterations == 0:
         return sink.finish()

@@ -259,17 +259,25 @@ def _train(
 
 
 def _evaluate(model: LoadedModel, best: Adapter, data: TrainingData, reporter: RunReporter) -> EvaluationReport:
-    """Base vs ``best`` with the paper's interactive protocol on the validation samples."""
+    """Base vs ``best`` with the paper's interactive protocol on the validation samples; with an instance
+    decoder, also the automatic segmentation's mSA (base: AMG; adapter: AIS)."""
     from segment_anything import SamPredictor
 
+    from ..evaluation.automatic import evaluate_automatic
     from ..evaluation.interactive import evaluate_interactive
+    from ..instance import build_decoder
 
     plan = data.plan
     reporter.say(Evaluating(len(plan.val), plan.validation, plan.description))
     base = evaluate_interactive(SamPredictor(model.sam), plan.val)
+    if best.has_decoder:  # the automatic segmentation a user got before (AMG) against the new AIS
+        base["ais"] = evaluate_automatic(SamPredictor(model.sam), None, plan.val).msa
     handle = best.attach_to(model)
     try:
         adapted = evaluate_interactive(SamPredictor(model.sam), plan.val)
+        if best.has_decoder:
+            decoder = build_decoder(model.sam, best.decoder)
+            adapted["ais"] = evaluate_automatic(SamPredictor(model.sam), decoder, plan.val).msa
     finally:
         handle.detach()
     validation = data.validation
