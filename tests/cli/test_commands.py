@@ -163,6 +163,7 @@ def test_evaluate_json_on_a_store_with_the_demo_model(tmp_path):
     assert scores["n_objects"] == sample.labels.max()
     assert all(0.0 <= scores[k] <= 1.0 for k in ("point", "box", "i_p", "i_b"))
     assert scores["box"] > 0.5  # the demo model is trained on this domain
+    assert 0.0 <= scores["ais"] <= 1.0 and scores["ais_method"] == "amg"  # no decoder: mask generation
 
 
 def test_evaluate_without_validation_images_exits_2(tmp_path):
@@ -269,16 +270,19 @@ def test_train_then_evaluate_with_the_adapter(tmp_path):
         "cpu",
         "--out",
         str(out),
+        "--with-decoder",
     )
     assert result.returncode == 0, result.stderr
     adapter = Adapter.load(out)
-    assert adapter.spec.preset == "decoder_lora"
+    assert adapter.spec.preset == "decoder_lora" and adapter.has_decoder
     assert adapter.training_snapshot == store.info()["snapshot"]
     result = _cli(
         "evaluate", str(store.path), "--model", "demo", "--adapter", str(out), "--iterations", "1", "--json"
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["n_objects"] == val_sample.labels.max()
+    scores = json.loads(result.stdout)
+    assert scores["n_objects"] == val_sample.labels.max()
+    assert 0.0 <= scores["ais"] <= 1.0 and scores["ais_method"] == "ais"  # the adapter's instance decoder
 
 
 def test_train_with_a_bad_out_name_exits_2(tmp_path):
@@ -300,6 +304,7 @@ def test_store_add_train_evaluate_export_then_micro_sam_loads_the_export(tmp_pat
     from micro_sam.util import get_sam_model
 
     from napari_sam_peft.core.data.sample_data import make_sample
+    from napari_sam_peft.core.peft import Adapter
     from napari_sam_peft.core.sam.architecture import VIT_B, build_sam
     from napari_sam_peft.core.sam.loading import save_model
 
@@ -319,7 +324,7 @@ def test_store_add_train_evaluate_export_then_micro_sam_loads_the_export(tmp_pat
     result = _cli(
         "train", str(store), "--model", str(base), "--preset", "decoder_lora", "--steps", "2",
         "--validate-every", "1", "--objects-per-image", "2", "--lr", "1e-3", "--device", "cpu",
-        "--out", str(adapter),
+        "--out", str(adapter), "--with-decoder",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "step 2/2" in result.stderr
@@ -336,7 +341,12 @@ def test_store_add_train_evaluate_export_then_micro_sam_loads_the_export(tmp_pat
     result = _cli("export", str(adapter), "--model", str(base), "--out", str(merged))
     assert result.returncode == 0, result.stderr
     _, sam = get_sam_model(model_type="vit_b", checkpoint_path=str(merged), device="cpu", return_sam=True)
-    exported = torch.load(merged, weights_only=True)
+    from micro_sam.instance_segmentation import get_predictor_and_decoder
+
+    _, decoder = get_predictor_and_decoder("vit_b", str(merged), device="cpu")  # micro_sam's AIS loads it
+    trained = Adapter.load(adapter).decoder
+    assert all(torch.equal(decoder.state_dict()[k], v) for k, v in trained.items())
+    exported = torch.load(merged, weights_only=True)["model_state"]
     state = sam.state_dict()
     assert all(torch.equal(state[k], exported[k]) for k in exported)
     from napari_sam_peft.core.sam.loading import load_model

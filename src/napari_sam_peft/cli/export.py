@@ -2,7 +2,10 @@
 
 The merged file is an original-format SAM state dict (``torch.save`` of tensors only), so
 micro_sam's annotator loads it with ``get_sam_model(model_type, checkpoint_path=...)`` and
-``segment_anything.sam_model_registry[model_type](checkpoint=...)`` builds it too.
+``segment_anything.sam_model_registry[model_type](checkpoint=...)`` builds it too. An adapter
+trained with the instance decoder is written as micro_sam's own finetuned checkpoints are,
+``{"model_state": ..., "decoder_state": ...}``, so micro_sam's annotator runs AIS with it
+(``get_predictor_and_decoder(model_type, checkpoint_path)``).
 """
 
 from __future__ import annotations
@@ -45,12 +48,15 @@ def run(args: argparse.Namespace) -> int:
     adapter = Adapter.load(args.adapter)
     model = load_model(args.model, device=args.device)
     merged = {k: tensor.detach().cpu().contiguous() for k, tensor in adapter.merged_state_dict(model).items()}
+    checkpoint: dict = {"model_state": merged, "decoder_state": adapter.decoder} if adapter.has_decoder else merged
     with atomic_path(args.out) as tmp:
-        torch.save(merged, tmp)
+        torch.save(checkpoint, tmp)
     architecture = model.architecture.name
     print(
-        f"wrote {args.out}: {model.identity.name} + {adapter.spec.describe(model.architecture.depth)}, merged. "
-        f"In micro_sam: get_sam_model(model_type={architecture!r}, checkpoint_path={str(args.out)!r})",
+        f"wrote {args.out}: {model.identity.name} + {adapter.spec.describe(model.architecture.depth)}, merged"
+        + (", with the instance decoder" if adapter.has_decoder else "")
+        + f". In micro_sam: get_sam_model(model_type={architecture!r}, checkpoint_path={str(args.out)!r})"
+        + (" and, for AIS, get_predictor_and_decoder with the same arguments" if adapter.has_decoder else ""),
         file=sys.stderr,
     )
     return 0

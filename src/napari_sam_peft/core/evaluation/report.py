@@ -16,13 +16,22 @@ from typing import Any
 METRICS = ("point", "box", "i_p", "i_b")
 #: how tables and messages name them (the paper's names)
 METRIC_NAMES = ("Point", "Box", "I_P", "I_B")
+#: the automatic segmentation's score (AIS with an instance decoder, else AMG), where it was measured
+AUTOMATIC = ("ais", "AIS")
+
+
+def _named(scores: Scores) -> list[tuple[str, str]]:
+    """(key, name) of the metrics ``scores`` holds, in table order."""
+    named = list(zip(METRICS, METRIC_NAMES, strict=True))
+    return named + [AUTOMATIC] if AUTOMATIC[0] in scores else named
+
 
 Scores = Mapping[str, float]
 
 
 def scores_line(scores: Scores) -> str:
-    """``"Point 0.512  Box 0.634  I_P 0.701  I_B 0.723"``: one model's scores on one line."""
-    return "  ".join(f"{name} {scores[key]:.3f}" for key, name in zip(METRICS, METRIC_NAMES, strict=True))
+    """``"Point 0.512  Box 0.634  I_P 0.701  I_B 0.723"`` (and ``AIS 0.4``): one model's scores on one line."""
+    return "  ".join(f"{name} {scores[key]:.3f}" for key, name in _named(scores))
 
 
 @dataclass(frozen=True)
@@ -56,11 +65,10 @@ class EvaluationReport:
         return self.adapter[metric] - self.base[metric]
 
     def rows(self) -> list[ReportRow]:
-        """One row per metric, in the order of :data:`METRICS`, named as in :data:`METRIC_NAMES`."""
-        return [
-            ReportRow(name, self.base[key], self.adapter[key], self.change(key))
-            for key, name in zip(METRICS, METRIC_NAMES, strict=True)
-        ]
+        """One row per metric, in the order of :data:`METRICS`, named as in :data:`METRIC_NAMES`; then
+        ``AIS`` where both sides have the automatic segmentation's score."""
+        named = _named(self.base) if AUTOMATIC[0] in self.adapter else _named({})
+        return [ReportRow(name, self.base[key], self.adapter[key], self.change(key)) for key, name in named]
 
     def text(self) -> str:
         """A fixed-width table for a terminal: what it was measured on, then base, adapter and change."""
