@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from napari_sam_peft.core.annotation.embeddings import EmbeddingCache
 
+from .automatic_model import AutomaticModel
 from .committed_objects import CommittedObjects
-from .live_model import LiveModel
 
 
-class AnnotatorSession(LiveModel, CommittedObjects):
-    """Base model, active adapter, predictor, embedding cache, committed objects and their store.
+class AnnotatorSession(AutomaticModel, CommittedObjects):
+    """Base model, active adapter (with its instance decoder), predictor, embedding cache, committed
+    objects and their store.
 
     One session per viewer; the plugin's widgets observe its signals and never reach into
     each other. It knows no Qt: a script or a test drives it the same way.
@@ -29,7 +30,7 @@ class AnnotatorSession(LiveModel, CommittedObjects):
     """
 
     def __init__(self, cache: EmbeddingCache | None = None) -> None:
-        LiveModel.__init__(self, cache)
+        AutomaticModel.__init__(self, cache)
         CommittedObjects.__init__(self)
         #: name of the image layer the Segment widget shows (committed_objects belongs to it)
         self.current_image: str | None = None

@@ -218,6 +218,10 @@ class CommittedObjects:
         count = len(object_ids(restored)) if restored is not None else None
         return OpenedImage(labels, count, error)
 
+    def has_objects(self, name: str, image: np.ndarray) -> bool:
+        """Whether image ``name`` has committed objects (in this session or in the store)."""
+        return bool(self.open_image(name, image).labels.any())
+
     def keep_labels(self, name: str, labels: np.ndarray) -> None:
         """Remember ``labels`` as what image ``name`` shows now (a view may have replaced the array)."""
         entry = self._images.get(name)

@@ -358,31 +358,3 @@ class LiveModel:
         finally:
             self.lock.release()
         return [keep_object_components(m, o.points, o.labels) for m, o in zip(masks, objects, strict=True)]
-
-    def automatic(
-        self,
-        image: np.ndarray,
-        embeddings: dict,
-        progress: ProgressCallback | None = None,
-        rgb: bool | None = None,
-        points_per_side: int | None = None,
-    ) -> np.ndarray:
-        """An instance segmentation (H, W) of ``image`` (greyscale, or RGB: see ``compute_embeddings``).
-
-        ``embeddings`` are ``compute_embeddings``'s for the same image; ``points_per_side`` is the
-        prompt grid (default: see :func:`~napari_sam_peft.core.annotation.automatic.automatic_segmentation`).
-        """
-        from napari_sam_peft.core.annotation.automatic import automatic_segmentation
-
-        image = check_image(image, rgb)
-        tile, halo = self.tiling_for(image)
-        with self.lock:
-            return automatic_segmentation(
-                self.predictor,
-                image,
-                embeddings,
-                tile_shape=tile,
-                halo=halo,
-                points_per_side=points_per_side,
-                progress=progress,
-            )

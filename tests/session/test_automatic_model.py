@@ -1,0 +1,58 @@
+"""Automatic segmentation in the session: AIS with the live adapter's decoder, else AMG, and it says which."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from napari_sam_peft.core.annotation.embeddings import EmbeddingCache
+from napari_sam_peft.core.data.sample_data import make_sample
+from napari_sam_peft.core.instance import build_decoder, decoder_state, instance_segmentation
+from napari_sam_peft.core.peft import Adapter, attach, spec_from_preset
+from napari_sam_peft.session import AnnotatorSession
+
+IMAGE = make_sample("nuclei", 0, shape=(64, 64)).image
+
+
+def _adapter(model, decoder: bool) -> Adapter:
+    handle = attach(model.sam, spec_from_preset("freeze_encoder", model.architecture.depth))
+    torch.manual_seed(1)
+    state = decoder_state(build_decoder(model.sam)) if decoder else None
+    adapter = Adapter.from_attached(handle, model, decoder=state)
+    handle.detach()
+    return adapter
+
+
+def test_the_live_adapters_decoder_segments_and_a_reload_without_one_falls_back(tiny_model, tmp_path):
+    session = AnnotatorSession(cache=EmbeddingCache(tmp_path / "cache"))
+    session.set_model(tiny_model)
+    assert session.automatic_method == "amg"
+    assert "AMG" in session.automatic_description and "instance decoder" in session.automatic_description
+
+    with_decoder = _adapter(tiny_model, decoder=True)
+    heard = []
+    session.adapter_changed.connect(lambda change: heard.append(session.automatic_method))
+    session.set_adapter(with_decoder)
+    assert heard == ["ais"], "widgets must hear of the reload after the decoder is swapped"
+    assert "live adapter" in session.automatic_description
+    _, embeddings = session.compute_embeddings(IMAGE)
+    labels = session.automatic(IMAGE, embeddings)
+    expected = instance_segmentation(
+        session.predictor, build_decoder(tiny_model.sam, with_decoder.decoder), IMAGE, embeddings
+    )
+    assert labels.shape == IMAGE.shape and np.array_equal(labels, expected)
+
+    session.set_adapter(None)
+    without = _adapter(tiny_model, decoder=False)
+    session.set_adapter(with_decoder)
+    session.set_adapter(without)
+    assert session.automatic_method == "amg" and "without the instance decoder" in session.automatic_description
+    session.set_adapter(None)
+
+
+def test_uncertainty_is_a_score_with_its_reasons(tiny_model, tmp_path):
+    session = AnnotatorSession(cache=EmbeddingCache(tmp_path / "cache"))
+    session.set_model(tiny_model)
+    found = session.uncertainty(IMAGE)
+    assert 0.0 <= found.score <= 1.0 and found.points == 16
+    assert "predicted IoU" in found.why() and "stability" in found.why()
