@@ -258,3 +258,60 @@ def test_segment_is_in_the_plugins_menu_and_layers_segment_submenu(make_napari_v
     viewer = make_napari_viewer()
     dock, widget = viewer.window.add_plugin_dock_widget("napari-sam-peft", "Segment")
     assert type(widget).__name__ == "SegmentWidget"
+
+
+def test_suggest_next_image_shows_the_unannotated_image_the_model_is_least_sure_of(segment_widget, qtbot):
+    viewer, widget = segment_widget
+    viewer.open_sample("napari-sam-peft", "cells")  # domain B: the demo model (trained on nuclei) is unsure
+    viewer.add_image(make_sample("nuclei", seed=5).image, name="more nuclei")
+    nuclei = widget.image_choice.value
+    place_points(widget, [_centre_of(1)], ["positive"])
+    press(viewer, "s")
+    press(viewer, "c")  # the shown image now has an object: it is not a candidate
+    click(widget.suggest_button)
+    wait_for_worker(qtbot, widget, timeout=120_000)
+    ranked = [name for name, _ in widget.suggest_panel.ranking]
+    assert nuclei not in ranked and set(ranked) == {"cells (domain B)", "more nuclei"}
+    assert ranked[0] == "cells (domain B)" and widget.image_choice.value == "cells (domain B)"
+    assert "Suggested 'cells (domain B)'" in widget.suggest_status.value
+    assert "predicted IoU" in widget.suggest_status.value and "'more nuclei'" in widget.suggest_status.value
+
+
+def test_suggest_with_every_image_annotated_says_so(segment_widget):
+    viewer, widget = segment_widget
+    place_points(widget, [_centre_of(1)], ["positive"])
+    press(viewer, "s")
+    press(viewer, "c")
+    click(widget.suggest_button)
+    assert any("Every image of the series has committed objects" in m for m in error_messages())
+
+
+def test_a_live_decoder_pre_segments_an_image_opened_without_objects(segment_widget, qtbot, demo_model):
+    import torch
+
+    from napari_sam_peft.core.instance import build_decoder, decoder_state
+    from napari_sam_peft.core.peft import Adapter, attach, spec_from_preset
+
+    viewer, widget = segment_widget
+    handle = attach(demo_model.sam, spec_from_preset("freeze_encoder", demo_model.architecture.depth))
+    torch.manual_seed(0)
+    adapter = Adapter.from_attached(handle, demo_model, decoder=decoder_state(build_decoder(demo_model.sam)))
+    handle.detach()
+    viewer.open_sample("napari-sam-peft", "cells")
+    viewer.add_image(make_sample("nuclei", seed=5).image, name="more nuclei")
+    widget.image_choice.value = widget.image_choice.choices[0]
+    place_points(widget, [_centre_of(1)], ["positive"])
+    press(viewer, "s")
+    press(viewer, "c")
+    widget.session.set_adapter(adapter)
+    wait_for_worker(qtbot, widget, timeout=120_000)
+    assert widget.automatic_panel.last_run is None  # the shown image has objects: left alone
+    press(viewer, "n")
+    qtbot.waitUntil(lambda: widget.automatic_panel.last_run is not None, timeout=120_000)
+    assert widget.automatic_panel.last_run[0] == "cells (domain B)" and "AIS" in widget.automatic_panel.last_run[1]
+    widget.presegment_box.value = False
+    press(viewer, "n")
+    wait_for_worker(qtbot, widget, timeout=120_000)
+    assert widget.image_choice.value == "more nuclei"
+    assert widget.automatic_panel.last_run[0] == "cells (domain B)"  # switched off: nothing ran
+    widget.session.set_adapter(None)

@@ -51,6 +51,7 @@ class FinetuneWidget(SessionDock):
         self.precision = fields["precision"]
         self.hot_reload = settings.hot_reload
         self.evaluate = fields["evaluate"]
+        self.with_decoder = fields["with_decoder"]
         self.estimate = settings.estimate
         self.start_button = self.run.start_button
         self.stop_button = self.run.stop_button

@@ -1,4 +1,11 @@
-"""The Segment widget's automatic panel: pre-annotate the image, let the user fix it, commit what is left."""
+"""The Segment widget's automatic panel: pre-annotate the image, let the user fix it, commit what is left.
+
+"Automatic" runs the session's automatic segmentation: instance segmentation with the live
+adapter's decoder (AIS) where there is one, else micro_sam's mask generation (AMG); the
+notification says which ran. With "Pre-segment new images" on and a decoder live, every image
+opened without objects (Next, N) is pre-segmented at once, so the user corrects instead of
+starting over.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,7 @@ from typing import Any
 
 import napari
 import numpy as np
-from magicgui.widgets import Container, PushButton
+from magicgui.widgets import CheckBox, Container, PushButton
 from napari.utils.notifications import show_info
 
 from napari_sam_peft._qt import prompt_layers
@@ -23,7 +30,7 @@ LAYER = "auto_segmentation"
 
 
 class AutomaticPanel:
-    """The "Automatic" and "Commit automatic" buttons."""
+    """The "Automatic" and "Commit automatic" buttons, and pre-segmentation of new images."""
 
     def __init__(
         self,
@@ -39,16 +46,45 @@ class AutomaticPanel:
         self.image = image
         self.commits = commits
         self.proposal: np.ndarray | None = None  # what the model proposed, to tell edited objects apart
+        self.proposed_for: str | None = None  # the image the proposal belongs to
+        self.last_run: tuple[str, str] | None = None  # (image, method) of the last result shown
         self.run_button = PushButton(text="Automatic", tooltip="Segment every object of the image automatically")
         self.commit_button = PushButton(text="Commit automatic", tooltip=f"Commit the objects left in {LAYER}")
+        self.presegment = CheckBox(
+            text="Pre-segment new images",
+            value=True,
+            tooltip="Once an adapter with an instance decoder is live (finetuned with 'Train the instance "
+            "decoder'), segment each image opened without objects automatically, ready to correct",
+        )
         self.row = Container(widgets=[self.run_button, self.commit_button], layout="horizontal", labels=False)
         on_click(self.run_button, self.run)
         on_click(self.commit_button, self.commit)
+        image.embedded.connect(self._embedded)
+        image.leaving.connect(self._leave)
 
     @property
     def widgets(self) -> list[Any]:
         """The panel's widgets, top to bottom."""
-        return [self.row]
+        return [self.row, self.presegment]
+
+    def _leave(self) -> None:
+        """The proposal belongs to the image being left: clear it."""
+        if LAYER in self.viewer.layers:
+            layer = self.viewer.layers[LAYER]
+            layer.data = np.zeros_like(layer.data)
+        self.proposal, self.proposed_for = None, None
+
+    def _embedded(self, name: str) -> None:
+        """Pre-segment a newly shown image without objects, when an instance decoder is live."""
+        if not self.presegment.value or self.session.decoder is None or name == self.proposed_for:
+            return
+        layer = self.image.image_layer
+        if layer is None or self.image.embeddings is None:
+            return
+        with user_errors() as outcome:
+            annotated = self.session.has_objects(name, check_image(layer.data, layer.rgb))
+        if not outcome.failed and not annotated:
+            self.run()
 
     def run(self) -> None:
         """Pre-annotate the whole image into ``auto_segmentation`` on a worker thread."""
@@ -59,25 +95,29 @@ class AutomaticPanel:
             image = check_image(layer.data, layer.rgb)
         if outcome.failed:
             return
-        rgb = layer.rgb
+        rgb, name = layer.rgb, layer.name
+        method = self.session.automatic_description
         self.jobs.run(
             "Automatic segmentation",
             lambda report: self.session.automatic(image, embeddings, progress=report, rgb=rgb),
-            self._show,
+            lambda segmentation: self._show(segmentation, name, method),
         )
 
-    def _show(self, segmentation: np.ndarray) -> None:
+    def _show(self, segmentation: np.ndarray, name: str, method: str) -> None:
+        if name != self.image.name:  # the user moved on while it ran
+            return
         prompt_layers.labels_layer(self.viewer, LAYER, segmentation.shape).data = segmentation
-        self.proposal = segmentation.copy()
+        self.proposal, self.proposed_for = segmentation.copy(), name
+        self.last_run = (name, method)
         n = len(object_ids(segmentation))
         if n == 0:
             show_info(
-                "Automatic segmentation found no objects on this image: segment with prompts instead "
-                "(box or points, then S)."
+                f"Automatic segmentation ({method}) found no objects on this image: segment with prompts "
+                "instead (box or points, then S)."
             )
         else:
             show_info(
-                f"Automatic segmentation found {n} objects: delete or fix the wrong ones in "
+                f"Automatic segmentation ({method}) found {n} objects: delete or fix the wrong ones in "
                 f"'{LAYER}', then 'Commit automatic'."
             )
 

@@ -25,6 +25,7 @@ class ImagePanel:
 
     leaving = Signal()  # the shown image is about to change
     opened = Signal(str, object)  # (name, checked pixels): a segmentable image is shown
+    embedded = Signal(str)  # the shown image's embeddings are ready (its name)
 
     def __init__(self, viewer: napari.Viewer, session: AnnotatorSession, jobs: BackgroundJobs) -> None:
         self.viewer = viewer
@@ -129,6 +130,7 @@ class ImagePanel:
             if self.name == name:
                 self.embedding_key, self.embeddings = result
                 self.embedding_status.value = f"Embeddings ready ({'cached' if cached else 'computed'})."
+                self.embedded.emit(name)
 
         self.jobs.run(
             f"Embedding {name}",

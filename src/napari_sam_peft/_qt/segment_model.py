@@ -96,9 +96,12 @@ class ModelPanel:
             return
         adapter = self.session.adapter
         active = "base model" if adapter is None else f"adapter {adapter.spec.describe()} [{adapter.identity[:8]}]"
+        if adapter is not None and adapter.has_decoder:
+            active += " + instance decoder"
         embeds = f"embeds in {self.session.precision.name}"
         text = f"{model.identity.name} on {model.device.type}, {active}, {embeds}"
-        show_text(self.status, text, tooltip=f"{text} ({self.session.precision.reason})")
+        tooltip = f"{text} ({self.session.precision.reason}). Automatic: {self.session.automatic_description}."
+        show_text(self.status, text, tooltip=tooltip)
 
     def disconnect(self) -> None:
         """Stop observing the session (the widget is closing)."""

@@ -10,7 +10,8 @@ shows where. An image the store already holds opens with its objects.
 
 The widget is a thin container of panels, one module each: model (:mod:`.segment_model`),
 image (:mod:`.segment_image`), prompts (:mod:`.segment_prompts`), automatic segmentation
-(:mod:`.segment_automatic`) and committed objects (:mod:`.segment_commits`). Models, adapters,
+(:mod:`.segment_automatic`), the next-image suggestion (:mod:`.segment_suggest`) and committed
+objects (:mod:`.segment_commits`). Models, adapters,
 embeddings, commits and the store live in the viewer's
 :class:`~napari_sam_peft.session.AnnotatorSession`; slow work runs on worker threads with a
 napari progress bar; every error a user can cause becomes a napari notification.
@@ -31,6 +32,7 @@ from napari_sam_peft._qt.segment_commits import CommitsPanel
 from napari_sam_peft._qt.segment_image import ImagePanel
 from napari_sam_peft._qt.segment_model import ModelPanel
 from napari_sam_peft._qt.segment_prompts import PromptPanel
+from napari_sam_peft._qt.segment_suggest import SuggestPanel
 from napari_sam_peft._qt.user_errors import notify_worker_error
 from napari_sam_peft._qt.viewer_session import SessionDock
 
@@ -45,6 +47,9 @@ WIDGET_NAMES = {
     "embedding_status": ("image_panel", "embedding_status"),
     "auto_button": ("automatic_panel", "run_button"),
     "commit_auto_button": ("automatic_panel", "commit_button"),
+    "presegment_box": ("automatic_panel", "presegment"),
+    "suggest_button": ("suggest_panel", "button"),
+    "suggest_status": ("suggest_panel", "status"),
     "store_status": ("commits_panel", "store_status"),
 }
 
@@ -62,7 +67,15 @@ class SegmentWidget(SessionDock):
         self.automatic_panel = AutomaticPanel(
             napari_viewer, self.session, self.jobs, self.image_panel, self.commits_panel
         )
-        panels = (self.model_panel, self.image_panel, self.prompt_panel, self.automatic_panel, self.commits_panel)
+        self.suggest_panel = SuggestPanel(napari_viewer, self.session, self.jobs, self.image_panel)
+        panels = (
+            self.model_panel,
+            self.image_panel,
+            self.prompt_panel,
+            self.automatic_panel,
+            self.suggest_panel,
+            self.commits_panel,
+        )
         self.extend([widget for panel in panels for widget in panel.widgets])
         self._name_widgets()
         self._connect()
@@ -84,7 +97,8 @@ class SegmentWidget(SessionDock):
         self.model_panel.update_status()
         self.commits_panel.update_status()
         rows = [w for w in self if isinstance(w, Container)]
-        full_width(self.model_panel.status, images.embedding_status, self.commits_panel.store_status, *rows)
+        statuses = (self.model_panel.status, images.embedding_status, self.suggest_panel.status)
+        full_width(*statuses, self.commits_panel.store_status, *rows)
         fit_to_dock(self, "Segment")
 
     def _name_widgets(self) -> None:
