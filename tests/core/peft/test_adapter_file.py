@@ -165,7 +165,9 @@ def test_the_instance_decoder_travels_in_the_same_file_under_the_same_hash(tiny_
     decoder = decoder_state(build_decoder(tiny_model.sam))
     adapter = Adapter.from_attached(handle, tiny_model, decoder=decoder)
     handle.detach()
-    without = Adapter(adapter.spec, adapter.tensors, adapter.base_model, adapter.architecture, created=adapter.created)
+    without = Adapter(
+        adapter.spec, adapter.tensors, adapter.base_model, adapter.architecture, created=adapter.created
+    )
     assert adapter.identity != without.identity  # the decoder is part of the adapter's identity
     path = adapter.save(tmp_path / "joint.safetensors")
     loaded = Adapter.load(path)
