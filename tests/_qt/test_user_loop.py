@@ -2,7 +2,9 @@
 
 File > Open Sample, Plugins > SAM PEFT > Segment and Finetune (no Dataset dock), Load
 model, a box drawn with the mouse and points clicked on the canvas, S and C, Start
-training, a hot reload, S again gives a different mask, Stop.
+training (with the instance decoder, the Finetune widget's default), a hot reload, S again
+gives a different mask, Stop; then "Next >" opens the next image, and it is pre-segmented at
+once with the live adapter's instance decoder (AIS).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import pytest
 from tests._qt.conftest import click, click_canvas, drag_on_canvas, press
 
 CELLS = "cells (domain B)"
+NUCLEI = "nuclei (domain A)"
 
 
 def trigger_menu(viewer, *path: str) -> None:
@@ -104,4 +107,20 @@ def test_the_whole_loop_by_menus_clicks_and_keys(make_napari_viewer, qtbot, tmp_
     assert finetune.process.terminal_event.status == "stopped", finetune.process.terminal_event
     qtbot.waitUntil(lambda: finetune.start_button.enabled, timeout=10_000)
     finetune.process.close()
-    segment.session.set_adapter(None)
+
+    # The live adapter came with its instance decoder; "Next >" pre-segments the next image with it.
+    qtbot.waitUntil(lambda: not segment.active_workers, timeout=60_000)
+    session = segment.session
+    assert finetune.with_decoder.value and session.adapter.has_decoder and session.automatic_method == "ais"
+    assert "instance decoder" in segment.model_status.value
+    trigger_menu(viewer, "File", "Open Sample", "SAM PEFT", "Nuclei, bright and round")
+    qtbot.waitUntil(lambda: NUCLEI in viewer.layers, timeout=10_000)
+    segment.image_choice.value = CELLS
+    click(segment.next_button)
+    assert segment.image_choice.value == NUCLEI
+    qtbot.waitUntil(lambda: segment.automatic_panel.last_run is not None, timeout=120_000)
+    name, method = segment.automatic_panel.last_run
+    assert name == NUCLEI and "AIS" in method and "live adapter" in method
+    expected = session.automatic(viewer.layers[NUCLEI].data, segment.embeddings)  # the live decoder's result
+    assert np.array_equal(viewer.layers["auto_segmentation"].data, expected)
+    session.set_adapter(None)

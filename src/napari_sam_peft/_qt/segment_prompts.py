@@ -62,6 +62,9 @@ class PromptPanel:
         """Prepare ``current_object`` and the point size for a newly shown image."""
         shape = image.shape[:2]
         prompt_layers.labels_layer(self.viewer, CURRENT, shape).data = np.zeros(shape, dtype=np.uint32)
+        # napari keeps the selection of points a commit removed, and setting the size of "selected"
+        # points that no longer exist raises: the point just clicked, S, C, then N crashed here
+        self.point_layer.selected_data = set()
         self.point_layer.current_size = prompt_layers.point_size_for(shape)
 
     def current_prompts(self) -> list[ObjectPrompts]:
