@@ -274,7 +274,8 @@ def test_suggest_next_image_shows_the_unannotated_image_the_model_is_least_sure_
     assert nuclei not in ranked and set(ranked) == {"cells (domain B)", "more nuclei"}
     assert ranked[0] == "cells (domain B)" and widget.image_choice.value == "cells (domain B)"
     assert "Suggested 'cells (domain B)'" in widget.suggest_status.value
-    assert "predicted IoU" in widget.suggest_status.value and "'more nuclei'" in widget.suggest_status.value
+    assert "'more nuclei'" in widget.suggest_status.native.toolTip()
+    assert "predicted IoU" in widget.suggest_status.native.toolTip()
 
 
 def test_suggest_with_every_image_annotated_says_so(segment_widget):

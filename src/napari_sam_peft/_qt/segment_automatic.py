@@ -2,7 +2,7 @@
 
 "Automatic" runs the session's automatic segmentation: instance segmentation with the live
 adapter's decoder (AIS) where there is one, else micro_sam's mask generation (AMG); the
-notification says which ran. With "Pre-segment new images" on and a decoder live, every image
+notification says which ran. With "pre-segment" on and a decoder live, every image
 opened without objects (Next, N) is pre-segmented at once, so the user corrects instead of
 starting over.
 """
@@ -51,7 +51,7 @@ class AutomaticPanel:
         self.run_button = PushButton(text="Automatic", tooltip="Segment every object of the image automatically")
         self.commit_button = PushButton(text="Commit automatic", tooltip=f"Commit the objects left in {LAYER}")
         self.presegment = CheckBox(
-            text="Pre-segment new images",
+            text="pre-segment",
             value=True,
             tooltip="Once an adapter with an instance decoder is live (finetuned with 'Train the instance "
             "decoder'), segment each image opened without objects automatically, ready to correct",

@@ -1,4 +1,4 @@
-"""The Segment widget's "Suggest next image": the series' unannotated image the model is least sure of.
+"""The Segment widget's "Suggest" (next image): the series' unannotated image the model is least sure of.
 
 Each image layer without committed objects is embedded (through the cache, so opening it later is
 instant) and scored with the live model's own confidence (see
@@ -16,7 +16,7 @@ from magicgui.widgets import Label, PushButton
 from napari.utils.notifications import show_info
 
 from napari_sam_peft._qt.background import BackgroundJobs
-from napari_sam_peft._qt.dock_layout import on_click, wrapping
+from napari_sam_peft._qt.dock_layout import on_click, show_text, wrapping
 from napari_sam_peft._qt.image_series import image_layer_names
 from napari_sam_peft._qt.segment_image import ImagePanel
 from napari_sam_peft._qt.user_errors import user_errors
@@ -29,17 +29,19 @@ Ranking = list[tuple[str, Uncertainty]]
 
 
 class SuggestPanel:
-    """The "Suggest next image" button and the line that says why it picked what it picked."""
+    """The "Suggest" (next image) button and the line that says what it picked."""
 
     def __init__(
         self, viewer: napari.Viewer, session: AnnotatorSession, jobs: BackgroundJobs, image: ImagePanel
     ) -> None:
         self.viewer, self.session, self.jobs, self.image = viewer, session, jobs, image
         self.button = PushButton(
-            text="Suggest next image",
-            tooltip="Rank the images without objects by how unsure the current model is, and show the most unsure",
+            text="Suggest",
+            tooltip="Suggest the next image to annotate: rank the images without objects by how unsure the "
+            "current model is there, and show the most unsure",
         )
         self.status = wrapping(Label(value=""))
+        self.status.visible = False  # shown once there is a suggestion
         self.ranking: Ranking = []
         on_click(self.button, self.suggest)
 
@@ -83,12 +85,10 @@ class SuggestPanel:
     def _show(self, ranking: Ranking) -> None:
         self.ranking = ranking
         name, best = ranking[0]
-        after = ", ".join(f"'{n}' {u.score:.2f}" for n, u in ranking[1:4])
-        self.status.value = (
-            f"Suggested '{name}': uncertainty {best.score:.2f} ({best.why()})"
-            + (f"; then {after}" if after else "")
-            + "."
-        )
+        text = f"Suggested '{name}': the most unsure of {len(ranking)} ({best.score:.2f})"
+        why = "\n".join(f"'{n}': uncertainty {u.score:.2f} ({u.why()})" for n, u in ranking)
+        show_text(self.status, text, tooltip=f"1 - predicted IoU x stability of the model's masks:\n{why}")
+        self.status.visible = True
         show_info(f"Annotate '{name}' next: the model is least sure there ({best.why()}).")
         if name in self.viewer.layers:
             self.image.image_choice.value = name

@@ -68,15 +68,7 @@ class SegmentWidget(SessionDock):
             napari_viewer, self.session, self.jobs, self.image_panel, self.commits_panel
         )
         self.suggest_panel = SuggestPanel(napari_viewer, self.session, self.jobs, self.image_panel)
-        panels = (
-            self.model_panel,
-            self.image_panel,
-            self.prompt_panel,
-            self.automatic_panel,
-            self.suggest_panel,
-            self.commits_panel,
-        )
-        self.extend([widget for panel in panels for widget in panel.widgets])
+        self.extend(self._panel_widgets())
         self._name_widgets()
         self._connect()
         prompts, images = self.prompt_panel, self.image_panel
@@ -100,6 +92,27 @@ class SegmentWidget(SessionDock):
         statuses = (self.model_panel.status, images.embedding_status, self.suggest_panel.status)
         full_width(*statuses, self.commits_panel.store_status, *rows)
         fit_to_dock(self, "Segment")
+
+    def _panel_widgets(self) -> list[Any]:
+        """The panels' widgets top to bottom; "Suggest" joins Previous / Next, "pre-segment" joins
+        "batch mode", so the dock still fits a 1280 x 800 screen."""
+        self.image_panel.series_row.append(self.suggest_panel.button)
+        options = Container(
+            widgets=[self.prompt_panel.batch_mode, self.automatic_panel.presegment],
+            layout="horizontal",
+            labels=False,
+        )
+        prompts = [w for w in self.prompt_panel.widgets if w is not self.prompt_panel.batch_mode]
+        automatic = [w for w in self.automatic_panel.widgets if w is not self.automatic_panel.presegment]
+        return [
+            *self.model_panel.widgets,
+            *self.image_panel.widgets,
+            options,
+            *prompts,
+            *automatic,
+            self.suggest_panel.status,
+            *self.commits_panel.widgets,
+        ]
 
     def _name_widgets(self) -> None:
         """Reach the panels' widgets and layers by the names scripts and tests have always used."""
