@@ -59,16 +59,17 @@ class AutomaticModel(LiveModel):
     def _adapter_changed_decoder(self, change: AdapterChange) -> None:
         from napari_sam_peft.core.instance import build_decoder
 
+        # no lock: this runs on the GUI thread at each hot reload, and a worker reads ``decoder`` once
+        # when its automatic segmentation starts (the swap is one assignment)
         adapter = change.adapter
-        with self.lock:
-            if adapter is not None and adapter.has_decoder:
-                self.decoder = build_decoder(self.require_model().sam, adapter.decoder)
-                self.decoder_source = "the live adapter"
-                self._registry_tried = None
-            elif self.decoder_source == "the live adapter":
-                self.decoder, self.decoder_source = None, ""
-                if adapter is not None:
-                    self.fallback_reason = "the live adapter was trained without the instance decoder"
+        if adapter is not None and adapter.has_decoder:
+            self.decoder = build_decoder(self.require_model().sam, adapter.decoder)
+            self.decoder_source = "the live adapter"
+            self._registry_tried = None
+        elif self.decoder_source == "the live adapter":
+            self.decoder, self.decoder_source = None, ""
+            if adapter is not None:
+                self.fallback_reason = "the live adapter was trained without the instance decoder"
 
     def _registry_decoder(self) -> None:
         """Fetch micro_sam's decoder for a registry model once (on a worker thread: it may download)."""
@@ -108,9 +109,10 @@ class AutomaticModel(LiveModel):
         tile, halo = self.tiling_for(image)
         with self.lock:
             self._registry_decoder()
-            if self.decoder is not None:
+            decoder = self.decoder  # read once: a reload may swap it meanwhile
+            if decoder is not None:
                 return instance_segmentation(
-                    self.predictor, self.decoder, image, embeddings, tile_shape=tile, halo=halo, progress=progress
+                    self.predictor, decoder, image, embeddings, tile_shape=tile, halo=halo, progress=progress
                 )
             return automatic_segmentation(
                 self.predictor,
