@@ -56,3 +56,15 @@ def test_uncertainty_is_a_score_with_its_reasons(tiny_model, tmp_path):
     found = session.uncertainty(IMAGE)
     assert 0.0 <= found.score <= 1.0 and found.points == 16
     assert "predicted IoU" in found.why() and "stability" in found.why()
+
+
+def test_ais_on_a_large_image_runs_tiled_like_its_embeddings(tiny_model, tmp_path):
+    session = AnnotatorSession(cache=EmbeddingCache(tmp_path / "cache"))
+    session.set_model(tiny_model)
+    session.set_adapter(_adapter(tiny_model, decoder=True))
+    image = make_sample("nuclei", 0, shape=(200, 170)).image  # over twice the 64 px input: tiled
+    assert session.tiling_for(image)[0] is not None
+    key, embeddings = session.compute_embeddings(image)
+    labels = session.automatic(image, embeddings)
+    assert labels.shape == image.shape and labels.dtype == np.uint32
+    session.set_adapter(None)

@@ -8,6 +8,7 @@ import pytest
 from napari_sam_peft.core.annotation.embeddings import EmbeddingCache
 from napari_sam_peft.core.data.sample_data import make_sample, make_series
 from napari_sam_peft.core.data.store import AnnotationStore
+from napari_sam_peft.core.peft import Adapter
 from napari_sam_peft.core.training.events import Event, error_event
 from napari_sam_peft.core.training.run import run_job
 from napari_sam_peft.core.training.runs import list_runs
@@ -159,3 +160,14 @@ def test_a_negative_step_count_is_refused_before_anything_loads(store):
     with pytest.raises(SamPeftError, match="steps must be positive, not -5; leave it out"):
         run_job(_job(store, steps=-5), lambda event: None)
     assert not runs_dir(store.path).exists()  # no empty run folder left behind
+
+
+def test_a_run_with_the_decoder_evaluates_automatic_segmentation_before_and_after(tmp_path):
+    sample = make_sample("cells", seed=4, shape=(128, 128))
+    store = _train_only_store(tmp_path, [(sample.image, sample.labels.astype(np.uint16))])
+    events: list[Event] = []
+    record = run_job(_job(store, steps=2, evaluate=True, validate_every=1, with_decoder=True), events.append)
+    evaluation = record.evaluation
+    assert 0.0 <= evaluation.base["ais"] <= 1.0 and 0.0 <= evaluation.adapter["ais"] <= 1.0
+    assert [row.metric for row in evaluation.rows()][-1] == "AIS"  # the widget's table gains the row
+    assert Adapter.load(record.adapter).has_decoder

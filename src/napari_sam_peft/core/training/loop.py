@@ -145,6 +145,8 @@ class _BestAdapter:
             return False
         self.score, self.stale = score, 0
         metrics = {"val_box_iou": score, "step": step}
+        if self.decoder is not None:
+            metrics["decoder_step"] = step
         decoder = decoder_state(self.decoder) if self.decoder is not None else None
         self.adapter = Adapter.from_attached(
             self.handle, self.model, training_snapshot=self.snapshot, metrics=metrics, decoder=decoder
@@ -152,6 +154,20 @@ class _BestAdapter:
         if self.hooks.on_best is not None and self.report:
             self.hooks.on_best(self.adapter)
         return True
+
+    def last_decoder(self, step: int) -> None:
+        """Give the best adapter the last step's decoder (written again, as a new best).
+
+        The validation score measures prompted masks only; the decoder learns its own targets all run
+        long, so the adapter of an early best step would otherwise leave with a half-trained decoder
+        (the headless demo's second round: AIS mSA 0.02 from step 12's decoder).
+        """
+        if self.decoder is None or self.adapter is None or self.adapter.metrics.get("decoder_step") == step:
+            return
+        self.adapter.decoder = decoder_state(self.decoder)
+        self.adapter.metrics["decoder_step"] = step
+        if self.hooks.on_best is not None and self.report:
+            self.hooks.on_best(self.adapter)
 
 
 class _Stepper:
@@ -300,6 +316,7 @@ def train(
                 hooks.on_event(TrainingEvent(step, config.steps, loss_value, val, best.score, rate, eta, improved))
             if last or best.stale >= config.patience:
                 break
+        best.last_decoder(step)
         assert best.adapter is not None
         return best.adapter
     finally:
