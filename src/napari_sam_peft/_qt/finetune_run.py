@@ -10,6 +10,7 @@ the adapted encoder blocks, and the next prompt uses it.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -52,6 +53,34 @@ def _stop_on_close(holder: _ProcessHolder, *_: Any) -> None:
         holder.process.stop()  # the worker finishes its step and keeps its best adapter
 
 
+class AdapterLoad:
+    """An adapter file read and verified on a daemon thread (its identity hash computed there too)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.done = threading.Event()
+        self._adapter: Adapter | None = None
+        self._error: BaseException | None = None
+        threading.Thread(target=self._load, name="adapter-load", daemon=True).start()
+
+    def _load(self) -> None:
+        try:
+            adapter = Adapter.load(self.path)
+            _ = adapter.identity  # cached on the adapter: the Qt thread never hashes the file
+            self._adapter = adapter
+        except BaseException as err:  # handed to the Qt thread, which shows it
+            self._error = err
+        finally:
+            self.done.set()
+
+    def result(self) -> Adapter:
+        """The loaded adapter (call once ``done`` is set); raises what loading raised."""
+        if self._error is not None:
+            raise self._error
+        assert self._adapter is not None
+        return self._adapter
+
+
 class RunPanel(Container):
     """Start/Stop, the status line and curves, base vs adapter, and the run's evaluation.
 
@@ -70,6 +99,7 @@ class RunPanel(Container):
         self.settings = settings
         self._holder = _ProcessHolder()
         self._pending_reload: Path | None = None
+        self._loading: AdapterLoad | None = None  # the adapter file being read for a hot reload
         self._last_adapter_path: Path | None = None
         self.reloads = 0  # adapters attached live during runs (tests and the status line use it)
         self.last_evaluation: EvaluationReport | None = None
@@ -211,15 +241,23 @@ class RunPanel(Container):
         show_error(event.message)  # the worker's message says what happened and what to do
 
     def _reload(self, path: Path) -> None:
-        """Attach the adapter at ``path`` to the live model; retried next tick while the model is busy."""
+        """Attach the adapter at ``path`` to the live model; retried next tick while the model is busy.
+
+        The file is read and verified on a worker thread (with an instance decoder it is about 40 MB:
+        hashing it on the Qt thread stalled napari for a quarter of a second); only the attach runs here.
+        """
+        if self._loading is None or self._loading.path != path:
+            self._loading = AdapterLoad(path)
+        if not self._loading.done.is_set():
+            return  # still reading: look again on the next tick
         with user_errors("The new adapter could not be loaded: ") as outcome:
             try:
-                self.session.set_adapter(Adapter.load(path), path=path, wait=False)
+                self.session.set_adapter(self._loading.result(), path=path, wait=False)
             except SessionBusyError:
                 return  # an embedding is being computed: try again on the next tick
         if not outcome.failed:
             self.reloads += 1
-        self._pending_reload = None
+        self._pending_reload, self._loading = None, None
 
     def _compare_changed(self, choice: str) -> None:
         with user_errors():

@@ -76,7 +76,7 @@ class AutomaticPanel:
 
     def _embedded(self, name: str) -> None:
         """Pre-segment a newly shown image without objects, when an instance decoder is live."""
-        if not self.presegment.value or self.session.decoder is None or name == self.proposed_for:
+        if not self.presegment.value or not self.session.has_decoder or name == self.proposed_for:
             return
         layer = self.image.image_layer
         if layer is None or self.image.embeddings is None:

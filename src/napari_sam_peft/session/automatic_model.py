@@ -31,8 +31,11 @@ class AutomaticModel(LiveModel):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.decoder: Any = None  # the instance decoder (micro_sam's DecoderAdapter), or None
-        self.decoder_source = ""  # where it came from, for the user: "the adapter", "micro_sam"
+        #: the live instance decoder's weights (micro_sam's names), or None; the module is built from
+        #: them on the first worker that needs it, so a hot reload costs the GUI thread nothing
+        self.decoder_state: dict | None = None
+        self._built: tuple[dict, Any] | None = None  # (the state it was built from, the module)
+        self.decoder_source = ""  # where it came from, for the user: "the live adapter", "micro_sam's ..."
         self._registry_tried: str | None = None  # the model whose registry decoder was looked up
         self.fallback_reason = ""  # why AMG runs instead of AIS, for the user
         # connected first, so the decoder is swapped before any widget hears of the change
@@ -40,43 +43,57 @@ class AutomaticModel(LiveModel):
         self.adapter_changed.connect(self._adapter_changed_decoder)
 
     @property
+    def has_decoder(self) -> bool:
+        """Whether an instance decoder is live (automatic segmentation is then AIS)."""
+        return self.decoder_state is not None
+
+    @property
     def automatic_method(self) -> str:
         """``"ais"`` when an instance decoder is live, else ``"amg"``."""
-        return AIS if self.decoder is not None else AMG
+        return AIS if self.has_decoder else AMG
 
     @property
     def automatic_description(self) -> str:
         """Which automatic segmentation runs, in words a user reads."""
-        if self.decoder is not None:
+        if self.has_decoder:
             return f"instance segmentation with the decoder of {self.decoder_source} (AIS)"
         reason = f": {self.fallback_reason}" if self.fallback_reason else ""
         return f"automatic mask generation (AMG){reason}"
 
+    def live_decoder(self) -> Any:
+        """The live decoder module, built on first use from :attr:`decoder_state` (call it on a worker
+        thread: building micro_sam's UNETR takes about 0.1 s), or None."""
+        state = self.decoder_state
+        if state is None:
+            return None
+        if self._built is None or self._built[0] is not state:
+            from napari_sam_peft.core.instance import build_decoder
+
+            self._built = (state, build_decoder(self.require_model().sam, state))
+        return self._built[1]
+
     def _model_changed_decoder(self, model: LoadedModel) -> None:
-        self.decoder, self.decoder_source, self._registry_tried = None, "", None
+        self.decoder_state, self._built, self.decoder_source, self._registry_tried = None, None, "", None
         self.fallback_reason = "no instance decoder for this model yet: finetune with the instance decoder"
 
     def _adapter_changed_decoder(self, change: AdapterChange) -> None:
-        from napari_sam_peft.core.instance import build_decoder
-
-        # no lock: this runs on the GUI thread at each hot reload, and a worker reads ``decoder`` once
-        # when its automatic segmentation starts (the swap is one assignment)
+        # on the GUI thread at each hot reload: only the weights are swapped (one assignment), the
+        # module is built by the next worker that segments
         adapter = change.adapter
         if adapter is not None and adapter.has_decoder:
-            self.decoder = build_decoder(self.require_model().sam, adapter.decoder)
-            self.decoder_source = "the live adapter"
+            self.decoder_state, self.decoder_source = adapter.decoder, "the live adapter"
             self._registry_tried = None
         elif self.decoder_source == "the live adapter":
-            self.decoder, self.decoder_source = None, ""
+            self.decoder_state, self.decoder_source = None, ""
             if adapter is not None:
                 self.fallback_reason = "the live adapter was trained without the instance decoder"
 
     def _registry_decoder(self) -> None:
         """Fetch micro_sam's decoder for a registry model once (on a worker thread: it may download)."""
-        from napari_sam_peft.core.instance import build_decoder, registry_decoder_state
+        from napari_sam_peft.core.instance import registry_decoder_state
 
         model = self.require_model()
-        if self.decoder is not None or self._registry_tried == model.identity.name or self.adapter is not None:
+        if self.has_decoder or self._registry_tried == model.identity.name or self.adapter is not None:
             return
         self._registry_tried = model.identity.name
         try:
@@ -85,7 +102,7 @@ class AutomaticModel(LiveModel):
             self.fallback_reason = str(err)
             return
         if state is not None:
-            self.decoder, self.decoder_source = build_decoder(model.sam, state), "micro_sam's model registry"
+            self.decoder_state, self.decoder_source = state, "micro_sam's model registry"
 
     def automatic(
         self,
@@ -109,7 +126,7 @@ class AutomaticModel(LiveModel):
         tile, halo = self.tiling_for(image)
         with self.lock:
             self._registry_decoder()
-            decoder = self.decoder  # read once: a reload may swap it meanwhile
+            decoder = self.live_decoder()  # read once: a reload may swap the weights meanwhile
             if decoder is not None:
                 return instance_segmentation(
                     self.predictor, decoder, image, embeddings, tile_shape=tile, halo=halo, progress=progress
