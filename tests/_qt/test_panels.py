@@ -32,13 +32,14 @@ SEGMENT = [
     ["Attach adapter", "Base model"],
     "<text>",
     "image",
-    ["< Previous", "Next >"],
+    ["< Previous", "Next >", "Suggest"],
     "folder",
     "<text>",
-    "batch mode",
+    ["batch mode", "pre-segment"],
     ["Segment [S]", "Commit [C]"],
     ["Clear [Shift+C]", "Undo [U]"],
     ["Automatic", "Commit automatic"],
+    "<text>",
     "<text>",
 ]
 DATASET = [
@@ -76,6 +77,7 @@ def test_the_segment_panels_share_the_viewers_session_and_its_store(make_napari_
     viewer = make_napari_viewer()
     segment, dataset = SegmentWidget(viewer), DatasetWidget(viewer)
     panels = [segment.model_panel, segment.image_panel, segment.prompt_panel, segment.automatic_panel]
+    panels += [segment.suggest_panel]
     panels += [segment.commits_panel, dataset.store_panel, dataset.images_panel, dataset.import_panel]
     assert all(panel.session is segment.session for panel in panels)
     store = dataset.open_store(tmp_path / "shared.sampeft.zarr")
