@@ -26,8 +26,10 @@ def test_the_simulated_user_commits_every_true_object_and_says_how():
         assert source == "automatic" or "box" in prompts
 
 
-def test_finetuning_in_the_headless_loop_improves_box_msa_on_domain_b(tmp_path):
-    settings = DemoSettings(model="demo", steps=40, train_seeds=(0, 1), held_out_seeds=(100, 101))
+def test_two_rounds_finetuning_helps_and_round_two_starts_from_ais(tmp_path):
+    settings = DemoSettings(
+        model="demo", steps=40, train_seeds=(0, 1), round_two_seeds=(2, 3), held_out_seeds=(100, 101)
+    )
     messages: list[str] = []
     result = run_headless_demo(tmp_path, settings, say=messages.append)
     # every start and its corrections improve (box by 0.05 and I_P by 0.11 when measured)
@@ -35,6 +37,14 @@ def test_finetuning_in_the_headless_loop_improves_box_msa_on_domain_b(tmp_path):
     assert result.after["i_p"] > result.before["i_p"] + 0.05, result.table()
     assert all(result.after[m] > result.before[m] for m in ("point", "i_b")), result.table()
     assert result.preset == "late_lora"  # the recommendation for a small model on a CPU
+    # round two was pre-segmented with AIS by round one's adapter: the user accepted more, painted less
+    first, second = result.rounds
+    assert second.accepted_automatic > first.accepted_automatic, result.rounds_table()
+    assert second.painted < first.painted, result.rounds_table()
+    assert result.automatic["base"].method == "amg" and result.automatic["adapter"].method == "ais"
+    assert result.after["ais"] > result.before["ais"], result.table()
     snapshot = AnnotationStore(tmp_path / "demo_cells.sampeft.zarr").snapshot()
-    assert len(snapshot.images) == 2 and all(image.split == "train" for image in snapshot.images)
-    assert "| change |" in result.table() and any("annotated 2 images" in m for m in messages)
+    assert len(snapshot.images) == 4 and all(image.split == "train" for image in snapshot.images)
+    assert "| change |" in result.table() and "| AIS |" in result.table()
+    assert "| 2 | adapter + decoder (AIS) |" in result.rounds_table()
+    assert any("round 2: annotated 2 images pre-segmented with AIS" in m for m in messages)

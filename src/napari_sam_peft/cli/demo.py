@@ -21,9 +21,10 @@ HELP = "open napari with the plugin on LiteMedSAM and sample data, or run the lo
 DESCRIPTION = (
     "Open napari on generated domain-B cell images with the Segment, Dataset and Finetune widgets "
     "docked and LiteMedSAM's pretrained weights loaded (offline; --model demo for the small demo model). "
-    "With --headless, run pre-annotation, correction from the ground truth, finetuning with the "
-    "recommended preset and evaluation without a display, and "
-    "print a before/after table (a few minutes on a CPU)."
+    "With --headless, run two rounds of pre-annotation, correction from the ground truth and finetuning "
+    "(the recommended preset with the instance decoder; round two is pre-segmented with AIS by round "
+    "one's adapter), then evaluation, without a display, and print what the simulated user accepted, "
+    "corrected and painted per round and a before/after table (several minutes on a CPU)."
 )
 
 
@@ -90,9 +91,17 @@ def run_headless(args: argparse.Namespace) -> int:
 
     result = run_headless_demo(args.workdir, settings, say)
     total = sum(result.seconds.values())
+    print(result.rounds_table())
+    print()
     print(result.table())
+    base, adapted = result.automatic["base"], result.automatic["adapter"]
     print(
-        f"\n{len(settings.train_seeds)} annotated training images, "
+        f"\nautomatic segmentation per held-out image: base (mask generation) {base.seconds_per_image:.1f} s, "
+        f"adapter ({adapted.method.upper()}) {adapted.seconds_per_image:.1f} s"
+    )
+    print(
+        f"\n{len(settings.train_seeds) + len(settings.round_two_seeds)} annotated training images in "
+        f"{len(result.rounds)} rounds, "
         f"{len(settings.held_out_seeds)} held-out images (I_P and I_B after {settings.correction_iterations} "
         "correction iterations); "
         f"annotate {result.seconds['annotate']:.0f} s, finetune {result.seconds['finetune']:.0f} s, "
