@@ -18,8 +18,9 @@ ALLOWED: dict[str, set[str]] = {
     "sam": set(),
     "peft": {"sam"},
     "annotation": {"sam", "peft", "data"},
-    "evaluation": {"sam", "peft", "annotation", "data"},
-    "training": {"sam", "peft", "annotation", "data", "evaluation"},
+    "instance": {"sam", "peft", "annotation"},
+    "evaluation": {"sam", "peft", "annotation", "data", "instance"},
+    "training": {"sam", "peft", "annotation", "data", "evaluation", "instance"},
 }
 
 

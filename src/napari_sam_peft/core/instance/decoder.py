@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from ..errors import SamPeftError
+from ..peft.adapter_file import DECODER_KIND
 
-#: what the adapter file's metadata calls this decoder
-DECODER_KIND = "micro_sam_unetr"
+__all__ = ["DECODER_KIND", "build_decoder", "decoder_state", "registry_decoder_state"]
 
 
 def build_decoder(sam: nn.Module, state: Mapping[str, torch.Tensor] | None = None) -> nn.Module:

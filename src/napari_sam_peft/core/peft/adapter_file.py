@@ -19,7 +19,6 @@ import torch
 
 from ... import __version__
 from ..errors import SamPeftError
-from ..instance.decoder import DECODER_KIND
 from ..sam.architecture import Architecture, architecture_from_json
 from ..sam.loading import LoadedModel, ModelIdentity
 from .adapter_format import (
@@ -39,6 +38,8 @@ __all__ = ["ADAPTER_FORMAT", "ADAPTER_FORMAT_VERSION", "Adapter", "AdapterMismat
 
 #: the file's names of the instance decoder's tensors start with this
 DECODER_PREFIX = "instance_decoder."
+#: what the metadata calls the decoder: micro_sam's UNETR (``core.instance`` builds it)
+DECODER_KIND = "micro_sam_unetr"
 
 
 class AdapterMismatchError(SamPeftError):
