@@ -52,6 +52,7 @@ def loop(make_napari_viewer, qtbot, tmp_path):
     finetune.validate_every.value = 2
     finetune.objects.value = 4
     finetune.evaluate.value = False
+    finetune.with_decoder.value = False  # the decoder's hot reload is walked in test_user_loop.py
     yield viewer, segment, finetune
     if finetune.process is not None:
         finetune.process.close()
