@@ -4,8 +4,10 @@ For each model (the vit_b and vit_t architectures with random weights at 1024 px
 LiteMedSAM at 256 px and the bundled demo model) it measures, on the same image and in the same run:
 
 - **embedding**: the image encoder on a new image, written to the on-disk cache
-  (ours: ``AnnotatorSession.compute_embeddings``; micro_sam: ``precompute_image_embeddings``
-  with a zarr ``save_path``);
+  (ours: ``AnnotatorSession.compute_embeddings``, in ``auto`` (the precision its probe measured
+  fastest on this model, as users get it) and in float32; micro_sam: ``precompute_image_embeddings``
+  with a zarr ``save_path``, which always embeds in float32: it has no mixed-precision path). The
+  column "auto / fp32" flags (**SLOWER**) a model whose auto embedding is over 5% slower than float32;
 - **cached reopen**: the same image again, read from disk;
 - **prompt-to-mask**: one positive point to a mask from the cached embeddings
   (ours: ``AnnotatorSession.segment``; micro_sam: ``segment_from_points``), median of N.
@@ -31,6 +33,7 @@ from napari_sam_peft.core.annotation.embeddings import EmbeddingCache
 from napari_sam_peft.core.annotation.prompting import ObjectPrompts
 from napari_sam_peft.core.data.sample_data import make_sample
 from napari_sam_peft.core.sam.architecture import build_sam
+from napari_sam_peft.core.sam.decoder_layout import use_plain_decoder
 from napari_sam_peft.core.sam.devices import select_device
 from napari_sam_peft.core.sam.loading import LoadedModel, load_model, model_identity
 from napari_sam_peft.core.sam.registry import NAMED_ARCHITECTURES
@@ -38,6 +41,7 @@ from napari_sam_peft.core.sam.vit_attention import use_plain_attention
 from napari_sam_peft.session import AnnotatorSession
 
 RANDOM_WEIGHTS = ("vit_b", "vit_t")  # built from the architecture: their weights are not bundled
+SLOWER = 1.05  # auto counts as slower than float32 past this ratio (timing noise stays under it)
 
 
 def _model(name: str, device: torch.device) -> LoadedModel:
@@ -68,11 +72,15 @@ def bench_model(name: str, device: torch.device, repeats: int) -> dict[str, floa
     point = np.array([[size * 0.5, size * 0.5]])
     results: dict[str, float | str] = {"model": name, "image": f"{size} x {size}"}
     with tempfile.TemporaryDirectory() as tmp:
-        # Ours: through the session and its cache.
+        # Ours: through the session and its cache, in float32 first, then in auto (as users get it).
         session = AnnotatorSession(cache=EmbeddingCache(Path(tmp) / "ours"))
-        session.set_model(model)
-        session.compute_embeddings(make_sample("cells", seed=99, shape=(size, size)).image)  # warm-up
-        results["embed_ours"], (_, embeddings) = _timed(session.compute_embeddings, image)
+        session.set_model(model)  # runs (or reads) the precision probe
+        results["precision"], results["probe"] = session.precision.name, session.precision.probe
+        for precision in ("fp32", "auto"):
+            session.set_precision(precision)
+            session.compute_embeddings(make_sample("cells", seed=98, shape=(size, size)).image)  # warm-up
+            results[f"embed_ours_{precision}"], (_, embeddings) = _timed(session.compute_embeddings, image)
+        results["embed_ours"] = results["embed_ours_auto"]
         results["reopen_ours"], _ = _timed(session.compute_embeddings, image)
         prompts = [ObjectPrompts(points=point, labels=[1])]
         session.segment(embeddings, prompts)
@@ -81,7 +89,7 @@ def bench_model(name: str, device: torch.device, repeats: int) -> dict[str, floa
         )
 
         # micro_sam's own functions on the same model, with segment_anything's attention (as its users run it).
-        predictor = SamPredictor(use_plain_attention(model.sam))
+        predictor = SamPredictor(use_plain_decoder(use_plain_attention(model.sam)))
         predictor.model_type, predictor.model_name = model.architecture.name, name
         save = str(Path(tmp) / "micro_sam.zarr")
         results["embed_micro_sam"], embeddings = _timed(
@@ -121,18 +129,30 @@ def main() -> None:
     device = select_device(args.device)
     print(f"device: {device.type}; machine: {_machine(device)}\n")
     print(
-        "| model | image | embedding, ours | embedding, micro_sam | cached reopen, ours | "
-        "cached reopen, micro_sam | prompt-to-mask, ours | prompt-to-mask, micro_sam |"
+        "| model | image | embedding, ours auto | embedding, ours fp32 | auto / fp32 "
+        "| embedding, micro_sam (fp32) | cached reopen, ours | cached reopen, micro_sam "
+        "| prompt-to-mask, ours | prompt-to-mask, micro_sam |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    slower, probes = [], []
     for name in args.models.split(","):
         r = bench_model(name.strip(), device, args.repeats)
+        ratio = float(r["embed_ours_auto"]) / float(r["embed_ours_fp32"])
+        flag = f"**{ratio:.2f}x SLOWER**" if ratio > SLOWER else f"{ratio:.2f}x"
+        if ratio > SLOWER:
+            slower.append(str(r["model"]))
+        probes.append(f"- {r['model']}: auto = {r['precision']} ({r['probe'] or 'float32 is the only candidate'})")
         print(
-            f"| {r['model']} | {r['image']} | {r['embed_ours']:.2f} s | {r['embed_micro_sam']:.2f} s | "
+            f"| {r['model']} | {r['image']} | {r['embed_ours_auto']:.2f} s ({r['precision']}) | "
+            f"{r['embed_ours_fp32']:.2f} s | {flag} | {r['embed_micro_sam']:.2f} s | "
             f"{r['reopen_ours'] * 1000:.0f} ms | {r['reopen_micro_sam'] * 1000:.0f} ms | "
             f"{r['prompt_ours'] * 1000:.1f} ms | {r['prompt_micro_sam'] * 1000:.1f} ms |",
             flush=True,
         )
+    print("\nThe precision probe's figures (one encoder block, without gradients):")
+    print("\n".join(probes))
+    for name in slower:
+        print(f"- {name}: ours in auto embedded slower than ours in fp32")
 
 
 if __name__ == "__main__":

@@ -5,9 +5,11 @@ LiteMedSAM at 256 px with its real ones) and each row (``freeze_encoder``, ``lat
 block, ``late_lora`` on the late blocks), one step of each project's real training code on the same
 images, in four variants measured in one run:
 
-- **ours, auto**: our loop in the precision it picks from the hardware (bfloat16 autocast where the
-  CPU or GPU computes it natively, float16 on older GPUs, else float32), as our users get it. Where
-  auto is float32 it is the float32 run, not measured twice.
+- **ours, auto**: our loop in the precision its probe measured fastest (``core.sam.precision_probe``:
+  bfloat16 or float16 autocast only where the hardware computes it natively *and* it was faster than
+  float32 on this model), as our users get it. Where the hardware has no reduced precision, auto is
+  the float32 run, not measured twice. The column "ours auto / ours fp32" flags (**SLOWER**) every
+  row where auto stepped more than 5% slower than float32, and the run lists them at the end.
 - **ours, fp32**: our loop in float32.
 - **micro_sam, amp**: micro_sam's ``SamTrainer`` with the autocast ``train_sam`` uses by default
   (bfloat16 on the CPU, emulated where the CPU lacks it; float16 with a gradient scaler on CUDA).
@@ -25,14 +27,16 @@ Peak memory is the peak RSS of the worker process on the CPU (``ru_maxrss``) and
 Part 2, **reload** (vit_b only): after training a new adapter, how long until the user sees a mask
 from it on the current image; see ``reload_measure.py``.
 
-Every measurement runs in its own subprocess, so each peak memory figure is its own. Nothing is
-downloaded. On the CPU, give ``--threads`` no more than the idle cores: when another process holds
+Every measurement runs in its own subprocess, so each peak memory figure is its own, and each has a
+time limit (``--row-timeout``): a row that runs out is reported as "timed out" and the others go on.
+Nothing is downloaded. On the CPU, give ``--threads`` no more than the idle cores: when another process holds
 one of torch's cores, the many small operations of the mask decoder slow down many times over.
 
 Usage::
 
     python benchmarks/training.py                       # the docs tables (about 40 minutes on 2 cores)
-    python benchmarks/training.py --quick               # a reduced run (see --help): under 10 minutes
+    python benchmarks/training.py --quick               # a reduced run (see --help): under 10 minutes,
+                                                        # each measurement capped at 28 s
     python benchmarks/training.py --device cuda --only training --json training.json
 """
 
@@ -48,13 +52,13 @@ from pathlib import Path
 
 import torch
 
-from napari_sam_peft.core.sam.precision import resolve_precision
+from napari_sam_peft.core.sam.precision import supported_precisions
 
 # The script's folder is on sys.path when it runs as ``python benchmarks/training.py``.
 from peft_methods import Unavailable, machine_description, resolve_device
 from reload_measure import RELOAD_ROWS, measure_reload
 from training_measure import LR, MODELS, OBJECTS_PER_IMAGE, SUB_ITERATIONS, load, measure_micro_sam, measure_ours
-from training_report import reload_table, training_table
+from training_report import reload_table, slower_rows, training_table
 
 ROWS = {
     "vit_b": ("freeze_encoder", "late_ft:11", "late_lora:6-11"),
@@ -104,11 +108,16 @@ def spawn_worker(kind: str, model_name: str, row: str, precision: str, args: arg
         str(args.threads),
     ]
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
+    names = {"kind": kind, "model": model_name, "row": f"{model_name} {row}", "variant": precision}
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=args.row_timeout)
+    except subprocess.TimeoutExpired:
+        done = None
+    lines = done.stdout.strip().splitlines() if done is not None else []
+    if done is None:
+        result = {**names, "status": "timed out", "reason": f"over {args.row_timeout:.0f} s (--row-timeout)"}
+    elif done.returncode != 0 or not lines:
         last = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
-        names = {"kind": kind, "model": model_name, "row": f"{model_name} {row}", "variant": precision}
         result = {**names, "status": "error", "reason": last}
     else:
         result = json.loads(lines[-1])
@@ -122,21 +131,21 @@ def spawn_worker(kind: str, model_name: str, row: str, precision: str, args: arg
 
 
 def measure_training(models: list[str], args: argparse.Namespace) -> list[dict]:
-    """Every (model, row, variant); ours in auto is the float32 run where auto resolves to float32."""
-    auto = resolve_precision("auto", resolve_device(args.device)).name
+    """Every (model, row, variant); ours in auto is the float32 run where the device offers nothing else."""
+    only_fp32 = supported_precisions(resolve_device(args.device)) == ["fp32"]
     records = []
     rows = QUICK_ROWS if args.quick else ROWS
     for model_name in models:
         for row in rows[model_name]:
             fp32 = None
             for kind, variant in VARIANTS:
-                if kind == "ours" and variant == "auto" and auto == "fp32":
+                if kind == "ours" and variant == "auto" and only_fp32:
                     continue  # measured as fp32 below
                 record = spawn_worker(kind, model_name, row, variant, args)
                 records.append(record)
                 if kind == "ours" and variant == "fp32":
                     fp32 = record
-            if auto == "fp32" and fp32 is not None:
+            if only_fp32 and fp32 is not None:
                 records.insert(len(records) - 3, {**fp32, "variant": "auto", "same_as": "fp32"})
     return records
 
@@ -156,6 +165,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="torch threads on the CPU (default 2)")
     parser.add_argument("--only", choices=("training", "reload", "all"), default="all")
     parser.add_argument(
+        "--row-timeout",
+        type=float,
+        default=900.0,
+        help="seconds one measurement may take before it is reported as 'timed out' (default 900; --quick: 28)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help=f"vit_b at {QUICK_IMAGE_SIZE} px, TinyViT on freeze_encoder only, 1 timed step, no reload part",
@@ -165,6 +180,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.image_size, args.steps, args.only = QUICK_IMAGE_SIZE, 1, "training"
+        args.row_timeout = min(args.row_timeout, 28.0)
     if args.steps < 1:
         parser.error("--steps must be at least 1")
     unknown = [name for name in args.models.split(",") if name not in MODELS]
@@ -183,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     reload = [spawn_worker("reload", "vit_b", row, "auto", args) for row in reload_rows]
     machine = machine_description(device)
     threads = f", {args.threads} torch thread(s)" if device.type == "cpu" else ""
-    print(f"Machine: {machine}{threads}; ours in auto: {resolve_precision('auto', device).reason}")
+    print(f"Machine: {machine}{threads}; ours in auto: the precision probe's choice per model (see the headers)")
     if training:
         print(
             f"\nTraining: vit_b at {args.image_size} px, vit_t at 1024 px (random weights), LiteMedSAM at 256 px; "
@@ -194,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     if reload:
         print("\nAdapter reload (vit_b): time to the first mask from a new adapter on an image already embedded\n")
         print(reload_table(reload))
+    for row in slower_rows(training):
+        print(f"- {row}: ours in auto stepped slower than ours in fp32")
     for record in [*training, *reload]:
         if record["status"] != "ok":
             what = f"{record['kind']} {record['variant']} {record['row']}"

@@ -31,8 +31,10 @@ import torch
 from napari_sam_peft.core.data.sample_data import make_sample
 from napari_sam_peft.core.peft import PeftSpec, attach, spec_from_preset
 from napari_sam_peft.core.sam.architecture import build_sam
+from napari_sam_peft.core.sam.decoder_layout import use_plain_decoder
 from napari_sam_peft.core.sam.loading import LoadedModel, load_model, model_identity
 from napari_sam_peft.core.sam.precision import resolve_precision
+from napari_sam_peft.core.sam.precision_probe import model_probe
 from napari_sam_peft.core.sam.registry import NAMED_ARCHITECTURES
 from napari_sam_peft.core.sam.vit_attention import use_plain_attention
 from napari_sam_peft.core.training.estimate import estimate_training
@@ -102,6 +104,7 @@ def measure_ours(model: LoadedModel, row: str, device: torch.device, steps: int,
         marks.append(time.perf_counter())
         peaks.append(memory_peak(device))
 
+    chosen = resolve_precision(precision, device, model_probe(model.sam)).name  # probed (or read) before timing
     before = start_memory_window(device)
     start = time.perf_counter()
     train(model, spec, samples, (), config, TrainingHooks(on_event=mark, on_prepared=mark))
@@ -111,7 +114,7 @@ def measure_ours(model: LoadedModel, row: str, device: torch.device, steps: int,
     estimate = estimate_training(spec, model.architecture, device.type, objects_per_image=OBJECTS_PER_IMAGE)
     return {
         "status": "ok",
-        "precision": resolve_precision(precision, device).name,
+        "precision": chosen,
         "trainable": estimate.trainable_params,
         "step_s": float(step_times.mean()),
         "prepare_s_per_image": (marks[0] - start) / len(samples),
@@ -162,6 +165,7 @@ def micro_sam_model(model_name: str, row: str, device: torch.device, image_size:
         return build_micro_sam(spec_of(row, arch.depth), arch, device)
     model = load(model_name, device, image_size)
     use_plain_attention(model.sam)  # a no-op on TinyViT, whose attention is windowed
+    use_plain_decoder(model.sam)  # segment_anything's own two-way transformer, as micro_sam's users run it
     spec = spec_of(row, model.architecture.depth)
     if spec.method == "freeze_encoder":
         model.sam.image_encoder.requires_grad_(False)

@@ -25,6 +25,25 @@ def _ratio(ours: dict | None, theirs: dict | None, key: str) -> str:
     return f"{ours[key] / theirs[key]:.2f}x"
 
 
+#: ours in auto counts as slower than ours in float32 past this ratio (timing noise stays under it)
+SLOWER = 1.05
+
+
+def auto_vs_fp32(found: dict) -> str:
+    """``ours auto / ours fp32`` step time, flagged where auto is slower (what issue 23's rows would show)."""
+    ratio = _ratio(found.get(("ours", "auto")), found.get(("ours", "fp32")), "step_s")
+    if ratio != "—" and float(ratio[:-1]) > SLOWER:
+        return f"**{ratio} SLOWER**"
+    return ratio
+
+
+def slower_rows(records: list[dict]) -> list[str]:
+    """The rows where ours in auto stepped slower than ours in float32."""
+    rows = dict.fromkeys(r["row"] for r in records)
+    found = {row: {(r["kind"], r["variant"]): r for r in records if r["row"] == row} for row in rows}
+    return [row for row in rows if auto_vs_fp32(found[row]).endswith("SLOWER**")]
+
+
 def _header(variant: tuple[str, str], records: list[dict]) -> str:
     kind, name = variant
     found = (r["precision"] for r in records if (r["kind"], r["variant"]) == variant and "precision" in r)
@@ -39,10 +58,10 @@ def training_table(records: list[dict], device: torch.device) -> str:
     lines = [
         "| model | row | "
         + " | ".join(f"step s, {h}" for h in heads)
-        + " | step ratio, ours auto / micro_sam amp | "
+        + " | ours auto / ours fp32 | step ratio, ours auto / micro_sam amp | "
         + " | ".join(f"peak {memory}, {h}" for h in heads)
         + " | memory ratio, ours auto / micro_sam amp | our estimate s / GiB | prepare s per image (ours auto) |",
-        "|" + "---|" * 14,
+        "|" + "---|" * 15,
     ]
     rows = list(dict.fromkeys(r["row"] for r in records))
     for row in rows:
@@ -51,6 +70,7 @@ def training_table(records: list[dict], device: torch.device) -> str:
         model, _, preset = row.partition(" ")
         cells = [model, preset]
         cells += [_cell(found.get(v), lambda r: f"{r['step_s']:.2f}") for v in COLUMNS]
+        cells.append(auto_vs_fp32(found))
         cells.append(_ratio(ours, theirs, "step_s"))
         cells += [_cell(found.get(v), lambda r: _gib(r["peak_bytes"])) for v in COLUMNS]
         cells.append(_ratio(ours, theirs, "peak_bytes"))

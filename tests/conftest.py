@@ -9,6 +9,15 @@ from napari_sam_peft.core.sam.architecture import TINY, build_sam
 from napari_sam_peft.core.sam.loading import LoadedModel, model_identity
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _probe_cache(tmp_path_factory):
+    """One precision-probe cache for the whole run (each model is probed once), never the user's."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("NAPARI_SAM_PEFT_PROBE_CACHE", str(tmp_path_factory.mktemp("probe") / "probe.json"))
+    yield
+    patch.undo()
+
+
 @pytest.fixture
 def tiny_sam():
     """A randomly initialised SAM of the TINY architecture (4 blocks, width 32), seeded."""

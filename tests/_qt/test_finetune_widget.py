@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from qtpy.QtCore import Qt
 
 from napari_sam_peft.core.annotation.prompting import ObjectPrompts
@@ -83,7 +84,12 @@ def test_the_recommended_preset_is_preselected_with_its_reason(loop):
     assert finetune.preset.value == "late_lora" and finetune.blocks.value == ""
     assert finetune.lr.value == "0.001"
     assert "Recommended on cpu: late_lora" in finetune.recommendation.value
-    assert "Precision: " in finetune.recommendation.value and "(auto: this CPU" in finetune.recommendation.value
+    from napari_sam_peft.core.sam.precision import supported_precisions
+
+    # a CPU with native bfloat16 says what the model's probe measured; one without, that it has none
+    native = supported_precisions(torch.device("cpu")) != ["fp32"]
+    assert "Precision: " in finetune.recommendation.value
+    assert ("(probe: fp32 " if native else "(auto: this CPU") in finetune.recommendation.value
     assert "parameters train" in finetune.estimate.value and "GiB" in finetune.estimate.value
     assert "3 training objects" in finetune.data_status.value
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 CORE = Path(__file__).resolve().parents[2] / "src" / "napari_sam_peft" / "core"
-BASE = {"errors", "atomic"}  # modules every package may use
+BASE = {"errors", "atomic", "cache_dir"}  # modules every package may use
 #: what each package may import besides itself and the base modules
 ALLOWED: dict[str, set[str]] = {
     "data": set(),

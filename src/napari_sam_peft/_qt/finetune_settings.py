@@ -18,7 +18,8 @@ from napari_sam_peft.core.peft import PeftSpec
 from napari_sam_peft.core.peft.recommend import recommend_preset, recommended_steps
 from napari_sam_peft.core.sam.architecture import VIT_B
 from napari_sam_peft.core.sam.devices import select_device
-from napari_sam_peft.core.sam.precision import resolve_precision
+from napari_sam_peft.core.sam.precision import resolve_precision, supported_precisions
+from napari_sam_peft.core.sam.precision_probe import cached_probe
 from napari_sam_peft.core.training.job import (
     JobField,
     TrainingJob,
@@ -147,11 +148,20 @@ class SettingsPanel(Container):
         self.fields["preset"].value = pick.preset
         self.fields["blocks"].value = pick.blocks or ""
         self.fields["lr"].value = format_value(pick.lr)
-        auto = resolve_precision("auto", device)
         self.recommendation.value = (
-            f"Recommended on {device.type}: {pick.preset}. {pick.reason} Precision: {auto.name} ({auto.reason})."
+            f"Recommended on {device.type}: {pick.preset}. {pick.reason} Precision: {self.auto_precision(device)}."
         )
         self.update_estimate()
+
+    def auto_precision(self, device: Any) -> str:
+        """What ``auto`` trains in on ``device``, with the probe's figures (never runs a probe itself:
+        the Segment widget's model load did, on a worker thread)."""
+        model = self.session.model
+        result = cached_probe(model.sam) if model is not None and model.device.type == device.type else None
+        auto = resolve_precision("auto", device, (lambda: result) if result is not None else None)
+        if result is None and supported_precisions(device) != ["fp32"]:
+            return "auto, chosen by a short probe of the model when the run starts"
+        return f"{auto.name} ({auto.reason})"
 
     def spec(self) -> PeftSpec:
         """The PEFT spec the settings describe (raises SamPeftError for a bad preset, block selection or rank)."""

@@ -11,11 +11,13 @@ from napari_sam_peft.core.training.job import format_value
 def status_line(event: Event) -> str | None:
     """What the status line says after ``event``; None for events that do not change it."""
     if isinstance(event, Started):
+        slower = event.precision_reason.startswith("given; ")  # asked for, and the probe found it slower
+        warning = f" (warning: {event.precision_reason.removeprefix('given; ')})" if slower else ""
         return (
             f"Training {event.method} on {event.device}: {event.trainable_params:,} parameters, "
             f"{event.train_images} training images, lr {format_value(event.lr)}"
             f"{' (recommended)' if event.lr_chosen == 'recommended' else ''}, {event.steps} steps"
-            f"{' (recommended)' if event.steps_chosen == 'recommended' else ''}, {event.precision}; "
+            f"{' (recommended)' if event.steps_chosen == 'recommended' else ''}, {event.precision}{warning}; "
             f"validation on {event.measured_on or 'n/a'}. "
             "Running the frozen encoder blocks once per image..."
         )

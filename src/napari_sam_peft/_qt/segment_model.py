@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
 
@@ -19,6 +19,10 @@ from napari_sam_peft.core.sam.loading import (
     registry_model_names,
 )
 from napari_sam_peft.session import AnnotatorSession
+
+if TYPE_CHECKING:
+    from napari_sam_peft.core.sam.loading import LoadedModel
+    from napari_sam_peft.core.sam.precision import Precision
 
 
 class ModelPanel:
@@ -71,10 +75,14 @@ class ModelPanel:
         name = str(file) if file and Path(file).is_file() else self.model_choice.value
         device = self.device_choice.value
         self.status.value = f"Loading {name}..."
-        # The session (and its signals) change on the main thread only: set_model runs on return.
-        self.jobs.run(
-            f"Loading model {name}", lambda _report: load_model(name, device=device), self.session.set_model
-        )
+
+        # The session (and its signals) change on the main thread only: set_model runs on return; the
+        # precision probe (a second, once per machine and model) runs here on the worker thread.
+        def load(_report: object) -> tuple[LoadedModel, Precision]:
+            loaded = load_model(name, device=device)
+            return loaded, self.session.embedding_precision(loaded)
+
+        self.jobs.run(f"Loading model {name}", load, lambda result: self.session.set_model(*result))
 
     def attach_adapter(self, path: Path | str | None) -> None:
         """Attach the adapter file at ``path`` (None: back to the base model); errors are notifications."""
@@ -98,9 +106,10 @@ class ModelPanel:
         active = "base model" if adapter is None else f"adapter {adapter.spec.describe()} [{adapter.identity[:8]}]"
         if adapter is not None and adapter.has_decoder:
             active += " + instance decoder"
-        embeds = f"embeds in {self.session.precision.name}"
+        precision = self.session.precision
+        embeds = f"embeds in {precision.name}" + (f" ({precision.probe})" if precision.probe else "")
         text = f"{model.identity.name} on {model.device.type}, {active}, {embeds}"
-        tooltip = f"{text} ({self.session.precision.reason}). Automatic: {self.session.automatic_description}."
+        tooltip = f"{text} ({precision.reason}). Automatic: {self.session.automatic_description}."
         show_text(self.status, text, tooltip=tooltip)
 
     def disconnect(self) -> None:

@@ -33,6 +33,7 @@ from napari_sam_peft.core.annotation.prompting import ObjectPrompts, segment_obj
 from napari_sam_peft.core.peft import Adapter, AttachedPeft, frozen_prefix_stages
 from napari_sam_peft.core.sam.loading import LoadedModel, load_model
 from napari_sam_peft.core.sam.precision import FP32_CPU, Precision, resolve_precision
+from napari_sam_peft.core.sam.precision_probe import model_probe
 from napari_sam_peft.core.sam.stages import StageInputCapture, run_stages, stage_count
 
 from .errors import NoModelError, SessionBusyError
@@ -65,7 +66,7 @@ class LiveModel:
         self.reembedded_from_stage = 0  # embeddings computed from a kept block-k input
         self._frozen_stages = 0  # see frozen_stages; set whenever the model or adapter changes
         self._stage_count = 0  # the model's encoder stages; a stage index equal to it means "past the last"
-        #: what the image encoder computes in: "auto" takes bfloat16 where the hardware has it natively
+        #: what the image encoder computes in: "auto" takes what a probe of the model measured fastest
         #: (see ``core.sam.precision``); embeddings are stored and prompted in float32 either way
         self.precision_request = "auto"
         self.precision: Precision = FP32_CPU
@@ -103,11 +104,26 @@ class LiveModel:
         self.set_model(loaded)
         return loaded
 
-    def set_model(self, loaded: LoadedModel) -> None:
-        """Make ``loaded`` the session's model, without an adapter; emits ``model_changed``."""
+    def embedding_precision(self, loaded: LoadedModel) -> Precision:
+        """The precision ``loaded`` would embed in; may run the precision probe (about a second, once per
+        machine and model), so call it on a worker thread and hand the result to :meth:`set_model`.
+
+        Raises
+        ------
+        PrecisionNotAvailableError
+            The model's device does not compute the requested precision natively.
+        """
+        return resolve_precision(self.precision_request, loaded.device, model_probe(loaded.sam), use="embed")
+
+    def set_model(self, loaded: LoadedModel, precision: Precision | None = None) -> None:
+        """Make ``loaded`` the session's model, without an adapter; emits ``model_changed``.
+
+        ``precision`` is :meth:`embedding_precision`'s answer for it (found here when not given).
+        """
         from segment_anything import SamPredictor
 
-        precision = resolve_precision(self.precision_request, loaded.device)  # raises before anything changes
+        if precision is None:
+            precision = self.embedding_precision(loaded)  # raises before anything changes
         with self.lock:
             self._detach()
             self.model = loaded
@@ -128,7 +144,10 @@ class LiveModel:
             The model's device does not compute ``requested`` natively (the message lists what it does).
         """
         with self.lock:
-            precision = resolve_precision(requested, self.model.device if self.model is not None else "cpu")
+            if self.model is not None:
+                precision = resolve_precision(requested, self.model.device, model_probe(self.model.sam), "embed")
+            else:
+                precision = resolve_precision(requested, "cpu")
             self.precision_request, self.precision = requested, precision
             self._stage_inputs.clear()  # kept in the previous precision
         return precision

@@ -22,6 +22,7 @@ import numpy as np
 import zarr
 
 from ..atomic import atomic_path
+from ..cache_dir import default_cache_dir
 from ..sam.micro_sam_internals import write_embedding_entry
 from .progress import MicroSamProgress, ProgressCallback
 
@@ -31,16 +32,6 @@ BASE_ADAPTER_KEY = "base"  # the adapter part of the key for the base model alon
 #: RGB image (H, W, 3) would be embedded as a stack of H planes of shape (W, 3). ``check_image``
 #: guarantees a 2D image, greyscale or with a colour axis last.
 IMAGE_NDIM = 2
-
-
-def default_cache_dir() -> Path:
-    """``$NAPARI_SAM_PEFT_CACHE`` or the user cache folder (e.g. ``~/.cache/napari-sam-peft``)."""
-    env = os.environ.get("NAPARI_SAM_PEFT_CACHE")
-    if env:
-        return Path(env).expanduser()
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("napari-sam-peft"))
 
 
 def tiling_for(

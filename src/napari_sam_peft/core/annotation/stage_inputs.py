@@ -34,10 +34,18 @@ class StageInputs:
 
     ``features(i)`` runs the remaining stages (with gradients where they train). With the
     whole encoder frozen, the kept input is the embedding itself, and ``source`` can supply
-    it from (and add it to) the annotator's cache.
+    it from (and add it to) the annotator's cache. ``as_float32`` keeps them in float32 whatever the
+    frozen stages computed in (for steps that run in float32).
     """
 
-    def __init__(self, sam, images: Sequence[np.ndarray], stage: int, source: EmbeddingSource | None = None):
+    def __init__(
+        self,
+        sam,
+        images: Sequence[np.ndarray],
+        stage: int,
+        source: EmbeddingSource | None = None,
+        as_float32: bool = False,
+    ):
         self.sam = sam
         self.stage = stage
         self.whole_encoder_frozen = stage == stage_count(sam)
@@ -54,7 +62,7 @@ class StageInputs:
                         source.put(image, kept)
                 else:
                     self.reused += 1
-                self.inputs.append(kept.to(sam.device))
+                self.inputs.append(kept.to(sam.device, torch.float32) if as_float32 else kept.to(sam.device))
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -70,8 +78,9 @@ class CacheEmbeddingSource:
     """The annotator's embedding cache as a source of base-model embeddings for training.
 
     Only whole-image entries match (the annotator tiles large images; training does not), and
-    only those made in ``precision``, the training's (see ``sam.precision``): a bfloat16 run reuses
-    the embeddings of an annotator that embeds in bfloat16 on the same machine, and vice versa.
+    only those made in ``precision``, the one the training's frozen stages run in (its embedding
+    precision, see ``sam.precision``): a run reuses the embeddings of an annotator that embeds in the
+    same precision on the same machine.
     """
 
     def __init__(self, cache: EmbeddingCache, model, precision: str = "fp32") -> None:

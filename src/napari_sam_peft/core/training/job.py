@@ -126,12 +126,13 @@ class TrainingJob:
     )
     precision: str = _option(
         "auto",
-        help="auto (bfloat16 where the hardware computes it natively, float16 on older CUDA GPUs, else "
-        "float32), fp32, bf16 or fp16; adapters are saved in float32 either way",
+        help="auto (the fastest of the precisions the hardware computes natively, as a short probe of the model "
+        "measures it on the machine that trains; float32 where nothing else is native or faster), fp32, bf16 "
+        "or fp16; adapters are saved in float32 either way",
         choices=PRECISION_CHOICES,
         label="precision",
-        tooltip="auto = bfloat16 where this machine computes it natively (AVX512-BF16, AMX or a recent GPU), "
-        "else float32; the status line says which",
+        tooltip="auto = the fastest precision a short probe of the model measured on this machine "
+        "(bfloat16 or float16 only where native and faster than float32); the status line says which",
     )
     with_decoder: bool = _option(
         False,

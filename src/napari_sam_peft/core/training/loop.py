@@ -34,6 +34,7 @@ from ..instance.loss import InstanceObjective
 from ..peft import Adapter, AttachedPeft, PeftSpec, attach, frozen_prefix_stages
 from ..sam.loading import LoadedModel
 from ..sam.precision import Precision, resolve_precision
+from ..sam.precision_probe import model_probe
 from .distributed import any_rank, distributed_rank
 from .job import TrainingJob
 from .objective import Backward, Sample, objective, validation_score
@@ -54,7 +55,7 @@ class TrainingConfig:
     objects_per_image: int = _CHOSEN["objects_per_image"]
     sub_iterations: int = _CHOSEN["sub_iterations"]
     validate_every: int = _CHOSEN["validate_every"]
-    precision: str = _CHOSEN["precision"]  # see ``sam.precision``: auto picks from the hardware
+    precision: str = _CHOSEN["precision"]  # see ``sam.precision``: auto measures the model on the hardware
     with_decoder: bool = _CHOSEN["with_decoder"]  # train micro_sam's instance decoder jointly (AIS)
     patience: int = 10  # validations without improvement before stopping early
     seed: int = _CHOSEN["seed"]
@@ -217,6 +218,35 @@ def _instance_objective(sam, config: TrainingConfig, train_samples: Sequence[Sam
     return InstanceObjective(sam, decoder, [labels for _, labels in train_samples])
 
 
+def _precisions(model: LoadedModel, requested: str) -> tuple[Precision, Precision]:
+    """The steps' precision and that of the frozen stages, which run once per image as the annotator's
+    embeddings do (so a frozen encoder shares its cache entries); one probe decides both."""
+    probe = model_probe(model.sam)
+    return (
+        resolve_precision(requested, model.device, probe, use="train"),
+        resolve_precision(requested, model.device, probe, use="embed"),
+    )
+
+
+def _stage_inputs(
+    sam,
+    stage: int,
+    train_samples: Sequence[Sample],
+    val_samples: Sequence[Sample],
+    source: EmbeddingSource | None,
+    frozen: Precision,
+    steps: Precision,
+) -> tuple[StageInputs, StageInputs]:
+    """The kept stage inputs of the training and validation images (the training ones without validation
+    images), computed in ``frozen``; in bfloat16 they take half the memory, in float32 if ``steps`` are."""
+    as_float32 = frozen.name != steps.name
+    with frozen.autocast():
+        inputs = StageInputs(sam, [image for image, _ in train_samples], stage, source, as_float32)
+        if not val_samples:
+            return inputs, inputs
+        return inputs, StageInputs(sam, [image for image, _ in val_samples], stage, source, as_float32)
+
+
 def _step_module(
     sam, inputs: StageInputs, config: TrainingConfig, world: int, instance: InstanceObjective | None
 ) -> nn.Module:
@@ -267,7 +297,7 @@ def train(
     train_samples, val_samples = _annotated(train_samples), _annotated(val_samples)
     if not train_samples:
         raise SamPeftError("There are no annotated training images: commit some objects first.")
-    precision = resolve_precision(config.precision, model.device)
+    precision, frozen_precision = _precisions(model, config.precision)
     rank, world = distributed_rank()
     rng = np.random.default_rng(config.seed + rank)
     torch.manual_seed(config.seed)
@@ -277,12 +307,11 @@ def train(
     try:
         sam.eval()
         stage = frozen_prefix_stages(sam)
-        with precision.autocast():  # kept stage inputs in the training precision: half the memory in bf16
-            inputs = StageInputs(sam, [image for image, _ in train_samples], stage, embedding_source)
-            if val_samples:
-                val_inputs = StageInputs(sam, [image for image, _ in val_samples], stage, embedding_source)
-            else:
-                val_samples, val_inputs = train_samples, inputs
+        inputs, val_inputs = _stage_inputs(
+            sam, stage, train_samples, val_samples, embedding_source, frozen_precision, precision
+        )
+        if not val_samples:
+            val_samples = train_samples
         if hooks.on_prepared is not None:
             hooks.on_prepared(inputs)
         instance = _instance_objective(sam, config, train_samples)

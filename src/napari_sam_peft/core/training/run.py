@@ -33,6 +33,7 @@ from ..peft.recommend import recommended_lr, recommended_steps
 from ..sam.devices import select_device
 from ..sam.loading import LoadedModel
 from ..sam.precision import resolve_precision
+from ..sam.precision_probe import model_probe
 from . import loop
 from .distributed import setup_distributed
 from .events import Best, Evaluating, Evaluation, Event, Finished, Prepared, Progress, Started
@@ -152,13 +153,16 @@ def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None
         raise SamPeftError(
             f"The number of steps must be positive, not {job.steps}; leave it out for the recommended one."
         )
-    precision = resolve_precision(job.precision, select_device(job.device))  # before a run folder is made
+    resolve_precision(job.precision, select_device(job.device))  # a bad name: refused before a run folder
     rank, world, device = setup_distributed(job.device)
     out = job.resolved_out()
     if out.suffix != ".safetensors":
         raise SamPeftError(f"The adapter file must end in .safetensors, not {out.name!r}.")
     data = load_training_data(job.store, job.seed)
     model = load_model(job.model, device=device)
+    probe = model_probe(model.sam)
+    precision = resolve_precision(job.precision, model.device, probe, use="train")
+    frozen_precision = resolve_precision(job.precision, model.device, probe, use="embed").name
     spec = job.spec(model.architecture.depth)
     lr_chosen = "given" if job.lr is not None else "recommended"
     if job.lr is None:
@@ -198,7 +202,7 @@ def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None
             precision_reason=precision.reason,
         )
     )
-    best = _train(job, model, spec, data, reporter, shard=(rank, world))
+    best = _train(job, model, spec, data, reporter, shard=(rank, world), frozen_precision=frozen_precision)
     last_step = record.curve[-1][0] if record.curve else 0
     record.status = "stopped" if reporter.stopped else "completed" if last_step >= job.steps else "early_stopped"
     if job.evaluate and reporter.lead:
@@ -225,6 +229,7 @@ def _train(
     data: TrainingData,
     reporter: RunReporter,
     shard: tuple[int, int],
+    frozen_precision: str,
 ) -> Adapter:
     """Run the training loop on this rank's share of the images; a failure is recorded, then raised."""
     rank, world = shard
@@ -232,8 +237,8 @@ def _train(
     train_samples = (plan.train[rank::world] or plan.train) if world > 1 else plan.train
     source = None
     if job.cache_dir is not None:
-        precision = resolve_precision(job.precision, model.device).name  # the cache key names it
-        source = CacheEmbeddingSource(EmbeddingCache(job.cache_dir), model, precision)
+        # the frozen stages run in the annotator's embedding precision, which the cache key names
+        source = CacheEmbeddingSource(EmbeddingCache(job.cache_dir), model, frozen_precision)
     config = loop.TrainingConfig(**loop_settings(job))
     try:
         return loop.train(
