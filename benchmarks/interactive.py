@@ -33,7 +33,6 @@ from napari_sam_peft.core.annotation.embeddings import EmbeddingCache
 from napari_sam_peft.core.annotation.prompting import ObjectPrompts
 from napari_sam_peft.core.data.sample_data import make_sample
 from napari_sam_peft.core.sam.architecture import build_sam
-from napari_sam_peft.core.sam.decoder_layout import use_plain_decoder
 from napari_sam_peft.core.sam.devices import select_device
 from napari_sam_peft.core.sam.loading import LoadedModel, load_model, model_identity
 from napari_sam_peft.core.sam.registry import NAMED_ARCHITECTURES
@@ -89,7 +88,7 @@ def bench_model(name: str, device: torch.device, repeats: int) -> dict[str, floa
         )
 
         # micro_sam's own functions on the same model, with segment_anything's attention (as its users run it).
-        predictor = SamPredictor(use_plain_decoder(use_plain_attention(model.sam)))
+        predictor = SamPredictor(use_plain_attention(model.sam))
         predictor.model_type, predictor.model_name = model.architecture.name, name
         save = str(Path(tmp) / "micro_sam.zarr")
         results["embed_micro_sam"], embeddings = _timed(

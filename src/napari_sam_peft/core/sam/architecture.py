@@ -15,7 +15,6 @@ import torch
 from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
 from ..errors import InvalidCheckpointError
-from .decoder_layout import use_contiguous_decoder
 from .encoder_family import Architecture
 from .registry import (
     DEFAULT_FAMILY,
@@ -131,5 +130,4 @@ def build_sam(arch: Architecture, device: str | torch.device | None = None) -> S
             pixel_mean=list(arch.pixel_mean),
             pixel_std=list(arch.pixel_std),
         )
-    use_contiguous_decoder(sam)  # see decoder_layout: the decoder's token additions run contiguous
     return sam.eval()
