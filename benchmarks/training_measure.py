@@ -32,12 +32,10 @@ from napari_sam_peft.core.data.sample_data import make_sample
 from napari_sam_peft.core.peft import PeftSpec, attach, spec_from_preset
 from napari_sam_peft.core.sam.architecture import build_sam
 from napari_sam_peft.core.sam.loading import LoadedModel, load_model, model_identity
-from napari_sam_peft.core.sam.precision import resolve_precision
-from napari_sam_peft.core.sam.precision_probe import model_probe
 from napari_sam_peft.core.sam.registry import NAMED_ARCHITECTURES
 from napari_sam_peft.core.sam.vit_attention import use_plain_attention
 from napari_sam_peft.core.training.estimate import estimate_training
-from napari_sam_peft.core.training.loop import TrainingConfig, TrainingHooks, train
+from napari_sam_peft.core.training.loop import TrainingConfig, TrainingHooks, train, training_precisions
 
 # The script's folder is on sys.path when it runs as ``python benchmarks/training.py``.
 from peft_methods import Unavailable, architecture, build_micro_sam, memory_in_use, memory_peak, synchronize
@@ -103,7 +101,7 @@ def measure_ours(model: LoadedModel, row: str, device: torch.device, steps: int,
         marks.append(time.perf_counter())
         peaks.append(memory_peak(device))
 
-    chosen = resolve_precision(precision, device, model_probe(model.sam)).name  # probed (or read) before timing
+    chosen = training_precisions(model, spec, precision)[0].name  # probed (or read) before the timing starts
     before = start_memory_window(device)
     start = time.perf_counter()
     train(model, spec, samples, (), config, TrainingHooks(on_event=mark, on_prepared=mark))

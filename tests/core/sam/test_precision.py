@@ -161,3 +161,16 @@ def test_autocast_computes_in_the_chosen_dtype_and_fp32_leaves_the_forward_alone
     assert layer.weight.dtype == torch.float32  # the weights (and a saved adapter) stay float32
     with precision_module.FP32_CPU.autocast():
         assert layer(x).dtype == torch.float32
+
+
+def test_a_frozen_encoder_step_is_decided_by_the_decoder_pass_alone():
+    from napari_sam_peft.core.peft import spec_from_preset
+    from napari_sam_peft.core.training.loop import step_use
+
+    # bfloat16 speeds up the encoder block but not the decoder pass (a small embedding grid)
+    probe = ProbeResult(
+        "fake", (PrecisionFigures("fp32", 0.1, 0.5, 1.0, 0.05), PrecisionFigures("bf16", 0.03, 0.3, 0.9999, 0.06))
+    )
+    assert [step_use(spec_from_preset(p, 12)) for p in ("freeze_encoder", "decoder_lora")] == ["decoder"] * 2
+    assert [step_use(spec_from_preset(p, 12)) for p in ("late_lora", "late_ft", "qlora")] == ["train"] * 3
+    assert choose(probe, "decoder")[0] == "fp32" and choose(probe, "train")[0] == "bf16"

@@ -89,3 +89,16 @@ def test_the_worker_runs_the_cli_entry_point(store):
     process = TrainingProcess(_job(store))
     assert process.command[:4] == [sys.executable, "-m", "napari_sam_peft.cli", "train"]
     assert "--events" in process.command
+
+
+def test_a_stop_request_to_a_run_that_has_ended_is_a_no_op(tmp_path):
+    empty = AnnotationStore.create(tmp_path / "empty.sampeft.zarr")
+    process = TrainingProcess(_job(empty))
+    process.stop()  # never started: nothing to stop
+    process.start()
+    _run_until(process, lambda e: e.event == "error")
+    assert process.wait(30) == 2
+    process.close()  # removes the stop file's folder, as the widget does when a run ends
+    assert not process.stop_file.parent.exists()
+    process.stop()  # closing napari after the run: no FileNotFoundError in a Qt slot
+    assert not process.stop_file.exists()

@@ -88,7 +88,7 @@ AGREEMENT_MIN = 0.99
 #: how much faster than float32 a reduced precision must be for ``auto`` to take it, so that noise in
 #: the timings does not flip the choice between runs (and ``auto`` is never slower than float32)
 SPEEDUP_MIN = 1.1
-USES = ("embed", "train")
+USES = ("embed", "train", "decoder")
 
 
 @dataclass(frozen=True)
@@ -96,14 +96,18 @@ class PrecisionFigures:
     """One precision's probe figures: seconds for each use, and agreement with float32 (1.0 for fp32)."""
 
     name: str
+    #: the encoder block forward, without gradients
     embed_s: float
-    #: None where the probe did not time training, the block alone being 3x slower than float32's
+    #: the block and one decoder pass, forward and backward; None where the probe did not time
+    #: training, the block alone being 3x slower than float32's
     train_s: float | None
     agreement: float = 1.0
+    #: the decoder pass alone, forward and backward (training with the whole encoder frozen)
+    decoder_s: float | None = None
 
     def seconds(self, use: str) -> float:
-        """The figure for ``use`` (``"embed"`` or ``"train"``); infinite where it was not timed."""
-        value = self.embed_s if use == "embed" else self.train_s
+        """The figure for ``use`` (``"embed"``, ``"train"`` or ``"decoder"``); infinite where it was not timed."""
+        value = {"embed": self.embed_s, "train": self.train_s, "decoder": self.decoder_s}[use]
         return float("inf") if value is None else value
 
 
@@ -222,7 +226,8 @@ def resolve_precision(
         Returns the model's probe figures (``precision_probe.model_probe``); called only where the
         device has a reduced precision to choose. Without it ``auto`` stays in float32.
     use
-        ``"train"`` or ``"embed"``: which of the probe's figures decides.
+        ``"embed"``, ``"train"`` or ``"decoder"`` (training with the whole encoder frozen): which of the
+        probe's figures decides.
 
     Raises
     ------

@@ -12,6 +12,8 @@ with float32's:
   own size);
 - **train**: that block forward and backward, plus one mask-decoder pass from a box prompt at the
   real embedding size, forward and backward (what a training step is made of);
+- **decoder**: the decoder pass alone (a step with the whole encoder frozen, ``freeze_encoder`` and
+  ``decoder_lora``);
 - **agreement**: the cosine similarity of the block's and the decoder's outputs with float32's.
 
 A probe takes a few hundred milliseconds on a CPU (once per machine, device, model architecture
@@ -35,6 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ... import __version__
 from ..atomic import write_atomic
 from ..cache_dir import default_cache_dir
 from .precision import Precision, PrecisionFigures, ProbeResult, supported_precisions
@@ -59,12 +62,14 @@ def _machine(device: torch.device) -> str:
 
 
 def probe_key(sam: nn.Module, device: torch.device) -> str:
-    """What the figures depend on: machine, device, the model's architecture, torch and its threads."""
+    """What the figures depend on: machine, device, the model's architecture, torch and its threads, and
+    this package's version (its code runs the probe)."""
     shapes = sorted((n, tuple(p.shape)) for n, p in sam.named_parameters())
     architecture = hashlib.sha256(repr(shapes).encode()).hexdigest()[:16]
     threads = f" {torch.get_num_threads()} threads" if device.type == "cpu" else ""
     family = family_of(image_encoder_of(sam)).name
-    return f"{_machine(device)} | {device.type}{threads} | {family} {architecture} | torch {torch.__version__}"
+    versions = f"torch {torch.__version__} | napari-sam-peft {__version__}"
+    return f"{_machine(device)} | {device.type}{threads} | {family} {architecture} | {versions}"
 
 
 def _meta_tensors(module: nn.Module) -> dict[int, Any]:
@@ -155,13 +160,18 @@ def measure(sam: Any, candidates: list[str]) -> ProbeResult:
         logits, iou = decoder(x, prompt_encoder.get_dense_pe(), sparse, dense, multimask_output=False)
         return logits
 
-    def train_step(precision: Precision) -> torch.Tensor:
+    def train_block(precision: Precision) -> torch.Tensor:
         x = block_input.detach().requires_grad_()
         with precision.autocast():
             out = block(x)
-            logits = decode(embeddings.detach().requires_grad_())
-        (out.float().square().mean() + logits.float().sigmoid().mean()).backward()
+        out.float().square().mean().backward()
         block.zero_grad(set_to_none=True)
+        return out
+
+    def train_decoder(precision: Precision) -> torch.Tensor:
+        with precision.autocast():
+            logits = decode(embeddings.detach().requires_grad_())
+        logits.float().sigmoid().mean().backward()
         decoder.zero_grad(set_to_none=True)
         return logits
 
@@ -177,13 +187,14 @@ def measure(sam: Any, candidates: list[str]) -> ProbeResult:
             assert reference is not None
             figures.append(PrecisionFigures(name, embed_s, None, _agreement(block_out, reference[0])))
             continue
-        train_s, logits = _timed(functools.partial(train_step, precision), device)
+        block_s, _ = _timed(functools.partial(train_block, precision), device)
+        decoder_s, logits = _timed(functools.partial(train_decoder, precision), device)
         if reference is None:
             reference = (block_out, logits)
             agreement = 1.0
         else:
             agreement = min(_agreement(block_out, reference[0]), _agreement(logits, reference[1]))
-        figures.append(PrecisionFigures(name, embed_s, train_s, agreement))
+        figures.append(PrecisionFigures(name, embed_s, block_s + decoder_s, agreement, decoder_s))
     return ProbeResult(probe_key(sam, device), tuple(figures))
 
 

@@ -218,12 +218,18 @@ def _instance_objective(sam, config: TrainingConfig, train_samples: Sequence[Sam
     return InstanceObjective(sam, decoder, [labels for _, labels in train_samples])
 
 
-def _precisions(model: LoadedModel, requested: str) -> tuple[Precision, Precision]:
+def step_use(spec: PeftSpec) -> str:
+    """Which of the precision probe's figures a training step of ``spec`` is made of: the decoder pass
+    alone where the whole encoder stays frozen, else an encoder block and the decoder pass."""
+    return "decoder" if not spec.blocks and not spec.options.quantizes_encoder else "train"
+
+
+def training_precisions(model: LoadedModel, spec: PeftSpec, requested: str) -> tuple[Precision, Precision]:
     """The steps' precision and that of the frozen stages, which run once per image as the annotator's
     embeddings do (so a frozen encoder shares its cache entries); one probe decides both."""
     probe = model_probe(model.sam)
     return (
-        resolve_precision(requested, model.device, probe, use="train"),
+        resolve_precision(requested, model.device, probe, use=step_use(spec)),
         resolve_precision(requested, model.device, probe, use="embed"),
     )
 
@@ -297,7 +303,7 @@ def train(
     train_samples, val_samples = _annotated(train_samples), _annotated(val_samples)
     if not train_samples:
         raise SamPeftError("There are no annotated training images: commit some objects first.")
-    precision, frozen_precision = _precisions(model, config.precision)
+    precision, frozen_precision = training_precisions(model, spec, config.precision)
     rank, world = distributed_rank()
     rng = np.random.default_rng(config.seed + rank)
     torch.manual_seed(config.seed)

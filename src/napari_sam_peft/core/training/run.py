@@ -33,7 +33,6 @@ from ..peft.recommend import recommended_lr, recommended_steps
 from ..sam.devices import select_device
 from ..sam.loading import LoadedModel
 from ..sam.precision import resolve_precision
-from ..sam.precision_probe import model_probe
 from . import loop
 from .distributed import setup_distributed
 from .events import Best, Evaluating, Evaluation, Event, Finished, Prepared, Progress, Started
@@ -160,10 +159,8 @@ def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None
         raise SamPeftError(f"The adapter file must end in .safetensors, not {out.name!r}.")
     data = load_training_data(job.store, job.seed)
     model = load_model(job.model, device=device)
-    probe = model_probe(model.sam)
-    precision = resolve_precision(job.precision, model.device, probe, use="train")
-    frozen_precision = resolve_precision(job.precision, model.device, probe, use="embed").name
     spec = job.spec(model.architecture.depth)
+    precision, frozen = loop.training_precisions(model, spec, job.precision)  # the probe decides auto
     lr_chosen = "given" if job.lr is not None else "recommended"
     if job.lr is None:
         job.lr = recommended_lr(spec.method, model.architecture)
@@ -202,7 +199,7 @@ def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None
             precision_reason=precision.reason,
         )
     )
-    best = _train(job, model, spec, data, reporter, shard=(rank, world), frozen_precision=frozen_precision)
+    best = _train(job, model, spec, data, reporter, shard=(rank, world), frozen_precision=frozen.name)
     last_step = record.curve[-1][0] if record.curve else 0
     record.status = "stopped" if reporter.stopped else "completed" if last_step >= job.steps else "early_stopped"
     if job.evaluate and reporter.lead:

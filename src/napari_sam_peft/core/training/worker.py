@@ -83,8 +83,16 @@ class TrainingProcess:
         return self._process.poll() if self._process is not None else None
 
     def stop(self) -> None:
-        """Ask the worker to stop after its current step; it writes its best adapter and exits."""
-        self.stop_file.touch()
+        """Ask the worker to stop after its current step; it writes its best adapter and exits.
+
+        A no-op for a worker that has ended (or never started), whose stop-file folder may be gone.
+        """
+        if not self.running:
+            return
+        try:
+            self.stop_file.touch()
+        except FileNotFoundError:  # closed meanwhile: the worker was killed, nothing left to stop
+            pass
 
     def kill(self) -> None:
         """End the worker now (the adapter file keeps the last best adapter written whole)."""
