@@ -46,9 +46,17 @@ def slower_rows(records: list[dict]) -> list[str]:
 
 def _header(variant: tuple[str, str], records: list[dict]) -> str:
     kind, name = variant
-    found = (r["precision"] for r in records if (r["kind"], r["variant"]) == variant and "precision" in r)
-    precision = next(found, "")
+    found = {r["precision"] for r in records if (r["kind"], r["variant"]) == variant and "precision" in r}
+    precision = found.pop() if len(found) == 1 else ""  # several (ours auto per model): said in each cell
     return f"{kind} {name}" + (f" ({precision})" if precision and precision != name else "")
+
+
+def _step(record: dict, records: list[dict]) -> str:
+    """A step time, with the precision where its column's header cannot say it (ours auto)."""
+    text = f"{record['step_s']:.2f}"
+    if (record["kind"], record["variant"]) == ("ours", "auto") and "(" not in _header(("ours", "auto"), records):
+        text += f" ({record['precision']})"
+    return text
 
 
 def training_table(records: list[dict], device: torch.device) -> str:
@@ -69,7 +77,7 @@ def training_table(records: list[dict], device: torch.device) -> str:
         ours, theirs = found.get(("ours", "auto")), found.get(("micro_sam", "amp"))
         model, _, preset = row.partition(" ")
         cells = [model, preset]
-        cells += [_cell(found.get(v), lambda r: f"{r['step_s']:.2f}") for v in COLUMNS]
+        cells += [_cell(found.get(v), lambda r: _step(r, records)) for v in COLUMNS]
         cells.append(auto_vs_fp32(found))
         cells.append(_ratio(ours, theirs, "step_s"))
         cells += [_cell(found.get(v), lambda r: _gib(r["peak_bytes"])) for v in COLUMNS]
