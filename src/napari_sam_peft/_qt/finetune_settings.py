@@ -156,9 +156,15 @@ class SettingsPanel(Container):
     def auto_precision(self, device: Any) -> str:
         """What ``auto`` trains in on ``device``, with the probe's figures (never runs a probe itself:
         the Segment widget's model load did, on a worker thread)."""
+        from napari_sam_peft.core.training.loop import step_use
+
         model = self.session.model
         result = cached_probe(model.sam) if model is not None and model.device.type == device.type else None
-        auto = resolve_precision("auto", device, (lambda: result) if result is not None else None)
+        try:
+            use = step_use(self.spec())  # a frozen encoder's steps are decoder passes alone
+        except SamPeftError:
+            use = "train"
+        auto = resolve_precision("auto", device, (lambda: result) if result is not None else None, use=use)
         if result is None and supported_precisions(device) != ["fp32"]:
             return "auto, chosen by a short probe of the model when the run starts"
         return f"{auto.name} ({auto.reason})"
