@@ -61,6 +61,7 @@ from torch import nn
 
 from napari_sam_peft.core.peft import PRESETS, PeftSpec, QuantizationUnavailableError, attach, spec_from_preset
 from napari_sam_peft.core.sam.architecture import VIT_B, SamArchitecture, build_sam
+from napari_sam_peft.core.sam.precision_probe import cpu_model
 from napari_sam_peft.core.sam.vit_attention import use_plain_attention
 
 IMPLEMENTATIONS = ("ours", "micro_sam")
@@ -329,7 +330,7 @@ def machine_description(device: torch.device) -> dict[str, Any]:
     import micro_sam
 
     info: dict[str, Any] = {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_cores": _cpu_count(),
         "ram_gib": round(_ram_bytes() / 2**30, 1),
         "torch": torch.__version__,
@@ -341,16 +342,6 @@ def machine_description(device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _cpu_count() -> int:

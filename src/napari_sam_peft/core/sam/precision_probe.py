@@ -47,18 +47,21 @@ from .registry import family_of, image_encoder_of
 _CROP = 24
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``'s, else what ``platform`` says)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _machine(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    if device.type == "cpu":
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-        except OSError:
-            pass
-        return platform.processor() or platform.machine()
-    return device.type
+    return cpu_model() if device.type == "cpu" else device.type
 
 
 def probe_key(sam: nn.Module, device: torch.device) -> str:
