@@ -25,14 +25,17 @@ def click(button) -> None:
     QTest.mouseClick(button.native, Qt.MouseButton.LeftButton)
 
 
-def press(viewer, key: str, shift: bool = False) -> None:
-    """Press a key on napari's canvas (where keys go while the user works on the image)."""
+def press(viewer, key: str, shift: bool = False, target=None) -> None:
+    """Press a key on napari's canvas (where keys go while the user works on the image), or on
+    ``target`` (a focused dock's widget); then let Qt run what the key started."""
     from qtpy.QtCore import Qt
     from qtpy.QtTest import QTest
+    from qtpy.QtWidgets import QApplication
 
-    canvas = viewer.window._qt_viewer.canvas.native
+    widget = viewer.window._qt_viewer.canvas.native if target is None else target
     modifier = Qt.KeyboardModifier.ShiftModifier if shift else Qt.KeyboardModifier.NoModifier
-    QTest.keyClick(canvas, getattr(Qt.Key, f"Key_{key.upper()}"), modifier)
+    QTest.keyClick(widget, getattr(Qt.Key, f"Key_{key.upper()}"), modifier)
+    QApplication.processEvents()
 
 
 def _screen(viewer, row: float, col: float):

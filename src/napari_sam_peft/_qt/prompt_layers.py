@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import napari
 import numpy as np
+from qtpy.QtCore import QTimer
 
 from napari_sam_peft.core.annotation.prompting import ObjectPrompts, box_from_corners, split_into_objects
 
@@ -70,12 +71,16 @@ def read_prompts(points_layer, boxes_layer, batch: bool) -> list[ObjectPrompts]:
 
 
 def toggle_point_label(points_layer) -> None:
-    """Switch the label of the next point between positive and negative (micro_sam's ``T``)."""
-    current = points_layer.current_properties
-    label = current["label"][0] if len(current.get("label", [])) else "positive"
-    current["label"] = np.array(["negative" if label == "positive" else "positive"])
-    points_layer.current_properties = current
-    points_layer.refresh_colors()
+    """Switch the label of the next point between positive and negative (micro_sam's ``T``).
+
+    Sets the layer's ``feature_defaults``: napari's ``current_properties`` setter also
+    relabels the selected points. The point just placed is selected, so ``T`` before the next
+    point flipped the last one; and after a commit cleared the points their selection stayed,
+    so ``T`` indexed a point that was gone and raised a ``KeyError`` inside the key event.
+    """
+    defaults = points_layer.feature_defaults
+    label = str(defaults["label"].iloc[0]) if "label" in defaults and len(defaults) else "positive"
+    points_layer.feature_defaults = {"label": "negative" if label == "positive" else "positive"}
 
 
 class KeyBindings:
@@ -84,6 +89,10 @@ class KeyBindings:
     napari gives a selected layer's own keys priority over the viewer's (an image layer's
     ``C`` is "auto-contrast once"), so the keys are bound on each layer too, including
     layers added later.
+
+    An action runs after the key event that delivered it has returned (a zero-delay timer):
+    napari delivers keys inside vispy's ``key_press`` emitter, which raises "EventEmitter
+    loop detected!" if anything the action does makes Qt deliver another key meanwhile.
     """
 
     def __init__(self, viewer: napari.Viewer, actions: dict[str, Callable[[], None]]) -> None:
@@ -106,6 +115,6 @@ class KeyBindings:
 
 def _key_handler(action: Callable[[], None]):
     def handler(*_):
-        action()
+        QTimer.singleShot(0, action)
 
     return handler
