@@ -97,6 +97,9 @@ class PromptPanel:
 
     def clear(self) -> None:
         """Clear the prompts and the current object."""
+        # napari keeps the selection of removed points; its setters that apply to the selection
+        # (current_properties, current_size) then index points that are gone and raise
+        self.point_layer.selected_data = set()
         self.point_layer.data = np.zeros((0, 2))
         self.box_layer.data = []
         if CURRENT in self.viewer.layers:
