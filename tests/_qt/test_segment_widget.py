@@ -231,7 +231,7 @@ def test_open_folder_adds_an_image_series(segment_widget, qtbot, tmp_path):
     viewer, widget = segment_widget
     for i in range(3):
         iio.imwrite(tmp_path / f"img_{i}.png", make_sample("cells", seed=i, shape=(64, 64)).image)
-    widget.folder.value = tmp_path
+    type_folder(qtbot, widget, tmp_path)
     wait_for_worker(qtbot, widget)
     assert widget.image_choice.value == "img_0"
     click(widget.next_button)
@@ -240,10 +240,20 @@ def test_open_folder_adds_an_image_series(segment_widget, qtbot, tmp_path):
     assert widget.embeddings is not None
 
 
-def test_open_folder_without_images_is_a_notification(segment_widget, tmp_path):
+def type_folder(qtbot, widget, folder) -> None:
+    """Type a folder into the Segment widget's folder field and press Enter, as a user does."""
+    from qtpy.QtCore import Qt
+
+    field = widget.folder.line_edit.native
+    field.setFocus()
+    qtbot.keyClicks(field, str(folder))
+    qtbot.keyClick(field, Qt.Key.Key_Return)
+
+
+def test_open_folder_without_images_is_a_notification(segment_widget, qtbot, tmp_path):
     _, widget = segment_widget
-    widget.folder.value = tmp_path
-    assert any("No images" in m for m in error_messages())
+    type_folder(qtbot, widget, tmp_path)
+    assert sum("No images" in m for m in error_messages()) == 1  # once, on Enter: not per keystroke
 
 
 def test_segment_is_in_the_plugins_menu_and_layers_segment_submenu(make_napari_viewer):

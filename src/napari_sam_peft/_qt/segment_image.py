@@ -45,7 +45,10 @@ class ImagePanel:
         self.image_choice.changed.connect(self.select)
         on_click(self.previous_button, lambda: self.step(-1))
         on_click(self.next_button, lambda: self.step(+1))
-        self.folder.changed.connect(lambda: self.open_folder(self.folder.value))
+        # a folder opens on Enter (or leaving the field) and after Browse, not on every keystroke
+        self._opened_folder = ""
+        self.folder.line_edit.native.editingFinished.connect(self._folder_entered)
+        self.folder.choose_btn.changed.connect(self._folder_entered)
         session.model_changed.connect(self._model_changed)
         session.adapter_changed.connect(self._model_changed)
 
@@ -98,6 +101,12 @@ class ImagePanel:
         if names:
             current = names.index(self.name) if self.name in names else -1
             self.image_choice.value = names[(current + step) % len(names)]
+
+    def _folder_entered(self, *_: object) -> None:
+        folder = self.folder.line_edit.value.strip()
+        if folder and folder != self._opened_folder:
+            self._opened_folder = folder
+            self.open_folder(folder)
 
     def open_folder(self, folder: str | Path) -> None:
         """Open every image file of a folder as an image layer (an image series) and show the first."""
