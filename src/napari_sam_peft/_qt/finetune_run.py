@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton, Table
 from napari.utils.notifications import show_error, show_info, show_warning
 from psygnal import Signal
 from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QApplication
 
 from napari_sam_peft._qt.curve_plot import CurvePlot
 from napari_sam_peft._qt.dock_layout import full_width, on_click, show_text, wrapping
@@ -41,16 +41,34 @@ POLL_MS = 100
 ADAPTER, BASE_MODEL = "adapter", "base model"
 
 
+#: seconds napari's quit waits for a running worker to finish its step and write its adapter
+QUIT_GRACE_S = 10.0
+
+
 class _ProcessHolder:
-    """Holds the running worker so it can be stopped when the panel is destroyed."""
+    """Holds the run's worker apart from the panel, for the two ends that outlive the panel's widgets.
+
+    The Finetune dock closed: the worker is asked to stop after its step (it keeps its best
+    adapter). napari quit (``aboutToQuit``, before Python's clean-up removes temporary folders
+    and Qt deletes widgets): the worker is given :data:`QUIT_GRACE_S` to stop, then killed, so
+    no training process outlives napari.
+    """
 
     def __init__(self) -> None:
         self.process: TrainingProcess | None = None
+        self._on_quit = lambda: self.end_on_quit()  # Qt holds a lambda strongly, a bound method weakly
 
+    def end_with(self, app: Any) -> None:
+        """End the worker when ``app`` (the QApplication) quits."""
+        app.aboutToQuit.connect(self._on_quit)
 
-def _stop_on_close(holder: _ProcessHolder, *_: Any) -> None:
-    if holder.process is not None and holder.process.running:
-        holder.process.stop()  # the worker finishes its step and keeps its best adapter
+    def end_on_quit(self) -> None:
+        if self.process is not None:
+            self.process.close(grace=QUIT_GRACE_S)
+
+    def stop_on_close(self, *_: Any) -> None:
+        if self.process is not None and self.process.running:
+            self.process.stop()  # the worker finishes its step and keeps its best adapter
 
 
 class AdapterLoad:
@@ -127,7 +145,9 @@ class RunPanel(Container):
         self._timer = QTimer(self.native)  # dies with the panel: no polling into deleted labels
         self._timer.setInterval(POLL_MS)
         self._timer.timeout.connect(self.poll)
-        self.native.destroyed.connect(partial(_stop_on_close, self._holder))
+        self._holder.end_with(QApplication.instance())
+        holder = self._holder
+        self.native.destroyed.connect(lambda *_: holder.stop_on_close())  # not self: it is gone by then
         on_click(self.start_button, self.start)
         on_click(self.stop_button, self.stop)
         self.compare.changed.connect(self._compare_changed)
@@ -207,10 +227,13 @@ class RunPanel(Container):
         if self._pending_reload is not None:
             self._reload(self._pending_reload)
         if process.terminal_event is not None and self._pending_reload is None:
-            self._timer.stop()
-            self.start_button.enabled = True
-            self.stop_button.enabled = False
-            self.runs_changed.emit()
+            if self.stop_button.enabled:  # the run's end, once
+                self.start_button.enabled = True
+                self.stop_button.enabled = False
+                self.runs_changed.emit()
+            if not process.running:  # exited too: remove its stop-file folder now, not at Python's exit
+                self._timer.stop()
+                process.close()
 
     def _on_started(self, event: Started) -> None:
         if event.validation == TRAINING_DATA:

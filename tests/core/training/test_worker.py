@@ -102,3 +102,14 @@ def test_a_stop_request_to_a_run_that_has_ended_is_a_no_op(tmp_path):
     assert not process.stop_file.parent.exists()
     process.stop()  # closing napari after the run: no FileNotFoundError in a Qt slot
     assert not process.stop_file.exists()
+
+
+def test_closing_a_running_worker_lets_it_stop_by_itself_within_the_grace(store):
+    """What napari's quit does: the worker finishes its step, writes its adapter, and nothing is left running."""
+    process = TrainingProcess(_job(store, steps=500)).start()
+    _run_until(process, lambda e: e.event == "best")
+    process.close(grace=120)  # far more than a step of the test model: it stops by itself, unkilled
+    assert not process.running and process.returncode == 0
+    assert list_runs(store.path)[0].status == "stopped"
+    assert not process.stop_file.parent.exists()
+    process.close()  # a second close is a no-op

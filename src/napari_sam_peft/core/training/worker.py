@@ -176,8 +176,22 @@ class TrainingProcess:
         for line in self._process.stderr:
             self._stderr.append(line.rstrip("\n"))
 
-    def close(self) -> None:
-        """Kill the worker if it still runs and remove its stop-file folder."""
+    def close(self, grace: float = 0.0) -> None:
+        """End the worker and remove its stop-file folder; nothing of the run is left running.
+
+        Parameters
+        ----------
+        grace
+            Seconds to let a running worker stop by itself first (it finishes its step and writes
+            its best adapter); after them, or with 0, it is killed. Its last best adapter, written
+            whole, stays either way.
+        """
+        if grace > 0 and self.running:
+            self.stop()
+            try:
+                self.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
         self.kill()
         if self._process is not None:
             self._process.wait()
