@@ -91,13 +91,14 @@ def error_messages():
 
 @pytest.fixture
 def segment_widget(make_napari_viewer, qtbot, demo_model):
-    """A viewer with the nuclei sample, the Segment widget docked and the demo model loaded."""
-    from napari_sam_peft._qt.segment_widget import SegmentWidget
+    """A viewer with the nuclei sample, the Segment widget docked from the manifest and the demo model loaded.
 
+    Opened as napari opens it for a user: the widget gets napari's proxy of the viewer, whose
+    layers are new proxy objects at each lookup (``is`` between two of them is False).
+    """
     viewer = make_napari_viewer()
     viewer.open_sample("napari-sam-peft", "nuclei")
-    widget = SegmentWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Segment")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sam-peft", "Segment")
     widget.session._cache = EmbeddingCache()
     widget.session.set_model(demo_model)
     wait_for_worker(qtbot, widget)

@@ -21,17 +21,10 @@ CELLS = "cells (domain B)"
 @pytest.fixture
 def loop(make_napari_viewer, qtbot, tmp_path):
     """Segment, Dataset and Finetune docked on the cells sample, a fresh demo model, objects committed."""
-    from napari_sam_peft._qt.dataset_widget import DatasetWidget
-    from napari_sam_peft._qt.finetune_widget import FinetuneWidget
-    from napari_sam_peft._qt.segment_widget import SegmentWidget
-
     viewer = make_napari_viewer()
     viewer.open_sample("napari-sam-peft", "cells")
-    segment = SegmentWidget(viewer)
-    dataset = DatasetWidget(viewer)
-    finetune = FinetuneWidget(viewer)
-    for widget, name in ((segment, "Segment"), (dataset, "Dataset"), (finetune, "Finetune")):
-        viewer.window.add_dock_widget(widget, name=name)
+    docks = ("Segment", "Dataset", "Finetune")
+    segment, dataset, finetune = (viewer.window.add_plugin_dock_widget("napari-sam-peft", d)[1] for d in docks)
     segment.session.set_model(load_model("demo", device="cpu"))
     wait_for_worker(qtbot, segment)
     store = dataset.open_store(tmp_path / "cells.sampeft.zarr")

@@ -326,3 +326,14 @@ def test_a_live_decoder_pre_segments_an_image_opened_without_objects(segment_wid
     assert widget.image_choice.value == "more nuclei"
     assert widget.automatic_panel.last_run[0] == "cells (domain B)"  # switched off: nothing ran
     widget.session.set_adapter(None)
+
+
+def test_the_image_being_segmented_is_the_one_shown(segment_widget, qtbot):
+    """Opened from the manifest the widget sees napari's layer proxies; it hid every image once."""
+    viewer, widget = segment_widget
+    viewer.add_image(make_sample("cells", seed=1, shape=(64, 64)).image, name="second")
+    assert viewer.layers["nuclei (domain A)"].visible
+    press(viewer, "n")
+    wait_for_worker(qtbot, widget)
+    assert widget.image_choice.value == "second"
+    assert viewer.layers["second"].visible and not viewer.layers["nuclei (domain A)"].visible

@@ -67,7 +67,7 @@ class CommitsPanel:
             show_info(f"{opened.restored} committed objects of this image loaded from the store.")
         layer = prompt_layers.labels_layer(self.viewer, LAYER, opened.labels.shape)
         layer.data = opened.labels
-        if self._watched is not layer:
+        if self._watched != layer:  # != : the viewer hands plugins a new proxy of the layer per lookup
             layer.events.paint.connect(lambda _event: self._paint_timer.start())
             self._watched = layer
         self._name = name

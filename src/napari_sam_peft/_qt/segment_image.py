@@ -81,7 +81,7 @@ class ImagePanel:
             return
         for other in self.viewer.layers:
             if isinstance(other, napari.layers.Image):
-                other.visible = other is layer
+                other.visible = other == layer  # == : plugins get proxies of layers, a new one per lookup
         with user_errors() as outcome:
             image = check_image(layer.data, layer.rgb)
         if outcome.failed:
