@@ -83,10 +83,6 @@ class FinetuneWidget(SessionDock):
         """Ask the run to stop after its current step."""
         self.run.stop()
 
-    def refresh_history(self) -> None:
-        """List the store's runs again."""
-        self.runs.refresh()
-
     @property
     def reloads(self) -> int:
         """How many new best adapters were attached live during runs."""

@@ -85,10 +85,6 @@ class LabelRecorder:
         self.store = store
         self._recorded: dict[str, dict[int, RecordedObject]] = {}  # image id -> label id -> object
 
-    def recorded_ids(self, image: np.ndarray) -> set[int]:
-        """Label ids of ``image`` that this recorder wrote to (or read back from) the store."""
-        return set(self._recorded.get(image_id_for(image), {}))
-
     def restore(self, image: np.ndarray) -> np.ndarray | None:
         """The stored objects of ``image`` as labels 1..n, remembered as recorded.
 

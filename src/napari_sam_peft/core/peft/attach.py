@@ -176,11 +176,6 @@ class AttachedPeft:
                 _replace_module(clone, name, plain_linear(module))
         return {k: v.detach().to("cpu").float().contiguous() for k, v in clone.state_dict().items()}
 
-    @property
-    def is_attached(self) -> bool:
-        """Whether the adapter is still attached (False after :meth:`detach`)."""
-        return self._attached
-
     def detach(self) -> None:
         """Remove the adapter: original modules, original base values, original grad flags."""
         if not self._attached:

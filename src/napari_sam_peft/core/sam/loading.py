@@ -121,11 +121,6 @@ def offline_model_names() -> list[str]:
     return sorted(available, key=lambda name: name == DEMO_MODEL_NAME)
 
 
-def bundled_demo_model_path() -> Path:
-    """The demo model's weights, shipped inside the package."""
-    return BUNDLED_MODELS[DEMO_MODEL_NAME].path()
-
-
 def load_model(
     model: str | os.PathLike[str],
     device: str | torch.device | None = None,

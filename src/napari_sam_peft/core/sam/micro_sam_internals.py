@@ -22,8 +22,6 @@ from typing import Any
 
 import numpy as np
 
-CHECKED_WITH_MICRO_SAM = "1.8.14"
-
 
 def to_image(image: np.ndarray) -> np.ndarray:
     """The (H, W, 3) uint8 array micro_sam embeds for a 2D image (greyscale, 2-channel or RGB), each

@@ -25,7 +25,6 @@ import numpy as np
 VALIDATION_SPLIT = "validation split"
 HELD_OUT = "held out automatically"
 TRAINING_DATA = "training data"
-VALIDATION_SOURCES = (VALIDATION_SPLIT, HELD_OUT, TRAINING_DATA)
 
 #: the share of training images (or, with few images, of their objects) held out
 HOLD_OUT_FRACTION = 0.2
