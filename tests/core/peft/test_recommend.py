@@ -66,6 +66,19 @@ def test_the_recommended_learning_rate_is_larger_for_added_tensors_and_the_small
     assert recommended_lr(method, architecture) == lr
 
 
+def test_a_method_that_trains_only_what_it_adds_gets_the_added_tensors_rate_without_a_list_to_update():
+    from napari_sam_peft.core.peft.methods import METHODS, register_method
+
+    added_only = {name for name, method in METHODS.items() if method.trains_added_only}
+    assert added_only == {"lora", "fact", "ssf", "adaptformer", "decoder_lora"}
+    new = register_method("test_adapter", "A new adapter method.", inject=lambda target, options: [])
+    try:
+        assert recommended_lr("test_adapter", VIT_B) == 1e-4 == recommended_lr("lora", VIT_B)
+        assert new.trains_added_only
+    finally:
+        del METHODS["test_adapter"]
+
+
 @pytest.mark.parametrize(
     ("objects", "per_step", "steps"),
     [

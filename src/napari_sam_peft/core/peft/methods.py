@@ -76,6 +76,12 @@ class PeftMethod:
             given = given.to_dict()
         return self.options_class.build(self.name, given)
 
+    @property
+    def trains_added_only(self) -> bool:
+        """Whether the method's own training is of tensors it adds (zero or identity at the start),
+        with no pretrained encoder weight selected; such tensors take a larger learning rate."""
+        return self.inject is not _inject_nothing and self.selects is _select_nothing
+
     def selects_base(self, name: str, target: EncoderTarget) -> bool:
         """Whether an original (not added) parameter of SAM, named as in plain SAM, trains."""
         return (self.trains_decoder and name.startswith(DECODER_PREFIXES)) or self.selects(name, target)

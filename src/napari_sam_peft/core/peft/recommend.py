@@ -16,6 +16,7 @@ import torch
 from ..sam.architecture import VIT_B, Architecture
 from ..sam.registry import family_for
 from ..sam.tiny_vit import VIT_T
+from .methods import get_method
 
 #: TinyViT's encoder compute as a share of vit_b's (about 8%)
 _TINY_VIT_SHARE = family_for(VIT_T).relative_compute(VIT_T)
@@ -32,8 +33,6 @@ class Recommendation:
 
 
 _GIB = 1024**3
-#: Methods that train only tensors they add (starting at zero or identity), not pretrained weights.
-_ADDED_ONLY = frozenset({"lora", "fact", "ssf", "adaptformer", "decoder_lora"})
 
 
 def recommended_lr(method: str, architecture: Architecture) -> float:
@@ -49,7 +48,7 @@ def recommended_lr(method: str, architecture: Architecture) -> float:
     size = family_for(architecture).relative_compute(architecture)
     if size < 0.02:
         return 1e-3
-    if method in _ADDED_ONLY or size < 0.2:
+    if get_method(method).trains_added_only or size < 0.2:
         return 1e-4
     return 1e-5
 
