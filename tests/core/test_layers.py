@@ -92,3 +92,36 @@ def test_the_check_sees_a_forbidden_import(tmp_path, monkeypatch):
     (fake / "data" / "bad.py").write_text("def f():\n    from ..training.job import TrainingJob\n")
     monkeypatch.setitem(globals(), "CORE", fake)
     assert _violations("data") == ["data/bad.py:2 imports napari_sam_peft.core.training.job"]
+
+
+def _module_of(name: str) -> Path | None:
+    """The file under core that a dotted import name (module or module.attribute) lives in."""
+    parts = name.split(".")[2:]  # after napari_sam_peft.core
+    while parts:
+        path = CORE.joinpath(*parts).with_suffix(".py")
+        if path.is_file():
+            return path
+        parts = parts[:-1]
+    return None
+
+
+def test_no_two_core_modules_import_each_other_even_lazily_or_for_types():
+    """A cycle hides in a function-level or TYPE_CHECKING import; package __init__ files only re-export."""
+    modules = [p for p in sorted(CORE.rglob("*.py")) if p.name != "__init__.py"]
+    graph = {
+        path: {m for _, name in _imports(path) if (m := _module_of(name)) is not None and m.name != "__init__.py"}
+        - {path}
+        for path in modules
+    }
+    cycles = set()
+    for start in modules:
+        stack, seen = [(start, (start,))], set()
+        while stack:
+            node, trail = stack.pop()
+            for nxt in graph.get(node, ()):
+                if nxt == start:
+                    cycles.add(" -> ".join(str(p.relative_to(CORE)) for p in (*trail, start)))
+                elif nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, (*trail, nxt)))
+    assert not cycles, sorted(cycles)[:4]

@@ -24,8 +24,9 @@ from .attach import (
     frozen_prefix_stages,
 )
 from .blocks import InvalidBlocksError, format_blocks, parse_blocks
-from .counting import count_trainable_parameters, parameter_count
+from .counting import parameter_count
 from .layers import MergeNotSupportedError
+from .meta_count import count_trainable_parameters
 from .methods import METHODS, PeftMethod, UnknownMethodError, get_method, register_method
 from .options import (
     AdaptFormerOptions,

@@ -11,16 +11,40 @@ import math
 import warnings
 from collections.abc import Callable
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from .tiny_vit import TinyVitArchitecture
-
 MOBILE_SAM = "mobile_sam"
 LITE_MEDSAM = "lite_medsam"
+
+
+class TinyVitSizes(Protocol):
+    """The sizes the encoder is built at (a :class:`~.tiny_vit.TinyVitArchitecture` has them)."""
+
+    @property
+    def img_size(self) -> int: ...
+    @property
+    def patch_stride(self) -> int: ...
+    @property
+    def prompt_embed_dim(self) -> int: ...
+    @property
+    def embed_dims(self) -> tuple[int, ...]: ...
+    @property
+    def depths(self) -> tuple[int, ...]: ...
+    @property
+    def num_heads(self) -> tuple[int, ...]: ...
+    @property
+    def window_sizes(self) -> tuple[int, ...]: ...
+    @property
+    def mlp_ratio(self) -> float: ...
+    @property
+    def mbconv_expand_ratio(self) -> float: ...
+    @property
+    def variant(self) -> str: ...
+    @property
+    def classifier_head(self) -> bool: ...
 
 
 @cache
@@ -64,7 +88,7 @@ def _encoder_class() -> Any:
     return TinyVitEncoder
 
 
-def build_tiny_vit(arch: TinyVitArchitecture) -> nn.Module:
+def build_tiny_vit(arch: TinyVitSizes) -> nn.Module:
     """MobileSAM's TinyViT at ``arch``'s sizes (LiteMedSAM's patch embedding where it says so)."""
     target = torch.get_default_device()  # build_sam's device ("meta" when counting)
     with torch.device("cpu"):  # TinyViT's constructor reads a tensor's value, which "meta" has not
@@ -72,7 +96,7 @@ def build_tiny_vit(arch: TinyVitArchitecture) -> nn.Module:
     return encoder.to(target)
 
 
-def _tiny_vit_on_cpu(arch: TinyVitArchitecture) -> Any:
+def _tiny_vit_on_cpu(arch: TinyVitSizes) -> Any:
     encoder_class = _encoder_class()
     from mobile_sam.modeling.tiny_vit_sam import Conv2d_BN, LayerNorm2d
 

@@ -35,7 +35,7 @@ from functools import lru_cache
 import torch
 
 from ..peft import PeftSpec, frozen_prefix_stages, parameter_count
-from ..peft.counting import attached_on_meta
+from ..peft.meta_count import attached_on_meta
 from ..sam.architecture import Architecture
 from ..sam.registry import family_for
 from ..sam.stages import encoder_stages
