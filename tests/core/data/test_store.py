@@ -72,6 +72,8 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_commit(tmp_path):
         process = context.Process(target=write_forever, args=(str(path), sender, round_))
         process.start()
         sender.close()
+        receiver.poll(None)  # the writer's first commit of this round is acknowledged, then a random moment
+        _receive(receiver, acknowledged)
         deadline = time.monotonic() + rng.uniform(0.05, 0.4)
         while time.monotonic() < deadline:
             if receiver.poll(0.01):
