@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # Run the whole test suite headless: installs what it needs (Xvfb included), checks lint, format
 # and core's types, then runs pytest under a virtual X server. Extra arguments go to pytest.
+#   --quick   the edit-test loop: skip the tests marked slow (processes, training, real models)
 set -euo pipefail
+quick=()
+if [[ "${1:-}" == "--quick" ]]; then
+    shift
+    quick=(-m "not slow")
+fi
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/install.sh --test
 # the habits that keep the code readable fail CI too: lint, format, types of core
@@ -11,4 +17,4 @@ echo "Checking lint (ruff), format (ruff format) and core's types (mypy) ..."
 .venv/bin/mypy
 export QT_API=pyqt6 PYTEST_QT_API=pyqt6
 export MPLBACKEND=Agg
-exec xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python -m pytest -p no:cacheprovider "$@"
+exec xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python -m pytest -p no:cacheprovider "${quick[@]}" "$@"

@@ -8,6 +8,16 @@ import torch
 from napari_sam_peft.core.sam.architecture import TINY, build_sam
 from napari_sam_peft.core.sam.loading import LoadedModel, model_identity
 
+#: fixtures that give a test a real napari viewer (directly or through another fixture)
+VIEWER_FIXTURES = {"make_napari_viewer", "make_napari_viewer_proxy", "qtbot"}
+
+
+def pytest_collection_modifyitems(items):
+    """Every test with a napari viewer is marked ``gui`` (``-m "not gui"`` runs without an X server)."""
+    for item in items:
+        if VIEWER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.gui)
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _probe_cache(tmp_path_factory):
