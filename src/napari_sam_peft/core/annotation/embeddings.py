@@ -23,7 +23,7 @@ import zarr
 
 from ..atomic import atomic_path
 from ..cache_dir import default_cache_dir
-from ..sam.micro_sam_internals import write_embedding_entry
+from ..sam.internals import tag_predictor_model, write_embedding_entry
 from .progress import MicroSamProgress, ProgressCallback
 
 BASE_ADAPTER_KEY = "base"  # the adapter part of the key for the base model alone
@@ -54,7 +54,7 @@ def tag_predictor(predictor, model, adapter_key: str) -> None:
     """Name model and adapter in a micro_sam predictor (its embedding files record them)."""
     predictor.model_type = model.architecture.name
     predictor.model_name = model.identity.name
-    predictor._hash = f"{model.identity.key}+{adapter_key[:16]}"
+    tag_predictor_model(predictor, f"{model.identity.key}+{adapter_key[:16]}")
     predictor.reset_image()
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..sam.internals import unetr_forward_on_embeddings
 from ..sam.preprocessing import embedding_side, input_size
 from .targets import DECODER_STRIDE, crop_cells, distance_targets
 
@@ -43,7 +44,7 @@ class InstanceObjective:
         cells = min(CROP_CELLS, self.embedding_side)
         top, left = crop_cells(target, cells, self.embedding_side, rng)
         crop = embeddings[:, :, top : top + cells, left : left + cells]
-        prediction = self.decoder._forward_impl(crop).float()
+        prediction = unetr_forward_on_embeddings(self.decoder, crop).float()
         window = target[
             :,
             top * DECODER_STRIDE : (top + cells) * DECODER_STRIDE,

@@ -20,6 +20,7 @@ import torch
 from ... import __version__
 from ..errors import SamPeftError
 from ..sam.architecture import Architecture, architecture_from_json
+from ..sam.internals import tensor_version
 from ..sam.loading import LoadedModel, ModelIdentity
 from .adapter_format import (
     ADAPTER_FORMAT,
@@ -89,7 +90,7 @@ class Adapter:
         metadata = self._metadata()
         fingerprint = (
             tuple(sorted(metadata.items())),
-            tuple((k, id(t), t._version) for k, t in sorted(self._file_tensors().items())),
+            tuple((k, id(t), tensor_version(t)) for k, t in sorted(self._file_tensors().items())),
         )
         if self._identity is None or self._identity[0] != fingerprint:
             self._identity = (fingerprint, content_hash(metadata, self._file_tensors()))

@@ -33,7 +33,7 @@ from .architecture import (
     same_weight_shapes,
 )
 from .devices import select_device
-from .micro_sam_internals import load_checkpoint
+from .internals import load_checkpoint
 from .registry import BUNDLED_MODELS, MICRO_SAM_ARCHITECTURES, UnknownFamilyError
 
 DEMO_MODEL_NAME = "demo"

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ..errors import SamPeftError
+from .internals import cpu_has_native_bf16
 
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -183,7 +184,7 @@ def slower_than_fp32(result: ProbeResult, name: str, use: str) -> str:
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes bfloat16 natively (not by emulation)."""
     if device.type == "cpu":
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+        return cpu_has_native_bf16()
     if device.type == "cuda":
         return torch.cuda.get_device_capability(device)[0] >= 8
     return False

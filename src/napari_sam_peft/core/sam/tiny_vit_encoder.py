@@ -16,6 +16,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from .internals import swap_class
+
 MOBILE_SAM = "mobile_sam"
 LITE_MEDSAM = "lite_medsam"
 
@@ -116,7 +118,7 @@ def _tiny_vit_on_cpu(arch: TinyVitSizes) -> Any:
     module: Any
     for module in encoder.modules():
         if type(module).__name__ == "Attention":
-            module.__class__ = encoder_class.attention_class
+            swap_class(module, encoder_class.attention_class)
             module.qkv.head_count = module.num_heads  # what ``qkv_groups`` reads
     if arch.variant == LITE_MEDSAM:
         half = arch.embed_dims[0] // 2

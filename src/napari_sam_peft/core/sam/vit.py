@@ -25,7 +25,7 @@ from torch import nn
 
 from ..errors import InvalidCheckpointError
 from .encoder_family import Architecture, BlockLayout, EncoderCost, StageCost, decoder_fields
-from .micro_sam_internals import to_image
+from .internals import to_image
 from .vit_attention import use_chunked_attention
 
 

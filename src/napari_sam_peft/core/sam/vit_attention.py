@@ -23,6 +23,8 @@ import torch
 from segment_anything.modeling.image_encoder import Attention, get_rel_pos
 from torch import nn
 
+from .internals import swap_class
+
 #: queries per chunk: a chunk's attention map for vit_b at 1024 px is 12 x 512 x 4096 floats (100 MB)
 QUERY_CHUNK = 512
 
@@ -71,7 +73,7 @@ def use_chunked_attention(model: nn.Module) -> nn.Module:
     """Compute every ViT ``Attention`` of ``model`` in chunks (in place; weights untouched); returns ``model``."""
     for module in model.modules():
         if type(module) is Attention:
-            module.__class__ = ChunkedAttention
+            swap_class(module, ChunkedAttention)
     return model
 
 
@@ -79,5 +81,5 @@ def use_plain_attention(model: nn.Module) -> nn.Module:
     """Undo :func:`use_chunked_attention`: ``segment_anything``'s own attention again; returns ``model``."""
     for module in model.modules():
         if type(module) is ChunkedAttention:
-            module.__class__ = Attention
+            swap_class(module, Attention)
     return model

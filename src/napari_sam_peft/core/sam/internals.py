@@ -1,0 +1,112 @@
+"""Every private name of micro_sam, segment_anything and torch this package uses, in one place.
+
+None of these has a public API, and doing them differently would make our files or tensors
+differ from micro_sam's own, or cost what the private route saves. Checked against micro_sam
+1.8.14 and torch 2.14 (the tests' environment); when one of them changes, this module is the
+only place to adapt, and ``tests/core/sam/test_internals.py`` keeps every other module off
+their private names (and off ``__class__`` assignment).
+
+micro_sam:
+
+- ``_to_image``: turns a greyscale, two-channel or RGB image into the 3-channel uint8 array
+  (each channel min-max scaled to 0-255) that micro_sam's predictor embeds. Training must
+  preprocess exactly as the annotator does, or the adapter learns on inputs it never sees.
+- ``_load_checkpoint``: reads micro_sam's own registry files, some of which pickle training
+  metadata beside the weights. Used only for files whose hash micro_sam's downloader checked.
+- ``_create_dataset_with_data`` and ``_write_embedding_signature``: write an embedding entry
+  (features plus the signature attributes micro_sam checks on reading) in micro_sam's zarr
+  format, zarr 2 and 3 alike, so entries computed from a kept stage input are served by
+  ``precompute_image_embeddings`` like those it wrote itself.
+- ``_hash`` of a micro_sam predictor: the model id micro_sam writes into an embedding entry's
+  signature and checks on reading; we set it to the base model plus adapter, so an entry of
+  the base model is never served to an adapted one (:func:`tag_predictor_model`).
+- ``_forward_impl`` of micro_sam's UNETR instance decoder: its forward pass on embeddings
+  without the resize to the input image, which training on a crop of the embedding grid needs
+  (:func:`unetr_forward_on_embeddings`).
+
+torch:
+
+- ``torch.cpu._is_avx512_bf16_supported`` and ``_is_amx_tile_supported``: whether the CPU has
+  native bfloat16 (:func:`cpu_has_native_bf16`); torch has no public question for it.
+- ``Tensor._version``: the in-place version counter, so an adapter's identity hash is kept until
+  a tensor changes (:func:`tensor_version`).
+
+Python, on segment_anything's and MobileSAM's modules:
+
+- ``module.__class__ = ...``: swaps a module's forward for a subclass that computes the same
+  thing with the same parameters (chunked ViT attention; TinyViT attention with grouped qkv), in
+  place, so state dicts, hooks and PEFT wrappers see the original module (:func:`swap_class`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def to_image(image: np.ndarray) -> np.ndarray:
+    """The (H, W, 3) uint8 array micro_sam embeds for a 2D image (greyscale, 2-channel or RGB), each
+    channel min-max scaled to 0-255."""
+    from micro_sam.util import _to_image
+
+    return _to_image(image)
+
+
+def load_checkpoint(path: str) -> object:
+    """What a micro_sam registry file holds, as ``torch.load`` gives it (unpickles its metadata:
+    trusted files only); ``loading.sam_state_from`` unwraps the SAM state dict."""
+    from micro_sam.util import _load_checkpoint
+
+    raw, _ = _load_checkpoint(path)
+    return raw
+
+
+def write_embedding_entry(
+    group: Any,
+    features: np.ndarray,
+    image: np.ndarray,
+    predictor: Any,
+    input_size: list[int],
+    original_size: list[int],
+) -> None:
+    """Write whole-image ``features`` and micro_sam's embedding signature into a zarr ``group``."""
+    from micro_sam.util import _create_dataset_with_data, _write_embedding_signature
+
+    _create_dataset_with_data(group, "features", data=features)
+    _write_embedding_signature(
+        group,
+        image,
+        predictor,
+        tile_shape=None,
+        halo=None,
+        input_size=input_size,
+        original_size=original_size,
+    )
+
+
+def tag_predictor_model(predictor: Any, model_id: str) -> None:
+    """Set the model id micro_sam records in (and checks on) a predictor's embedding entries."""
+    predictor._hash = model_id
+
+
+def unetr_forward_on_embeddings(decoder: Any, embeddings: Any) -> Any:
+    """micro_sam's UNETR decoder on image-encoder ``embeddings`` (any crop of the grid), unresized."""
+    return decoder._forward_impl(embeddings)
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), not by emulation."""
+    import torch
+
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def tensor_version(tensor: Any) -> int:
+    """``tensor``'s in-place version counter (it grows with every in-place change)."""
+    return int(tensor._version)
+
+
+def swap_class(module: Any, cls: type) -> None:
+    """Make ``module`` an instance of ``cls`` in place (a subclass, or the original class back)."""
+    module.__class__ = cls
