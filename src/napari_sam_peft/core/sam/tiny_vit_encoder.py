@@ -26,27 +26,48 @@ class TinyVitSizes(Protocol):
     """The sizes the encoder is built at (a :class:`~.tiny_vit.TinyVitArchitecture` has them)."""
 
     @property
-    def img_size(self) -> int: ...
+    def img_size(self) -> int:
+        """The input side in pixels."""
+
     @property
-    def patch_stride(self) -> int: ...
+    def patch_stride(self) -> int:
+        """Pixels per patch-grid cell."""
+
     @property
-    def prompt_embed_dim(self) -> int: ...
+    def prompt_embed_dim(self) -> int:
+        """The embedding width SAM's decoder takes."""
+
     @property
-    def embed_dims(self) -> tuple[int, ...]: ...
+    def embed_dims(self) -> tuple[int, ...]:
+        """Each stage's width."""
+
     @property
-    def depths(self) -> tuple[int, ...]: ...
+    def depths(self) -> tuple[int, ...]:
+        """Each stage's block count."""
+
     @property
-    def num_heads(self) -> tuple[int, ...]: ...
+    def num_heads(self) -> tuple[int, ...]:
+        """Each stage's attention heads."""
+
     @property
-    def window_sizes(self) -> tuple[int, ...]: ...
+    def window_sizes(self) -> tuple[int, ...]:
+        """Each stage's attention window."""
+
     @property
-    def mlp_ratio(self) -> float: ...
+    def mlp_ratio(self) -> float:
+        """MLP width over block width."""
+
     @property
-    def mbconv_expand_ratio(self) -> float: ...
+    def mbconv_expand_ratio(self) -> float:
+        """The first stage's MBConv expansion."""
+
     @property
-    def variant(self) -> str: ...
+    def variant(self) -> str:
+        """MOBILE_SAM or LITE_MEDSAM (the patch embedding)."""
+
     @property
-    def classifier_head(self) -> bool: ...
+    def classifier_head(self) -> bool:
+        """Whether the checkpoint has ImageNet's head."""
 
 
 @cache
