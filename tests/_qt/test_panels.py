@@ -1,8 +1,7 @@
-"""The docks are thin containers of panels: the user sees the same widgets, in the same order."""
+"""The docks as a user reads them, and their panels sharing one session."""
 
 from __future__ import annotations
 
-import pytest
 from magicgui.widgets import CheckBox, Container, FileEdit, Label, PushButton, Table
 
 
@@ -23,59 +22,34 @@ def _shown(container) -> list:
     return seen
 
 
-SEGMENT = [
-    "model",
-    "or file",
-    "device",
-    "Load model",
-    "adapter",
-    ["Attach adapter", "Base model"],
-    "<text>",
-    "image",
-    ["< Previous", "Next >", "Suggest"],
-    "folder",
-    "<text>",
-    ["batch mode", "pre-segment"],
-    ["Segment [S]", "Commit [C]"],
-    ["Clear [Shift+C]", "Undo [U]"],
-    ["Automatic", "Commit automatic"],
-    "<text>",
-    "<text>",
-]
-DATASET = [
-    "store",
-    "Open / create store",
-    "<text>",
-    "<table>",
-    "stored image",
-    ["split", "Set split"],
-    "Remove image",
-    "Remove selected object",
-    "import image",
-    "with labels",
-    "Import image + labels",
-]
+def _flat(shown: list) -> list[str]:
+    return [item for entry in shown for item in (_flat(entry) if isinstance(entry, list) else [entry])]
 
 
-@pytest.mark.parametrize(
-    ("module", "name", "expected"), [("segment", "SegmentWidget", SEGMENT), ("dataset", "DatasetWidget", DATASET)]
-)
-def test_a_dock_shows_its_panels_widgets_in_order(make_napari_viewer, module, name, expected):
-    import importlib
+def _dock(viewer, name):
+    return viewer.window.add_plugin_dock_widget("napari-sam-peft", name)[1]
 
-    widget_class = getattr(importlib.import_module(f"napari_sam_peft._qt.{module}_widget"), name)
+
+def test_the_segment_dock_reads_in_the_order_of_the_loop_and_names_its_keys(make_napari_viewer):
+    """Top to bottom as a user works: load a model, pick an image, prompt, segment, commit."""
     viewer = make_napari_viewer()
-    widget = widget_class(viewer)
-    viewer.window.add_dock_widget(widget, name=name)
-    assert _shown(widget) == expected
+    seen = _flat(_shown(_dock(viewer, "Segment")))
+    steps = ["Load model", "image", "Segment [S]", "Commit [C]", "Automatic"]
+    assert [seen.index(step) for step in steps] == sorted(seen.index(step) for step in steps)
+    for key in ("[S]", "[C]", "[Shift+C]", "[U]"):  # the shortcut is on the button the key stands for
+        assert any(key in text for text in seen), key
+
+
+def test_the_dataset_dock_opens_a_store_before_it_lists_and_imports(make_napari_viewer):
+    viewer = make_napari_viewer()
+    seen = _flat(_shown(_dock(viewer, "Dataset")))
+    steps = ["Open / create store", "<table>", "Set split", "Import image + labels"]
+    assert [seen.index(step) for step in steps] == sorted(seen.index(step) for step in steps)
 
 
 def test_the_segment_panels_share_the_viewers_session_and_its_store(make_napari_viewer, tmp_path):
-    from napari_sam_peft._qt.dataset_widget import DatasetWidget
-    from napari_sam_peft._qt.segment_widget import SegmentWidget
-
     viewer = make_napari_viewer()
-    segment, dataset = SegmentWidget(viewer), DatasetWidget(viewer)
+    segment, dataset = _dock(viewer, "Segment"), _dock(viewer, "Dataset")
     panels = [segment.model_panel, segment.image_panel, segment.prompt_panel, segment.automatic_panel]
     panels += [segment.suggest_panel]
     panels += [segment.commits_panel, dataset.store_panel, dataset.images_panel, dataset.import_panel]
