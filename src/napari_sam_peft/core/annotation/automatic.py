@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..sam.preprocessing import input_size
@@ -9,7 +11,7 @@ from .progress import MicroSamProgress, ProgressCallback
 
 
 def automatic_segmentation(
-    predictor,
+    predictor: Any,
     image: np.ndarray,
     embeddings: dict,
     *,

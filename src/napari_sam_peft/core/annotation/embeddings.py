@@ -14,9 +14,10 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import zarr
@@ -25,6 +26,9 @@ from ..atomic import atomic_path
 from ..cache_dir import default_cache_dir
 from ..sam.internals import tag_predictor_model, write_embedding_entry
 from .progress import MicroSamProgress, ProgressCallback
+
+if TYPE_CHECKING:
+    from ..sam.loading import LoadedModel
 
 BASE_ADAPTER_KEY = "base"  # the adapter part of the key for the base model alone
 
@@ -45,12 +49,12 @@ def tiling_for(
     return (tile, tile), (halo, halo)
 
 
-def model_key(model) -> str:
+def model_key(model: LoadedModel) -> str:
     """The base-model part of an :class:`EmbeddingKey` for a ``LoadedModel``."""
     return f"{model.identity.name}:{model.identity.content_hash}"
 
 
-def tag_predictor(predictor, model, adapter_key: str) -> None:
+def tag_predictor(predictor: Any, model: LoadedModel, adapter_key: str) -> None:
     """Name model and adapter in a micro_sam predictor (its embedding files record them)."""
     predictor.model_type = model.architecture.name
     predictor.model_name = model.identity.name
@@ -104,7 +108,7 @@ class EmbeddingCache:
 
     def get_or_compute(
         self,
-        predictor,
+        predictor: Any,
         image: np.ndarray,
         key: EmbeddingKey,
         progress: ProgressCallback | None = None,
@@ -140,7 +144,7 @@ class EmbeddingCache:
             "original_size": tuple(cast(list, group.attrs["original_size"])),
         }
 
-    def store(self, predictor, image: np.ndarray, key: EmbeddingKey, embeddings: dict) -> None:
+    def store(self, predictor: Any, image: np.ndarray, key: EmbeddingKey, embeddings: dict) -> None:
         """Write whole-image embeddings computed elsewhere (e.g. from a block-k input) as an entry.
 
         The entry is the same as micro_sam would write, so ``get_or_compute`` serves it.
@@ -162,7 +166,9 @@ class EmbeddingCache:
         self.root.mkdir(parents=True, exist_ok=True)
 
 
-def _embed(predictor, image: np.ndarray, path: Path, key: EmbeddingKey, **callbacks) -> dict:
+def _embed(
+    predictor: Any, image: np.ndarray, path: Path, key: EmbeddingKey, **callbacks: Callable[..., None]
+) -> dict:
     """micro_sam's embeddings of one 2D image (greyscale or RGB) in the zarr group at ``path``."""
     from micro_sam.util import precompute_image_embeddings
 

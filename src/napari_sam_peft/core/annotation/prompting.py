@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -47,7 +48,7 @@ def box_from_corners(corners: np.ndarray) -> np.ndarray:
     return np.concatenate([corners.min(axis=0), corners.max(axis=0)])
 
 
-def segment_object(predictor, embeddings: dict, prompts: ObjectPrompts) -> np.ndarray:
+def segment_object(predictor: Any, embeddings: dict, prompts: ObjectPrompts) -> np.ndarray:
     """One boolean mask for one object's prompts.
 
     Raises
@@ -76,7 +77,7 @@ def segment_object(predictor, embeddings: dict, prompts: ObjectPrompts) -> np.nd
     return np.asarray(mask).squeeze().astype(bool)
 
 
-def segment_objects(predictor, embeddings: dict, objects: Sequence[ObjectPrompts]) -> list[np.ndarray]:
+def segment_objects(predictor: Any, embeddings: dict, objects: Sequence[ObjectPrompts]) -> list[np.ndarray]:
     """One mask per object (batch mode)."""
     if not objects:
         raise NoPromptsError("There is nothing to segment: place points or draw boxes first, then press S.")

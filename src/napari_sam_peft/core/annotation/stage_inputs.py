@@ -8,15 +8,19 @@ annotator's embedding cache) can supply.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
+from segment_anything.modeling import Sam
 
 from ..sam.preprocessing import model_input
 from ..sam.stages import run_stages, stage_count
 from .embeddings import BASE_ADAPTER_KEY, EmbeddingCache, EmbeddingKey, model_key, tag_predictor, tiling_for
 from .images import image_content_hash
+
+if TYPE_CHECKING:
+    from ..sam.loading import LoadedModel
 
 
 class EmbeddingSource(Protocol):
@@ -40,12 +44,12 @@ class StageInputs:
 
     def __init__(
         self,
-        sam,
+        sam: Sam,
         images: Sequence[np.ndarray],
         stage: int,
         source: EmbeddingSource | None = None,
         as_float32: bool = False,
-    ):
+    ) -> None:
         self.sam = sam
         self.stage = stage
         self.whole_encoder_frozen = stage == stage_count(sam)
@@ -83,7 +87,7 @@ class CacheEmbeddingSource:
     same precision on the same machine.
     """
 
-    def __init__(self, cache: EmbeddingCache, model, precision: str = "fp32") -> None:
+    def __init__(self, cache: EmbeddingCache, model: LoadedModel, precision: str = "fp32") -> None:
         from segment_anything import SamPredictor
 
         self.cache = cache

@@ -9,6 +9,7 @@ lower their product, the more a correction there teaches the model.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +41,7 @@ def _stability(logits: np.ndarray) -> float:
 
 
 def image_uncertainty(
-    predictor, embeddings: dict, image_shape: tuple[int, ...], points_per_side: int = 4
+    predictor: Any, embeddings: dict, image_shape: tuple[int, ...], points_per_side: int = 4
 ) -> Uncertainty:
     """The model's uncertainty on one image from its embeddings (micro_sam's dict; tiled: the first tile).
 

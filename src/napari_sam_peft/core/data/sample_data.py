@@ -14,6 +14,7 @@ always gives the same arrays.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,7 +58,9 @@ def make_series(
     return [make_sample(domain, seed + i, shape) for i in range(n_images)]
 
 
-def _ellipse_mask(shape, center, axes, angle):
+def _ellipse_mask(
+    shape: tuple[int, ...], center: tuple[float, float], axes: tuple[float, float], angle: float
+) -> tuple[np.ndarray, tuple[slice, slice]]:
     """Boolean mask of a filled ellipse, and the slice of ``shape`` it lives in."""
     extent = int(np.ceil(max(axes))) + 2
     r0, c0 = int(center[0]), int(center[1])
@@ -71,7 +74,13 @@ def _ellipse_mask(shape, center, axes, angle):
     return (u * u + v * v) <= 1.0, (rows, cols)
 
 
-def _place_objects(rng, shape, n_target, axes_sampler, max_overlap):
+def _place_objects(
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    n_target: int,
+    axes_sampler: Callable[[], tuple[float, float]],
+    max_overlap: float,
+) -> np.ndarray:
     """Place ellipses by rejection sampling; later objects only take free pixels."""
     labels = np.zeros(shape, dtype=np.uint16)
     next_id = 1
@@ -92,7 +101,7 @@ def _place_objects(rng, shape, n_target, axes_sampler, max_overlap):
     return _relabel_sequential(labels)
 
 
-def _relabel_sequential(labels):
+def _relabel_sequential(labels: np.ndarray) -> np.ndarray:
     """Drop objects that ended up tiny after occlusion and number the rest 1..n."""
     sizes = np.bincount(labels.ravel())
     keep = np.flatnonzero(sizes >= 20)
@@ -102,7 +111,7 @@ def _relabel_sequential(labels):
     return lookup[labels]
 
 
-def _illumination(rng, shape, strength):
+def _illumination(rng: np.random.Generator, shape: tuple[int, ...], strength: float) -> np.ndarray:
     """A smooth multiplicative field around 1, like vignetting or an uneven lamp."""
     rr, cc = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
     rr /= shape[0]
@@ -113,11 +122,11 @@ def _illumination(rng, shape, strength):
     return field.astype(np.float32)
 
 
-def _make_nuclei(rng, shape):
+def _make_nuclei(rng: np.random.Generator, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     scale = min(shape) / 256
     n_target = int(rng.integers(14, 22) * (shape[0] * shape[1]) / 256**2)
 
-    def axes():
+    def axes() -> tuple[float, float]:
         r = rng.uniform(7, 13) * scale
         return (r * rng.uniform(0.85, 1.15), r * rng.uniform(0.85, 1.15))
 
@@ -136,11 +145,11 @@ def _make_nuclei(rng, shape):
     return np.clip(image * 40000 + 300, 0, 65535).astype(np.uint16), labels
 
 
-def _make_cells(rng, shape):
+def _make_cells(rng: np.random.Generator, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     scale = min(shape) / 256
     n_target = int(rng.integers(16, 24) * (shape[0] * shape[1]) / 256**2)
 
-    def axes():
+    def axes() -> tuple[float, float]:
         long = rng.uniform(14, 24) * scale
         return (long, long * rng.uniform(0.3, 0.5))
 

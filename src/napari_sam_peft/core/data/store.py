@@ -54,7 +54,7 @@ class AnnotationStore:
         self.folder = StoreFolder(self.path, create=create)
 
     @classmethod
-    def create(cls, path: str | os.PathLike[str], **kwargs) -> AnnotationStore:
+    def create(cls, path: str | os.PathLike[str], **kwargs: float) -> AnnotationStore:
         """Create a new store at ``path`` (its name must end in ``.sampeft.zarr``) and open it.
 
         Raises

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from torch import nn
@@ -27,7 +28,9 @@ class AutomaticScore:
     n_images: int
 
 
-def automatic_method(predictor, decoder: nn.Module | None, points_per_side: int | None = None):
+def automatic_method(
+    predictor: Any, decoder: nn.Module | None, points_per_side: int | None = None
+) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
     """``segment(image) -> labels`` for one image: AIS with ``decoder``, else AMG; and the method's name."""
     from micro_sam.util import precompute_image_embeddings
 
@@ -43,7 +46,7 @@ def automatic_method(predictor, decoder: nn.Module | None, points_per_side: int 
 
 
 def evaluate_automatic(
-    predictor,
+    predictor: Any,
     decoder: nn.Module | None,
     samples: Iterable[tuple[np.ndarray, np.ndarray]],
     *,

@@ -96,7 +96,7 @@ def segment_object_iteratively(
     return first, mask
 
 
-def _assemble(masks: list[np.ndarray], shape) -> np.ndarray:
+def _assemble(masks: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
     labels = np.zeros(shape, dtype=np.uint32)
     for index, mask in enumerate(masks, start=1):
         labels[mask] = index

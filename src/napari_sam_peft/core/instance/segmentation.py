@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from torch import nn
 
@@ -9,7 +11,7 @@ from ..annotation.progress import MicroSamProgress, ProgressCallback
 
 
 def instance_segmentation(
-    predictor,
+    predictor: Any,
     decoder: nn.Module,
     image: np.ndarray,
     embeddings: dict,

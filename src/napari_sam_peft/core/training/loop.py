@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from segment_anything.modeling import Sam
 from torch import nn
 
 from ..annotation.stage_inputs import EmbeddingSource, StageInputs
@@ -79,7 +80,7 @@ class _Objective(nn.Module):
     """The trainable model with the loss as its forward, so DistributedDataParallel can wrap it."""
 
     def __init__(
-        self, sam, inputs: StageInputs, config: TrainingConfig, instance: InstanceObjective | None = None
+        self, sam: Sam, inputs: StageInputs, config: TrainingConfig, instance: InstanceObjective | None = None
     ) -> None:
         super().__init__()
         self.sam = sam
@@ -210,7 +211,9 @@ def _annotated(samples: Sequence[Sample]) -> list[Sample]:
     return [s for s in samples if np.any(s[1])]
 
 
-def _instance_objective(sam, config: TrainingConfig, train_samples: Sequence[Sample]) -> InstanceObjective | None:
+def _instance_objective(
+    sam: Sam, config: TrainingConfig, train_samples: Sequence[Sample]
+) -> InstanceObjective | None:
     """The instance decoder to train with the adapter (``with_decoder``), with its targets, or None."""
     if not config.with_decoder:
         return None
@@ -235,7 +238,7 @@ def training_precisions(model: LoadedModel, spec: PeftSpec, requested: str) -> t
 
 
 def _stage_inputs(
-    sam,
+    sam: Sam,
     stage: int,
     train_samples: Sequence[Sample],
     val_samples: Sequence[Sample],
@@ -254,7 +257,7 @@ def _stage_inputs(
 
 
 def _step_module(
-    sam, inputs: StageInputs, config: TrainingConfig, world: int, instance: InstanceObjective | None
+    sam: Sam, inputs: StageInputs, config: TrainingConfig, world: int, instance: InstanceObjective | None
 ) -> nn.Module:
     """The loss as a module, wrapped in DistributedDataParallel under several ranks."""
     module: nn.Module = _Objective(sam, inputs, config, instance)

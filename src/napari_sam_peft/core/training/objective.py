@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from segment_anything.modeling import Sam
 
 from ..annotation.stage_inputs import StageInputs
 from ..sam.preprocessing import embedding_side, input_size, model_input
@@ -27,16 +28,23 @@ from ..sam.preprocessing import embedding_side, input_size, model_input
 Sample = tuple[np.ndarray, np.ndarray]  # image, instance labels
 
 
-def _scale(sam, image_shape) -> float:
+def _scale(sam: Sam, image_shape: tuple[int, ...]) -> float:
     return input_size(sam) / max(image_shape[:2])
 
 
-def low_res_stride(sam) -> int:
+def low_res_stride(sam: Sam) -> int:
     """Input pixels per pixel of the mask decoder's output (4 for SAM: 1024 -> 256; 2 for the demo)."""
     return input_size(sam) // (4 * embedding_side(sam))
 
 
-def object_prompts(labels: np.ndarray, rng: np.random.Generator, n: int, scale: float, device, stride: int = 1):
+def object_prompts(
+    labels: np.ndarray,
+    rng: np.random.Generator,
+    n: int,
+    scale: float,
+    device: torch.device | str,
+    stride: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Masks (objects x 1 x H x W), boxes (x0 y0 x1 y1) and one point each, in the model's input frame.
 
     With ``stride`` > 1 (see :func:`low_res_stride`) the masks are at the decoder's own (low)
@@ -65,7 +73,16 @@ def object_prompts(labels: np.ndarray, rng: np.random.Generator, n: int, scale: 
     )
 
 
-def decode(sam, embeddings, size, boxes=None, points=None, labels=None, multimask=False, full_resolution=True):
+def decode(
+    sam: Sam,
+    embeddings: torch.Tensor,
+    size: tuple[int, ...],
+    boxes: torch.Tensor | None = None,
+    points: torch.Tensor | None = None,
+    labels: torch.Tensor | None = None,
+    multimask: bool = False,
+    full_resolution: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mask logits cropped to ``size``: upsampled to the input frame, or at the decoder's 1/4 resolution."""
     point_prompts = None
     if points is not None:
@@ -85,7 +102,7 @@ def decode(sam, embeddings, size, boxes=None, points=None, labels=None, multimas
     return logits[..., : size[0], : size[1]], iou
 
 
-def mask_losses(logits, target):
+def mask_losses(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-output Dice + BCE (objects x outputs) and the true IoU of each output (in float32, whatever
     precision the logits come in: sums over thousands of pixels lose too much in bfloat16)."""
     logits = logits.float()
@@ -99,7 +116,9 @@ def mask_losses(logits, target):
     return dice + bce, true_iou
 
 
-def correction_points(prediction, target, rng, stride: int = 1):
+def correction_points(
+    prediction: torch.Tensor, target: torch.Tensor, rng: np.random.Generator, stride: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One positive point in each object's missed region and one negative in its spurious region.
 
     Labels are -1 where there is no such region (SAM ignores those points). ``stride`` maps
@@ -153,7 +172,15 @@ class LossSink:
         return self.total
 
 
-def start_losses(sam, embeddings, target, boxes, points, sink: LossSink, full_resolution: bool = True):
+def start_losses(
+    sam: Sam,
+    embeddings: torch.Tensor,
+    target: torch.Tensor,
+    boxes: torch.Tensor,
+    points: torch.Tensor,
+    sink: LossSink,
+    full_resolution: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Add the loss of the first prompts (box, and one point with the best of three masks) to ``sink``,
     each as soon as it is computed; return the box start's mask and the point start's best mask, from
     which correction sub-iterations go on."""
@@ -171,10 +198,10 @@ def start_losses(sam, embeddings, target, boxes, points, sink: LossSink, full_re
 
 
 def objective(
-    sam,
-    embeddings,
-    labels,
-    rng,
+    sam: Sam,
+    embeddings: torch.Tensor,
+    labels: np.ndarray,
+    rng: np.random.Generator,
     objects_per_image: int,
     sub_iterations: int,
     backward: Backward | None = None,
@@ -239,7 +266,7 @@ VALIDATION_BATCH = 16
 
 @torch.no_grad()
 def validation_score(
-    sam, samples: Sequence[Sample], max_objects: int = 64, inputs: StageInputs | None = None
+    sam: Sam, samples: Sequence[Sample], max_objects: int = 64, inputs: StageInputs | None = None
 ) -> float:
     """Mean IoU of box prompts over the validation objects, at the decoder's resolution (fast; the full
     mSA is in evaluation.py)."""
