@@ -110,12 +110,9 @@ def store_path(tmp_path_factory):
     [
         ("finished", "window"),
         ("stopped", "ctrl+q"),
-        ("stopped", "window"),
-        ("killed", "ctrl+q"),
-        ("running", "window"),
+        ("killed", "window"),
         ("running", "ctrl+q"),
         ("stopping", "window"),
-        ("stopping", "ctrl+q"),
     ],
 )
 def test_napari_exits_cleanly_after_a_run(store_path, tmp_path, ending, closing):
