@@ -76,13 +76,15 @@ def main() -> int:
         timer.stop()
         gaps = np.diff(stamps) * 1000
         at = stamps[int(np.argmax(gaps))] - clicked  # when the longest gap began, after the click
-        rows.append((run + 1, len(stamps), finetune.reloads - reloads, *np.percentile(gaps, [50, 99]), gaps.max(), at))
+        median, p99 = np.percentile(gaps, [50, 99])
+        rows.append((run + 1, len(stamps), finetune.reloads - reloads, median, p99, gaps.max(), at))
     viewer.close()
 
     cpu = platform.processor() or platform.machine()
     python = sys.version.split()[0]
     print(f"model {args.model}, {args.steps} steps per run; {os.cpu_count()} CPUs ({cpu}); Python {python}")
-    print("| run | timer ticks | adapters reloaded | median gap (ms) | p99 gap (ms) | longest gap (ms) | it began (s after Start) |")
+    columns = ["run", "timer ticks", "adapters reloaded", "median gap (ms)", "p99 gap (ms)", "longest gap (ms)"]
+    print("| " + " | ".join([*columns, "it began (s after Start)"]) + " |")
     print("|---|---|---|---|---|---|---|")
     for run, ticks, reloaded, median, p99, longest, at in rows:
         print(f"| {run} | {ticks} | {reloaded} | {median:.0f} | {p99:.0f} | {longest:.0f} | {at:.2f} |")

@@ -16,31 +16,15 @@ import textwrap
 
 import pytest
 
+from tests._qt.test_user_entry import PREAMBLE  # napari first, nothing of ours imported; wait_until, dock
+
 SCRIPT = """
-import sys
-import napari
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtTest import QTest
-from qtpy.QtWidgets import QApplication
-
-viewer = napari.Viewer(show=True)
-QApplication.processEvents()
-assert "napari_sam_peft" not in sys.modules
-
-def wait_until(condition):  # the test's subprocess timeout bounds the wait
-    import time
-    while not condition():
-        QApplication.processEvents()
-        time.sleep(0.02)
 
 def click(button):
     assert button.enabled, button.text
     QTest.mouseClick(button.native, Qt.MouseButton.LeftButton)
-
-def dock(name):
-    _, widget = viewer.window.add_plugin_dock_widget("napari-sam-peft", name)
-    QApplication.processEvents()
-    return widget
 
 viewer.open_sample("napari-sam-peft", "cells")
 segment, dataset, finetune = dock("Segment"), dock("Dataset"), dock("Finetune")
@@ -117,8 +101,9 @@ def store_path(tmp_path_factory):
 )
 def test_napari_exits_cleanly_after_a_run(store_path, tmp_path, ending, closing):
     env = dict(os.environ, HOME=str(tmp_path), NAPARI_SAM_PEFT_CACHE=str(tmp_path / "cache"), QT_API="pyqt6")
+    script = textwrap.dedent(PREAMBLE) + textwrap.dedent(SCRIPT)
     result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(SCRIPT), str(store_path), ending, closing],
+        [sys.executable, "-c", script, str(store_path), ending, closing],
         capture_output=True,
         text=True,
         env=env,
