@@ -15,6 +15,8 @@ import pytest
 
 import napari_sam_peft
 
+pytestmark = pytest.mark.slow  # each case starts a new process
+
 GUARD = Path(napari_sam_peft.__file__).with_name("_triton_guard.py")
 
 SCRIPT = """

@@ -13,6 +13,8 @@ from napari_sam_peft.core.peft import Adapter
 from napari_sam_peft.core.sam.loading import load_model
 from tests._qt.conftest import click, error_messages, place_points, wait_for_worker
 
+pytestmark = pytest.mark.slow  # each test trains in a worker process
+
 CELLS = "cells (domain B)"
 
 

@@ -37,6 +37,7 @@ def test_sample_menu_lists_the_plugin(make_napari_viewer, qtbot):
     assert any("Nuclei, bright and round" in t for t in titles), titles
 
 
+@pytest.mark.slow
 def test_demo_docks_segment_dataset_and_finetune_on_domain_b(make_napari_viewer, qtbot, tmp_path):
     from napari_sam_peft.cli.demo import DEMO_IMAGES, dock_widgets, open_demo_samples
 

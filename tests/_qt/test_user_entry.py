@@ -15,6 +15,8 @@ import textwrap
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each case starts napari in a new process
+
 PREAMBLE = """
 import sys
 import napari

@@ -14,6 +14,8 @@ import pytest
 
 from tests._qt.conftest import click, click_canvas, drag_on_canvas, press
 
+pytestmark = pytest.mark.slow  # the whole loop trains
+
 CELLS = "cells (domain B)"
 NUCLEI = "nuclei (domain A)"
 

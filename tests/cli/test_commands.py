@@ -2,8 +2,12 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from napari_sam_peft.cli import main
 from napari_sam_peft.core.training.runs import runs_dir
+
+pytestmark = pytest.mark.slow  # each test runs the CLI in a new process
 
 
 def test_help_lists_the_commands(capsys):

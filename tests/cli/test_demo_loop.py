@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from segment_anything import SamPredictor
 
 from napari_sam_peft.cli.demo_loop import CorrectionCounts, DemoSettings, correct_image, run_headless_demo
 from napari_sam_peft.core.data.sample_data import make_sample
 from napari_sam_peft.core.data.store import AnnotationStore
 from napari_sam_peft.core.sam.loading import load_model
+
+pytestmark = pytest.mark.slow  # the demo loop trains
 
 
 def test_the_simulated_user_commits_every_true_object_and_says_how():

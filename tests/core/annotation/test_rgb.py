@@ -283,6 +283,7 @@ def test_interactive_evaluation_of_stacked_rgb_gives_the_scores_of_greyscale(dem
     assert scores["stacked-uint8"] == pytest.approx(scores["grey-uint8"], abs=0.02)
 
 
+@pytest.mark.slow
 def test_the_evaluate_command_runs_on_a_store_of_rgb_images(rgb_store, capsys):
     from napari_sam_peft.cli import main
 

@@ -56,6 +56,7 @@ def test_bad_labels_are_refused_and_the_store_is_unchanged(store, image, labels,
     assert _files(store.path) == before
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_loses_no_acknowledged_commit(tmp_path):
     """Kill a writing process 50 times at random moments; every acknowledged commit survives."""
     path = tmp_path / "kill.sampeft.zarr"

@@ -17,6 +17,7 @@ def demo_predictor():
     return SamPredictor(load_model("demo", device="cpu").sam)
 
 
+@pytest.mark.slow
 def test_demo_model_meets_its_recorded_domain_a_scores(demo_predictor):
     samples = [(s.image, s.labels) for s in make_series("nuclei", 2, seed=0)]
     scores = evaluate_interactive(demo_predictor, samples)

@@ -137,6 +137,7 @@ def test_lite_medsam_preprocessing_is_min_max_to_unit_range(lite):
     assert float(x[0, :, :, 192:].abs().max()) == 0.0  # padded with zeros
 
 
+@pytest.mark.slow
 def test_a_merged_lite_medsam_export_reproduces_the_attached_models_masks(lite, tmp_path):
     handle = attach(lite.sam, spec_from_preset("late_lora", lite.architecture.depth))
     try:
@@ -169,6 +170,7 @@ def vit_t_file(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_a_merged_vit_t_export_loads_in_micro_sam_with_equal_outputs(vit_t_file, tmp_path):
     from micro_sam.util import get_sam_model
 

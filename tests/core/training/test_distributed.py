@@ -12,6 +12,8 @@ import pytest
 from napari_sam_peft.core.peft import Adapter
 from napari_sam_peft.core.training.distributed import any_rank, distributed_rank, setup_distributed
 
+pytestmark = pytest.mark.slow  # torchrun starts processes
+
 
 def test_train_runs_under_torchrun_with_two_processes(store, tmp_path):
     torchrun = shutil.which("torchrun")

@@ -64,6 +64,7 @@ def test_no_training_objects_is_a_clear_error(tiny_model):
         train(tiny_model, spec_from_preset("lora", TINY.depth), empty)
 
 
+@pytest.mark.slow
 def test_joint_training_saves_an_instance_decoder_that_fits_the_labels_better(tiny_model, tmp_path):
     import numpy as np
 

@@ -162,6 +162,7 @@ def test_a_negative_step_count_is_refused_before_anything_loads(store):
     assert not runs_dir(store.path).exists()  # no empty run folder left behind
 
 
+@pytest.mark.slow
 def test_a_run_with_the_decoder_evaluates_automatic_segmentation_before_and_after(tmp_path):
     sample = make_sample("cells", seed=4, shape=(128, 128))
     store = _train_only_store(tmp_path, [(sample.image, sample.labels.astype(np.uint16))])

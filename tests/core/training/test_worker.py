@@ -6,12 +6,16 @@ import os
 import sys
 import time
 
+import pytest
+
 from napari_sam_peft.core.data.store import AnnotationStore
 from napari_sam_peft.core.peft import Adapter
 from napari_sam_peft.core.training.events import Event
 from napari_sam_peft.core.training.runs import list_runs, runs_dir
 from napari_sam_peft.core.training.worker import TrainingProcess
 from tests.core.training.conftest import _job
+
+pytestmark = pytest.mark.slow  # each test starts a training process
 
 
 def _run_until(process: TrainingProcess, predicate, timeout: float = 120) -> list[Event]:
