@@ -4,13 +4,13 @@ For each model (the vit_b and vit_t architectures with random weights at 1024 px
 LiteMedSAM at 256 px and the bundled demo model) it measures, on the same image and in the same run:
 
 - **embedding**: the image encoder on a new image, written to the on-disk cache
-  (ours: ``AnnotatorSession.compute_embeddings``, in ``auto`` (the precision its probe measured
+  (ours: ``SessionEmbeddings.compute``, in ``auto`` (the precision its probe measured
   fastest on this model, as users get it) and in float32; micro_sam: ``precompute_image_embeddings``
   with a zarr ``save_path``, which always embeds in float32: it has no mixed-precision path). The
   column "auto / fp32" flags (**SLOWER**) a model whose auto embedding is over 5% slower than float32;
 - **cached reopen**: the same image again, read from disk;
 - **prompt-to-mask**: one positive point to a mask from the cached embeddings
-  (ours: ``AnnotatorSession.segment``; micro_sam: ``segment_from_points``), median of N.
+  (ours: ``LiveModel.segment``; micro_sam: ``segment_from_points``), median of N.
 
 Run: ``python benchmarks/interactive.py [--models vit_b,vit_t,lite_medsam,demo] [--device auto]
 [--repeats 20]``. Weights do not matter for speed, so vit_b and vit_t are built from their
@@ -73,18 +73,18 @@ def bench_model(name: str, device: torch.device, repeats: int) -> dict[str, floa
     with tempfile.TemporaryDirectory() as tmp:
         # Ours: through the session and its cache, in float32 first, then in auto (as users get it).
         session = AnnotatorSession(cache=EmbeddingCache(Path(tmp) / "ours"))
-        session.set_model(model)  # runs (or reads) the precision probe
-        results["precision"], results["probe"] = session.precision.name, session.precision.probe
+        session.model.set_base(model)  # runs (or reads) the precision probe
+        results["precision"], results["probe"] = session.model.precision.name, session.model.precision.probe
         for precision in ("fp32", "auto"):
-            session.set_precision(precision)
-            session.compute_embeddings(make_sample("cells", seed=98, shape=(size, size)).image)  # warm-up
-            results[f"embed_ours_{precision}"], (_, embeddings) = _timed(session.compute_embeddings, image)
+            session.model.set_precision(precision)
+            session.embeddings.compute(make_sample("cells", seed=98, shape=(size, size)).image)  # warm-up
+            results[f"embed_ours_{precision}"], (_, embeddings) = _timed(session.embeddings.compute, image)
         results["embed_ours"] = results["embed_ours_auto"]
-        results["reopen_ours"], _ = _timed(session.compute_embeddings, image)
+        results["reopen_ours"], _ = _timed(session.embeddings.compute, image)
         prompts = [ObjectPrompts(points=point, labels=[1])]
-        session.segment(embeddings, prompts)
+        session.model.segment(embeddings, prompts)
         results["prompt_ours"] = statistics.median(
-            _timed(session.segment, embeddings, prompts)[0] for _ in range(repeats)
+            _timed(session.model.segment, embeddings, prompts)[0] for _ in range(repeats)
         )
 
         # micro_sam's own functions on the same model, with segment_anything's attention (as its users run it).

@@ -1,9 +1,9 @@
 """Adapter reload, for ``benchmarks/training.py``: after training a new adapter, the time until the user
 sees a mask from it on the current image (512x512), ours next to micro_sam's path.
 
-- **ours**: ``AnnotatorSession.set_adapter(B)`` (read, verify and attach the file in place)
-  + ``compute_embeddings`` (which runs only the adapted blocks from the kept block-k input)
-  + one box prompt. The session embedded the image with the base model (``stage_hint`` set
+- **ours**: ``session.model.set_adapter(B)`` (read, verify and attach the file in place)
+  + ``session.embeddings.compute`` (which runs only the adapted blocks from the kept block-k input)
+  + one box prompt. The session embedded the image with the base model (``prepare_reloads`` set
   to the first adapted stage, as the Finetune widget does) and with adapter A first.
 - **full re-embedding**: what micro_sam's annotator has to do, since it cannot swap
   weights in a loaded model: ``get_sam_model`` on a merged checkpoint of base + B (written
@@ -78,31 +78,32 @@ def measure_reload(row: str, image_size: int, device: torch.device) -> dict:
 
         # Ours: the base embedding keeps the block-k input; adapter A warms up the reload path.
         session = AnnotatorSession(cache=EmbeddingCache(folder / "cache"))
-        session.set_model(model)
-        session.stage_hint = first_trained_stage(spec, arch)
-        session.compute_embeddings(image)
-        session.set_adapter(adapter_a)
-        session.segment(session.compute_embeddings(image)[1], prompts)
-        reembedded = session.reembedded_from_stage
+        session.model.set_base(model)
+        first_stage = first_trained_stage(spec, arch)
+        session.embeddings.prepare_reloads(first_stage)
+        session.embeddings.compute(image)
+        session.model.set_adapter(adapter_a)
+        session.model.segment(session.embeddings.compute(image)[1], prompts)
+        reembedded = session.embeddings.reembedded_from_stage
         start = time.perf_counter()
-        session.set_adapter(adapter_b)
+        session.model.set_adapter(adapter_b)
         attached = time.perf_counter()
-        _, embeddings = session.compute_embeddings(image)
+        _, embeddings = session.embeddings.compute(image)
         embedded = time.perf_counter()
-        session.segment(embeddings, prompts)
+        session.model.segment(embeddings, prompts)
         done = time.perf_counter()
-        if session.reembedded_from_stage != reembedded + 1:
+        if session.embeddings.reembedded_from_stage != reembedded + 1:
             raise RuntimeError("The session re-embedded with the whole encoder, not from the kept stage input.")
-        session.set_adapter(None)
+        session.model.set_adapter(None)
 
         # Ours without a kept stage input: a new session runs the whole encoder with B attached.
         fresh = AnnotatorSession(cache=EmbeddingCache(folder / "fresh"))
-        fresh.set_model(model)
-        fresh.set_adapter(adapter_b)
+        fresh.model.set_base(model)
+        fresh.model.set_adapter(adapter_b)
         full_start = time.perf_counter()
-        fresh.compute_embeddings(image)
+        fresh.embeddings.compute(image)
         full_embed = time.perf_counter() - full_start
-        fresh.set_adapter(None)
+        fresh.model.set_adapter(None)
 
         # micro_sam's annotator: load a merged checkpoint, embed the image, segment.
         checkpoint = folder / "merged_b.pth"
@@ -118,8 +119,8 @@ def measure_reload(row: str, image_size: int, device: torch.device) -> dict:
         micro_done = time.perf_counter()
     return {
         "status": "ok",
-        "first_stage": session.stage_hint,
-        "precision": session.precision.name,
+        "first_stage": first_stage,
+        "precision": session.model.precision.name,
         "ours_total_s": done - start,
         "ours_attach_s": attached - start,
         "ours_reembed_s": embedded - attached,

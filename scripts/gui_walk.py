@@ -116,7 +116,7 @@ def main() -> int:
         segment.adapter_file.value = args.adapter
         start = time.monotonic()
         click(segment.attach_button)
-        wait_for(lambda: segment.session.adapter is not None, 120, "the adapter")
+        wait_for(lambda: segment.session.model.adapter is not None, 120, "the adapter")
         wait_for(lambda: not segment.active_workers and segment.embeddings is not None, 300, "re-embedding")
         print(f"attach adapter + re-embed: {time.monotonic() - start:.1f} s", flush=True)
         segment_box(truth, 3)

@@ -53,7 +53,7 @@ def _load_demo_and_wait(widget) -> None:
 
     from napari_sam_peft.core.sam.loading import load_model
 
-    widget.session.set_model(load_model("demo", device="cpu"))
+    widget.session.model.set_base(load_model("demo", device="cpu"))
     app = QApplication.instance()
     while widget.active_workers or widget.embeddings is None:
         app.processEvents()
@@ -225,7 +225,7 @@ def finetune_and_compare() -> None:
     for choice in ("base model", "adapter"):
         finetune.compare.value = choice
         _wait(lambda: not segment.active_workers and segment.embeddings is not None)
-        masks = segment.session.segment(segment.embeddings, boxes)
+        masks = segment.session.model.segment(segment.embeddings, boxes)
         labels = np.zeros(truth.shape, np.uint32)
         for index, mask in enumerate(masks, start=1):
             labels[mask & (labels == 0)] = index

@@ -11,7 +11,7 @@ fi
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/install.sh --test
 # the habits that keep the code readable fail CI too: lint, format, types of core
-echo "Checking lint (ruff), format (ruff format) and core's types (mypy) ..."
+echo "Checking lint (ruff), format (ruff format) and the types of core and the session (mypy) ..."
 .venv/bin/ruff check src tests benchmarks scripts
 .venv/bin/ruff format --check src tests benchmarks scripts
 .venv/bin/mypy

@@ -99,8 +99,8 @@ def segment_widget(make_napari_viewer, qtbot, demo_model):
     viewer = make_napari_viewer()
     viewer.open_sample("napari-sam-peft", "nuclei")
     _, widget = viewer.window.add_plugin_dock_widget("napari-sam-peft", "Segment")
-    widget.session._cache = EmbeddingCache()
-    widget.session.set_model(demo_model)
+    widget.session.embeddings._cache = EmbeddingCache()
+    widget.session.model.set_base(demo_model)
     wait_for_worker(qtbot, widget)
     assert widget.embeddings is not None
     return viewer, widget

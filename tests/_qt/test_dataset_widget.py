@@ -122,7 +122,7 @@ def test_after_a_restart_the_image_shows_its_objects_and_recommitting_adds_no_du
         viewer.open_sample("napari-sam-peft", "nuclei")
         widget = SegmentWidget(viewer)
         viewer.window.add_dock_widget(widget, name="Segment")
-        widget.session.set_model(demo_model)
+        widget.session.model.set_base(demo_model)
         wait_for_worker(qtbot, widget)
         return viewer, widget
 
@@ -136,7 +136,7 @@ def test_after_a_restart_the_image_shows_its_objects_and_recommitting_adds_no_du
 
     viewer, segment = annotator()  # napari restarted: same image, same default store
     np.testing.assert_array_equal(viewer.layers["committed_objects"].data > 0, before > 0)
-    store = segment.session.store
+    store = segment.session.annotations.store
     assert store.info()["objects"] == 2
     place_points(segment, [_centre(3)], ["positive"])
     click(segment.segment_button)
@@ -150,7 +150,7 @@ def test_automatic_objects_are_marked_edited_or_not(segment_widget, tmp_path, qt
     viewer, segment = segment_widget
     dataset = _dataset(viewer, tmp_path)
     proposal = (NUCLEI.labels * (NUCLEI.labels <= 2)).astype(np.uint32)
-    monkeypatch.setattr(segment.session, "automatic", lambda image, embeddings, progress=None, **_: proposal)
+    monkeypatch.setattr(segment.session.model, "automatic", lambda image, embeddings, progress=None, **_: proposal)
     click(segment.auto_button)
     wait_for_worker(qtbot, segment)
     auto = viewer.layers["auto_segmentation"]

@@ -25,7 +25,7 @@ def loop(make_napari_viewer, qtbot, tmp_path):
     viewer.open_sample("napari-sam-peft", "cells")
     docks = ("Segment", "Dataset", "Finetune")
     segment, dataset, finetune = (viewer.window.add_plugin_dock_widget("napari-sam-peft", d)[1] for d in docks)
-    segment.session.set_model(load_model("demo", device="cpu"))
+    segment.session.model.set_base(load_model("demo", device="cpu"))
     wait_for_worker(qtbot, segment)
     store = dataset.open_store(tmp_path / "cells.sampeft.zarr")
 
@@ -50,7 +50,7 @@ def loop(make_napari_viewer, qtbot, tmp_path):
     yield viewer, segment, finetune
     if finetune.process is not None:
         finetune.process.close()
-    segment.session.set_adapter(None)
+    segment.session.model.set_adapter(None)
 
 
 def _centre(labels: np.ndarray, obj: int) -> list[float]:
@@ -63,12 +63,13 @@ def _box_logits(segment) -> np.ndarray:
     truth = segment.viewer.layers[f"{CELLS} ground truth"].data
     rows, cols = np.nonzero(truth == 4)
     prompts = [ObjectPrompts(box=[rows.min(), cols.min(), rows.max(), cols.max()])]
-    return segment.session.segment(segment.embeddings, prompts)[0]
+    return segment.session.model.segment(segment.embeddings, prompts)[0]
 
 
 def _wait_for_end(qtbot, finetune, segment, timeout=180_000):
     qtbot.waitUntil(lambda: finetune.process.terminal_event is not None, timeout=timeout)
-    qtbot.waitUntil(lambda: finetune._pending_reload is None and not finetune._timer.isActive(), timeout=10_000)
+    model = finetune.session.model
+    qtbot.waitUntil(lambda: model.reload_pending is None and not finetune._timer.isActive(), timeout=10_000)
     wait_for_worker(qtbot, segment)
 
 
@@ -103,7 +104,7 @@ def test_steps_left_empty_take_the_count_recommended_for_the_data(loop, qtbot):
 
 def test_training_in_the_worker_changes_the_live_model_and_its_masks(loop, qtbot):
     viewer, segment, finetune = loop
-    sam_before = segment.session.model.sam
+    sam_before = segment.session.model.loaded.sam
     masks_before = _box_logits(segment)
 
     click(finetune.start_button)
@@ -113,11 +114,11 @@ def test_training_in_the_worker_changes_the_live_model_and_its_masks(loop, qtbot
 
     assert process.terminal_event.event == "finished", process.terminal_event
     assert finetune.reloads >= 1
-    assert segment.session.model.sam is sam_before  # no restart: the same model, adapted in place
-    assert segment.session.adapter is not None
-    assert segment.session.adapter.identity == Adapter.load(process.path).identity
-    assert segment.session.reembedded_from_stage >= 1  # only the adapted block ran again
-    assert segment.embedding_key.adapter_key == segment.session.adapter.identity
+    assert segment.session.model.loaded.sam is sam_before  # no restart: the same model, adapted in place
+    assert segment.session.model.adapter is not None
+    assert segment.session.model.adapter.identity == Adapter.load(process.path).identity
+    assert segment.session.embeddings.reembedded_from_stage >= 1  # only the adapted block ran again
+    assert segment.embedding_key.adapter_key == segment.session.model.adapter.identity
     masks_after = _box_logits(segment)
     assert not np.array_equal(masks_before, masks_after)
     assert len(finetune.loss_plot.points) == 4 and finetune.val_plot.points
@@ -126,7 +127,7 @@ def test_training_in_the_worker_changes_the_live_model_and_its_masks(loop, qtbot
     # The switch compares base and adapter on the current image.
     finetune.compare.value = "base model"
     wait_for_worker(qtbot, segment)
-    assert segment.session.adapter is None
+    assert segment.session.model.adapter is None
     np.testing.assert_array_equal(_box_logits(segment), masks_before)
     finetune.compare.value = "adapter"
     wait_for_worker(qtbot, segment)
@@ -158,7 +159,7 @@ def test_killing_the_worker_leaves_napari_and_the_last_adapter_intact(loop, qtbo
     process = finetune.process
     qtbot.waitUntil(lambda: finetune.reloads >= 1, timeout=180_000)
     wait_for_worker(qtbot, segment)
-    attached = segment.session.adapter
+    attached = segment.session.model.adapter
     process.kill()
     qtbot.waitUntil(lambda: process.terminal_event is not None, timeout=30_000)
     qtbot.wait(300)
@@ -166,7 +167,7 @@ def test_killing_the_worker_leaves_napari_and_the_last_adapter_intact(loop, qtbo
     assert any("killed" in m and "intact" in m for m in error_messages())
     assert finetune.start_button.enabled and not finetune.stop_button.enabled
     assert Adapter.load(process.path).spec.preset == "late_lora"
-    assert segment.session.adapter is attached  # still attached and working
+    assert segment.session.model.adapter is attached  # still attached and working
     assert _box_logits(segment).shape == viewer.layers[CELLS].data.shape[:2]
 
 
@@ -191,7 +192,7 @@ def test_an_out_of_memory_error_in_training_is_a_notification(loop, qtbot, monke
     qtbot.waitUntil(lambda: process.terminal_event is not None, timeout=180_000)
     qtbot.wait(300)
     assert any("ran out of memory" in m for m in error_messages())
-    assert segment.session.model is not None
+    assert segment.session.model.loaded is not None
 
 
 def test_bad_settings_are_notifications_not_runs(loop, tmp_path):

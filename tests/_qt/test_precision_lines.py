@@ -43,7 +43,7 @@ def _cpu(monkeypatch, tmp_path, bf16: bool, figures: tuple[PrecisionFigures, ...
 def _load_demo(qtbot, segment) -> None:
     segment.model_choice.value = "demo"
     click(segment.load_button)
-    qtbot.waitUntil(lambda: segment.session.model is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: segment.session.model.loaded is not None, timeout=60_000)
     wait_for_worker(qtbot, segment)
 
 

@@ -48,9 +48,12 @@ def test_demo_docks_segment_dataset_and_finetune_on_domain_b(make_napari_viewer,
     assert {"SegmentWidget", "DatasetWidget", "FinetuneWidget"} <= set(widgets)
     segment = widgets["SegmentWidget"]
     qtbot.waitUntil(lambda: not segment.active_workers and segment.embeddings is not None, timeout=60_000)
-    assert segment.session.model.identity.name == "lite_medsam"  # the demo opens on real weights
+    assert segment.session.model.loaded.identity.name == "lite_medsam"  # the demo opens on real weights
     assert segment.model_choice.value == "lite_medsam"
     images = [layer.name for layer in viewer.layers if layer.__class__.__name__ == "Image"]
     assert len(images) == DEMO_IMAGES and all("domain B" in name for name in images)
-    assert segment.session.store is not None and segment.session.store.path.name == "cells.sampeft.zarr"
+    assert (
+        segment.session.annotations.store is not None
+        and segment.session.annotations.store.path.name == "cells.sampeft.zarr"
+    )
     assert widgets["FinetuneWidget"].preset.value == "late_lora"

@@ -172,19 +172,19 @@ def test_attaching_an_adapter_in_the_widget_recomputes_embeddings_and_changes_ma
     click(widget.segment_button)
     base_mask = viewer.layers["current_object"].data.copy()
 
-    path = _adapter_file(widget.session.model, tmp_path / "adapter.safetensors")
+    path = _adapter_file(widget.session.model.loaded, tmp_path / "adapter.safetensors")
     widget.adapter_file.value = path
     click(widget.attach_button)
     wait_for_worker(qtbot, widget)
     try:
         assert widget.embedding_key != base_key
-        assert widget.embedding_key.adapter_key == widget.session.adapter.identity
+        assert widget.embedding_key.adapter_key == widget.session.model.adapter.identity
         assert "adapter lora" in widget.model_status.value
         place_points(widget, [_centre_of(1)], ["positive"])
         click(widget.segment_button)
         assert not np.array_equal(viewer.layers["current_object"].data, base_mask)
     finally:
-        widget.session.set_adapter(None)  # the demo model is shared between tests
+        widget.session.model.set_adapter(None)  # the demo model is shared between tests
         wait_for_worker(qtbot, widget)
     assert widget.embedding_key == base_key
 
@@ -196,13 +196,13 @@ def test_a_bad_adapter_file_is_a_notification(segment_widget, tmp_path):
     widget.adapter_file.value = bad
     click(widget.attach_button)
     assert any("not a readable adapter" in m for m in error_messages())
-    assert widget.session.adapter is None
+    assert widget.session.model.adapter is None
 
 
 def test_automatic_segmentation_pre_annotates_and_commits(segment_widget, qtbot, monkeypatch):
     viewer, widget = segment_widget
     proposal = NUCLEI.labels.astype(np.uint32)
-    monkeypatch.setattr(widget.session, "automatic", lambda image, embeddings, progress=None, **_: proposal)
+    monkeypatch.setattr(widget.session.model, "automatic", lambda image, embeddings, progress=None, **_: proposal)
     click(widget.auto_button)
     wait_for_worker(qtbot, widget)
     auto = viewer.layers["auto_segmentation"]
@@ -314,7 +314,7 @@ def test_a_live_decoder_pre_segments_an_image_opened_without_objects(segment_wid
     place_points(widget, [_centre_of(1)], ["positive"])
     press(viewer, "s")
     press(viewer, "c")
-    widget.session.set_adapter(adapter)
+    widget.session.model.set_adapter(adapter)
     wait_for_worker(qtbot, widget, timeout=120_000)
     assert widget.automatic_panel.last_run is None  # the shown image has objects: left alone
     press(viewer, "n")
@@ -325,7 +325,7 @@ def test_a_live_decoder_pre_segments_an_image_opened_without_objects(segment_wid
     wait_for_worker(qtbot, widget, timeout=120_000)
     assert widget.image_choice.value == "more nuclei"
     assert widget.automatic_panel.last_run[0] == "cells (domain B)"  # switched off: nothing ran
-    widget.session.set_adapter(None)
+    widget.session.model.set_adapter(None)
 
 
 def test_the_image_being_segmented_is_the_one_shown(segment_widget, qtbot):

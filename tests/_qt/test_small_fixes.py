@@ -49,7 +49,7 @@ def test_a_missing_adapter_file_is_named_as_missing(segment_widget, tmp_path):
 def test_automatic_segmentation_that_finds_nothing_says_so(segment_widget, qtbot, monkeypatch):
     _, widget = segment_widget
     empty = np.zeros(NUCLEI.labels.shape, dtype=np.uint32)
-    monkeypatch.setattr(widget.session, "automatic", lambda image, embeddings, progress=None, **_: empty)
+    monkeypatch.setattr(widget.session.model, "automatic", lambda image, embeddings, progress=None, **_: empty)
     click(widget.auto_button)
     wait_for_worker(qtbot, widget)
     messages = _messages()
@@ -61,7 +61,7 @@ def test_committed_masks_carry_no_stray_specks(segment_widget, monkeypatch):
     from scipy import ndimage
 
     viewer, widget = segment_widget
-    original = widget.session.predictor
+    original = widget.session.model.predictor
 
     def specky(predictor, embeddings, objects):
         mask = NUCLEI.labels == 1
@@ -73,7 +73,7 @@ def test_committed_masks_carry_no_stray_specks(segment_widget, monkeypatch):
     place_points(widget, [_centre(1)], ["positive"])
     press(viewer, "s")
     press(viewer, "c")
-    assert widget.session.predictor is original
+    assert widget.session.model.predictor is original
     committed = viewer.layers["committed_objects"].data == 1
     assert ndimage.label(committed)[1] == 1
     np.testing.assert_array_equal(committed, NUCLEI.labels == 1)
@@ -108,7 +108,7 @@ def test_an_rgb_image_segments_and_commits(make_napari_viewer, qtbot, demo_model
     viewer.add_image(image, name="rgb", rgb=True)
     widget = SegmentWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Segment")
-    widget.session.set_model(demo_model)
+    widget.session.model.set_base(demo_model)
     wait_for_worker(qtbot, widget)
     assert widget.embeddings is not None, error_messages()
     place_points(widget, [_centre(2)], ["positive"])
@@ -118,7 +118,7 @@ def test_an_rgb_image_segments_and_commits(make_napari_viewer, qtbot, demo_model
     assert committed.shape == NUCLEI.labels.shape and (committed == 1).any()
     truth = NUCLEI.labels == 2
     assert ((committed == 1) & truth).sum() / max((committed == 1).sum(), 1) > 0.5
-    assert widget.session.store.info()["objects"] == 1
+    assert widget.session.annotations.store.info()["objects"] == 1
 
 
 def test_no_estimate_is_shown_before_a_model_is_loaded(make_napari_viewer, qtbot):

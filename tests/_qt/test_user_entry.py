@@ -53,7 +53,7 @@ QTest.mouseClick(segment.load_button.native, Qt.MouseButton.LeftButton)
 wait_until(lambda: segment.embeddings is not None)
 shown = [layer.name for layer in viewer.layers if layer.visible and layer.name.startswith("cells")]
 assert shown == [segment.image_choice.value], shown  # the image being segmented is on the canvas
-assert segment.session.model.identity.name == "lite_medsam"  # real weights are the default
+assert segment.session.model.loaded.identity.name == "lite_medsam"  # real weights are the default
 assert "parameters train" in finetune.estimate.value, finetune.estimate.value
 """,
     "Segment first": """

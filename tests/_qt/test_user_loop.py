@@ -85,7 +85,7 @@ def test_the_whole_loop_by_menus_clicks_and_keys(make_napari_viewer, qtbot, tmp_
         assert viewer.layers["current_object"].data.any()
         press(viewer, "c")
     assert len(np.unique(viewer.layers["committed_objects"].data)) - 1 == 3
-    assert segment.session.store.info()["objects"] == 3  # recorded with no Dataset dock open
+    assert segment.session.annotations.store.info()["objects"] == 3  # recorded with no Dataset dock open
 
     finetune.steps.value = "400"
     finetune.validate_every.value = 2
@@ -95,7 +95,7 @@ def test_the_whole_loop_by_menus_clicks_and_keys(make_napari_viewer, qtbot, tmp_
     assert finetune.process is not None, "Start training did not start a run"
     qtbot.waitUntil(lambda: finetune.reloads >= 1, timeout=240_000)
     qtbot.waitUntil(lambda: not segment.active_workers and segment.embeddings is not None, timeout=60_000)
-    assert segment.session.adapter is not None
+    assert segment.session.model.adapter is not None
 
     viewer.layers.selection.active = segment.box_layer
     segment.box_layer.mode = "add_rectangle"
@@ -113,7 +113,9 @@ def test_the_whole_loop_by_menus_clicks_and_keys(make_napari_viewer, qtbot, tmp_
     # The live adapter came with its instance decoder; "Next >" pre-segments the next image with it.
     qtbot.waitUntil(lambda: not segment.active_workers, timeout=60_000)
     session = segment.session
-    assert finetune.with_decoder.value and session.adapter.has_decoder and session.automatic_method == "ais"
+    assert (
+        finetune.with_decoder.value and session.model.adapter.has_decoder and session.model.decoder.method == "ais"
+    )
     assert "instance decoder" in segment.model_status.value
     trigger_menu(viewer, "File", "Open Sample", "SAM PEFT", "Nuclei, bright and round")
     qtbot.waitUntil(lambda: NUCLEI in viewer.layers, timeout=10_000)
@@ -123,6 +125,6 @@ def test_the_whole_loop_by_menus_clicks_and_keys(make_napari_viewer, qtbot, tmp_
     qtbot.waitUntil(lambda: segment.automatic_panel.last_run is not None, timeout=120_000)
     name, method = segment.automatic_panel.last_run
     assert name == NUCLEI and "AIS" in method and "live adapter" in method
-    expected = session.automatic(viewer.layers[NUCLEI].data, segment.embeddings)  # the live decoder's result
+    expected = session.model.automatic(viewer.layers[NUCLEI].data, segment.embeddings)  # the live decoder's result
     assert np.array_equal(viewer.layers["auto_segmentation"].data, expected)
-    session.set_adapter(None)
+    session.model.set_adapter(None)

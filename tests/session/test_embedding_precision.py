@@ -63,8 +63,8 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 )
 def test_bfloat16_embeddings_give_the_masks_of_float32_on_the_sample_data(native_bf16, tmp_path, name, points):
     session = AnnotatorSession(cache=EmbeddingCache(tmp_path))
-    session.load_model(name, device="cpu")
-    assert session.precision.name == "bf16"  # auto, on a CPU where bfloat16 is native and measured faster
+    session.model.load(name, device="cpu")
+    assert session.model.precision.name == "bf16"  # auto, on a CPU where bfloat16 is native and measured faster
     ious = []
     for domain in ("cells", "nuclei"):
         for seed in (0, 1):
@@ -72,9 +72,9 @@ def test_bfloat16_embeddings_give_the_masks_of_float32_on_the_sample_data(native
             prompts = _prompts(sample.labels, points)
             masks = {}
             for precision in ("fp32", "bf16"):
-                session.set_precision(precision)
-                _, embeddings = session.compute_embeddings(sample.image)
-                masks[precision] = session.segment(embeddings, prompts)
+                session.model.set_precision(precision)
+                _, embeddings = session.embeddings.compute(sample.image)
+                masks[precision] = session.model.segment(embeddings, prompts)
             ious += [_iou(a, b) for a, b in zip(masks["fp32"], masks["bf16"], strict=True)]
     assert len(ious) > 50 and np.mean(ious) >= 0.98, (np.mean(ious), min(ious))
     assert min(ious) < 1.0  # it did embed in bfloat16
@@ -83,17 +83,17 @@ def test_bfloat16_embeddings_give_the_masks_of_float32_on_the_sample_data(native
 def test_each_precision_has_its_own_cache_entries(native_bf16, tiny_model, tmp_path):
     cache = EmbeddingCache(tmp_path)
     session = AnnotatorSession(cache=cache)
-    session.set_model(tiny_model)
+    session.model.set_base(tiny_model)
     image = make_sample("cells", seed=0, shape=(64, 64)).image
-    key_bf16, bf16 = session.compute_embeddings(image)
-    session.set_precision("fp32")
-    key_fp32, fp32 = session.compute_embeddings(image)
+    key_bf16, bf16 = session.embeddings.compute(image)
+    session.model.set_precision("fp32")
+    key_fp32, fp32 = session.embeddings.compute(image)
     assert (key_bf16.precision, key_fp32.precision) == ("bf16", "fp32") and key_bf16.name != key_fp32.name
     assert (cache.computed, cache.reused) == (2, 0)  # a float32 session is never served bfloat16's entry
     assert bf16["features"].dtype == fp32["features"].dtype == np.float32
     assert not np.array_equal(bf16["features"], fp32["features"])
-    session.set_precision("auto")
-    session.compute_embeddings(image)
+    session.model.set_precision("auto")
+    session.embeddings.compute(image)
     assert (cache.computed, cache.reused) == (2, 1)
 
 
@@ -103,27 +103,27 @@ def test_reembedding_from_the_kept_input_in_bfloat16_equals_a_full_bfloat16_embe
     image = make_sample("cells", seed=1, shape=(64, 64)).image
     adapter = _lora_adapter(tiny_model, 1, "late_lora", "last 1")
     session = AnnotatorSession(cache=EmbeddingCache(tmp_path / "kept"))
-    session.set_model(tiny_model)
-    session.stage_hint = TINY.depth
-    session.compute_embeddings(image)  # keeps the last block's input (in bfloat16)
-    session.set_adapter(adapter)
-    _, reembedded = session.compute_embeddings(image)
-    assert session.reembedded_from_stage == 1
-    session.set_adapter(None)
+    session.model.set_base(tiny_model)
+    session.embeddings.prepare_reloads(TINY.depth)
+    session.embeddings.compute(image)  # keeps the last block's input (in bfloat16)
+    session.model.set_adapter(adapter)
+    _, reembedded = session.embeddings.compute(image)
+    assert session.embeddings.reembedded_from_stage == 1
+    session.model.set_adapter(None)
     fresh = AnnotatorSession(cache=EmbeddingCache(tmp_path / "fresh"))
-    fresh.set_model(tiny_model)
-    fresh.set_adapter(adapter)
-    _, full = fresh.compute_embeddings(image)
-    fresh.set_adapter(None)
+    fresh.model.set_base(tiny_model)
+    fresh.model.set_adapter(adapter)
+    _, full = fresh.embeddings.compute(image)
+    fresh.model.set_adapter(None)
     np.testing.assert_allclose(reembedded["features"], full["features"], rtol=0, atol=1e-6)
 
 
 def test_training_in_bfloat16_reuses_the_annotators_bfloat16_embeddings_only(native_bf16, tiny_model, tmp_path):
     cache = EmbeddingCache(tmp_path)
     session = AnnotatorSession(cache=cache)
-    session.set_model(tiny_model)
+    session.model.set_base(tiny_model)
     image = make_sample("cells", seed=2, shape=(64, 64)).image
-    _, embeddings = session.compute_embeddings(image)
+    _, embeddings = session.embeddings.compute(image)
     same = CacheEmbeddingSource(cache, tiny_model, precision="bf16").get(image)
     assert same is not None and np.array_equal(same.numpy(), embeddings["features"])
     assert CacheEmbeddingSource(cache, tiny_model, precision="fp32").get(image) is None
@@ -131,11 +131,11 @@ def test_training_in_bfloat16_reuses_the_annotators_bfloat16_embeddings_only(nat
 
 def test_auto_embeds_in_float32_without_native_bfloat16_and_refuses_emulation(no_bf16, tiny_model, tmp_path):
     session = AnnotatorSession(cache=EmbeddingCache(tmp_path))
-    session.set_model(tiny_model)
-    assert session.precision.name == "fp32" and "no native bfloat16" in session.precision.reason
+    session.model.set_base(tiny_model)
+    assert session.model.precision.name == "fp32" and "no native bfloat16" in session.model.precision.reason
     with pytest.raises(PrecisionNotAvailableError, match="This machine supports: fp32"):
-        session.set_precision("bf16")
-    assert session.precision.name == "fp32"
+        session.model.set_precision("bf16")
+    assert session.model.precision.name == "fp32"
 
 
 def test_training_a_frozen_encoder_in_bfloat16_puts_its_embeddings_in_the_cache(native_bf16, tmp_path):
@@ -149,6 +149,6 @@ def test_training_a_frozen_encoder_in_bfloat16_puts_its_embeddings_in_the_cache(
     config = TrainingConfig(steps=1, objects_per_image=2, sub_iterations=1, precision="auto")
     train(model, spec, [(sample.image, sample.labels)], (), config, embedding_source=source)
     session = AnnotatorSession(cache=cache)
-    session.set_model(model)
-    session.compute_embeddings(sample.image)
+    session.model.set_base(model)
+    session.embeddings.compute(sample.image)
     assert (cache.computed, cache.reused) == (0, 1)  # the annotator opens what training embedded

@@ -24,31 +24,31 @@ def _adapter(model, path):
 def test_model_and_adapter_changes_carry_typed_payloads(tiny_model, tmp_path):
     session = AnnotatorSession(cache=EmbeddingCache(tmp_path / "cache"))
     models, adapters = [], []
-    session.model_changed.connect(models.append)
-    session.adapter_changed.connect(adapters.append)
+    session.model.base_changed.connect(models.append)
+    session.model.adapter_changed.connect(adapters.append)
     with pytest.raises(NoModelError, match="Load model"):
-        session.set_adapter(None)
+        session.model.set_adapter(None)
 
-    session.set_model(tiny_model)
-    assert models == [tiny_model] and session.adapter is None
+    session.model.set_base(tiny_model)
+    assert models == [tiny_model] and session.model.adapter is None
     path = _adapter(tiny_model, tmp_path / "a.safetensors")
-    attached = session.set_adapter(path)
-    session.set_adapter(None)
+    attached = session.model.set_adapter(path)
+    session.model.set_adapter(None)
 
     assert adapters == [AdapterChange(attached, path), AdapterChange(None, None)]
-    assert attached is not None and session.adapter_path is None
+    assert attached is not None and session.model.adapter_path is None
 
 
 def test_a_bad_adapter_changes_nothing_and_says_so(tiny_model, tmp_path):
     session = AnnotatorSession(cache=EmbeddingCache(tmp_path / "cache"))
-    session.set_model(tiny_model)
+    session.model.set_base(tiny_model)
     good = _adapter(tiny_model, tmp_path / "good.safetensors")
-    session.set_adapter(good)
+    session.model.set_adapter(good)
     adapters = []
-    session.adapter_changed.connect(adapters.append)
+    session.model.adapter_changed.connect(adapters.append)
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not an adapter")
     with pytest.raises(SamPeftError, match="not a readable adapter"):
-        session.set_adapter(bad)
-    assert adapters == [] and session.adapter_path == good
-    session.set_adapter(None)
+        session.model.set_adapter(bad)
+    assert adapters == [] and session.model.adapter_path == good
+    session.model.set_adapter(None)

@@ -40,8 +40,8 @@ class StoredImagesPanel:
         on_click(self.split_button, self.set_split)
         on_click(self.remove_image_button, self.remove_image)
         on_click(self.remove_object_button, self.remove_selected_object)
-        session.store_changed.connect(self.refresh_choices)
-        session.store_updated.connect(self.refresh_choices)
+        session.annotations.store_changed.connect(self.refresh_choices)
+        session.annotations.store_updated.connect(self.refresh_choices)
 
     @property
     def widgets(self) -> list[Any]:
@@ -50,7 +50,7 @@ class StoredImagesPanel:
 
     def refresh_choices(self, *_: object) -> None:
         """List the store's images again."""
-        if self.session.store is None:
+        if self.session.annotations.store is None:
             return
         try:
             self.store_image.reset_choices()
@@ -59,11 +59,11 @@ class StoredImagesPanel:
 
     def set_split(self) -> None:
         """Move the picked stored image to the chosen split."""
-        self._edit_picked(lambda image_id: self.session.set_split(image_id, self.split.value))
+        self._edit_picked(lambda image_id: self.session.annotations.set_split(image_id, self.split.value))
 
     def remove_image(self) -> None:
         """Remove the picked stored image and its objects from the training data."""
-        self._edit_picked(self.session.remove_image)
+        self._edit_picked(self.session.annotations.remove_image)
 
     def remove_selected_object(self) -> None:
         """Erase committed_objects' selected label on the current image; the store then drops it too."""
@@ -74,15 +74,14 @@ class StoredImagesPanel:
                 )
             layer = self.viewer.layers[COMMITTED]
             label = int(layer.selected_label)
-            if not np.any(layer.data == label):
+            shown = self.session.embeddings.shown
+            if shown is None or not np.any(layer.data == label):
                 raise SamPeftError(
                     f"Label {label} is not a committed object here: pick one with the label picker."
                 )
+            self.session.annotations.remove_object(shown.name, label)
         if outcome.failed:
             return
-        layer.data[layer.data == label] = 0
-        layer.refresh()
-        self.session.request_flush()
         show_info(f"Removed object {label} from committed_objects and the training data.")
 
     def _edit_picked(self, edit: Callable[[str], None]) -> None:
@@ -93,7 +92,7 @@ class StoredImagesPanel:
             edit(self.store_image.value)
 
     def _stored_images(self, *_: object) -> list[tuple[str, str]]:
-        store = self.session.store
+        store = self.session.annotations.store
         if store is None:
             return []
         return [(i.name or i.image_id[:8], i.image_id) for i in store.snapshot().images]

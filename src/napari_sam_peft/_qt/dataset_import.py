@@ -52,7 +52,9 @@ class ImportPanel:
             image = self.viewer.layers[self.import_image.value]
             labels = self.viewer.layers[self.import_labels.value]
             self.store_panel.require_store()
-            objects = self.session.import_labels(np.asarray(image.data), np.asarray(labels.data), name=image.name)
+            objects = self.session.annotations.import_labels(
+                np.asarray(image.data), np.asarray(labels.data), name=image.name
+            )
         if outcome.failed:
             return
         show_info(f"Added {image.name} with {len(objects)} objects to the store.")

@@ -24,15 +24,15 @@ class StorePanel:
 
     def __init__(self, viewer: napari.Viewer, session: AnnotatorSession) -> None:
         self.session = session
-        current = session.store.path if session.store is not None else None
-        fallback = session.default_store_path or default_store_path(viewer)
+        current = session.annotations.store.path if session.annotations.store is not None else None
+        fallback = session.annotations.default_store_path or default_store_path(viewer)
         self.store_path = FileEdit(label="store", mode="d", value=current or fallback)
         self.open_button = PushButton(text="Open / create store")
         self.summary = wrapping(Label(value=""))
         self.table = style_table(Table(value={"data": [], "index": [], "columns": COLUMNS}))
         on_click(self.open_button, lambda: self.open_store(self.store_path.value))
-        session.store_changed.connect(self.store_changed)
-        session.store_updated.connect(self.show)
+        session.annotations.store_changed.connect(self.store_changed)
+        session.annotations.store_updated.connect(self.show)
 
     @property
     def widgets(self) -> list[Any]:
@@ -42,7 +42,7 @@ class StorePanel:
     def open_store(self, path: str | Path) -> AnnotationStore | None:
         """Open or create the store at ``path``; from now on commits are recorded there (None: it failed)."""
         with user_errors():
-            return self.session.open_store(path)
+            return self.session.annotations.open_store(path)
         return None
 
     def require_store(self) -> AnnotationStore:
@@ -53,11 +53,11 @@ class StorePanel:
         SamPeftError
             No store could be opened.
         """
-        if self.session.store is None:
+        if self.session.annotations.store is None:
             self.open_store(self.store_path.value)
-        if self.session.store is None:
+        if self.session.annotations.store is None:
             raise SamPeftError("No annotation store is open: choose a folder in the Dataset widget.")
-        return self.session.store
+        return self.session.annotations.store
 
     def store_changed(self, store: AnnotationStore | None) -> None:
         """Show another store's path and content."""
@@ -67,9 +67,9 @@ class StorePanel:
 
     def show(self, *_: object) -> None:
         """Show the store's summary and one table row per image."""
-        store = self.session.store
+        store = self.session.annotations.store
         if store is None:
-            where = self.session.default_store_path or self.store_path.value
+            where = self.session.annotations.default_store_path or self.store_path.value
             show_text(self.summary, f"No store open yet: the first commit creates {where}.")
             return
         snapshot = store.snapshot()

@@ -43,7 +43,7 @@ class DatasetWidget(SessionDock):
         self.extend([widget for panel in panels for widget in panel.widgets])
         for name, (panel, attribute) in WIDGET_NAMES.items():
             setattr(self, name, getattr(getattr(self, panel), attribute))
-        self.store_panel.store_changed(self.session.store)
+        self.store_panel.store_changed(self.session.annotations.store)
         self.images_panel.refresh_choices()
         rows = [w for w in self if isinstance(w, Container)]
         full_width(self.store_panel.summary, self.store_panel.table, *rows)
@@ -52,7 +52,7 @@ class DatasetWidget(SessionDock):
     @property
     def store(self) -> AnnotationStore | None:
         """The session's store (None before one is opened)."""
-        return self.session.store
+        return self.session.annotations.store
 
     def open_store(self, path: str | Path) -> AnnotationStore | None:
         """Open or create the store at ``path``; from now on commits are recorded there."""
@@ -60,4 +60,4 @@ class DatasetWidget(SessionDock):
 
     def refresh(self) -> None:
         """Tell every widget the store changed (after writing to it directly, as scripts do)."""
-        self.session.store_edited()
+        self.session.annotations.store_edited()

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 from magicgui.widgets import Container, Label, PushButton, Table
-from psygnal import Signal
 
 from napari_sam_peft._qt.dock_layout import full_width, on_click
 from napari_sam_peft._qt.run_tables import history_rows, set_rows, style_table
@@ -17,15 +16,8 @@ from napari_sam_peft.session import AnnotatorSession
 
 
 class HistoryPanel(Container):
-    """The runs of the session's store, newest first, and "Load selected run".
-
-    Signals
-    -------
-    run_loaded(RunRecord)
-        The adapter of this run was attached to the session's model.
-    """
-
-    run_loaded = Signal(RunRecord)
+    """The runs of the session's store, newest first, and "Load selected run" (which attaches a run's
+    adapter to the session's model; the other panels hear of it from the model)."""
 
     def __init__(self, session: AnnotatorSession) -> None:
         super().__init__(labels=True)
@@ -38,13 +30,14 @@ class HistoryPanel(Container):
         heading = Label(value="Runs")
         self.extend([heading, self.history, self.load_run_button])
         on_click(self.load_run_button, self.load_selected_run)
-        session.store_changed.connect(self.refresh)
+        session.annotations.store_changed.connect(self.refresh)
         self.refresh()
         full_width(heading, self.history)
 
     def refresh(self, *_: Any) -> None:
         """List the runs of the session's store again."""
-        self.runs = list_runs(self.session.store.path) if self.session.store is not None else []
+        store = self.session.annotations.store
+        self.runs = list_runs(store.path) if store is not None else []
         try:
             set_rows(self.history, history_rows(self.runs))
         except RuntimeError:  # the viewer is closing
@@ -65,10 +58,8 @@ class HistoryPanel(Container):
 
     def load_selected_run(self) -> None:
         """Attach the selected run's adapter (the "Load selected run" button)."""
-        with user_errors() as outcome:
+        with user_errors():
             run = self.selected_run()
             if not Path(run.adapter).exists():
                 raise SamPeftError(f"This run wrote no adapter ({run.status}).")
-            self.session.set_adapter(Path(run.adapter))
-        if not outcome.failed:
-            self.run_loaded.emit(run)
+            self.session.model.set_adapter(Path(run.adapter))

@@ -3,14 +3,14 @@
 The run is ``napari-sam-peft train`` in a separate process (:class:`TrainingProcess`), so napari
 stays responsive and survives a crash or an out-of-memory error in training. A Qt timer drains
 the worker's events on the main thread: the status line, the loss and validation curves, the
-evaluation table, and each new best adapter, which is attached to the Segment widget's model
-(unless live reload is off). The Segment widget then re-embeds the current image, running only
-the adapted encoder blocks, and the next prompt uses it.
+evaluation table, and each new best adapter, which the session's model reloads (unless live
+reload is off: see :meth:`~napari_sam_peft.session.live_model.LiveModel.reload_adapter`). The
+Segment widget then re-embeds the shown image, running only the adapted encoder blocks, and the
+next prompt uses it.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,12 +30,10 @@ from napari_sam_peft._qt.run_tables import evaluation_rows, set_rows, style_tabl
 from napari_sam_peft._qt.user_errors import user_errors
 from napari_sam_peft.core.errors import SamPeftError
 from napari_sam_peft.core.evaluation.report import EvaluationReport
-from napari_sam_peft.core.peft import Adapter
 from napari_sam_peft.core.training.events import Best, Error, Evaluation, Event, Finished, Progress, Started
 from napari_sam_peft.core.training.holdout import TRAINING_DATA
-from napari_sam_peft.core.training.runs import RunRecord
 from napari_sam_peft.core.training.worker import TrainingProcess
-from napari_sam_peft.session import AnnotatorSession, SessionBusyError
+from napari_sam_peft.session import AnnotatorSession
 
 POLL_MS = 100
 ADAPTER, BASE_MODEL = "adapter", "base model"
@@ -71,34 +69,6 @@ class _ProcessHolder:
             self.process.stop()  # the worker finishes its step and keeps its best adapter
 
 
-class AdapterLoad:
-    """An adapter file read and verified on a daemon thread (its identity hash computed there too)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.done = threading.Event()
-        self._adapter: Adapter | None = None
-        self._error: BaseException | None = None
-        threading.Thread(target=self._load, name="adapter-load", daemon=True).start()
-
-    def _load(self) -> None:
-        try:
-            adapter = Adapter.load(self.path)
-            _ = adapter.identity  # cached on the adapter: the Qt thread never hashes the file
-            self._adapter = adapter
-        except BaseException as err:  # handed to the Qt thread, which shows it
-            self._error = err
-        finally:
-            self.done.set()
-
-    def result(self) -> Adapter:
-        """The loaded adapter (call once ``done`` is set); raises what loading raised."""
-        if self._error is not None:
-            raise self._error
-        assert self._adapter is not None
-        return self._adapter
-
-
 class RunPanel(Container):
     """Start/Stop, the status line and curves, base vs adapter, and the run's evaluation.
 
@@ -116,10 +86,6 @@ class RunPanel(Container):
         self.session = session
         self.settings = settings
         self._holder = _ProcessHolder()
-        self._pending_reload: Path | None = None
-        self._loading: AdapterLoad | None = None  # the adapter file being read for a hot reload
-        self._last_adapter_path: Path | None = None
-        self.reloads = 0  # adapters attached live during runs (tests and the status line use it)
         self.last_evaluation: EvaluationReport | None = None
         self.start_button = PushButton(text="Start training")
         self.stop_button = PushButton(
@@ -151,6 +117,12 @@ class RunPanel(Container):
         on_click(self.start_button, self.start)
         on_click(self.stop_button, self.stop)
         self.compare.changed.connect(self._compare_changed)
+        model, follow = session.model, self._adapter_changed
+        model.adapter_changed.connect(follow)
+        model.base_changed.connect(follow)
+        self.native.destroyed.connect(
+            lambda *_: (model.adapter_changed.disconnect(follow), model.base_changed.disconnect(follow))
+        )
         full_width(buttons, self.status, heading, self.evaluated_on, self.evaluation_table)
 
     @property
@@ -163,10 +135,13 @@ class RunPanel(Container):
         if self.process is not None and self.process.running:
             show_warning("A training run is already going: stop it first.")
             return None
-        self.session.flush_requested.emit()  # corrections painted a moment ago are training data too
         with user_errors() as outcome:
+            self.session.annotations.record_edited()  # corrections painted a moment ago are training data too
             job = self.settings.job()
-            if self.session.store is None or self.session.store.info()["train_objects"] == 0:
+            if (
+                self.session.annotations.store is None
+                or self.session.annotations.store.info()["train_objects"] == 0
+            ):
                 raise SamPeftError(
                     "There are no training objects yet: commit objects in the Segment widget (S, then C); "
                     "objects in the validation split do not count."
@@ -178,7 +153,7 @@ class RunPanel(Container):
 
         # Keep the current image's block-k input, so every reload re-embeds only the adapted blocks.
         stage = first_trained_stage(spec, self.settings.architecture())
-        self.session.stage_hint = stage
+        self.session.embeddings.prepare_reloads(stage)
         self._keep_stage_input(stage)
         self.loss_plot.clear()
         self.val_plot.clear()
@@ -194,13 +169,13 @@ class RunPanel(Container):
     def _keep_stage_input(self, stage: int) -> None:
         from napari.qt.threading import thread_worker
 
-        layer = self.viewer.layers[self.session.current_image] if self.session.current_image else None
-        if layer is None or self.session.model is None:
+        shown = self.session.embeddings.shown
+        if shown is None or self.session.model.loaded is None:
             return
 
         @thread_worker
         def work() -> None:
-            self.session.keep_stage_input(layer.data, stage, layer.rgb)
+            self.session.embeddings.keep_stage_input(shown.image, stage, shown.rgb)
 
         worker = work()
         worker.errored.connect(lambda err: show_warning(f"Could not prepare fast reloads: {err}"))
@@ -224,9 +199,10 @@ class RunPanel(Container):
             handler = self._handlers.get(type(event))
             if handler is not None:
                 handler(event)
-        if self._pending_reload is not None:
-            self._reload(self._pending_reload)
-        if process.terminal_event is not None and self._pending_reload is None:
+        if self.session.model.reload_pending is not None:
+            with user_errors("The new adapter could not be loaded: "):
+                self.session.model.finish_reload()  # "reading" or "busy": again on the next tick
+        if process.terminal_event is not None and self.session.model.reload_pending is None:
             if self.stop_button.enabled:  # the run's end, once
                 self.start_button.enabled = True
                 self.stop_button.enabled = False
@@ -246,9 +222,8 @@ class RunPanel(Container):
             self.val_plot.add_point(event.step, event.val_score)
 
     def _on_best(self, event: Best) -> None:
-        self._last_adapter_path = Path(event.path)
-        if self.settings.hot_reload.value and self.session.model is not None and self.compare.value == ADAPTER:
-            self._pending_reload = self._last_adapter_path
+        if self.session.model.loaded is not None:
+            self.session.model.reload_adapter(Path(event.path), attach=bool(self.settings.hot_reload.value))
 
     def show_evaluation(self, report: EvaluationReport) -> None:
         """Show base vs adapter in the evaluation table, and what it was measured on."""
@@ -263,35 +238,12 @@ class RunPanel(Container):
     def _on_error(self, event: Error) -> None:
         show_error(event.message)  # the worker's message says what happened and what to do
 
-    def _reload(self, path: Path) -> None:
-        """Attach the adapter at ``path`` to the live model; retried next tick while the model is busy.
-
-        The file is read and verified on a worker thread (with an instance decoder it is about 40 MB:
-        hashing it on the Qt thread stalled napari for a quarter of a second); only the attach runs here.
-        """
-        if self._loading is None or self._loading.path != path:
-            self._loading = AdapterLoad(path)
-        if not self._loading.done.is_set():
-            return  # still reading: look again on the next tick
-        with user_errors("The new adapter could not be loaded: ") as outcome:
-            try:
-                self.session.set_adapter(self._loading.result(), path=path, wait=False)
-            except SessionBusyError:
-                return  # an embedding is being computed: try again on the next tick
-        if not outcome.failed:
-            self.reloads += 1
-        self._pending_reload, self._loading = None, None
-
     def _compare_changed(self, choice: str) -> None:
         with user_errors():
-            if choice == BASE_MODEL:
-                if self.session.adapter_path is not None:
-                    self._last_adapter_path = self.session.adapter_path
-                self.session.set_adapter(None)
-            elif self._last_adapter_path is not None:
-                self.session.set_adapter(self._last_adapter_path)
+            self.session.model.use_base(choice == BASE_MODEL)
 
-    def use_run(self, record: RunRecord) -> None:
-        """A run's adapter was attached from the runs table: the base/adapter switch follows it."""
-        self._last_adapter_path = Path(record.adapter)
-        self.compare.value = ADAPTER
+    def _adapter_changed(self, *_: object) -> None:
+        """The switch shows what the model segments with (an adapter attached elsewhere turns it back)."""
+        choice = BASE_MODEL if self.session.model.base_only else ADAPTER
+        if self.compare.value != choice:
+            self.compare.value = choice

@@ -121,8 +121,11 @@ class SettingsPanel(Container):
         for name in ESTIMATED_FROM:
             self.fields[name].changed.connect(self.update_estimate)
         self.fields["device"].changed.connect(self.recommend)
-        session.model_changed.connect(self.recommend)
-        for signal in (session.store_changed, session.store_updated):  # the data sets the recommended steps
+        session.model.base_changed.connect(self.recommend)
+        for signal in (
+            session.annotations.store_changed,
+            session.annotations.store_updated,
+        ):  # the data sets the recommended steps
             signal.connect(self.update_data_status)
             signal.connect(self.update_estimate)
         self.recommend()
@@ -131,7 +134,7 @@ class SettingsPanel(Container):
 
     def architecture(self):
         """The loaded model's architecture (SAM ViT-B before one is loaded)."""
-        return self.session.model.architecture if self.session.model is not None else VIT_B
+        return self.session.model.loaded.architecture if self.session.model.loaded is not None else VIT_B
 
     def value(self, name: str) -> Any:
         """The job value of the field ``name`` (raises SamPeftError for a bad number)."""
@@ -158,7 +161,7 @@ class SettingsPanel(Container):
         the Segment widget's model load did, on a worker thread)."""
         from napari_sam_peft.core.training.loop import step_use
 
-        model = self.session.model
+        model = self.session.model.loaded
         result = cached_probe(model.sam) if model is not None and model.device.type == device.type else None
         try:
             use = step_use(self.spec())  # a frozen encoder's steps are decoder passes alone
@@ -178,7 +181,7 @@ class SettingsPanel(Container):
         """Say how many parameters train and how much memory and time the run takes."""
         from napari_sam_peft.core.training.estimate import estimate_training
 
-        if self.session.model is None:  # the estimate depends on the model: none until one is loaded
+        if self.session.model.loaded is None:  # the estimate depends on the model: none until one is loaded
             self.estimate.value = "Estimate: load a model in the Segment widget first."
             return
         try:
@@ -191,16 +194,20 @@ class SettingsPanel(Container):
             self.estimate.value = f"Cannot train this: {err}"
             return
         if steps is None:
-            train_objects = self.session.store.info()["train_objects"] if self.session.store is not None else 0
+            train_objects = (
+                self.session.annotations.store.info()["train_objects"]
+                if self.session.annotations.store is not None
+                else 0
+            )
             steps = recommended_steps(train_objects, objects)
             why = f" (recommended for {train_objects} training objects)"
         self.estimate.value = f"Estimate: {estimate.describe(steps)}{why}"
 
     def update_data_status(self, *_: Any) -> None:
         """Say how many training and validation objects the store holds, and where it is."""
-        store = self.session.store
+        store = self.session.annotations.store
         if store is None:
-            where = self.session.default_store_path
+            where = self.session.annotations.default_store_path
             show_text(
                 self.data_status,
                 "No training data yet: commit objects in the Segment widget"
@@ -224,17 +231,17 @@ class SettingsPanel(Container):
         SamPeftError
             Without a store or a model, or for a bad setting (checked here, not in the worker).
         """
-        if self.session.store is None:
+        if self.session.annotations.store is None:
             raise SamPeftError(
                 "There is no training data yet: commit objects in the Segment widget (S to segment, C to commit)."
             )
-        model = self.session.require_model()
+        model = self.session.model.require()
         values = {f.name: self.value(f.name) for f in self.job_fields}
         self.spec()  # validates preset, blocks and rank now, not in the worker
         resolve_precision(values["precision"], select_device(values["device"]))
         return TrainingJob(
-            store=self.session.store.path,
+            store=self.session.annotations.store.path,
             model=model_argument(model),
-            cache_dir=self.session.cache.root,
+            cache_dir=self.session.embeddings.cache.root,
             **values,
         )

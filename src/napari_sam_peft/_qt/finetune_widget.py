@@ -8,8 +8,6 @@ This widget only puts them together and connects their signals.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import napari
 
 from napari_sam_peft._qt.dock_layout import fit_to_dock
@@ -34,7 +32,6 @@ class FinetuneWidget(SessionDock):
         self.native.layout().addWidget(self.run.loss_plot)
         self.native.layout().addWidget(self.run.val_plot)
         self.run.runs_changed.connect(self.runs.refresh)
-        self.runs.run_loaded.connect(self.run.use_run)
 
         # each panel's fields, here too (scripts and tests reach them as finetune.steps and so on)
         settings, fields = self.settings, self.settings.fields
@@ -86,8 +83,4 @@ class FinetuneWidget(SessionDock):
     @property
     def reloads(self) -> int:
         """How many new best adapters were attached live during runs."""
-        return self.run.reloads
-
-    @property
-    def _pending_reload(self) -> Path | None:
-        return self.run._pending_reload
+        return self.session.model.reloads

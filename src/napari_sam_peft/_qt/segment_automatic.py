@@ -76,13 +76,13 @@ class AutomaticPanel:
 
     def _embedded(self, name: str) -> None:
         """Pre-segment a newly shown image without objects, when an instance decoder is live."""
-        if not self.presegment.value or not self.session.has_decoder or name == self.proposed_for:
+        if not self.presegment.value or not self.session.model.decoder.is_live or name == self.proposed_for:
             return
         layer = self.image.image_layer
         if layer is None or self.image.embeddings is None:
             return
         with user_errors() as outcome:
-            annotated = self.session.has_objects(name, check_image(layer.data, layer.rgb))
+            annotated = self.session.annotations.has_objects(name, check_image(layer.data, layer.rgb))
         if not outcome.failed and not annotated:
             self.run()
 
@@ -96,10 +96,10 @@ class AutomaticPanel:
         if outcome.failed:
             return
         rgb, name = layer.rgb, layer.name
-        method = self.session.automatic_description
+        method = self.session.model.decoder.description
         self.jobs.run(
             "Automatic segmentation",
-            lambda report: self.session.automatic(image, embeddings, progress=report, rgb=rgb),
+            lambda report: self.session.model.automatic(image, embeddings, progress=report, rgb=rgb),
             lambda segmentation: self._show(segmentation, name, method),
         )
 

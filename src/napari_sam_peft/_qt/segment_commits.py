@@ -1,9 +1,10 @@
 """The Segment widget's committed objects: the ``committed_objects`` layer and where it is recorded.
 
-The session commits, undoes and records (see :class:`~napari_sam_peft.session.AnnotatorSession`);
-this panel hands it the layer's labels, shows the result, and records hand corrections
-(brush, eraser, fill) once the user pauses painting. Its one widget says where the
-committed objects go.
+The session owns each image's labels, commits, undoes and records them (see
+:class:`~napari_sam_peft.session.committed_objects.CommittedObjects`); this panel shows the
+labels in the layer, redraws it when the session changes them, tells the session when the
+user paints (brush, eraser, fill) and has it record once the user pauses. Its one widget says
+where the committed objects go.
 """
 
 from __future__ import annotations
@@ -44,9 +45,10 @@ class CommitsPanel:
         self._paint_timer.setSingleShot(True)
         self._paint_timer.setInterval(PAINT_SETTLE_MS)
         self._paint_timer.timeout.connect(self.record)
-        session.store_changed.connect(self.update_status)
-        session.store_updated.connect(self.update_status)
-        session.flush_requested.connect(self.record)
+        annotations = session.annotations
+        annotations.store_changed.connect(self.update_status)
+        annotations.store_updated.connect(self.update_status)
+        annotations.labels_changed.connect(self._labels_changed)
 
     @property
     def widgets(self) -> list[Any]:
@@ -60,7 +62,7 @@ class CommitsPanel:
 
     def show(self, name: str, image: np.ndarray) -> None:
         """Show the committed objects of image ``name`` (``image``: its checked pixels)."""
-        opened = self.session.open_image(name, image)
+        opened = self.session.annotations.open_image(name, image)
         if opened.store_error is not None:
             notify_error(opened.store_error, NOT_RESTORED)
         elif opened.restored is not None:
@@ -68,7 +70,7 @@ class CommitsPanel:
         layer = prompt_layers.labels_layer(self.viewer, LAYER, opened.labels.shape)
         layer.data = opened.labels
         if self._watched != layer:  # != : the viewer hands plugins a new proxy of the layer per lookup
-            layer.events.paint.connect(lambda _event: self._paint_timer.start())
+            layer.events.paint.connect(self._painted)
             self._watched = layer
         self._name = name
         self.update_status()
@@ -79,13 +81,13 @@ class CommitsPanel:
             self.record()
         shown = self._shown()
         if shown is not None:
-            self.session.keep_labels(shown[0].name, shown[1].data)
+            self.session.annotations.keep_labels(shown[0].name, shown[1].data)
         self._name = None
 
     def commit(
         self, objects: np.ndarray, prompts: Sequence[ObjectPrompts] = (), sources: str | Sequence[str] = PROMPTED
     ) -> None:
-        """Commit each object of ``objects`` under a new id (see :meth:`AnnotatorSession.commit`)."""
+        """Commit each object of ``objects`` under a new id (see :meth:`CommittedObjects.commit`)."""
         shown = self._shown()
         if shown is None:
             notify_error(SamPeftError("Pick an image layer first."))
@@ -94,9 +96,7 @@ class CommitsPanel:
         labels = committed.data
         self._paint_timer.stop()
         with user_errors(NOT_RECORDED):
-            self.session.commit(image.name, np.asarray(image.data), labels, objects, prompts, sources)
-        committed.data = labels
-        committed.refresh()
+            self.session.annotations.commit(image.name, np.asarray(image.data), labels, objects, prompts, sources)
 
     def undo(self) -> None:
         """Undo the last commit on the shown image."""
@@ -104,33 +104,40 @@ class CommitsPanel:
         undone = None
         with user_errors(NOT_RECORDED) as outcome:
             if shown is not None:
-                undone = self.session.undo(shown[0].name, np.asarray(shown[0].data), shown[1].data)
+                undone = self.session.annotations.undo(shown[0].name, np.asarray(shown[0].data), shown[1].data)
         if shown is None or (undone is None and not outcome.failed):
             show_info("Nothing to undo on this image.")
             return
         self._paint_timer.stop()
-        shown[1].refresh()
 
     def record(self) -> None:
-        """Make the store hold what the layer shows for the shown image."""
+        """Have the session record the images painted by hand (the user paused painting)."""
         self._paint_timer.stop()
-        shown = self._shown()
-        if shown is None:
-            return
-        image, committed = shown
         with user_errors(NOT_RECORDED):
-            self.session.record(np.asarray(image.data), committed.data, name=image.name)
+            self.session.annotations.record_edited()
+
+    def _painted(self, _event: object) -> None:
+        shown = self._shown()
+        if shown is not None:
+            self.session.annotations.mark_edited(shown[0].name, shown[1].data)
+            self._paint_timer.start()
+
+    def _labels_changed(self, name: str) -> None:
+        shown = self._shown()
+        if shown is not None and shown[0].name == name:
+            shown[1].refresh()
 
     def update_status(self, *_: object) -> None:
         """Say where committed objects go (the whole path on hover)."""
-        text, path = self.session.store_description()
+        text, path = self.session.annotations.store_description()
         show_text(self.store_status, text, path)
 
     def disconnect(self) -> None:
         """Stop observing the session (the widget is closing)."""
-        self.session.store_changed.disconnect(self.update_status)
-        self.session.store_updated.disconnect(self.update_status)
-        self.session.flush_requested.disconnect(self.record)
+        annotations = self.session.annotations
+        annotations.store_changed.disconnect(self.update_status)
+        annotations.store_updated.disconnect(self.update_status)
+        annotations.labels_changed.disconnect(self._labels_changed)
 
     def _shown(self) -> tuple[napari.layers.Image, napari.layers.Labels] | None:
         layers = self.viewer.layers

@@ -13,7 +13,6 @@ from napari_sam_peft._qt.background import BackgroundJobs
 from napari_sam_peft._qt.dock_layout import on_click, wrapping
 from napari_sam_peft._qt.image_series import image_layer_names, open_image_folder
 from napari_sam_peft._qt.user_errors import user_errors
-from napari_sam_peft._qt.viewer_session import default_store_path
 from napari_sam_peft.core.annotation.embeddings import EmbeddingKey
 from napari_sam_peft.core.annotation.images import check_image
 from napari_sam_peft.core.errors import SamPeftError
@@ -32,8 +31,6 @@ class ImagePanel:
         self.session = session
         self.jobs = jobs
         self.name: str | None = None  # the image layer shown
-        self.embeddings: dict | None = None
-        self.embedding_key: EmbeddingKey | None = None
         self.image_choice = ComboBox(label="image", choices=lambda *_: image_layer_names(viewer))
         self.previous_button = PushButton(text="< Previous", tooltip="Previous image [Shift+N]")
         self.next_button = PushButton(text="Next >", tooltip="Next image [N]")
@@ -49,13 +46,25 @@ class ImagePanel:
         self._opened_folder = ""
         self.folder.line_edit.native.editingFinished.connect(self._folder_entered)
         self.folder.choose_btn.changed.connect(self._folder_entered)
-        session.model_changed.connect(self._model_changed)
-        session.adapter_changed.connect(self._model_changed)
+        session.model.base_changed.connect(self._model_changed)
+        session.model.adapter_changed.connect(self._model_changed)
 
     @property
     def widgets(self) -> list[Any]:
         """The panel's widgets, top to bottom."""
         return [self.image_choice, self.series_row, self.folder, self.embedding_status]
+
+    @property
+    def embeddings(self) -> dict | None:
+        """The shown image's embeddings for the current model (None while they are computed)."""
+        embedded = self.session.embeddings.shown_embeddings
+        return embedded[1] if embedded is not None else None
+
+    @property
+    def embedding_key(self) -> EmbeddingKey | None:
+        """The key of the shown image's embeddings, or None."""
+        embedded = self.session.embeddings.shown_embeddings
+        return embedded[0] if embedded is not None else None
 
     @property
     def image_layer(self) -> napari.layers.Image | None:
@@ -74,8 +83,7 @@ class ImagePanel:
             return
         self.leaving.emit()
         self.name = name
-        self.session.current_image = name
-        self.embeddings = None
+        self.session.embeddings.show(None)
         layer = self.image_layer
         if layer is None:
             return
@@ -87,10 +95,9 @@ class ImagePanel:
         if outcome.failed:
             self.embedding_status.value = "This image cannot be segmented."
             return
-        if self.session.store is None:
-            self.session.default_store_path = default_store_path(self.viewer)
+        self.session.embeddings.show(name, image, layer.rgb)
         self.opened.emit(name, image)
-        if self.session.model is not None:
+        if self.session.model.loaded is not None:
             self.compute_embeddings()
         else:
             self.embedding_status.value = "Load a model to compute embeddings."
@@ -117,33 +124,29 @@ class ImagePanel:
 
     def _model_changed(self, *_: object) -> None:
         # Embeddings depend on model and adapter: recompute (or fetch from the cache) for the shown image.
-        self.embeddings = None
-        if self.name is not None:
+        if self.session.embeddings.shown is not None:
             self.compute_embeddings()
 
     def compute_embeddings(self) -> None:
         """Compute (or fetch from the cache) the shown image's embeddings on a worker thread."""
-        layer = self.image_layer
-        if layer is None:
+        shown = self.session.embeddings.shown
+        if shown is None:
             return
         with user_errors() as outcome:
-            image = check_image(layer.data, layer.rgb)
-            key = self.session.embedding_key(image)
+            key = self.session.embeddings.key(shown.image)
         if outcome.failed:
             return
-        cached = key in self.session.cache
+        cached = key in self.session.embeddings.cache
         self.embedding_status.value = "Loading cached embeddings..." if cached else "Computing embeddings..."
-        name, rgb = layer.name, layer.rgb
 
-        def done(result: tuple[EmbeddingKey, dict]) -> None:
-            if self.name == name:
-                self.embedding_key, self.embeddings = result
+        def done(result: tuple[EmbeddingKey, dict] | None) -> None:
+            if result is not None and self.session.embeddings.shown is shown:
                 self.embedding_status.value = f"Embeddings ready ({'cached' if cached else 'computed'})."
-                self.embedded.emit(name)
+                self.embedded.emit(shown.name)
 
         self.jobs.run(
-            f"Embedding {name}",
-            lambda report: self.session.compute_embeddings(image, rgb, progress=report),
+            f"Embedding {shown.name}",
+            lambda report: self.session.embeddings.compute_shown(progress=report),
             done,
         )
 
@@ -155,17 +158,18 @@ class ImagePanel:
         SamPeftError
             No model, no image, an image SAM cannot take, or embeddings still being computed.
         """
-        if self.session.model is None:
+        if self.session.model.loaded is None:
             raise SamPeftError("Load a model first (Segment widget: 'Load model').")
         layer = self.image_layer
         if layer is None:
             raise SamPeftError("Pick an image layer first.")
         check_image(layer.data, layer.rgb)  # says what is wrong with a bad image
-        if self.embeddings is None:
+        embeddings = self.embeddings
+        if embeddings is None:
             raise SamPeftError(
                 "The embeddings are still being computed: wait for the progress bar, then try again."
             )
-        return self.embeddings
+        return embeddings
 
     def show_failure(self) -> None:
         """Say that background work failed (the notification says why)."""
@@ -173,5 +177,5 @@ class ImagePanel:
 
     def disconnect(self) -> None:
         """Stop observing the session (the widget is closing)."""
-        self.session.model_changed.disconnect(self._model_changed)
-        self.session.adapter_changed.disconnect(self._model_changed)
+        self.session.model.base_changed.disconnect(self._model_changed)
+        self.session.model.adapter_changed.disconnect(self._model_changed)

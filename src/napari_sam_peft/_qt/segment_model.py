@@ -53,8 +53,8 @@ class ModelPanel:
         on_click(self.load_button, self.load_model)
         on_click(self.attach_button, lambda: self.attach_adapter(self.adapter_file.value))
         on_click(self.detach_button, lambda: self.attach_adapter(None))
-        session.model_changed.connect(self.update_status)
-        session.adapter_changed.connect(self.update_status)
+        session.model.base_changed.connect(self.update_status)
+        session.model.adapter_changed.connect(self.update_status)
 
     @property
     def widgets(self) -> list[Any]:
@@ -80,9 +80,9 @@ class ModelPanel:
         # precision probe (a second, once per machine and model) runs here on the worker thread.
         def load(_report: object) -> tuple[LoadedModel, Precision]:
             loaded = load_model(name, device=device)
-            return loaded, self.session.embedding_precision(loaded)
+            return loaded, self.session.model.embedding_precision(loaded)
 
-        self.jobs.run(f"Loading model {name}", load, lambda result: self.session.set_model(*result))
+        self.jobs.run(f"Loading model {name}", load, lambda result: self.session.model.set_base(*result))
 
     def attach_adapter(self, path: Path | str | None) -> None:
         """Attach the adapter file at ``path`` (None: back to the base model); errors are notifications."""
@@ -94,25 +94,25 @@ class ModelPanel:
                     raise SamPeftError(
                         f"The adapter file {path} does not exist: choose an existing .safetensors file."
                     )
-            self.session.set_adapter(path)
+            self.session.model.set_adapter(path)
 
     def update_status(self, *_: object) -> None:
         """Say which model and adapter segment now."""
-        model = self.session.model
+        model = self.session.model.loaded
         if model is None:
             self.status.value = "No model loaded."
             return
-        adapter = self.session.adapter
+        adapter = self.session.model.adapter
         active = "base model" if adapter is None else f"adapter {adapter.spec.describe()} [{adapter.identity[:8]}]"
         if adapter is not None and adapter.has_decoder:
             active += " + instance decoder"
-        precision = self.session.precision
+        precision = self.session.model.precision
         embeds = f"embeds in {precision.name}" + (f" ({precision.probe})" if precision.probe else "")
         text = f"{model.identity.name} on {model.device.type}, {active}, {embeds}"
-        tooltip = f"{text} ({precision.reason}). Automatic: {self.session.automatic_description}."
+        tooltip = f"{text} ({precision.reason}). Automatic: {self.session.model.decoder.description}."
         show_text(self.status, text, tooltip=tooltip)
 
     def disconnect(self) -> None:
         """Stop observing the session (the widget is closing)."""
-        self.session.model_changed.disconnect(self.update_status)
-        self.session.adapter_changed.disconnect(self.update_status)
+        self.session.model.base_changed.disconnect(self.update_status)
+        self.session.model.adapter_changed.disconnect(self.update_status)

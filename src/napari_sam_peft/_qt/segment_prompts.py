@@ -76,7 +76,7 @@ class PromptPanel:
         with user_errors() as outcome:
             embeddings = self.image.require_embeddings()
             objects = self.current_prompts()
-            masks = self.session.segment(embeddings, objects)
+            masks = self.session.model.segment(embeddings, objects)
         if outcome.failed:
             return
         layer = self.viewer.layers[CURRENT]

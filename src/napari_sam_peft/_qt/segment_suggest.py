@@ -59,14 +59,14 @@ class SuggestPanel:
                 pixels = check_image(layer.data, layer.rgb)
             except SamPeftError:
                 continue
-            if not self.session.has_objects(name, pixels):
+            if not self.session.annotations.has_objects(name, pixels):
                 found.append((name, pixels, layer.rgb))
         return found
 
     def suggest(self) -> None:
         """Score the candidates on a worker thread, then show the most uncertain one."""
         with user_errors() as outcome:
-            self.session.require_model()
+            self.session.model.require()
             candidates = self.candidates()
             if not candidates:
                 raise SamPeftError("Every image of the series has committed objects: open more images to suggest.")

@@ -3,7 +3,7 @@
 Every slot that can fail on user input runs its work inside :func:`user_errors`::
 
     with user_errors() as outcome:
-        self.session.commit()
+        self.session.annotations.commit()
     if outcome.failed:
         return
 

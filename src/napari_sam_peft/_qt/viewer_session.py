@@ -23,7 +23,7 @@ def session_for(viewer: napari.Viewer) -> AnnotatorSession:
     window = viewer.window
     session = getattr(window, ATTRIBUTE, None)
     if session is None:
-        session = AnnotatorSession()
+        session = AnnotatorSession(default_store=lambda: default_store_path(viewer))
         setattr(window, ATTRIBUTE, session)
     # napari's plugin proxy wraps objects of modules named napari*: hand out the session itself,
     # so every widget holds the same object.

@@ -124,7 +124,7 @@ def dock_widgets(viewer, store: Path | None = None, model: str = "lite_medsam") 
     viewer.window.add_dock_widget(FinetuneWidget(viewer), name="Finetune", area="right", tabify=True)
     if store is not None:
         dataset.open_store(store)
-    segment.session.set_model(load_model(model))
+    segment.session.model.set_base(load_model(model))
     segment.model_choice.value = model
     segment.image_choice.value = segment.image_choice.choices[0] if segment.image_choice.choices else None
 

@@ -1,9 +1,13 @@
 """The objects a user committed on each image, their undo history, and the store that records them.
 
-Every commit, undo and hand correction is written to the annotation store by a
-:class:`~napari_sam_peft.core.annotation.recording.LabelRecorder`, so the store always holds
-the committed labels the user sees; no widget needs to be open for it. When no store is
-open, the first commit creates the default one (``default_store_path``).
+The session owns each image's labels: a view shows the array :meth:`CommittedObjects.open_image`
+returns (napari paints into it in place) and refreshes on ``labels_changed``. Every commit and
+undo is written to the annotation store by a
+:class:`~napari_sam_peft.core.annotation.recording.LabelRecorder`, and hand corrections once
+the view says an image was edited and :meth:`CommittedObjects.record_edited` runs (a view when
+the user pauses painting, a training run before it reads the store), so the store holds the
+committed labels the user sees; no widget needs to be open for it. When no store is open, the
+first commit creates the default one (``default_store_path``).
 
 A recording failure (a read-only or vanished store) never loses a commit: the labels keep it,
 the error is raised for the widget to show, and the next recording catches up.
@@ -12,7 +16,7 @@ the error is raised for the widget to show, and the next recording catches up.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,23 +62,49 @@ class OpenedImage:
 
 
 class CommittedObjects:
-    """Committed labels per image with commit and undo, recorded in the open annotation store."""
+    """Committed labels per image with commit and undo, recorded in the open annotation store.
 
-    store_changed = Signal(object)  # AnnotationStore | None: the store training data goes to
-    store_updated = Signal(StoreUpdate)  # its content changed (commit, paint, import, split)
-    #: asks the annotator to record corrections still waiting (e.g. before a training run reads the store)
-    flush_requested = Signal()
+    Parameters
+    ----------
+    default_store
+        Where a store is created on the first commit when none is open (asked each time: the
+        napari window answers from the image layers it has), or None: a store must be opened.
 
-    def __init__(self) -> None:
-        self.store: AnnotationStore | None = None  # where committed objects go; training reads it
-        #: where a store is created on the first commit when none is open (the Segment widget sets it)
-        self.default_store_path: Path | None = None
+    Signals
+    -------
+    store_changed(AnnotationStore | None)
+        Another store receives the committed objects.
+    store_updated(StoreUpdate)
+        The store's content changed (commit, paint, import, split).
+    labels_changed(str)
+        The committed labels of the image of that name changed (commit, undo): views redraw them.
+    """
+
+    store_changed = Signal(object)
+    store_updated = Signal(StoreUpdate)
+    labels_changed = Signal(str)
+
+    def __init__(self, default_store: Callable[[], Path | None] | None = None) -> None:
+        self._store: AnnotationStore | None = None
+        self._default_store = default_store
         self._recorder: LabelRecorder | None = None
         self._images: dict[str, ImageAnnotations] = {}
+        self._pixels: dict[str, np.ndarray] = {}  # each opened image's pixels (they identify it in the store)
+        self._edited: set[str] = set()  # images painted by hand since they were last recorded
+
+    @property
+    def store(self) -> AnnotationStore | None:
+        """Where committed objects go (training reads it), or None."""
+        return self._store
+
+    @property
+    def default_store_path(self) -> Path | None:
+        """Where the first commit creates a store when none is open, or None."""
+        return self._default_store() if self._default_store is not None else None
 
     def set_store(self, store: AnnotationStore | None) -> None:
         """Record committed objects in ``store`` from now on (None: stop recording); emits ``store_changed``."""
-        self.store = store
+        self._store = store
         self._recorder = LabelRecorder(store) if store is not None else None
         self.store_changed.emit(store)
 
@@ -108,12 +138,13 @@ class CommittedObjects:
         SamPeftError
             No store is open and there is no default path.
         """
-        if self.store is None:
-            if self.default_store_path is None:
+        if self._store is None:
+            path = self.default_store_path
+            if path is None:
                 raise SamPeftError("No annotation store is open: open one in the Dataset widget.")
-            self.open_store(self.default_store_path)
-        assert self.store is not None
-        return self.store
+            self.open_store(path)
+        assert self._store is not None
+        return self._store
 
     def store_description(self) -> tuple[str, str]:
         """Where committed objects go, in words, and the store's full path (for a tooltip)."""
@@ -131,9 +162,28 @@ class CommittedObjects:
         if self.store is not None:
             self.store_updated.emit(StoreUpdate(self.store, cause))
 
-    def request_flush(self) -> None:
-        """Ask the annotator to record corrections it has not recorded yet (emits ``flush_requested``)."""
-        self.flush_requested.emit()
+    def mark_edited(self, name: str, labels: np.ndarray) -> None:
+        """Image ``name`` was painted by hand; ``labels`` is what it shows (the array it was opened with,
+        unless a view replaced it). :meth:`record_edited` records it."""
+        self.keep_labels(name, labels)
+        if name in self._images:
+            self._edited.add(name)
+
+    @property
+    def edited(self) -> set[str]:
+        """Images painted by hand since they were last recorded."""
+        return set(self._edited)
+
+    def record_edited(self) -> None:
+        """Record every image painted by hand since it was last recorded (see :meth:`record`).
+
+        Raises
+        ------
+        SamPeftError, OSError
+            The store cannot be opened or written; the images not recorded stay edited.
+        """
+        for name in sorted(self._edited):
+            self.record(self._pixels[name], self._images[name].labels, name=name)
 
     def set_split(self, image_id: str, split: str) -> None:
         """Move a stored image to the ``"train"`` or ``"val"`` split; emits ``store_updated``."""
@@ -185,14 +235,17 @@ class CommittedObjects:
         self.require_store()
         assert self._recorder is not None
         result = self._recorder.sync(image, labels, name=name, prompts=prompts, sources=sources)
+        self._edited.discard(name)
         if result.wrote:
             self.store_edited("recorded")
         return result
 
     def restore_labels(self, image: np.ndarray) -> np.ndarray | None:
         """The committed objects the store holds for ``image`` (after a restart), or None."""
-        if self.store is None and self.default_store_path is not None:
-            self.open_store(self.default_store_path, create=False)
+        if self._store is None:
+            path = self.default_store_path
+            if path is not None:
+                self.open_store(path, create=False)
         return self._recorder.restore(image) if self._recorder is not None else None
 
     def open_image(self, name: str, image: np.ndarray) -> OpenedImage:
@@ -207,6 +260,7 @@ class CommittedObjects:
         """
         known = self._images.get(name)
         if known is not None:
+            self._pixels[name] = image
             return OpenedImage(known.labels)
         restored, error = None, None
         try:
@@ -215,6 +269,7 @@ class CommittedObjects:
             error = err
         labels = restored if restored is not None else np.zeros(image.shape[:2], dtype=np.uint32)
         self._images[name] = ImageAnnotations(labels)
+        self._pixels[name] = image
         count = len(object_ids(restored)) if restored is not None else None
         return OpenedImage(labels, count, error)
 
@@ -266,17 +321,38 @@ class CommittedObjects:
         """
         old_ids = object_ids(objects)
         entry = self._images.setdefault(name, ImageAnnotations(labels))
+        self._pixels[name] = image
         new_ids = entry.history.commit(labels, objects)
         entry.labels = labels
         per_object = [sources] * len(new_ids) if isinstance(sources, str) else list(sources)
-        self._record(
-            image,
-            labels,
-            name,
-            commit_prompts(old_ids, new_ids, prompts),
-            dict(zip(new_ids, per_object, strict=True)),
-        )
+        try:
+            self._record(
+                image,
+                labels,
+                name,
+                commit_prompts(old_ids, new_ids, prompts),
+                dict(zip(new_ids, per_object, strict=True)),
+            )
+        finally:
+            self.labels_changed.emit(name)  # the labels keep the commit even if the store failed
         return new_ids
+
+    def remove_object(self, name: str, label: int) -> None:
+        """Take object ``label`` out of image ``name``'s committed labels and out of the store.
+
+        Raises
+        ------
+        SamPeftError
+            The image was not opened; or, from the store, as :meth:`record` (the labels lose it all the same).
+        """
+        entry = self._images.get(name)
+        if entry is None:
+            raise SamPeftError(f"The image {name!r} has no committed objects in this session: open it first.")
+        entry.labels[entry.labels == label] = 0
+        try:
+            self.record(self._pixels[name], entry.labels, name=name)
+        finally:
+            self.labels_changed.emit(name)
 
     def undo(self, name: str, image: np.ndarray, labels: np.ndarray) -> Commit | None:
         """Take the last commit on image ``name`` back out of ``labels`` (in place), and out of the store.
@@ -294,5 +370,8 @@ class CommittedObjects:
         entry = self._images.get(name)
         undone = entry.history.undo(labels) if entry is not None else None
         if undone is not None:
-            self.record(image, labels, name=name)
+            try:
+                self.record(image, labels, name=name)
+            finally:
+                self.labels_changed.emit(name)
         return undone

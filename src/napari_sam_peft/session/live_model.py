@@ -1,16 +1,15 @@
-"""The model a session segments with: base model, active adapter, predictor and embeddings.
+"""The model a session segments with: base model, active adapter with its decoder, predictor and precision.
 
-Adapters written by the training worker are attached in place, so the next prompt uses
-them without reloading the base model, and the current image is re-embedded from its kept
-block-k input. Methods that run models take a lock, so an adapter switch cannot happen
-half-way through an embedding computed on a worker thread.
+Adapters written by the training worker are attached in place (:meth:`LiveModel.reload_adapter`,
+see :mod:`.adapter_reload`), so the next prompt uses them without reloading the base model.
+Methods that run models take :attr:`LiveModel.lock`, so an adapter switch cannot happen half-way
+through an embedding or a segmentation on a worker thread.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,104 +18,124 @@ import numpy as np
 from psygnal import Signal
 
 from napari_sam_peft.core.annotation.commits import keep_object_components
-from napari_sam_peft.core.annotation.embeddings import (
-    BASE_ADAPTER_KEY,
-    EmbeddingCache,
-    EmbeddingKey,
-    model_key,
-    tag_predictor,
-    tiling_for,
-)
-from napari_sam_peft.core.annotation.images import check_image, image_content_hash
+from napari_sam_peft.core.annotation.embeddings import BASE_ADAPTER_KEY, tag_predictor, tiling_for
+from napari_sam_peft.core.annotation.images import check_image
 from napari_sam_peft.core.annotation.progress import ProgressCallback
 from napari_sam_peft.core.annotation.prompting import ObjectPrompts, segment_objects
 from napari_sam_peft.core.peft import Adapter, AttachedPeft, frozen_prefix_stages
 from napari_sam_peft.core.sam.loading import LoadedModel, load_model
 from napari_sam_peft.core.sam.precision import FP32_CPU, Precision, resolve_precision
 from napari_sam_peft.core.sam.precision_probe import model_probe
-from napari_sam_peft.core.sam.stages import StageInputCapture, run_stages, stage_count
+from napari_sam_peft.core.sam.stages import stage_count
 
+from .adapter_reload import HotReload, ReloadState
 from .errors import NoModelError, SessionBusyError
 from .events import AdapterChange
+from .live_decoder import LiveDecoder
 
-STAGE_INPUTS_KEPT = 8  # block-k inputs kept in memory (about 13 MB each for vit_b)
-
-StageInputKey = tuple[str, str, int]  # image hash, model key, stage
-KeptStageInput = tuple[Any, tuple[int, int], tuple[int, int]]  # block-k input, input size, original size
+Tiling = tuple[tuple[int, int] | None, tuple[int, int] | None]  # tile shape, halo
 
 
 class LiveModel:
-    """Base model, active adapter, predictor and embedding cache, with a signal for each change."""
+    """Base model, active adapter, instance decoder, predictor and precision, with an event for each change.
 
-    model_changed = Signal(object)  # LoadedModel
+    Signals
+    -------
+    base_changed(LoadedModel)
+        A new base model, without an adapter.
+    adapter_changed(AdapterChange)
+        An adapter attached or detached (the decoder already follows it).
+    """
+
+    base_changed = Signal(object)  # LoadedModel
     adapter_changed = Signal(AdapterChange)
 
-    def __init__(self, cache: EmbeddingCache | None = None) -> None:
-        self._cache = cache
-        self.model: LoadedModel | None = None
-        self.adapter: Adapter | None = None
-        self.adapter_path: Path | None = None
+    def __init__(self) -> None:
+        self._loaded: LoadedModel | None = None
+        self._adapter: Adapter | None = None
+        self._adapter_path: Path | None = None
         self._handle: AttachedPeft | None = None
-        self.predictor: Any = None
+        self._predictor: Any = None
+        #: held while a model runs; an adapter switch waits for it (or, on the GUI thread, retries)
         self.lock = threading.RLock()
-        #: encoder stage whose input to keep while embedding with the base model (the Finetune
-        #: widget sets it to the first stage its run adapts, so the first reload is fast too)
-        self.stage_hint: int | None = None
-        self._stage_inputs: OrderedDict[StageInputKey, KeptStageInput] = OrderedDict()
-        self.reembedded_from_stage = 0  # embeddings computed from a kept block-k input
+        self.decoder = LiveDecoder()
+        self._reload = HotReload(lambda adapter, path: self.set_adapter(adapter, path, wait=False))
+        self._last_adapter: Path | None = None  # the adapter file to go back to from the base model
+        self._base_only = False
         self._frozen_stages = 0  # see frozen_stages; set whenever the model or adapter changes
-        self._stage_count = 0  # the model's encoder stages; a stage index equal to it means "past the last"
-        #: what the image encoder computes in: "auto" takes what a probe of the model measured fastest
-        #: (see ``core.sam.precision``); embeddings are stored and prompted in float32 either way
-        self.precision_request = "auto"
-        self.precision: Precision = FP32_CPU
+        self._stage_count = 0  # the encoder's stages; a stage index equal to it means "past the last"
+        self._precision_request = "auto"
+        self._precision: Precision = FP32_CPU
+        self._changes = 0  # counts changes of model, adapter and precision: embeddings of an older one are stale
 
     @property
-    def cache(self) -> EmbeddingCache:
-        """The embedding cache (the default folder unless one was given)."""
-        if self._cache is None:
-            self._cache = EmbeddingCache()
-        return self._cache
+    def loaded(self) -> LoadedModel | None:
+        """The base model, or None before one is loaded."""
+        return self._loaded
 
-    def load_model(
+    @property
+    def adapter(self) -> Adapter | None:
+        """The attached adapter, or None (the base model alone)."""
+        return self._adapter
+
+    @property
+    def adapter_path(self) -> Path | None:
+        """The file the attached adapter was read from; None when detached or handed over as an object."""
+        return self._adapter_path
+
+    @property
+    def predictor(self) -> Any:
+        """segment_anything's ``SamPredictor`` of the model (with the adapter in it), or None."""
+        return self._predictor
+
+    @property
+    def precision(self) -> Precision:
+        """What the image encoder computes in (embeddings are stored and prompted in float32 either way)."""
+        return self._precision
+
+    @property
+    def precision_request(self) -> str:
+        """The precision asked for: ``"auto"`` takes what a probe of the model measured fastest."""
+        return self._precision_request
+
+    @property
+    def version(self) -> int:
+        """Goes up with every change of base model, adapter or precision (embeddings made before are stale)."""
+        return self._changes
+
+    @property
+    def stage_count(self) -> int:
+        """The model's encoder stages."""
+        return self._stage_count
+
+    def load(
         self,
         model: str | os.PathLike[str],
         device: str | None = None,
         progress: Callable[[str], None] | None = None,
     ) -> LoadedModel:
-        """Load a base model (registry name, file or 'demo') and make it the session's model.
+        """Load a base model (registry name, file or 'demo') and make it the live one (see :meth:`set_base`).
 
-        Parameters
-        ----------
-        model
-            A registry name, a checkpoint file or ``"demo"``.
-        device
-            ``"cpu"``, ``"cuda"``, ``"mps"`` or None (the best available).
-        progress
-            Called with a line of text as loading goes on.
-
-        Returns
-        -------
-        LoadedModel
-            The model, now the session's.
+        ``device`` is ``"cpu"``, ``"cuda"``, ``"mps"`` or None (the best available); ``progress`` is
+        called with a line of text as loading goes on.
         """
         loaded = load_model(model, device=device, progress=progress)
-        self.set_model(loaded)
+        self.set_base(loaded)
         return loaded
 
     def embedding_precision(self, loaded: LoadedModel) -> Precision:
         """The precision ``loaded`` would embed in; may run the precision probe (about a second, once per
-        machine and model), so call it on a worker thread and hand the result to :meth:`set_model`.
+        machine and model), so call it on a worker thread and hand the result to :meth:`set_base`.
 
         Raises
         ------
         PrecisionNotAvailableError
             The model's device does not compute the requested precision natively.
         """
-        return resolve_precision(self.precision_request, loaded.device, model_probe(loaded.sam), use="embed")
+        return resolve_precision(self._precision_request, loaded.device, model_probe(loaded.sam), use="embed")
 
-    def set_model(self, loaded: LoadedModel, precision: Precision | None = None) -> None:
-        """Make ``loaded`` the session's model, without an adapter; emits ``model_changed``.
+    def set_base(self, loaded: LoadedModel, precision: Precision | None = None) -> None:
+        """Make ``loaded`` the live model, without an adapter; emits ``base_changed``.
 
         ``precision`` is :meth:`embedding_precision`'s answer for it (found here when not given).
         """
@@ -126,14 +145,17 @@ class LiveModel:
             precision = self.embedding_precision(loaded)  # raises before anything changes
         with self.lock:
             self._detach()
-            self.model = loaded
-            self.precision = precision
-            self._stage_inputs.clear()
-            self.predictor = SamPredictor(loaded.sam)
-            self.predictor.model_type = loaded.architecture.name
-            self.predictor.model_name = loaded.identity.name
+            self._reload.cancel()
+            self._last_adapter, self._base_only = None, False
+            self._loaded = loaded
+            self._precision = precision
+            self._predictor = SamPredictor(loaded.sam)
+            self._predictor.model_type = loaded.architecture.name
+            self._predictor.model_name = loaded.identity.name
             self._tag_predictor()
-        self.model_changed.emit(loaded)  # implies "no adapter": a new model starts without one
+            self.decoder.base_changed()
+            self._changes += 1
+        self.base_changed.emit(loaded)
 
     def set_precision(self, requested: str) -> Precision:
         """Embed in ``requested`` (auto, fp32, bf16, fp16) from now on; later embeddings use new cache entries.
@@ -144,46 +166,53 @@ class LiveModel:
             The model's device does not compute ``requested`` natively (the message lists what it does).
         """
         with self.lock:
-            if self.model is not None:
-                precision = resolve_precision(requested, self.model.device, model_probe(self.model.sam), "embed")
+            if self._loaded is not None:
+                precision = resolve_precision(
+                    requested, self._loaded.device, model_probe(self._loaded.sam), "embed"
+                )
             else:
                 precision = resolve_precision(requested, "cpu")
-            self.precision_request, self.precision = requested, precision
-            self._stage_inputs.clear()  # kept in the previous precision
+            self._precision_request, self._precision = requested, precision
+            self._changes += 1
         return precision
 
-    def require_model(self) -> LoadedModel:
-        """The session's model.
+    def require(self) -> LoadedModel:
+        """The base model.
 
         Raises
         ------
         NoModelError
             No model is loaded yet.
         """
-        if self.model is None:
+        if self._loaded is None:
             raise NoModelError(
                 "No model is loaded yet: pick a model in the Segment widget and press 'Load model'."
             )
-        return self.model
+        return self._loaded
 
     @property
     def adapter_key(self) -> str:
         """The attached adapter's identity, or the base model's key without one."""
-        return self.adapter.identity if self.adapter is not None else BASE_ADAPTER_KEY
+        return self._adapter.identity if self._adapter is not None else BASE_ADAPTER_KEY
 
     @property
     def frozen_stages(self) -> int:
         """Leading encoder stages the current adapter leaves untouched (all of them without one)."""
-        self.require_model()
+        self.require()
         return self._frozen_stages
 
     @property
     def embedding_adapter_key(self) -> str:
         """The adapter part of embedding keys: an adapter that leaves the encoder alone keeps the base's."""
-        self.require_model()
-        if self._handle is None or self.frozen_stages == self._stage_count:
+        self.require()
+        if self._handle is None or self._frozen_stages == self._stage_count:
             return BASE_ADAPTER_KEY
         return self.adapter_key
+
+    @property
+    def adapted(self) -> bool:
+        """Whether an adapter is attached (embeddings then re-run only the stages it changed)."""
+        return self._handle is not None
 
     def set_adapter(
         self,
@@ -196,14 +225,14 @@ class LiveModel:
 
         A bad or mismatched adapter raises and leaves the current one attached. With
         ``wait=False`` a model busy on a worker thread raises :class:`SessionBusyError` at
-        once instead of blocking (the GUI thread retries later). Emits ``adapter_changed``.
+        once instead of blocking. Emits ``adapter_changed``.
 
         Returns
         -------
         Adapter or None
             The adapter now attached.
         """
-        model = self.require_model()
+        model = self.require()
         path = Path(path) if path is not None else None
         if adapter is not None and not isinstance(adapter, Adapter):
             path = Path(adapter)
@@ -213,7 +242,7 @@ class LiveModel:
         try:
             if adapter is not None:
                 adapter.check_base(model)  # before detaching the current one
-            previous = (self.adapter, self.adapter_path)
+            previous = (self._adapter, self._adapter_path)
             self._detach()
             if adapter is not None:
                 try:
@@ -221,11 +250,16 @@ class LiveModel:
                 except Exception:
                     if previous[0] is not None:  # put the previous adapter back
                         self._handle = previous[0].attach_to(model)
-                        self.adapter, self.adapter_path = previous
+                        self._adapter, self._adapter_path = previous
                         self._tag_predictor()
                     raise
-            self.adapter, self.adapter_path = adapter, path
+            self._adapter, self._adapter_path = adapter, path
+            if adapter is not None:
+                self._base_only = False
+                self._last_adapter = path or self._last_adapter
             self._tag_predictor()
+            self.decoder.adapter_changed(adapter)
+            self._changes += 1
         finally:
             self.lock.release()
         self.adapter_changed.emit(AdapterChange(adapter, path))
@@ -234,128 +268,72 @@ class LiveModel:
     def _detach(self) -> None:
         if self._handle is not None:
             self._handle.detach()
-        self._handle = None
-        self.adapter = None
-        self.adapter_path = None
+        self._handle, self._adapter, self._adapter_path = None, None, None
 
     def _tag_predictor(self) -> None:
         """micro_sam's embedding signature includes the predictor's hash: make it model + adapter."""
-        if self.predictor is not None and self.model is not None:
+        if self._predictor is not None and self._loaded is not None:
             # derived once per model/adapter change, not on every embedding lookup
-            self._stage_count = stage_count(self.model.sam)
+            self._stage_count = stage_count(self._loaded.sam)
             self._frozen_stages = (
-                self._stage_count if self._handle is None else frozen_prefix_stages(self.model.sam)
+                self._stage_count if self._handle is None else frozen_prefix_stages(self._loaded.sam)
             )
-            tag_predictor(self.predictor, self.model, self.embedding_adapter_key)
+            tag_predictor(self._predictor, self._loaded, self.embedding_adapter_key)
 
-    def tiling_for(self, image: np.ndarray) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+    @property
+    def reload_pending(self) -> Path | None:
+        """The adapter file a hot reload waits to attach, or None."""
+        return self._reload.pending
+
+    @property
+    def reloads(self) -> int:
+        """Adapters attached by hot reloads since the session began."""
+        return self._reload.attached
+
+    @property
+    def base_only(self) -> bool:
+        """Whether the user switched to the base model for comparison (hot reloads then wait)."""
+        return self._base_only
+
+    def reload_adapter(self, path: str | os.PathLike[str], attach: bool = True) -> None:
+        """Attach the adapter file a training run just wrote, as soon as it is read and the model is free.
+
+        The file is read on a daemon thread; :meth:`finish_reload` attaches it. With ``attach`` False
+        (live reload off), or while :attr:`base_only`, the file is only remembered for
+        :meth:`use_base` ``(False)``.
+        """
+        self.require()
+        self._last_adapter = Path(path)
+        if attach and not self._base_only:
+            self._reload.request(Path(path))
+
+    def finish_reload(self, timeout: float | None = 0.0) -> ReloadState:
+        """Attach the adapter :meth:`reload_adapter` asked for, if it is read (waiting up to ``timeout``
+        seconds; None: until it is) and the model is free; otherwise say why not and call again later.
+
+        Raises
+        ------
+        SamPeftError, OSError
+            The file could not be read or does not fit; the request is dropped, the current adapter stays.
+        """
+        return self._reload.finish(timeout)
+
+    def use_base(self, base: bool) -> None:
+        """Segment with the base model alone (True) or with the last adapter again (False), to compare."""
+        if base:
+            if self._adapter_path is not None:
+                self._last_adapter = self._adapter_path
+            self._reload.cancel()
+            self._base_only = True  # before the change is emitted: observers see the switch as it is
+            self.set_adapter(None)
+            return
+        self._base_only = False
+        if self._last_adapter is not None and self._adapter_path != self._last_adapter:
+            self.set_adapter(self._last_adapter)
+
+    def tiling_for(self, image: np.ndarray) -> Tiling:
         """Tile images larger than twice the model's input size; each tile+halo is one model input."""
-        return tiling_for(image.shape, self.require_model().architecture.img_size)
-
-    def embedding_key(self, image: np.ndarray) -> EmbeddingKey:
-        """What ``image``'s embeddings depend on with the current model and adapter."""
-        model = self.require_model()
-        tile, halo = self.tiling_for(image)
-        return EmbeddingKey(
-            image_hash=image_content_hash(image),
-            model_key=model_key(model),
-            adapter_key=self.embedding_adapter_key,
-            tile_shape=tile,
-            halo=halo,
-            precision=self.precision.name,
-        )
-
-    def compute_embeddings(
-        self, image: np.ndarray, rgb: bool | None = None, progress: ProgressCallback | None = None
-    ) -> tuple[EmbeddingKey, dict]:
-        """Embeddings of ``image`` for the current model and adapter, from the cache when possible.
-
-        ``image`` is greyscale (H, W) or RGB (H, W, 3); ``rgb`` is napari's ``layer.rgb`` (None: a
-        last axis of 3 is colour). After an adapter reload, an image whose block-k input is kept is
-        re-embedded by running only the encoder stages the adapter changed.
-
-        Returns
-        -------
-        tuple
-            The embeddings' key and micro_sam's embeddings dict.
-        """
-        image = check_image(image, rgb)
-        with self.lock:
-            key = self.embedding_key(image)
-            stage = self.frozen_stages if self._handle is not None else self.stage_hint
-            reusable = key.tile_shape is None and stage is not None and 0 < stage < self._stage_count
-            encoder = self.precision.encoder(self.require_model().sam.image_encoder)
-            if key in self.cache or not reusable:
-                with encoder:
-                    return key, self.cache.get_or_compute(self.predictor, image, key, progress=progress)
-            assert stage is not None
-            kept = self._stage_inputs.get((key.image_hash, key.model_key, stage))
-            if kept is not None:
-                self._embed_from_stage(image, key, stage, kept, progress)
-                return key, self.cache.get_or_compute(self.predictor, image, key)
-            with StageInputCapture(self.require_model().sam, stage) as capture, encoder:
-                embeddings = self.cache.get_or_compute(self.predictor, image, key, progress=progress)
-            if capture.captured is not None:
-                self._keep_stage_input(
-                    (key.image_hash, key.model_key, stage),
-                    (capture.captured, embeddings["input_size"], embeddings["original_size"]),
-                )
-        return key, embeddings
-
-    def keep_stage_input(self, image: np.ndarray, stage: int, rgb: bool | None = None) -> None:
-        """Run the encoder up to ``stage`` on ``image`` and keep the result for fast re-embedding.
-
-        The Finetune widget calls this when a run starts, so even the first reloaded adapter
-        re-embeds the current image with the adapted blocks only.
-        """
-        import torch
-        from segment_anything.utils.transforms import ResizeLongestSide
-
-        from napari_sam_peft.core.sam.preprocessing import model_input
-
-        image = check_image(image, rgb)
-        model = self.require_model()
-        if tiling_for(image.shape, model.architecture.img_size)[0] is not None:
-            return
-        if not 0 < stage < self._stage_count:
-            return
-        key = (image_content_hash(image), model_key(model), stage)
-        if key in self._stage_inputs:
-            return
-        with self.lock, torch.no_grad(), self.precision.autocast():
-            stage_input = run_stages(model.sam.image_encoder, model_input(model.sam, image), 0, stage).cpu()
-        original = (int(image.shape[0]), int(image.shape[1]))
-        input_size = ResizeLongestSide.get_preprocess_shape(*original, model.architecture.img_size)
-        self._keep_stage_input(key, (stage_input, input_size, original))
-
-    def _keep_stage_input(self, key: StageInputKey, value: KeptStageInput) -> None:
-        self._stage_inputs[key] = value
-        self._stage_inputs.move_to_end(key)
-        while len(self._stage_inputs) > STAGE_INPUTS_KEPT:
-            self._stage_inputs.popitem(last=False)
-
-    def _embed_from_stage(
-        self,
-        image: np.ndarray,
-        key: EmbeddingKey,
-        stage: int,
-        kept: KeptStageInput,
-        progress: ProgressCallback | None,
-    ) -> None:
-        import torch
-
-        stage_input, input_size, original_size = kept
-        sam = self.require_model().sam
-        if progress:
-            progress(0, 1)
-        with torch.no_grad(), self.precision.autocast():
-            features = run_stages(sam.image_encoder, stage_input.to(self.require_model().device), stage)
-        features_np = features.float().cpu().numpy()
-        embeddings = {"features": features_np, "input_size": input_size, "original_size": original_size}
-        self.cache.store(self.predictor, image, key, embeddings)
-        self.reembedded_from_stage += 1
-        if progress:
-            progress(1, 1)
+        return tiling_for(image.shape, self.require().architecture.img_size)
 
     def segment(self, embeddings: dict, objects: list[ObjectPrompts]) -> list[np.ndarray]:
         """Masks for prompts, without stray specks.
@@ -373,7 +351,44 @@ class LiveModel:
                 "try again when the progress bar has finished."
             )
         try:
-            masks = segment_objects(self.predictor, embeddings, objects)
+            masks = segment_objects(self._predictor, embeddings, objects)
         finally:
             self.lock.release()
         return [keep_object_components(m, o.points, o.labels) for m, o in zip(masks, objects, strict=True)]
+
+    def automatic(
+        self,
+        image: np.ndarray,
+        embeddings: dict,
+        progress: ProgressCallback | None = None,
+        rgb: bool | None = None,
+        points_per_side: int | None = None,
+    ) -> np.ndarray:
+        """An instance segmentation (H, W) of ``image`` (greyscale, or RGB: ``rgb`` is napari's ``layer.rgb``).
+
+        ``embeddings`` are the image's (see :meth:`SessionEmbeddings.compute`). With an instance
+        decoder this is AIS (tiled like the embeddings); otherwise micro_sam's AMG with a
+        ``points_per_side`` grid. :attr:`LiveDecoder.description` says which one runs.
+        """
+        from napari_sam_peft.core.annotation.automatic import automatic_segmentation
+        from napari_sam_peft.core.instance import instance_segmentation
+
+        image = check_image(image, rgb)
+        tile, halo = self.tiling_for(image)
+        with self.lock:
+            model = self.require()
+            self.decoder.fetch_registry_decoder(model, has_adapter=self._adapter is not None)
+            decoder = self.decoder.module(model)  # read once: a reload may swap the weights meanwhile
+            if decoder is not None:
+                return instance_segmentation(
+                    self._predictor, decoder, image, embeddings, tile_shape=tile, halo=halo, progress=progress
+                )
+            return automatic_segmentation(
+                self._predictor,
+                image,
+                embeddings,
+                tile_shape=tile,
+                halo=halo,
+                points_per_side=points_per_side,
+                progress=progress,
+            )

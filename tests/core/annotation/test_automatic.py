@@ -16,11 +16,11 @@ IMAGE = make_sample("nuclei", seed=0, shape=(64, 64)).image
 @pytest.fixture
 def segment(tiny_model, tmp_path):
     session = AnnotatorSession(cache=EmbeddingCache(tmp_path / "cache"))
-    session.set_model(tiny_model)
-    _, embeddings = session.compute_embeddings(IMAGE)
+    session.model.set_base(tiny_model)
+    _, embeddings = session.embeddings.compute(IMAGE)
 
     def run(**kwargs):
-        return automatic_segmentation(session.predictor, IMAGE, embeddings, points_per_side=4, **kwargs)
+        return automatic_segmentation(session.model.predictor, IMAGE, embeddings, points_per_side=4, **kwargs)
 
     return run
 

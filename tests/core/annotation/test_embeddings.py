@@ -20,7 +20,7 @@ IMAGE = make_sample("nuclei", seed=0, shape=(64, 64)).image
 @pytest.fixture
 def session(tiny_model, tmp_path):
     session = AnnotatorSession(cache=EmbeddingCache(tmp_path / "cache"))
-    session.set_model(tiny_model)
+    session.model.set_base(tiny_model)
     return session
 
 
@@ -37,53 +37,53 @@ def _lora_adapter(model: LoadedModel, seed: int, preset: str = "lora", blocks: s
 
 
 def test_reopening_the_same_image_reads_the_cache(session):
-    key1, first = session.compute_embeddings(IMAGE)
-    key2, second = session.compute_embeddings(IMAGE.copy())
+    key1, first = session.embeddings.compute(IMAGE)
+    key2, second = session.embeddings.compute(IMAGE.copy())
     assert key1 == key2
-    assert (session.cache.computed, session.cache.reused) == (1, 1)
+    assert (session.embeddings.cache.computed, session.embeddings.cache.reused) == (1, 1)
     np.testing.assert_array_equal(np.asarray(first["features"]), np.asarray(second["features"]))
 
 
 def test_a_cache_entry_survives_a_new_session(session, tiny_model, tmp_path):
-    session.compute_embeddings(IMAGE)
+    session.embeddings.compute(IMAGE)
     fresh = AnnotatorSession(cache=EmbeddingCache(tmp_path / "cache"))
-    fresh.set_model(tiny_model)
-    fresh.compute_embeddings(IMAGE)
-    assert (fresh.cache.computed, fresh.cache.reused) == (0, 1)
+    fresh.model.set_base(tiny_model)
+    fresh.embeddings.compute(IMAGE)
+    assert (fresh.embeddings.cache.computed, fresh.embeddings.cache.reused) == (0, 1)
 
 
 def test_attaching_an_adapter_changes_the_key_and_recomputes(session, tiny_model):
     first, second = _lora_adapter(tiny_model, seed=1), _lora_adapter(tiny_model, seed=2)
-    base_key, base = session.compute_embeddings(IMAGE)
-    session.set_adapter(first)
-    adapted_key, adapted = session.compute_embeddings(IMAGE)
+    base_key, base = session.embeddings.compute(IMAGE)
+    session.model.set_adapter(first)
+    adapted_key, adapted = session.embeddings.compute(IMAGE)
 
     assert adapted_key != base_key
     assert adapted_key.adapter_key == first.identity
-    assert session.cache.computed == 2
+    assert session.embeddings.cache.computed == 2
     assert not np.allclose(np.asarray(base["features"]), np.asarray(adapted["features"]))
 
-    session.set_adapter(second)  # same blocks adapted: re-embedded from the kept block input
-    other_key, _ = session.compute_embeddings(IMAGE)
+    session.model.set_adapter(second)  # same blocks adapted: re-embedded from the kept block input
+    other_key, _ = session.embeddings.compute(IMAGE)
     assert other_key not in (base_key, adapted_key)
-    assert (session.cache.computed, session.reembedded_from_stage) == (2, 1)
+    assert (session.embeddings.cache.computed, session.embeddings.reembedded_from_stage) == (2, 1)
 
-    session.set_adapter(None)  # back to the base model: its cached entry is valid again
-    back_key, back = session.compute_embeddings(IMAGE)
-    assert back_key == base_key and session.cache.computed == 2
+    session.model.set_adapter(None)  # back to the base model: its cached entry is valid again
+    back_key, back = session.embeddings.compute(IMAGE)
+    assert back_key == base_key and session.embeddings.cache.computed == 2
     np.testing.assert_array_equal(np.asarray(back["features"]), np.asarray(base["features"]))
 
 
 def test_switching_the_adapter_changes_predictions_without_reloading_the_base(session, tiny_model):
     adapter = _lora_adapter(tiny_model, seed=3)
-    sam_before = session.model.sam
-    _, embeddings = session.compute_embeddings(IMAGE)
+    sam_before = session.model.loaded.sam
+    _, embeddings = session.embeddings.compute(IMAGE)
     prompts = [ObjectPrompts(points=[[30, 30]], labels=[1])]
     base_logits = _logits(session, embeddings, prompts)
 
-    session.set_adapter(adapter)
-    _, embeddings = session.compute_embeddings(IMAGE)
-    assert session.model.sam is sam_before  # adapted in place, not reloaded
+    session.model.set_adapter(adapter)
+    _, embeddings = session.embeddings.compute(IMAGE)
+    assert session.model.loaded.sam is sam_before  # adapted in place, not reloaded
     assert not np.allclose(_logits(session, embeddings, prompts), base_logits)
 
 
@@ -91,20 +91,20 @@ def _logits(session, embeddings, prompts):
     from micro_sam.prompt_based_segmentation import segment_from_points
 
     _, _, logits = segment_from_points(
-        session.predictor, prompts[0].points, prompts[0].labels, image_embeddings=embeddings, return_all=True
+        session.model.predictor, prompts[0].points, prompts[0].labels, image_embeddings=embeddings, return_all=True
     )
     return logits
 
 
 def test_a_changed_model_gets_new_embeddings(session, tmp_path):
-    session.compute_embeddings(IMAGE)
+    session.embeddings.compute(IMAGE)
     torch.manual_seed(7)
     from napari_sam_peft.core.sam.architecture import build_sam
 
     other = build_sam(TINY)
-    session.set_model(LoadedModel(other, model_identity(other, "other"), TINY, "test"))
-    session.compute_embeddings(IMAGE)
-    assert session.cache.computed == 2
+    session.model.set_base(LoadedModel(other, model_identity(other, "other"), TINY, "test"))
+    session.embeddings.compute(IMAGE)
+    assert session.embeddings.cache.computed == 2
 
 
 def test_an_adapter_for_another_base_is_refused_and_the_current_one_stays(session, tiny_model):
@@ -115,32 +115,32 @@ def test_an_adapter_for_another_base_is_refused_and_the_current_one_stays(sessio
     torch.manual_seed(5)
     other = build_sam(TINY)
     foreign = _lora_adapter(LoadedModel(other, model_identity(other, "other"), TINY, "t"), seed=1)
-    session.set_adapter(good)
+    session.model.set_adapter(good)
     with pytest.raises(AdapterMismatchError):
-        session.set_adapter(foreign)
-    assert session.adapter is good
+        session.model.set_adapter(foreign)
+    assert session.model.adapter is good
 
 
 def test_large_images_are_embedded_in_tiles(session):
     big = make_sample("cells", seed=1, shape=(200, 180)).image
-    key, embeddings = session.compute_embeddings(big)
+    key, embeddings = session.embeddings.compute(big)
     assert key.tile_shape is not None
-    mask = session.segment(embeddings, [ObjectPrompts(points=[[150, 120]], labels=[1])])[0]
+    mask = session.model.segment(embeddings, [ObjectPrompts(points=[[150, 120]], labels=[1])])[0]
     assert mask.shape == big.shape
 
 
 def test_no_model_is_a_clear_error(tmp_path):
     with pytest.raises(NoModelError, match="Load model"):
-        AnnotatorSession(cache=EmbeddingCache(tmp_path)).compute_embeddings(IMAGE)
+        AnnotatorSession(cache=EmbeddingCache(tmp_path)).embeddings.compute(IMAGE)
 
 
 def test_an_interrupted_write_is_not_taken_for_an_entry(session, tmp_path):
-    key = session.embedding_key(IMAGE)
-    half = session.cache.path(key)
+    key = session.embeddings.key(IMAGE)
+    half = session.embeddings.cache.path(key)
     half.mkdir(parents=True)  # a folder without the "finished" attributes
-    assert key not in session.cache
-    session.compute_embeddings(IMAGE)
-    assert key in session.cache and session.cache.computed == 1
+    assert key not in session.embeddings.cache
+    session.embeddings.compute(IMAGE)
+    assert key in session.embeddings.cache and session.embeddings.cache.computed == 1
 
 
 def test_segmenting_while_the_model_is_busy_fails_fast_instead_of_freezing(session):
@@ -148,11 +148,11 @@ def test_segmenting_while_the_model_is_busy_fails_fast_instead_of_freezing(sessi
 
     from napari_sam_peft.session import SessionBusyError
 
-    _, embeddings = session.compute_embeddings(IMAGE)
+    _, embeddings = session.embeddings.compute(IMAGE)
     held, release = threading.Event(), threading.Event()
 
     def long_work():
-        with session.lock:
+        with session.model.lock:
             held.set()
             release.wait(5)
 
@@ -160,28 +160,30 @@ def test_segmenting_while_the_model_is_busy_fails_fast_instead_of_freezing(sessi
     worker.start()
     held.wait(5)
     with pytest.raises(SessionBusyError, match="busy"):  # at once: the lock is held until release
-        session.segment(embeddings, [ObjectPrompts(points=[[30, 30]], labels=[1])])
+        session.model.segment(embeddings, [ObjectPrompts(points=[[30, 30]], labels=[1])])
     release.set()
     worker.join()
-    assert session.segment(embeddings, [ObjectPrompts(points=[[30, 30]], labels=[1])])[0].shape == IMAGE.shape
+    assert (
+        session.model.segment(embeddings, [ObjectPrompts(points=[[30, 30]], labels=[1])])[0].shape == IMAGE.shape
+    )
 
 
 def test_reloading_an_adapter_runs_only_the_adapted_blocks_and_matches_a_full_run(session, tiny_model, tmp_path):
     first, second = (_lora_adapter(tiny_model, seed, "late_lora", "last 1") for seed in (1, 2))
-    session.stage_hint = TINY.depth  # the Finetune widget's hint: keep the last block's input
-    session.compute_embeddings(IMAGE)  # base, captures the block-3 input on the way
-    session.set_adapter(first)
-    _, fast = session.compute_embeddings(IMAGE)
-    session.set_adapter(second)
-    _, fast_second = session.compute_embeddings(IMAGE)
-    assert (session.cache.computed, session.reembedded_from_stage) == (1, 2)
-    session.set_adapter(None)
+    session.embeddings.prepare_reloads(TINY.depth)  # the Finetune widget's hint: keep the last block's input
+    session.embeddings.compute(IMAGE)  # base, captures the block-3 input on the way
+    session.model.set_adapter(first)
+    _, fast = session.embeddings.compute(IMAGE)
+    session.model.set_adapter(second)
+    _, fast_second = session.embeddings.compute(IMAGE)
+    assert (session.embeddings.cache.computed, session.embeddings.reembedded_from_stage) == (1, 2)
+    session.model.set_adapter(None)
 
     fresh = AnnotatorSession(cache=EmbeddingCache(tmp_path / "fresh"))
-    fresh.set_model(tiny_model)
-    fresh.set_adapter(second)
-    _, full = fresh.compute_embeddings(IMAGE)
-    assert fresh.reembedded_from_stage == 0
+    fresh.model.set_base(tiny_model)
+    fresh.model.set_adapter(second)
+    _, full = fresh.embeddings.compute(IMAGE)
+    assert fresh.embeddings.reembedded_from_stage == 0
     np.testing.assert_allclose(np.asarray(fast_second["features"]), np.asarray(full["features"]), atol=1e-5)
     assert not np.allclose(np.asarray(fast["features"]), np.asarray(fast_second["features"]))
 
@@ -190,7 +192,7 @@ def test_a_decoder_only_adapter_reuses_the_base_embeddings(session, tiny_model):
     handle = attach(tiny_model.sam, spec_from_preset("decoder_lora", TINY.depth))
     adapter = Adapter.from_attached(handle, tiny_model)
     handle.detach()
-    base_key, _ = session.compute_embeddings(IMAGE)
-    session.set_adapter(adapter)
-    key, _ = session.compute_embeddings(IMAGE)
-    assert key == base_key and session.cache.computed == 1
+    base_key, _ = session.embeddings.compute(IMAGE)
+    session.model.set_adapter(adapter)
+    key, _ = session.embeddings.compute(IMAGE)
+    assert key == base_key and session.embeddings.cache.computed == 1

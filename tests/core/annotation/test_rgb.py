@@ -76,14 +76,14 @@ def demo_model():
 @pytest.fixture
 def demo(demo_model, tmp_path):
     session = AnnotatorSession(cache=EmbeddingCache(tmp_path / "cache"))
-    session.set_model(demo_model)
+    session.model.set_base(demo_model)
     return session
 
 
 @pytest.fixture
 def tiny(tiny_model, tmp_path):
     session = AnnotatorSession(cache=EmbeddingCache(tmp_path / "cache"))
-    session.set_model(tiny_model)
+    session.model.set_base(tiny_model)
     return session
 
 
@@ -113,24 +113,24 @@ def test_a_uniform_colour_is_refused_as_blank():
 # -------------------------------------------------------------- embeddings
 @pytest.mark.parametrize("name", RGB_VARIANTS)
 def test_rgb_embeddings_have_the_shape_of_a_2d_image_and_are_cached(tiny, name):
-    _, grey = tiny.compute_embeddings(SMALL)
+    _, grey = tiny.embeddings.compute(SMALL)
     image = variant(name, SMALL)
-    key, embeddings = tiny.compute_embeddings(image, rgb=True)
+    key, embeddings = tiny.embeddings.compute(image, rgb=True)
     assert np.asarray(embeddings["features"]).shape == np.asarray(grey["features"]).shape == (1, 32, 8, 8)
     assert tuple(embeddings["original_size"]) == (64, 64)
-    assert key in tiny.cache
-    _, again = tiny.compute_embeddings(image.copy(), rgb=True)  # reopening reads the disk entry
-    assert tiny.cache.computed == 2 and tiny.cache.reused == 1
+    assert key in tiny.embeddings.cache
+    _, again = tiny.embeddings.compute(image.copy(), rgb=True)  # reopening reads the disk entry
+    assert tiny.embeddings.cache.computed == 2 and tiny.embeddings.cache.reused == 1
     np.testing.assert_array_equal(np.asarray(again["features"]), np.asarray(embeddings["features"]))
 
 
 def test_large_rgb_images_are_embedded_in_tiles_and_segmented(tiny):
     big = colour(make_sample("cells", seed=1, shape=(200, 180)).image)
-    key, embeddings = tiny.compute_embeddings(big, rgb=True)
+    key, embeddings = tiny.embeddings.compute(big, rgb=True)
     assert key.tile_shape is not None
-    mask = tiny.segment(embeddings, [ObjectPrompts(points=[[150, 120]], labels=[1])])[0]
+    mask = tiny.model.segment(embeddings, [ObjectPrompts(points=[[150, 120]], labels=[1])])[0]
     assert mask.shape == (200, 180)
-    labels = tiny.automatic(big, embeddings, rgb=True, points_per_side=2)
+    labels = tiny.model.automatic(big, embeddings, rgb=True, points_per_side=2)
     assert labels.shape == (200, 180) and labels.dtype == np.uint32
 
 
@@ -145,19 +145,19 @@ def test_an_adapter_reload_reembeds_an_rgb_image_from_its_kept_block_input(tiny,
     handle.detach()
     image = colour(SMALL)
     if kept_by == "capture":  # kept on the way while embedding with the base model
-        tiny.stage_hint = TINY.depth
-        tiny.compute_embeddings(image, rgb=True)
+        tiny.embeddings.prepare_reloads(TINY.depth)
+        tiny.embeddings.compute(image, rgb=True)
     else:  # what the Finetune widget does when a run starts
-        tiny.keep_stage_input(image, TINY.depth, rgb=True)
-    tiny.set_adapter(adapter)
-    _, fast = tiny.compute_embeddings(image, rgb=True)
-    assert tiny.reembedded_from_stage == 1
-    tiny.set_adapter(None)  # the model is shared with the fresh session below
+        tiny.embeddings.keep_stage_input(image, TINY.depth, rgb=True)
+    tiny.model.set_adapter(adapter)
+    _, fast = tiny.embeddings.compute(image, rgb=True)
+    assert tiny.embeddings.reembedded_from_stage == 1
+    tiny.model.set_adapter(None)  # the model is shared with the fresh session below
 
     fresh = AnnotatorSession(cache=EmbeddingCache(tmp_path / "fresh"))
-    fresh.set_model(tiny_model)
-    fresh.set_adapter(adapter)
-    _, full = fresh.compute_embeddings(image, rgb=True)
+    fresh.model.set_base(tiny_model)
+    fresh.model.set_adapter(adapter)
+    _, full = fresh.embeddings.compute(image, rgb=True)
     np.testing.assert_allclose(np.asarray(fast["features"]), np.asarray(full["features"]), atol=1e-5)
 
 
@@ -165,10 +165,10 @@ def test_an_adapter_reload_reembeds_an_rgb_image_from_its_kept_block_input(tiny,
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_a_box_prompt_segments_the_object(demo, name):
     image = variant(name, NUCLEI.image)
-    _, embeddings = demo.compute_embeddings(image)
+    _, embeddings = demo.embeddings.compute(image)
     ids = [i for i in np.unique(NUCLEI.labels) if i]
     objects = [ObjectPrompts(box=_box(NUCLEI.labels == i)) for i in ids]
-    masks = demo.segment(embeddings, objects)
+    masks = demo.model.segment(embeddings, objects)
     assert all(mask.shape == (128, 128) for mask in masks)
     ious = [_iou(mask, NUCLEI.labels == i) for mask, i in zip(masks, ids, strict=True)]
     assert np.mean(ious) > VARIANTS[name][1], ious
@@ -178,26 +178,27 @@ def test_a_box_prompt_segments_the_object(demo, name):
 @pytest.mark.parametrize("to_rgb", [stacked, lambda g: as_float(stacked(g))], ids=["uint8", "float32"])
 def test_greyscale_and_three_identical_channels_give_the_same_masks(demo, to_rgb):
     """micro_sam repeats a greyscale channel 3 times: the stacked image is the same input to SAM."""
-    _, grey = demo.compute_embeddings(NUCLEI.image)
-    _, rgb = demo.compute_embeddings(to_rgb(NUCLEI.image), rgb=True)
+    _, grey = demo.embeddings.compute(NUCLEI.image)
+    _, rgb = demo.embeddings.compute(to_rgb(NUCLEI.image), rgb=True)
     np.testing.assert_allclose(np.asarray(rgb["features"]), np.asarray(grey["features"]), atol=1e-5)
     objects = [
         ObjectPrompts(box=_box(NUCLEI.labels == 1)),
         ObjectPrompts(points=[[60, 60], [10, 10]], labels=[1, 0]),
     ]
-    for grey_mask, rgb_mask in zip(demo.segment(grey, objects), demo.segment(rgb, objects), strict=True):
+    masks = zip(demo.model.segment(grey, objects), demo.model.segment(rgb, objects), strict=True)
+    for grey_mask, rgb_mask in masks:
         assert _iou(grey_mask, rgb_mask) > 0.99
 
 
 @pytest.mark.parametrize("name", ["stacked-uint8", "colour-uint8", "colour-float32"])
 def test_automatic_segmentation_of_rgb_is_a_label_image(demo, name):
     image = variant(name, NUCLEI.image)
-    _, embeddings = demo.compute_embeddings(image, rgb=True)
-    labels = demo.automatic(image, embeddings, rgb=True, points_per_side=4)
+    _, embeddings = demo.embeddings.compute(image, rgb=True)
+    labels = demo.model.automatic(image, embeddings, rgb=True, points_per_side=4)
     assert labels.shape == (128, 128) and labels.dtype == np.uint32
     if name == "stacked-uint8":  # the same objects as greyscale (the demo model finds some)
-        _, grey = demo.compute_embeddings(NUCLEI.image)
-        expected = demo.automatic(NUCLEI.image, grey, points_per_side=4)
+        _, grey = demo.embeddings.compute(NUCLEI.image)
+        expected = demo.model.automatic(NUCLEI.image, grey, points_per_side=4)
         assert expected.max() > 0
         np.testing.assert_array_equal(labels, expected)
 
@@ -241,7 +242,7 @@ def test_a_training_job_on_a_store_of_rgb_images_shares_the_annotators_cache(
     monkeypatch.setattr(training, "TrainingConfig", partial(training.TrainingConfig, sub_iterations=1))
     images = {i.split: rgb_store.image(i.image_id) for i in rgb_store.snapshot().images}
     assert images["train"].shape == (96, 96, 3)
-    demo.compute_embeddings(images["train"], rgb=True)  # what annotating this image left in the cache
+    demo.embeddings.compute(images["train"], rgb=True)  # what annotating this image left in the cache
     events: list = []
     job = TrainingJob(
         store=rgb_store.path,
@@ -251,7 +252,7 @@ def test_a_training_job_on_a_store_of_rgb_images_shares_the_annotators_cache(
         validate_every=1,
         objects_per_image=1,
         device="cpu",
-        cache_dir=demo.cache.root,
+        cache_dir=demo.embeddings.cache.root,
     )
     record = run_job(job, events.append)
     assert record.status == "completed" and record.best_step is not None
@@ -259,10 +260,10 @@ def test_a_training_job_on_a_store_of_rgb_images_shares_the_annotators_cache(
     prepared = next(e for e in events if e.event == "prepared")
     assert prepared.reused >= 1
     # the entries the job wrote for RGB images are served to the annotator as they are
-    computed = demo.cache.computed
+    computed = demo.embeddings.cache.computed
     for image in images.values():
-        demo.compute_embeddings(image, rgb=True)
-    assert demo.cache.computed == computed
+        demo.embeddings.compute(image, rgb=True)
+    assert demo.embeddings.cache.computed == computed
 
 
 # ------------------------------------------------------------- evaluation

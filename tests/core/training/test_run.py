@@ -28,9 +28,9 @@ def test_frozen_encoder_training_reuses_the_annotators_embeddings(store, tmp_pat
     from napari_sam_peft.session import AnnotatorSession
 
     session = AnnotatorSession(cache=EmbeddingCache(tmp_path / "cache"))
-    session.set_model(load_model("demo"))
+    session.model.set_base(load_model("demo"))
     train_image = next(store.image(i.image_id) for i in store.snapshot().images if i.split == "train")
-    session.compute_embeddings(train_image)  # what annotating this image left in the cache
+    session.embeddings.compute(train_image)  # what annotating this image left in the cache
 
     events: list[Event] = []
     job = _job(store, preset="freeze_encoder", blocks=None, steps=2, cache_dir=tmp_path / "cache")
@@ -40,7 +40,7 @@ def test_frozen_encoder_training_reuses_the_annotators_embeddings(store, tmp_pat
     assert (prepared.reused, prepared.computed) == (1, 0)
     # the validation image's embedding was added to the cache for the annotator
     val_image = next(store.image(i.image_id) for i in store.snapshot().images if i.split == "val")
-    assert session.embedding_key(val_image) in session.cache
+    assert session.embeddings.key(val_image) in session.embeddings.cache
 
 
 # ------------------------------------------------------------------ what validation is measured on

@@ -102,7 +102,7 @@ def model_identity(sam: Sam, name: str) -> ModelIdentity:
 
 def registry_model_names() -> list[str]:
     """The SAM model names micro_sam can download whose encoder family napari-sam-peft supports
-    (``registry.MICRO_SAM_ARCHITECTURES``; today not the vit_t models)."""
+    (``registry.MICRO_SAM_ARCHITECTURES``)."""
     from micro_sam.util import models
 
     return sorted(n for n in models().registry if not n.endswith("_decoder") and n[:5] in MICRO_SAM_ARCHITECTURES)

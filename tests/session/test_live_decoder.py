@@ -25,34 +25,37 @@ def _adapter(model, decoder: bool) -> Adapter:
 
 def test_the_live_adapters_decoder_segments_and_a_reload_without_one_falls_back(tiny_model, tmp_path):
     session = AnnotatorSession(cache=EmbeddingCache(tmp_path / "cache"))
-    session.set_model(tiny_model)
-    assert session.automatic_method == "amg"
-    assert "AMG" in session.automatic_description and "instance decoder" in session.automatic_description
+    session.model.set_base(tiny_model)
+    assert session.model.decoder.method == "amg"
+    assert "AMG" in session.model.decoder.description and "instance decoder" in session.model.decoder.description
 
     with_decoder = _adapter(tiny_model, decoder=True)
     heard = []
-    session.adapter_changed.connect(lambda change: heard.append(session.automatic_method))
-    session.set_adapter(with_decoder)
+    session.model.adapter_changed.connect(lambda change: heard.append(session.model.decoder.method))
+    session.model.set_adapter(with_decoder)
     assert heard == ["ais"], "widgets must hear of the reload after the decoder is swapped"
-    assert "live adapter" in session.automatic_description
-    _, embeddings = session.compute_embeddings(IMAGE)
-    labels = session.automatic(IMAGE, embeddings)
+    assert "live adapter" in session.model.decoder.description
+    _, embeddings = session.embeddings.compute(IMAGE)
+    labels = session.model.automatic(IMAGE, embeddings)
     expected = instance_segmentation(
-        session.predictor, build_decoder(tiny_model.sam, with_decoder.decoder), IMAGE, embeddings
+        session.model.predictor, build_decoder(tiny_model.sam, with_decoder.decoder), IMAGE, embeddings
     )
     assert labels.shape == IMAGE.shape and np.array_equal(labels, expected)
 
-    session.set_adapter(None)
+    session.model.set_adapter(None)
     without = _adapter(tiny_model, decoder=False)
-    session.set_adapter(with_decoder)
-    session.set_adapter(without)
-    assert session.automatic_method == "amg" and "without the instance decoder" in session.automatic_description
-    session.set_adapter(None)
+    session.model.set_adapter(with_decoder)
+    session.model.set_adapter(without)
+    assert (
+        session.model.decoder.method == "amg"
+        and "without the instance decoder" in session.model.decoder.description
+    )
+    session.model.set_adapter(None)
 
 
 def test_uncertainty_is_a_score_with_its_reasons(tiny_model, tmp_path):
     session = AnnotatorSession(cache=EmbeddingCache(tmp_path / "cache"))
-    session.set_model(tiny_model)
+    session.model.set_base(tiny_model)
     found = session.uncertainty(IMAGE)
     assert 0.0 <= found.score <= 1.0 and found.points == 16
     assert "predicted IoU" in found.why() and "stability" in found.why()
@@ -60,11 +63,11 @@ def test_uncertainty_is_a_score_with_its_reasons(tiny_model, tmp_path):
 
 def test_ais_on_a_large_image_runs_tiled_like_its_embeddings(tiny_model, tmp_path):
     session = AnnotatorSession(cache=EmbeddingCache(tmp_path / "cache"))
-    session.set_model(tiny_model)
-    session.set_adapter(_adapter(tiny_model, decoder=True))
+    session.model.set_base(tiny_model)
+    session.model.set_adapter(_adapter(tiny_model, decoder=True))
     image = make_sample("nuclei", 0, shape=(200, 170)).image  # over twice the 64 px input: tiled
-    assert session.tiling_for(image)[0] is not None
-    key, embeddings = session.compute_embeddings(image)
-    labels = session.automatic(image, embeddings)
+    assert session.model.tiling_for(image)[0] is not None
+    key, embeddings = session.embeddings.compute(image)
+    labels = session.model.automatic(image, embeddings)
     assert labels.shape == image.shape and labels.dtype == np.uint32
-    session.set_adapter(None)
+    session.model.set_adapter(None)
