@@ -182,11 +182,9 @@ class SessionEmbeddings:
         return self._shown
 
     def show(self, name: str | None, image: np.ndarray | None = None, rgb: bool | None = None) -> None:
-        """Make image ``name`` (pixels ``image``, checked) the shown one; None: no image is shown."""
-        if name is None or image is None:
-            self._shown = None
-        else:
-            self._shown = ShownImage(name, check_image(image, rgb), rgb)
+        """Make image ``name`` the shown one (``image``: its pixels as ``check_image`` returned them, which
+        :meth:`compute` checks again on the worker thread); None: no image is shown."""
+        self._shown = ShownImage(name, image, rgb) if name is not None and image is not None else None
         self._shown_embeddings = None
 
     @property
