@@ -2,6 +2,8 @@
 # Run the whole test suite headless: installs what it needs (Xvfb included), checks lint, format
 # and core's types, then runs pytest under a virtual X server. Extra arguments go to pytest.
 #   --quick   the edit-test loop: skip the tests marked slow (processes, training, real models)
+# Tests run in parallel (pytest-xdist), one worker per core up to 4, each with its share of the cores
+# for torch; "-n 0" as an extra argument runs them in one process.
 set -euo pipefail
 quick=()
 if [[ "${1:-}" == "--quick" ]]; then
@@ -17,4 +19,8 @@ echo "Checking lint (ruff), format (ruff format) and the types of core and the s
 .venv/bin/mypy
 export QT_API=pyqt6 PYTEST_QT_API=pyqt6
 export MPLBACKEND=Agg
-exec xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python -m pytest -p no:cacheprovider "${quick[@]}" "$@"
+cores=$(.venv/bin/python -c "import os; print(len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count())")
+workers=$(( cores < 4 ? cores : 4 ))
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(( cores / workers > 0 ? cores / workers : 1 ))}"
+exec xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python -m pytest -p no:cacheprovider -n "$workers" \
+    --dist worksteal "${quick[@]}" "$@"

@@ -25,12 +25,13 @@ def _samples(seeds):
 @pytest.mark.slow  # emulated bfloat16 on a CPU without AVX512-BF16 is ~2x slower than float32: ~3 minutes
 def test_bfloat16_autocast_reaches_the_float32_validation_score(monkeypatch):
     """Over 3 seeds, as one run's score moves by about 0.04 from seed to seed (in float32 alike)."""
-    # auto picks bfloat16 on a CPU that computes it natively; this one may only emulate it (slower, same numbers)
+    # bf16 is offered on a CPU that computes it natively; this one may only emulate it (slower, same numbers).
+    # Not "auto": it measures which precision is faster here and may rightly keep float32 (see precision_probe)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
     model = load_model("demo", device="cpu")
     spec = spec_from_preset("late_lora", model.architecture.depth)
     train_samples, val_samples = _samples((0, 1)), _samples((5,))
-    scores: dict[str, list[float]] = {"fp32": [], "auto": []}
+    scores: dict[str, list[float]] = {"fp32": [], "bf16": []}
     for precision, seed in itertools.product(scores, (0, 1, 2)):
         settings = {"objects_per_image": 4, "sub_iterations": 2, "validate_every": 10}
         config = TrainingConfig(steps=40, lr=1e-3, precision=precision, seed=seed, **settings)
@@ -38,8 +39,8 @@ def test_bfloat16_autocast_reaches_the_float32_validation_score(monkeypatch):
         scores[precision].append(adapter.metrics["val_box_iou"])
         assert all(t.dtype == torch.float32 for t in adapter.tensors.values())  # saved in float32
     mean = {precision: sum(values) / len(values) for precision, values in scores.items()}
-    assert mean["auto"] >= mean["fp32"] - 0.02, scores
-    assert scores["auto"] != scores["fp32"]  # it did train in bfloat16
+    assert mean["bf16"] >= mean["fp32"] - 0.02, scores
+    assert scores["bf16"] != scores["fp32"]  # it did train in bfloat16
 
 
 def test_a_run_says_which_precision_trained_it(store, monkeypatch):
