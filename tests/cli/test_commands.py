@@ -119,6 +119,7 @@ def test_store_add_and_info_json_for_tif_png_and_zarr(tmp_path):
         "val_images",
         "train_objects",
         "val_objects",
+        "volumes",
         "snapshot",
     }
     assert np.isscalar(info["snapshot"]) and len(info["snapshot"]) == 32

@@ -19,8 +19,9 @@ ALLOWED: dict[str, set[str]] = {
     "peft": {"sam"},
     "annotation": {"sam", "peft", "data"},
     "instance": {"sam", "peft", "annotation"},
-    "evaluation": {"sam", "peft", "annotation", "data", "instance"},
-    "training": {"sam", "peft", "annotation", "data", "evaluation", "instance"},
+    "volume": {"sam", "peft", "annotation", "data", "instance"},
+    "evaluation": {"sam", "peft", "annotation", "data", "instance", "volume"},
+    "training": {"sam", "peft", "annotation", "data", "evaluation", "instance", "volume"},
 }
 
 

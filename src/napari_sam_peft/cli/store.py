@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from napari_sam_peft.core.data.files import read_array
+from napari_sam_peft.core.data.files import open_lazy, read_array
 from napari_sam_peft.core.data.store import SPLITS, AnnotationStore, validate_labels
 
 NAME = "store"
@@ -21,7 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "add",
         help="add an image with its instance labels (the store is created if missing)",
         description="Add an image and its instance label image (tif, png or zarr) to STORE "
-        "(a folder ending in .sampeft.zarr; created if missing). Each label id becomes one object.",
+        "(a folder ending in .sampeft.zarr; created if missing). Each label id becomes one object. "
+        "3D labels (Z, Y, X) make the image a volume, stored slice by slice (an uncompressed tif or a "
+        "zarr volume is never loaded whole).",
     )
     add.add_argument("store", type=Path, metavar="STORE")
     add.add_argument("--image", type=Path, required=True, metavar="FILE")
@@ -35,11 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_add(args: argparse.Namespace) -> int:
-    image, labels = read_array(args.image), read_array(args.labels)
+    image, labels = open_lazy(args.image), read_array(args.labels)  # a volume is stored slice by slice
     validate_labels(image, labels)  # before creating anything
     store = AnnotationStore(args.store) if args.store.exists() else AnnotationStore.create(args.store)
     image_id, object_ids = store.add_labels(image, labels, name=args.image.stem, split=args.split)
-    print(f"added {args.image.name} ({len(object_ids)} objects) to {args.store} as image {image_id}")
+    kind = f"volume of {labels.shape[0]} slices" if labels.ndim == 3 else "image"
+    print(f"added {args.image.name} ({kind}, {len(object_ids)} objects) to {args.store} as image {image_id}")
     return 0
 
 

@@ -66,10 +66,14 @@ class SessionEmbeddings:
             self._cache = EmbeddingCache()
         return self._cache
 
-    def key(self, image: np.ndarray) -> EmbeddingKey:
-        """What ``image``'s embeddings depend on with the current model, adapter and precision."""
+    def key(self, image: np.ndarray, tiled: bool = True) -> EmbeddingKey:
+        """What ``image``'s embeddings depend on with the current model, adapter and precision.
+
+        ``tiled`` False: one whole-image embedding however large (a volume's slices, as micro_sam's
+        annotator_3d embeds them).
+        """
         loaded = self._model.require()
-        tile, halo = self._model.tiling_for(image)
+        tile, halo = self._model.tiling_for(image) if tiled else (None, None)
         return EmbeddingKey(
             image_hash=image_content_hash(image),
             model_key=model_key(loaded),
@@ -97,10 +101,23 @@ class SessionEmbeddings:
         tuple
             The embeddings' key and micro_sam's embeddings dict.
         """
-        image = check_image(image, rgb)
+        return self._compute(check_image(image, rgb), progress)
+
+    def compute_slice(self, volume: Any, z: int, progress: ProgressCallback | None = None) -> Embedded:
+        """Embeddings of slice ``z`` of a volume (only that slice is read), from the cache when possible.
+
+        Each slice is an entry of its own, keyed by its pixels, so a slice embedded once is never
+        embedded again with the same model, adapter and precision. Blank slices are allowed (micro_sam
+        normalises each slice on its own). Takes the model's lock: call it on a worker thread.
+        """
+        from napari_sam_peft.core.volume.volumes import volume_slice
+
+        return self._compute(volume_slice(volume, z), progress, tiled=False)
+
+    def _compute(self, image: np.ndarray, progress: ProgressCallback | None, tiled: bool = True) -> Embedded:
         model = self._model
         with model.lock:
-            key = self.key(image)
+            key = self.key(image, tiled)
             stage = model.frozen_stages if model.adapted else self._reload_stage
             reusable = key.tile_shape is None and stage is not None and 0 < stage < model.stage_count
             sam = model.require().sam

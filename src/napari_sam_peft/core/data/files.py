@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -15,7 +16,7 @@ class UnreadableFileError(SamPeftError):
 
 
 def read_array(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read a 2D image or label image from ``.tif``/``.tiff``, ``.png``/``.jpg``, or a zarr array.
+    """Read a 2D image, a volume or a label image from ``.tif``/``.tiff``, ``.png``/``.jpg``, or a zarr array.
 
     A zarr path may point at an array, or at a group holding exactly one array.
     """
@@ -49,3 +50,26 @@ def read_array(path: str | os.PathLike[str]) -> np.ndarray:
         raise
     except Exception as err:  # noqa: BLE001 - any reader failure means "cannot read"
         raise UnreadableFileError(f"Cannot read {path.name} as an image ({err}).") from None
+
+
+def open_lazy(path: str | os.PathLike[str]) -> Any:
+    """An image whose pixels are read only when indexed, where the format allows it.
+
+    An uncompressed tif is memory-mapped and a zarr array stays on disk, so a volume larger than
+    memory can be stored slice by slice; other files (compressed tifs, png) are read whole.
+    """
+    path = Path(path)
+    if path.suffix.lower() in (".tif", ".tiff") and path.exists():
+        import tifffile
+
+        try:
+            return tifffile.memmap(path, mode="r")
+        except (ValueError, OSError):  # compressed or tiled: not mappable
+            pass
+    if path.exists() and (path.suffix.lower() == ".zarr" or (path / "zarr.json").exists()):
+        import zarr
+
+        node = zarr.open(str(path), mode="r")
+        if isinstance(node, zarr.Array):
+            return node
+    return read_array(path)

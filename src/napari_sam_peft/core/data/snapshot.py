@@ -18,7 +18,7 @@ class StoredObject:
 
     object_id: str
     image_id: str
-    bbox: tuple[int, int, int, int]  # row0, col0, row1, col1 (exclusive)
+    bbox: tuple[int, ...]  # row0, col0, row1, col1 (exclusive); a volume's: z0, row0, col0, z1, row1, col1
     prompts: dict[str, Any]
     source: str  # "prompts", "automatic", "automatic-edited", "imported"
     created: str
@@ -34,6 +34,12 @@ class StoredImage:
     split: str
     created: str
     objects: list[StoredObject] = field(default_factory=list)
+    volume: bool = False  # (Z, Y, X) or (Z, Y, X, 3), with 3D objects
+
+    @property
+    def labels_shape(self) -> tuple[int, ...]:
+        """The shape of its instance labels and object masks: (Y, X), or (Z, Y, X) for a volume."""
+        return tuple(self.shape[:3] if self.volume else self.shape[:2])
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,7 @@ class Snapshot:
         val = [i for i in self.images if i.split == "val"]
         return {
             "images": len(self.images),
+            "volumes": sum(i.volume for i in self.images),
             "objects": sum(len(i.objects) for i in self.images),
             "train_images": len(train),
             "val_images": len(val),
@@ -74,8 +81,9 @@ def replay(records: list[dict[str, Any]], validation_fraction: float = 0.2) -> S
             image_id = record["image_id"]
             split = record.get("split") or default_split(image_id, validation_fraction)
             images[image_id] = StoredImage(
-                image_id, record.get("name", ""), tuple(record["shape"]), split, record["time"]
-            )
+                image_id, record.get("name", ""), tuple(record["shape"]), split, record["time"],
+                volume=bool(record.get("volume", False)),
+            )  # fmt: skip
         elif op == "add_object" and record["image_id"] in images:
             objects[record["object_id"]] = StoredObject(
                 record["object_id"],

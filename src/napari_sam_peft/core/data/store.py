@@ -69,12 +69,22 @@ class AnnotationStore:
             )
         return cls(path, create=True, **kwargs)
 
-    def add_image(self, image: np.ndarray, name: str = "", split: str | None = None) -> str:
-        """Store an image (once: the same pixels return the same id) and return its id."""
+    def add_image(self, image: Any, name: str = "", split: str | None = None, *, volume: bool = False) -> str:
+        """Store an image (once: the same pixels return the same id) and return its id.
+
+        ``volume``: ``image`` is a (Z, Y, X) or (Z, Y, X, 3) volume, read and written slice by slice (a
+        zarr or memory-mapped array is never loaded whole).
+        """
         self.folder.require_writable()
-        image = np.asarray(image)
-        if image.size == 0 or image.ndim not in (2, 3):
-            raise StoreError(f"Cannot store an image of shape {image.shape}: the store takes 2D (or RGB) images.")
+        if volume:
+            _check_volume(image)
+        else:
+            image = np.asarray(image)
+            if image.size == 0 or image.ndim not in (2, 3):
+                raise StoreError(
+                    f"Cannot store an image of shape {image.shape}: the store takes 2D (or RGB) images and "
+                    "volumes."
+                )
         digest = image_id_for(image)
         known = {i.image_id for i in self.snapshot().images}
         if digest in known:
@@ -84,10 +94,9 @@ class AnnotationStore:
         if split is not None and split not in SPLITS:
             raise StoreError(f"Unknown split {split!r}: choose 'train' or 'val'.")
         if not (self.path / "images" / digest / "data" / "zarr.json").exists():
-            self.folder.write_array("images", digest, image)
-        self.folder.append(
-            {"op": "add_image", "image_id": digest, "name": name, "shape": list(image.shape), "split": split}
-        )
+            self.folder.write_array("images", digest, image, by_slice=volume)
+        record = {"op": "add_image", "image_id": digest, "name": name, "shape": list(np.shape(image))}
+        self.folder.append({**record, "split": split, **({"volume": True} if volume else {})})
         return digest
 
     def add_object(
@@ -105,16 +114,16 @@ class AnnotationStore:
         mask = np.asarray(mask)
         if mask.dtype != bool:
             raise StoreError("An object mask must be boolean.")
-        if mask.shape != tuple(images[image_id].shape[:2]):
-            raise StoreError(
-                f"The mask has shape {mask.shape} but the image is {tuple(images[image_id].shape[:2])}."
-            )
+        stored = images[image_id]
+        if mask.shape != stored.labels_shape:
+            what = "volume" if stored.volume else "image"
+            raise StoreError(f"The mask has shape {mask.shape} but the {what} is {stored.labels_shape}.")
         if not mask.any():
             raise StoreError("The object is empty: nothing to store.")
-        rows, cols = np.nonzero(mask)
-        bbox = (int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1)
+        nonzero = np.nonzero(mask)
+        bbox = tuple(int(axis.min()) for axis in nonzero) + tuple(int(axis.max()) + 1 for axis in nonzero)
         object_id = uuid.uuid4().hex[:16]
-        self.folder.write_array("objects", object_id, mask[bbox[0] : bbox[2], bbox[1] : bbox[3]])
+        self.folder.write_array("objects", object_id, mask[_box_slices(bbox)])
         self.folder.append(
             {
                 "op": "add_object",
@@ -134,9 +143,10 @@ class AnnotationStore:
 
         Validates everything before writing anything, so a bad input leaves the store unchanged.
         """
+        volume = np.ndim(labels) == 3
         ids = validate_labels(image, labels)
         labels = np.asarray(labels)
-        image_id = self.add_image(image, name=name, split=split)
+        image_id = self.add_image(image, name=name, split=split, volume=volume)
         object_ids = [self.add_object(image_id, labels == i, source="imported") for i in ids]
         return image_id, object_ids
 
@@ -168,23 +178,25 @@ class AnnotationStore:
         return replay(self.folder.records(), self.validation_fraction)
 
     def image(self, image_id: str) -> np.ndarray:
-        """The stored pixels of an image."""
+        """The stored pixels of an image (a volume's whole; :meth:`lazy_image` reads slices on demand)."""
         return self.folder.read_array("images", image_id)
 
-    def object_mask(self, obj: StoredObject, shape: tuple[int, int]) -> np.ndarray:
-        """An object's mask on an image of ``shape`` (False outside its bounding box)."""
+    def lazy_image(self, image_id: str) -> Any:
+        """The stored image as a zarr array: indexing reads only what it asks for (a volume's slice)."""
+        return self.folder.open_array("images", image_id)
+
+    def object_mask(self, obj: StoredObject, shape: tuple[int, ...]) -> np.ndarray:
+        """An object's mask on an image of ``shape`` ((Y, X), or (Z, Y, X) for a volume; False outside its box)."""
         mask = np.zeros(shape, dtype=bool)
-        r0, c0, r1, c1 = obj.bbox
-        mask[r0:r1, c0:c1] = self.folder.read_array("objects", obj.object_id)
+        mask[_box_slices(obj.bbox)] = self.folder.read_array("objects", obj.object_id)
         return mask
 
     def labels(self, image: StoredImage) -> np.ndarray:
-        """The instance labels of an image: objects numbered 1..n in commit order."""
-        labels = np.zeros(image.shape[:2], dtype=np.uint32)
+        """The instance labels of an image or volume: objects numbered 1..n in commit order."""
+        labels = np.zeros(image.labels_shape, dtype=np.uint32)
         for index, obj in enumerate(image.objects, start=1):
-            r0, c0, r1, c1 = obj.bbox
             crop = self.folder.read_array("objects", obj.object_id)
-            labels[r0:r1, c0:c1][crop] = index
+            labels[_box_slices(obj.bbox)][crop] = index
         return labels
 
     def info(self) -> dict[str, Any]:
@@ -192,21 +204,54 @@ class AnnotationStore:
         return self.snapshot().info()
 
 
-def image_id_for(image: np.ndarray) -> str:
-    """The id a store gives an image: a digest of its shape, dtype and pixels."""
-    image = np.ascontiguousarray(image)
-    return hashlib.sha256(f"{image.shape}|{image.dtype.str}|".encode() + image.tobytes()).hexdigest()[:24]
+def image_id_for(image: Any) -> str:
+    """The id a store gives an image: a digest of its shape, dtype and pixels (read slice by slice)."""
+    shape, dtype = tuple(int(n) for n in np.shape(image)), np.dtype(image.dtype)
+    digest = hashlib.sha256(f"{shape}|{dtype.str}|".encode())
+    if len(shape) <= 2 or isinstance(image, np.ndarray):
+        digest.update(np.ascontiguousarray(image).tobytes())
+    else:  # the same bytes in the same order as a whole array's, one slice in memory at a time
+        for z in range(shape[0]):
+            digest.update(np.ascontiguousarray(np.asarray(image[z], dtype=dtype)).tobytes())
+    return digest.hexdigest()[:24]
 
 
-def validate_labels(image: np.ndarray, labels: np.ndarray) -> list[int]:
-    """The object ids of an instance label image, after checking it fits the image."""
-    image, labels = np.asarray(image), np.asarray(labels)
+def _check_volume(image: Any) -> None:
+    """A volume is (Z, Y, X) or (Z, Y, X, 3) with at least 2 slices (checked on the shape alone)."""
+    shape = tuple(int(n) for n in np.shape(image))
+    if len(shape) == 4 and shape[-1] != 3 or len(shape) not in (3, 4):
+        raise StoreError(
+            f"Cannot store a volume of shape {shape}: the store takes (Z, Y, X) or (Z, Y, X, 3) volumes; for a "
+            "time series of volumes or channels first, add one volume or one channel at a time."
+        )
+    if shape[0] < 2 or min(shape[1:3]) < 1:
+        raise StoreError(f"A volume of shape {shape} has fewer than 2 slices: add it as a 2D image.")
+
+
+def _box_slices(bbox: tuple[int, ...]) -> tuple[slice, ...]:
+    """A bounding box (starts..., stops...) as index slices."""
+    half = len(bbox) // 2
+    return tuple(slice(start, stop) for start, stop in zip(bbox[:half], bbox[half:], strict=True))
+
+
+def validate_labels(image: Any, labels: Any) -> list[int]:
+    """The object ids of an instance label image (2D, or 3D for a volume), after checking it fits the image.
+
+    A 3D ``labels`` makes ``image`` a volume: (Z, Y, X) or (Z, Y, X, 3). Neither is loaded whole
+    beyond the labels.
+    """
+    labels = np.asarray(labels)
     if not np.issubdtype(labels.dtype, np.integer):
         raise StoreError(f"Labels must be integers (instance ids), not {labels.dtype}.")
-    if labels.shape != image.shape[:2]:
-        raise StoreError(
-            f"The labels have shape {labels.shape} but the image is {image.shape[:2]}: they must match."
-        )
+    shape = tuple(int(n) for n in np.shape(image))
+    if labels.ndim == 3:
+        _check_volume(image)
+        if labels.shape != shape[:3]:
+            raise StoreError(
+                f"The labels have shape {labels.shape} but the volume is {shape[:3]}: they must match (Z, Y, X)."
+            )
+    elif labels.shape != shape[:2]:
+        raise StoreError(f"The labels have shape {labels.shape} but the image is {shape[:2]}: they must match.")
     ids = [int(i) for i in np.unique(labels) if i != 0]
     if not ids:
         raise StoreError("The label image is empty (only background): there are no objects to import.")

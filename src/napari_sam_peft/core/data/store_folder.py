@@ -105,12 +105,26 @@ class StoreFolder:
         name = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex}.json"
         write_atomic(self.path / "commits" / name, json.dumps(record, sort_keys=True))  # the commit point
 
-    def write_array(self, group: str, key: str, data: np.ndarray) -> None:
-        """Write ``data`` as ``group/key`` (an id no commit references yet)."""
+    def write_array(self, group: str, key: str, data: Any, by_slice: bool = False) -> None:
+        """Write ``data`` as ``group/key`` (an id no commit references yet).
+
+        ``by_slice``: a volume, chunked and written one slice at a time (never read whole).
+        """
         node = zarr.open_group(str(self.path / group), mode="r+").create_group(key)
-        chunks = tuple(min(int(n), 1024) for n in data.shape)
-        array = node.create_array("data", shape=data.shape, dtype=data.dtype, chunks=chunks)
-        array[...] = data
+        shape = tuple(int(n) for n in np.shape(data))
+        chunks = tuple(min(n, 1024) for n in shape)
+        if by_slice:
+            chunks = (1, *chunks[1:])
+        array = node.create_array("data", shape=shape, dtype=np.dtype(data.dtype), chunks=chunks)
+        if by_slice:
+            for z in range(shape[0]):
+                array[z] = np.asarray(data[z])
+        else:
+            array[...] = np.asarray(data)
+
+    def open_array(self, group: str, key: str) -> zarr.Array:
+        """The array ``group/key``, read lazily."""
+        return zarr.open_array(str(self.path / group / key / "data"), mode="r")
 
     def read_array(self, group: str, key: str) -> np.ndarray:
         """The array ``group/key`` as numpy."""
