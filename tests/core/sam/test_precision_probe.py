@@ -8,7 +8,14 @@ import torch
 from napari_sam_peft.core.sam import precision_probe
 from napari_sam_peft.core.sam.architecture import TINY, build_sam
 from napari_sam_peft.core.sam.precision import AGREEMENT_MIN
-from napari_sam_peft.core.sam.precision_probe import ProbeCache, cached_probe, measure, model_probe, probe_key
+from napari_sam_peft.core.sam.precision_probe import (
+    ProbeCache,
+    cached_probe,
+    measure,
+    model_probe,
+    probe_key,
+    process_threads,
+)
 from napari_sam_peft.core.sam.tiny_vit import TINY_VIT_TEST
 
 
@@ -44,8 +51,25 @@ def test_the_key_names_machine_architecture_and_threads(tiny_sam, tiny_model):
     from napari_sam_peft.core.sam.architecture import DEMO
 
     key = probe_key(tiny_sam, torch.device("cpu"))
-    assert f"{torch.get_num_threads()} threads" in key
+    assert f"{process_threads()} threads" in key
     assert key != probe_key(build_sam(DEMO), torch.device("cpu"))  # another architecture, its own figures
+
+
+def test_the_key_is_the_same_on_the_gui_thread_and_on_a_worker_thread(tiny_sam):
+    """OpenMP counts threads per thread: a GUI thread whose count differed read another key and missed the
+    figures measured on a worker thread (the Finetune panel said "chosen when the run starts")."""
+    import threading
+
+    on_worker: list[str] = []
+    worker = threading.Thread(target=lambda: on_worker.append(probe_key(tiny_sam, torch.device("cpu"))))
+    worker.start()
+    worker.join()
+    previous = torch.get_num_threads()
+    torch.set_num_threads(previous + 1)
+    try:
+        assert probe_key(tiny_sam, torch.device("cpu")) == on_worker[0]
+    finally:
+        torch.set_num_threads(previous)
 
 
 def test_an_unreadable_cache_file_is_measured_again(tiny_sam, tmp_path):

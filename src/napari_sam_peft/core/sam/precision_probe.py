@@ -64,12 +64,23 @@ def _machine(device: torch.device) -> str:
     return cpu_model() if device.type == "cpu" else device.type
 
 
+def process_threads() -> int:
+    """The intra-op threads a new process gets (a training run, the figures' user): ``OMP_NUM_THREADS``,
+    else one per CPU the process may run on. Not ``torch.get_num_threads()``: OpenMP keeps that count per
+    thread, so the GUI thread and a worker thread of one process can disagree, and the Finetune panel
+    then missed the figures the Segment panel's worker had measured."""
+    configured = os.environ.get("OMP_NUM_THREADS", "")
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def probe_key(sam: nn.Module, device: torch.device) -> str:
     """What the figures depend on: machine, device, the model's architecture, torch and its threads, and
     this package's version (its code runs the probe)."""
     shapes = sorted((n, tuple(p.shape)) for n, p in sam.named_parameters())
     architecture = hashlib.sha256(repr(shapes).encode()).hexdigest()[:16]
-    threads = f" {torch.get_num_threads()} threads" if device.type == "cpu" else ""
+    threads = f" {process_threads()} threads" if device.type == "cpu" else ""
     family = family_of(image_encoder_of(sam)).name
     versions = f"torch {torch.__version__} | napari-sam-peft {__version__}"
     return f"{_machine(device)} | {device.type}{threads} | {family} {architecture} | {versions}"
