@@ -14,7 +14,7 @@ def test_npe2_validate_accepts_the_manifest():
     assert "valid" in result.stdout
 
 
-def test_manifest_offers_both_sample_domains():
+def test_manifest_offers_both_sample_domains_and_a_volume():
     manifest = PluginManifest.from_distribution("napari-sam-peft")
     keys = {sample.key for sample in manifest.contributions.sample_data}
-    assert keys == {"nuclei", "cells"}
+    assert keys == {"nuclei", "cells", "volume"}

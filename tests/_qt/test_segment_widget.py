@@ -135,9 +135,10 @@ def test_each_image_keeps_its_own_annotations(segment_widget, qtbot):
         (np.ones((1, 1), dtype=np.uint8), False, "at least 8 x 8"),
         (np.full((64, 64), np.nan, dtype=np.float32), False, "NaN"),
         (np.zeros((64, 64, 4), dtype=np.uint8), True, "4 channels"),
-        (np.zeros((5, 64, 64), dtype=np.uint16), False, "3D volumes"),
+        (np.zeros((2, 5, 64, 64), dtype=np.uint16), False, "4 dimensions"),
+        (np.zeros((1, 64, 64), dtype=np.uint16), False, "open it as a 2D image"),
     ],
-    ids=["empty", "one-pixel", "nan", "rgba", "3d-stack"],
+    ids=["empty", "one-pixel", "nan", "rgba", "4d", "one-slice"],
 )
 def test_bad_images_give_a_notification_not_a_traceback(segment_widget, qtbot, data, rgb, message):
     viewer, widget = segment_widget

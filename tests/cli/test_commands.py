@@ -120,6 +120,7 @@ def test_store_add_and_info_json_for_tif_png_and_zarr(tmp_path):
         "train_objects",
         "val_objects",
         "volumes",
+        "train_samples",
         "snapshot",
     }
     assert np.isscalar(info["snapshot"]) and len(info["snapshot"]) == 32

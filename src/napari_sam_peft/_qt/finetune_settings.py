@@ -216,9 +216,10 @@ class SettingsPanel(Container):
             )
             return
         info = store.info()
+        slices = f" ({info['train_samples']} slices to train on)" if info["volumes"] else ""
         show_text(
             self.data_status,
-            f"{info['train_objects']} training objects on {info['train_images']} images, "
+            f"{info['train_objects']} training objects on {info['train_images']} images{slices}, "
             f"{info['val_objects']} validation objects, in {store.path}",
             str(store.path),
         )

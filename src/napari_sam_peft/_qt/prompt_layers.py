@@ -23,8 +23,17 @@ def point_size_for(shape: tuple[int, ...]) -> float:
     return float(max(3, round(min(shape[:2]) / 80)))
 
 
-def create_prompt_layers(viewer: napari.Viewer) -> tuple[napari.layers.Points, napari.layers.Shapes]:
-    """The ``point_prompts`` and ``prompts`` layers (reused when they exist)."""
+def create_prompt_layers(
+    viewer: napari.Viewer, ndim: int = 2
+) -> tuple[napari.layers.Points, napari.layers.Shapes]:
+    """The ``point_prompts`` and ``prompts`` layers (reused when they exist with ``ndim`` dimensions).
+
+    A volume's prompt layers are 3D, as micro_sam's annotator_3d has them: a point or a box belongs
+    to the slice it was placed on, and shows only there.
+    """
+    for name in ("point_prompts", "prompts"):
+        if name in viewer.layers and viewer.layers[name].ndim != ndim:
+            viewer.layers.remove(name)
     if "point_prompts" not in viewer.layers:
         viewer.add_points(
             name="point_prompts",
@@ -36,11 +45,11 @@ def create_prompt_layers(viewer: napari.Viewer) -> tuple[napari.layers.Points, n
             border_width=0.3,
             border_width_is_relative=True,
             size=6,
-            ndim=2,
+            ndim=ndim,
         )
         viewer.layers["point_prompts"].border_color_mode = "cycle"
     if "prompts" not in viewer.layers:
-        viewer.add_shapes(name="prompts", face_color="transparent", edge_color="green", edge_width=2, ndim=2)
+        viewer.add_shapes(name="prompts", face_color="transparent", edge_color="green", edge_width=2, ndim=ndim)
     return viewer.layers["point_prompts"], viewer.layers["prompts"]
 
 
@@ -58,16 +67,30 @@ def labels_layer(viewer: napari.Viewer, name: str, shape: tuple[int, int]) -> na
     return layer
 
 
-def read_prompts(points_layer, boxes_layer, batch: bool) -> list[ObjectPrompts]:
-    """The prompts on the layers, grouped into objects (see :func:`split_into_objects`)."""
-    points = np.asarray(points_layer.data)[:, -2:] if len(points_layer.data) else np.zeros((0, 2))
+def read_prompts(points_layer, boxes_layer, batch: bool, z: int | None = None) -> list[ObjectPrompts]:
+    """The prompts on the layers, grouped into objects (see :func:`split_into_objects`).
+
+    ``z``: only the prompts on that slice of a volume's 3D layers (each object records the slice).
+    """
+    data = np.asarray(points_layer.data).reshape(-1, points_layer.ndim)
     labels = np.array([1 if lab == "positive" else 0 for lab in points_layer.properties.get("label", [])])
+    on_slice = np.ones(len(data), dtype=bool) if z is None else np.round(data[:, 0]).astype(int) == z
     boxes = [
         box_from_corners(shape)
         for shape, kind in zip(boxes_layer.data, boxes_layer.shape_type, strict=True)
-        if kind == "rectangle"
+        if kind == "rectangle" and (z is None or int(round(float(np.asarray(shape)[0, 0]))) == z)
     ]
-    return split_into_objects(points, labels, boxes, batch=batch)
+    objects = split_into_objects(data[on_slice][:, -2:], labels[on_slice], boxes, batch=batch)
+    for obj in objects:
+        obj.slice = z
+    return objects
+
+
+def prompted_slices(points_layer, boxes_layer) -> list[int]:
+    """The slices of a volume that hold prompts (points or boxes), ascending."""
+    slices = {int(round(float(z))) for z in np.asarray(points_layer.data).reshape(-1, points_layer.ndim)[:, 0]}
+    slices |= {int(round(float(np.asarray(shape)[0, 0]))) for shape in boxes_layer.data}
+    return sorted(slices)
 
 
 def toggle_point_label(points_layer) -> None:

@@ -79,15 +79,31 @@ class AutomaticPanel:
         if not self.presegment.value or not self.session.model.decoder.is_live or name == self.proposed_for:
             return
         layer = self.image.image_layer
-        if layer is None or self.image.embeddings is None:
+        volume = self.session.embeddings.shown_volume is not None
+        if layer is None or (self.image.embeddings is None and not volume):
             return
         with user_errors() as outcome:
-            annotated = self.session.annotations.has_objects(name, check_image(layer.data, layer.rgb))
+            pixels = np.asarray(layer.data) if volume else check_image(layer.data, layer.rgb)
+            annotated = self.session.annotations.has_objects(name, pixels, volume=volume)
         if not outcome.failed and not annotated:
             self.run()
 
     def run(self) -> None:
-        """Pre-annotate the whole image into ``auto_segmentation`` on a worker thread."""
+        """Pre-annotate the whole image into ``auto_segmentation`` on a worker thread (a volume: slice by
+        slice, objects merged across z)."""
+        volume = self.session.embeddings.shown_volume
+        if volume is not None:
+            with user_errors() as outcome:
+                self.session.model.require()
+            if outcome.failed:
+                return
+            method = f"{self.session.model.decoder.description}, per slice, merged in 3D"
+            self.jobs.run(
+                f"Automatic 3D segmentation of {volume.annotator.shape.n_slices} slices",
+                lambda report: volume.annotator.automatic(progress=report),
+                lambda segmentation: self._show(segmentation, volume.name, method),
+            )
+            return
         with user_errors() as outcome:
             embeddings = self.image.require_embeddings()
             layer = self.image.image_layer

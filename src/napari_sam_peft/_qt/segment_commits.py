@@ -62,7 +62,8 @@ class CommitsPanel:
 
     def show(self, name: str, image: np.ndarray) -> None:
         """Show the committed objects of image ``name`` (``image``: its checked pixels)."""
-        opened = self.session.annotations.open_image(name, image)
+        volume = self.session.embeddings.shown_volume is not None
+        opened = self.session.annotations.open_image(name, image, volume=volume)
         if opened.store_error is not None:
             notify_error(opened.store_error, NOT_RESTORED)
         elif opened.restored is not None:

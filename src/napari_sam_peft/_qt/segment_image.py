@@ -8,6 +8,7 @@ from typing import Any
 import napari
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
 from psygnal import Signal
+from qtpy.QtCore import QTimer
 
 from napari_sam_peft._qt.background import BackgroundJobs
 from napari_sam_peft._qt.dock_layout import on_click, wrapping
@@ -16,7 +17,11 @@ from napari_sam_peft._qt.user_errors import user_errors
 from napari_sam_peft.core.annotation.embeddings import EmbeddingKey
 from napari_sam_peft.core.annotation.images import check_image
 from napari_sam_peft.core.errors import SamPeftError
+from napari_sam_peft.core.volume.propagation import StoppedError
+from napari_sam_peft.core.volume.volumes import is_volume
 from napari_sam_peft.session import AnnotatorSession
+
+VOLUME_STATUS_MS = 250  # how often the status line follows a volume's embedding
 
 
 class ImagePanel:
@@ -48,6 +53,11 @@ class ImagePanel:
         self.folder.choose_btn.changed.connect(self._folder_entered)
         session.model.base_changed.connect(self._model_changed)
         session.model.adapter_changed.connect(self._model_changed)
+        self._z = 0
+        viewer.dims.events.current_step.connect(self._slice_changed)
+        self._volume_poll = QTimer(self.embedding_status.native)  # the status line while slices embed
+        self._volume_poll.setInterval(VOLUME_STATUS_MS)
+        self._volume_poll.timeout.connect(self.update_volume_status)
 
     @property
     def widgets(self) -> list[Any]:
@@ -90,6 +100,9 @@ class ImagePanel:
         for other in self.viewer.layers:
             if isinstance(other, napari.layers.Image):
                 other.visible = other == layer  # == : plugins get proxies of layers, a new one per lookup
+        if is_volume(layer.data, layer.rgb):
+            self._open_volume(name, layer)
+            return
         with user_errors() as outcome:
             image = check_image(layer.data, layer.rgb)
         if outcome.failed:
@@ -101,6 +114,67 @@ class ImagePanel:
             self.compute_embeddings()
         else:
             self.embedding_status.value = "Load a model to compute embeddings."
+
+    def _open_volume(self, name: str, layer: napari.layers.Image) -> None:
+        with user_errors() as outcome:
+            self.session.embeddings.show_volume(name, layer.data, layer.rgb)
+        if outcome.failed:
+            self.embedding_status.value = "This volume cannot be segmented."
+            return
+        self.opened.emit(name, layer.data)
+        if self.session.model.loaded is not None:
+            self.compute_embeddings()
+        else:
+            self.embedding_status.value = "Load a model to compute embeddings."
+
+    @property
+    def current_slice(self) -> int:
+        """The volume slice on screen (kept from napari's dims events, so worker threads may read it)."""
+        return self._z
+
+    def _slice_changed(self, *_: object) -> None:
+        step = self.viewer.dims.current_step
+        self._z = int(step[0]) if len(step) >= 3 else 0
+        if self.session.embeddings.shown_volume is not None:
+            self.update_volume_status()
+
+    def update_volume_status(self) -> None:
+        """Say how far the shown volume's embeddings are, and whether the slice on screen can be prompted."""
+        shown = self.session.embeddings.shown_volume
+        if shown is None:
+            return
+        features, z = shown.annotator.features, self._z
+        done, total = features.count, features.n_slices
+        if features.complete:
+            self.embedding_status.value = f"Embeddings ready: all {total} slices."
+        elif features.ready(z):
+            self.embedding_status.value = f"Slice {z} is ready to prompt; embedding the others ({done}/{total})."
+        else:
+            self.embedding_status.value = f"Slice {z} is not embedded yet: it is next ({done}/{total} slices)."
+
+    def _embed_volume(self) -> None:
+        shown = self.session.embeddings.shown_volume
+        assert shown is not None
+        self.update_volume_status()
+        self._volume_poll.start()
+
+        def work(report: Any) -> None:
+            try:
+                shown.annotator.embed(
+                    lambda: self._z,
+                    progress=report,
+                    should_stop=lambda: self.session.embeddings.shown_volume is not shown,
+                )
+            except StoppedError:  # another image was shown, or the model changed: nothing to report
+                return
+
+        def done(_: None) -> None:
+            self._volume_poll.stop()
+            self.update_volume_status()
+            if self.session.embeddings.shown_volume is shown and shown.annotator.features.complete:
+                self.embedded.emit(shown.name)
+
+        self.jobs.run(f"Embedding {shown.annotator.shape.n_slices} slices of {shown.name}", work, done)
 
     def step(self, step: int) -> None:
         """Show the next (``+1``) or previous (``-1``) image layer, wrapping around."""
@@ -124,11 +198,15 @@ class ImagePanel:
 
     def _model_changed(self, *_: object) -> None:
         # Embeddings depend on model and adapter: recompute (or fetch from the cache) for the shown image.
-        if self.session.embeddings.shown is not None:
+        if self.session.embeddings.shown is not None or self.session.embeddings.shown_volume is not None:
             self.compute_embeddings()
 
     def compute_embeddings(self) -> None:
-        """Compute (or fetch from the cache) the shown image's embeddings on a worker thread."""
+        """Compute (or fetch from the cache) the shown image's embeddings on a worker thread; a volume's
+        slice by slice, the slice on screen first."""
+        if self.session.embeddings.shown_volume is not None:
+            self._embed_volume()
+            return
         shown = self.session.embeddings.shown
         if shown is None:
             return
@@ -179,3 +257,5 @@ class ImagePanel:
         """Stop observing the session (the widget is closing)."""
         self.session.model.base_changed.disconnect(self._model_changed)
         self.session.model.adapter_changed.disconnect(self._model_changed)
+        self.viewer.dims.events.current_step.disconnect(self._slice_changed)
+        self._volume_poll.stop()

@@ -1,7 +1,9 @@
 """The Segment widget's prompts panel: points and boxes to masks, commit, clear and undo.
 
 Layers and keys follow micro_sam (see :mod:`.prompt_layers`): ``S`` segment, ``C`` commit,
-``Shift+C`` clear prompts, ``U`` undo the last commit, ``T`` toggle the point label.
+``Shift+C`` clear prompts, ``U`` undo the last commit, ``T`` toggle the point label. On a volume
+``S`` segments the slice on screen and ``C`` commits the 3D object (propagation:
+:mod:`.segment_volume`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from napari_sam_peft._qt.segment_image import ImagePanel
 from napari_sam_peft._qt.user_errors import user_errors
 from napari_sam_peft.core.annotation.commits import PROMPTED
 from napari_sam_peft.core.annotation.prompting import ObjectPrompts
+from napari_sam_peft.core.errors import SamPeftError
 from napari_sam_peft.session import AnnotatorSession
+from napari_sam_peft.session.volume_annotator import VolumeAnnotator
 
 CURRENT = "current_object"
 
@@ -58,21 +62,34 @@ class PromptPanel:
         """The panel's widgets, top to bottom."""
         return [self.batch_mode, *self.rows]
 
+    @property
+    def volume(self) -> VolumeAnnotator | None:
+        """The shown volume's annotator, or None for a 2D image."""
+        shown = self.session.embeddings.shown_volume
+        return shown.annotator if shown is not None else None
+
     def show(self, name: str, image: np.ndarray) -> None:
-        """Prepare ``current_object`` and the point size for a newly shown image."""
-        shape = image.shape[:2]
+        """Prepare ``current_object``, the prompt layers (3D for a volume) and the point size for a newly
+        shown image."""
+        volume = self.volume
+        shape = volume.shape.labels_shape if volume is not None else image.shape[:2]
+        self.point_layer, self.box_layer = prompt_layers.create_prompt_layers(self.viewer, len(shape))
         prompt_layers.labels_layer(self.viewer, CURRENT, shape).data = np.zeros(shape, dtype=np.uint32)
         # napari keeps the selection of points a commit removed, and setting the size of "selected"
         # points that no longer exist raises: the point just clicked, S, C, then N crashed here
         self.point_layer.selected_data = set()
-        self.point_layer.current_size = prompt_layers.point_size_for(shape)
+        self.point_layer.current_size = prompt_layers.point_size_for(shape[-2:])
 
     def current_prompts(self) -> list[ObjectPrompts]:
         """The prompts on the layers, one entry per object (see :func:`prompt_layers.read_prompts`)."""
         return prompt_layers.read_prompts(self.point_layer, self.box_layer, self.batch_mode.value)
 
     def segment(self) -> None:
-        """Segment the current object(s) from the prompts into ``current_object``."""
+        """Segment the current object(s) from the prompts into ``current_object`` (a volume: on the slice
+        on screen, leaving the other slices as they are)."""
+        if self.volume is not None:
+            self._segment_slice(self.volume)
+            return
         with user_errors() as outcome:
             embeddings = self.image.require_embeddings()
             objects = self.current_prompts()
@@ -85,6 +102,31 @@ class PromptPanel:
             result[mask] = index
         layer.data = result
         self._pending = objects
+        layer.refresh()
+
+    def _segment_slice(self, volume: VolumeAnnotator) -> None:
+        z = self.image.current_slice
+        with user_errors() as outcome:
+            self.session.model.require()
+            objects = prompt_layers.read_prompts(self.point_layer, self.box_layer, False, z=z)
+            if len(objects) > 1:
+                raise SamPeftError(
+                    f"In a volume one object is segmented at a time, but slice {z} has {len(objects)} boxes: "
+                    "keep one box (with its points), commit the object (C), then draw the next."
+                )
+            mask = volume.segment_slice(z, objects[0])
+        if outcome.failed:
+            return
+        layer = self.viewer.layers[CURRENT]
+        layer.data[z] = mask.astype(np.uint32)
+        self._pending = [p for p in self._pending if p.slice != z] + objects
+        layer.refresh()
+
+    def set_current(self, mask: np.ndarray, prompts: list[ObjectPrompts]) -> None:
+        """Show ``mask`` (a propagated 3D object) as ``current_object``, made by ``prompts``."""
+        layer = self.viewer.layers[CURRENT]
+        layer.data = mask.astype(np.uint32)
+        self._pending = prompts
         layer.refresh()
 
     def commit(self) -> None:
@@ -100,7 +142,7 @@ class PromptPanel:
         # napari keeps the selection of removed points; its setters that apply to the selection
         # (current_properties, current_size) then index points that are gone and raise
         self.point_layer.selected_data = set()
-        self.point_layer.data = np.zeros((0, 2))
+        self.point_layer.data = np.zeros((0, self.point_layer.ndim))
         self.box_layer.data = []
         if CURRENT in self.viewer.layers:
             layer = self.viewer.layers[CURRENT]

@@ -2,7 +2,8 @@
 
 Layers and keys follow micro_sam (see :mod:`.prompt_layers`): ``S`` segment, ``C`` commit,
 ``Shift+C`` clear prompts, ``U`` undo the last commit, ``T`` toggle the point label,
-``N`` / ``Shift+N`` next / previous image.
+``N`` / ``Shift+N`` next / previous image; on a volume ``S`` segments the slice on screen and
+``Shift+S`` propagates the object through z (:mod:`.segment_volume`).
 
 Every commit, undo and hand correction of ``committed_objects`` (brush, eraser, fill) is
 recorded in the session's annotation store, whichever other docks are open; the widget
@@ -33,6 +34,7 @@ from napari_sam_peft._qt.segment_image import ImagePanel
 from napari_sam_peft._qt.segment_model import ModelPanel
 from napari_sam_peft._qt.segment_prompts import PromptPanel
 from napari_sam_peft._qt.segment_suggest import SuggestPanel
+from napari_sam_peft._qt.segment_volume import VolumePanel
 from napari_sam_peft._qt.user_errors import notify_worker_error
 from napari_sam_peft._qt.viewer_session import SessionDock
 
@@ -41,7 +43,9 @@ WIDGET_NAMES = {
     **{name: ("model_panel", name) for name in ("model_choice", "load_button", "adapter_file", "attach_button")},
     **{name: ("image_panel", name) for name in ("image_choice", "previous_button", "next_button", "folder")},
     **{name: ("prompt_panel", name) for name in ("batch_mode", "segment_button", "commit_button", "clear_button")},
-    **{name: ("prompt_panel", name) for name in ("undo_button", "point_layer", "box_layer")},
+    "undo_button": ("prompt_panel", "undo_button"),
+    "propagate_button": ("volume_panel", "propagate_button"),
+    "stop_propagation_button": ("volume_panel", "stop_button"),
     "detach_button": ("model_panel", "detach_button"),
     "model_status": ("model_panel", "status"),
     "embedding_status": ("image_panel", "embedding_status"),
@@ -68,6 +72,9 @@ class SegmentWidget(SessionDock):
             napari_viewer, self.session, self.jobs, self.image_panel, self.commits_panel
         )
         self.suggest_panel = SuggestPanel(napari_viewer, self.session, self.jobs, self.image_panel)
+        self.volume_panel = VolumePanel(
+            napari_viewer, self.session, self.jobs, self.image_panel, self.prompt_panel
+        )
         self.extend(self._panel_widgets())
         self._name_widgets()
         self._connect()
@@ -76,6 +83,7 @@ class SegmentWidget(SessionDock):
             napari_viewer,
             {
                 "s": prompts.segment,
+                "Shift-S": self.volume_panel.propagate,
                 "c": prompts.commit,
                 "Shift-C": prompts.clear,
                 "u": self.commits_panel.undo,
@@ -89,7 +97,12 @@ class SegmentWidget(SessionDock):
         self.model_panel.update_status()
         self.commits_panel.update_status()
         rows = [w for w in self if isinstance(w, Container)]
-        statuses = (self.model_panel.status, images.embedding_status, self.suggest_panel.status)
+        statuses = (
+            self.model_panel.status,
+            images.embedding_status,
+            self.suggest_panel.status,
+            self.volume_panel.status,
+        )
         full_width(*statuses, self.commits_panel.store_status, *rows)
         fit_to_dock(self, "Segment")
 
@@ -109,6 +122,7 @@ class SegmentWidget(SessionDock):
             *self.image_panel.widgets,
             options,
             *prompts,
+            *self.volume_panel.widgets,
             *automatic,
             self.suggest_panel.status,
             *self.commits_panel.widgets,
@@ -118,6 +132,16 @@ class SegmentWidget(SessionDock):
         """Reach the panels' widgets and layers by the names scripts and tests have always used."""
         for name, (panel, attribute) in WIDGET_NAMES.items():
             setattr(self, name, getattr(getattr(self, panel), attribute))
+
+    @property
+    def point_layer(self) -> Any:
+        """The ``point_prompts`` layer (2D, or 3D while a volume is shown)."""
+        return self.prompt_panel.point_layer
+
+    @property
+    def box_layer(self) -> Any:
+        """The ``prompts`` (boxes) layer (2D, or 3D while a volume is shown)."""
+        return self.prompt_panel.box_layer
 
     @property
     def embeddings(self) -> dict | None:
@@ -141,6 +165,7 @@ class SegmentWidget(SessionDock):
         self.image_panel.leaving.connect(self.prompt_panel.clear)
         self.image_panel.opened.connect(self.commits_panel.show)
         self.image_panel.opened.connect(self.prompt_panel.show)
+        self.image_panel.opened.connect(self.volume_panel.show_for)
 
     def _refresh_image_choices(self, *_: object) -> None:
         try:
@@ -158,5 +183,6 @@ class SegmentWidget(SessionDock):
 
     def _worker_failed(self, error: BaseException) -> None:
         self.image_panel.show_failure()
+        self.volume_panel.failed()
         self.model_panel.update_status()
         notify_worker_error(error)

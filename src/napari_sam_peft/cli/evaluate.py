@@ -26,6 +26,9 @@ validation split (exit status 2 if the store has none); --split train evaluates 
 images, and the output says that these scores are not held out. "ais" is the mSA of the automatic
 segmentation without prompts: instance segmentation with the adapter's decoder (or micro_sam's, for
 a registry model that has one), else micro_sam's automatic mask generation ("ais_method" says which).
+A volume counts with its slices that hold objects in these 2D scores, and adds "volume" (the mSA of
+its 3D objects, each propagated through z from one box on its middle slice) and "volume_ais" (the
+automatic 3D segmentation, per slice and merged across z).
 """
 
 
@@ -51,8 +54,10 @@ def run(args: argparse.Namespace) -> int:
     from napari_sam_peft.core.evaluation.automatic import evaluate_automatic
     from napari_sam_peft.core.evaluation.interactive import evaluate_interactive
     from napari_sam_peft.core.evaluation.report import scores_line
+    from napari_sam_peft.core.evaluation.volume import evaluate_volumes
     from napari_sam_peft.core.peft import Adapter
     from napari_sam_peft.core.sam.loading import load_model
+    from napari_sam_peft.core.volume.store_slices import read_samples
 
     store = AnnotationStore(args.store)
     images = [i for i in store.snapshot().images if i.split == args.split and i.objects]
@@ -77,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     adapter = Adapter.load(args.adapter) if args.adapter is not None else None
     if adapter is not None:
         adapter.attach_to(model)
-    samples = [(store.image(i.image_id), store.labels(i)) for i in images]
+    samples, _ = read_samples(store, images)  # a volume gives its slices with objects
 
     def progress(done: int, total: int) -> None:
         if not args.json:
@@ -86,14 +91,22 @@ def run(args: argparse.Namespace) -> int:
     result: dict[str, Any] = evaluate_interactive(
         SamPredictor(model.sam), samples, n_iterations=args.iterations, progress=progress
     )
-    automatic = evaluate_automatic(SamPredictor(model.sam), _decoder(model, adapter), samples)
+    decoder = _decoder(model, adapter)
+    automatic = evaluate_automatic(SamPredictor(model.sam), decoder, samples)
     result.update(ais=automatic.msa, ais_method=automatic.method)
+    volumes = [(store.lazy_image(i.image_id), store.labels(i)) for i in images if i.volume]
+    if volumes:
+        scores = evaluate_volumes(SamPredictor(model.sam), decoder, volumes)
+        result.update(volume=scores.volume, volume_ais=scores.volume_ais, n_volumes=scores.n_volumes)
     if args.json:
         described = {"split": args.split, "validation": validation, "measured_on": measured_on}
         print(json.dumps({**result, **described, "n_images": len(images)}, indent=2))
     else:
         print(file=sys.stderr)
-        print(f"mSA on {measured_on}:  {scores_line(result)} ({automatic.method.upper()})")
+        line = f"mSA on {measured_on}:  {scores_line(result)} ({automatic.method.upper()})"
+        if volumes:
+            line += f"; in 3D: propagated {result['volume']:.3f}, automatic {result['volume_ais']:.3f}"
+        print(line)
     return 0
 
 

@@ -248,7 +248,7 @@ class CommittedObjects:
                 self.open_store(path, create=False)
         return self._recorder.restore(image) if self._recorder is not None else None
 
-    def open_image(self, name: str, image: np.ndarray) -> OpenedImage:
+    def open_image(self, name: str, image: np.ndarray, volume: bool = False) -> OpenedImage:
         """The committed objects of image ``name``: as left in this session, else as the store holds them.
 
         Parameters
@@ -256,7 +256,10 @@ class CommittedObjects:
         name
             The image's name (napari's layer name).
         image
-            Its pixels, as checked by :func:`~napari_sam_peft.core.annotation.images.check_image`.
+            Its pixels, as checked by :func:`~napari_sam_peft.core.annotation.images.check_image`, or a
+            volume's (Z, Y, X[, 3]).
+        volume
+            ``image`` is a volume: its labels are (Z, Y, X) and its objects 3D.
         """
         known = self._images.get(name)
         if known is not None:
@@ -267,15 +270,16 @@ class CommittedObjects:
             restored = self.restore_labels(image)
         except STORE_ERRORS as err:
             error = err
-        labels = restored if restored is not None else np.zeros(image.shape[:2], dtype=np.uint32)
+        shape = image.shape[:3] if volume else image.shape[:2]
+        labels = restored if restored is not None else np.zeros(shape, dtype=np.uint32)
         self._images[name] = ImageAnnotations(labels)
         self._pixels[name] = image
         count = len(object_ids(restored)) if restored is not None else None
         return OpenedImage(labels, count, error)
 
-    def has_objects(self, name: str, image: np.ndarray) -> bool:
-        """Whether image ``name`` has committed objects (in this session or in the store)."""
-        return bool(self.open_image(name, image).labels.any())
+    def has_objects(self, name: str, image: np.ndarray, volume: bool = False) -> bool:
+        """Whether image (or ``volume``) ``name`` has committed objects (in this session or in the store)."""
+        return bool(self.open_image(name, image, volume).labels.any())
 
     def keep_labels(self, name: str, labels: np.ndarray) -> None:
         """Remember ``labels`` as what image ``name`` shows now (a view may have replaced the array)."""

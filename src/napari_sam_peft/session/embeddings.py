@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from napari_sam_peft.core.annotation.progress import ProgressCallback
 from napari_sam_peft.core.sam.stages import StageInputCapture, run_stages
 
 from .live_model import LiveModel
+
+if TYPE_CHECKING:
+    from .volume_annotator import VolumeAnnotator
 
 STAGE_INPUTS_KEPT = 8  # block-k inputs kept in memory (about 13 MB each for vit_b)
 
@@ -47,6 +50,14 @@ class ShownImage:
     rgb: bool | None
 
 
+@dataclass(frozen=True)
+class ShownVolume:
+    """The volume a user annotates now (see :meth:`SessionEmbeddings.show_volume`)."""
+
+    name: str
+    annotator: VolumeAnnotator
+
+
 class SessionEmbeddings:
     """Embeddings for the live model: cached on disk, re-run from a kept stage input after a reload."""
 
@@ -57,6 +68,7 @@ class SessionEmbeddings:
         self._reload_stage: int | None = None
         self._shown: ShownImage | None = None
         self._shown_embeddings: tuple[ShownImage, int, Embedded] | None = None  # with the model's version
+        self._shown_volume: ShownVolume | None = None
         self.reembedded_from_stage = 0  # embeddings computed from a kept block-k input
 
     @property
@@ -203,6 +215,28 @@ class SessionEmbeddings:
         :meth:`compute` checks again on the worker thread); None: no image is shown."""
         self._shown = ShownImage(name, image, rgb) if name is not None and image is not None else None
         self._shown_embeddings = None
+        self._shown_volume = None
+
+    def show_volume(self, name: str, volume: Any, rgb: bool | None = None) -> VolumeAnnotator:
+        """Make volume ``name`` the shown one and return its annotator (its slice embeddings, prompts,
+        propagation); only its shape is read here.
+
+        Raises
+        ------
+        InvalidVolumeError
+            What SAM cannot take slice by slice, with what to do.
+        """
+        from .volume_annotator import VolumeAnnotator
+
+        annotator = VolumeAnnotator(self._model, self, volume, rgb)
+        self.show(None)
+        self._shown_volume = ShownVolume(name, annotator)
+        return annotator
+
+    @property
+    def shown_volume(self) -> ShownVolume | None:
+        """The volume a user annotates now, or None (a 2D image, or nothing, is shown)."""
+        return self._shown_volume
 
     @property
     def shown_embeddings(self) -> Embedded | None:

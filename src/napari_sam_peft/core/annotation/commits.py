@@ -101,11 +101,12 @@ def object_ids(labels: np.ndarray) -> list[int]:
 
 def prompt_record(prompts: ObjectPrompts) -> dict[str, Any]:
     """An object's prompts as the store records them (JSON: points, point labels, box)."""
-    return {
+    record = {
         "points": prompts.points.tolist(),
         "labels": prompts.labels.tolist(),
         "box": None if prompts.box is None else prompts.box.tolist(),
     }
+    return record if prompts.slice is None else {**record, "slice": int(prompts.slice)}
 
 
 def commit_prompts(

@@ -4,7 +4,7 @@ SAM takes 2D greyscale or RGB images; micro_sam normalises any dtype to 0..255 p
 channel (greyscale is repeated into 3 channels, so (H, W) and the same image stacked as 3
 identical channels give the same masks). An RGB image is (H, W, 3), colour last, as napari
 holds it (``layer.rgb``); everything after ``check_image`` treats it as one 2D image. What
-SAM cannot take (empty, tiny, NaN, 4 channels, 3D stacks) is refused here with a message
+SAM cannot take as one image (empty, tiny, NaN, 4 channels, stacks) is refused here with a message
 that says what to do, before any model runs.
 """
 
@@ -24,7 +24,7 @@ class InvalidImageError(SamPeftError):
 
 
 class UnsupportedDimensionsError(InvalidImageError):
-    """A 3D volume or time series: not supported yet."""
+    """A stack of planes where one 2D image is expected (volumes go through :mod:`..volume`)."""
 
 
 def check_image(data: np.ndarray, rgb: bool | None = None) -> np.ndarray:
@@ -58,8 +58,8 @@ def check_image(data: np.ndarray, rgb: bool | None = None) -> np.ndarray:
         )
     if image.ndim >= 3 and not is_colour:
         raise UnsupportedDimensionsError(
-            f"3D volumes and time series are not supported yet (this image has shape {image.shape}). "
-            "Segment one plane at a time: take a 2D slice into its own layer."
+            f"This is a stack of planes (shape {image.shape}), not one 2D image: pick it in the Segment "
+            "widget's image list to annotate it as a volume, slice by slice, or take one plane into its own layer."
         )
     if image.ndim < 2:
         raise InvalidImageError(f"The image has shape {image.shape}; SAM needs a 2D image.")

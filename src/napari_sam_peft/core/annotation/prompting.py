@@ -29,6 +29,7 @@ class ObjectPrompts:
     points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), dtype=int))
     box: np.ndarray | None = None
+    slice: int | None = None  # the volume slice the prompts were placed on (None: a 2D image)
 
     def __post_init__(self) -> None:
         self.points = np.asarray(self.points, dtype=float).reshape(-1, 2)

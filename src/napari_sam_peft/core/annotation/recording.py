@@ -157,9 +157,9 @@ class LabelRecorder:
                 object_prompts = prompts.get(label_id, known.prompts)
                 result.changed.append(label_id)
             if not image_added:  # idempotent: the same pixels are stored once
-                self.store.add_image(image, name=name)
+                self.store.add_image(image, name=name, volume=np.ndim(labels) == 3)
                 image_added = True
-            mask = np.zeros(np.shape(labels)[:2], dtype=bool)
+            mask = np.zeros(np.shape(labels), dtype=bool)
             mask[box] = crop
             object_id = self.store.add_object(image_id, mask, prompts=object_prompts, source=source)
             recorded[label_id] = RecordedObject(object_id, digest, source, object_prompts)

@@ -37,6 +37,14 @@ class StoredImage:
     volume: bool = False  # (Z, Y, X) or (Z, Y, X, 3), with 3D objects
 
     @property
+    def sample_count(self) -> int:
+        """How many 2D training samples it gives: 1 for an annotated image, for a volume its slices that
+        hold objects (those its objects' boxes span, read from the records without loading a mask)."""
+        if not self.volume:
+            return 1 if self.objects else 0
+        return len({z for obj in self.objects for z in range(obj.bbox[0], obj.bbox[3])})
+
+    @property
     def labels_shape(self) -> tuple[int, ...]:
         """The shape of its instance labels and object masks: (Y, X), or (Z, Y, X) for a volume."""
         return tuple(self.shape[:3] if self.volume else self.shape[:2])
@@ -60,6 +68,7 @@ class Snapshot:
             "train_images": len(train),
             "val_images": len(val),
             "train_objects": sum(len(i.objects) for i in train),
+            "train_samples": sum(i.sample_count for i in train),  # a volume counts its slices with objects
             "val_objects": sum(len(i.objects) for i in val),
             "snapshot": self.snapshot_id,
         }

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -82,6 +82,8 @@ class Started(Event):
     #: the precision the run trains in (fp32, bf16, fp16) and why ("auto: ..." or "given")
     precision: str = "fp32"
     precision_reason: str = ""
+    #: a volume's held-out z-range, by store id: [first, last] slice (validation by z-range only)
+    held_out_slices: dict[str, list[int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

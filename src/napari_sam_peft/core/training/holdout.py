@@ -10,16 +10,22 @@ never uses them silently. :func:`plan_validation` decides, deterministically fro
   chosen across the images, as validation samples of the same images; the training samples keep the
   others, so no image is lost to training when there are few (``"held out automatically"``);
 - a single training object: nothing can be held out, validation and evaluation run on the training
-  data (``"training data"``), and the description says so.
+  data (``"training data"``), and the description says so;
+- no validation objects and volumes among the training data (:func:`plan_z_range_validation`): the
+  top z-range of each volume's slices with objects, about 20%, is held out, never single slices, as
+  neighbouring slices are nearly the same image; the description says it split by z-range.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..volume.store_slices import SampleOrigin
 
 #: the three answers to "what were the validation and evaluation scores measured on?"
 VALIDATION_SPLIT = "validation split"
@@ -142,4 +148,39 @@ def plan_validation(
         f"held out automatically: {n_held} of {len(pairs)} objects of {where} "
         "(no validation split in the store; too few images to hold out whole ones)",
         held_out_objects=held_objects,
+    )
+
+
+def plan_z_range_validation(
+    train: Sequence[Sample], origins: Sequence[SampleOrigin], fraction: float = HOLD_OUT_FRACTION
+) -> ValidationPlan | None:
+    """Hold out the top z-range of each volume among ``train`` (None when no volume has 2 slices).
+
+    ``origins[i]`` says which volume and slice sample ``i`` is (``SampleOrigin``); 2D images stay in
+    training. ``held_out_images`` are the held-out samples' indices.
+    """
+    by_volume: dict[str, list[int]] = {}
+    for index, origin in enumerate(origins):
+        if origin.z is not None:
+            by_volume.setdefault(origin.image_id, []).append(index)
+    held: list[int] = []
+    ranges: list[str] = []
+    for indices in by_volume.values():
+        indices = sorted(indices, key=lambda i: origins[i].z or 0)
+        n_held = hold_out_count(len(indices), fraction)
+        if n_held:
+            top = indices[len(indices) - n_held :]
+            held += top
+            ranges.append(f"slices {origins[top[0]].z}-{origins[top[-1]].z}")
+    if not held:
+        return None
+    n_slices = sum(len(indices) for indices in by_volume.values())
+    return ValidationPlan(
+        [s for i, s in enumerate(train) if i not in held],
+        [train[i] for i in held],
+        HELD_OUT,
+        f"held out automatically by z-range: {', '.join(ranges)} of {_plural(len(ranges), 'volume')} "
+        f"({len(held)} of {n_slices} slices with objects; no validation split in the store; an object that "
+        "crosses the boundary is on both sides)",
+        held_out_images=sorted(held),
     )

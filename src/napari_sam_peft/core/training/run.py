@@ -33,10 +33,11 @@ from ..peft.recommend import recommended_lr, recommended_steps
 from ..sam.devices import select_device
 from ..sam.loading import LoadedModel
 from ..sam.precision import resolve_precision
+from ..volume.store_slices import read_samples, z_ranges
 from . import loop
 from .distributed import setup_distributed
 from .events import Best, Evaluating, Evaluation, Event, Finished, Prepared, Progress, Started
-from .holdout import ValidationPlan, plan_validation
+from .holdout import ValidationPlan, plan_validation, plan_z_range_validation
 from .job import TrainingJob
 from .runs import RECORD_NAME, RunRecord, now
 
@@ -75,15 +76,20 @@ def load_training_data(store_path: str | os.PathLike[str], seed: int) -> Trainin
             "The store has no annotated training images: "
             "commit objects on at least one image in the training split."
         )
-    train, val = (
-        [(store.image(i.image_id), store.labels(i)) for i in stored[split]] for split in ("train", "val")
-    )
-    plan = plan_validation(train, val, seed=seed)
-    validation = {  # labels number an image's objects 1..n in commit order
+    (train, origins), (val, _) = (read_samples(store, stored[split]) for split in ("train", "val"))
+    volume_plan = plan_z_range_validation(train, origins) if not val else None
+    plan = volume_plan or plan_validation(train, val, seed=seed)
+    held_images = [origins[i] for i in plan.held_out_images]
+    by_id = {image.image_id: image for image in stored["train"]}
+    validation = {  # labels number an image's (or volume's) objects 1..n in commit order
         **plan.summary(),
-        "held_out_images": [stored["train"][i].image_id for i in plan.held_out_images],
-        "held_out_objects": [stored["train"][img].objects[i - 1].object_id for img, i in plan.held_out_objects],
+        "held_out_images": list(dict.fromkeys(origin.image_id for origin in held_images)),
+        "held_out_objects": [
+            by_id[origins[sample].image_id].objects[value - 1].object_id for sample, value in plan.held_out_objects
+        ],
     }
+    if any(origin.z is not None for origin in held_images):
+        validation["held_out_slices"] = z_ranges(origins, plan.held_out_images)
     return TrainingData(snapshot.snapshot_id, plan, validation)
 
 

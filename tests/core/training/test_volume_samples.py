@@ -1,0 +1,71 @@
+"""Training on volumes: 2D slices that hold objects, and validation held out by z-range, never slice by slice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_sam_peft.core.data.sample_data import make_sample
+from napari_sam_peft.core.data.sample_volume import make_volume
+from napari_sam_peft.core.data.store import AnnotationStore
+from napari_sam_peft.core.training.run import load_training_data
+from napari_sam_peft.core.volume.store_slices import count_slices, read_samples, slices_with_objects
+
+VOLUME = make_volume(seed=0, shape=(16, 96, 96))
+
+
+def test_a_volume_trains_on_its_slices_that_hold_objects(tmp_path):
+    store = AnnotationStore.create(tmp_path / "v.sampeft.zarr")
+    store.add_labels(VOLUME.image, VOLUME.labels, split="train")
+    image = make_sample("cells", seed=0, shape=(64, 64))
+    store.add_labels(image.image, image.labels, split="train")
+    stored = list(store.snapshot().images)
+    samples, origins = read_samples(store, stored)
+    with_objects = slices_with_objects(VOLUME.labels)
+    assert 0 < len(with_objects) < VOLUME.labels.shape[0]  # the sample has empty slices, which are skipped
+    assert len(samples) == len(with_objects) + 1 == count_slices(stored)
+    volume_samples = [(sample, o.z) for sample, o in zip(samples, origins, strict=True) if o.z is not None]
+    for (image_2d, labels_2d), z in volume_samples:
+        np.testing.assert_array_equal(image_2d, VOLUME.image[z])
+        np.testing.assert_array_equal(labels_2d > 0, VOLUME.labels[z] > 0)
+    assert [o.z for o in origins if o.z is not None] == with_objects
+
+
+def test_without_a_validation_split_a_volume_holds_out_its_top_z_range_and_says_so(tmp_path):
+    store = AnnotationStore.create(tmp_path / "v.sampeft.zarr")
+    image_id, _ = store.add_labels(VOLUME.image, VOLUME.labels, split="train")
+    data = load_training_data(store.path, seed=0)
+    with_objects = slices_with_objects(VOLUME.labels)
+    held = data.validation["held_out_slices"][image_id]
+    assert held[1] == with_objects[-1] and held[0] > with_objects[0]  # one contiguous top range
+    assert "held out automatically by z-range" in data.plan.description
+    assert "an object that crosses the boundary is on both sides" in data.plan.description
+    assert len(data.plan.train) + len(data.plan.val) == len(with_objects)
+    assert data.validation["held_out_images"] == [image_id]
+    assert data.plan.counts()["val_images"] == round(len(with_objects) * 0.2)
+
+
+def test_a_volume_in_the_validation_split_keeps_all_its_slices_there(tmp_path):
+    store = AnnotationStore.create(tmp_path / "v.sampeft.zarr")
+    store.add_labels(VOLUME.image, VOLUME.labels, split="val")
+    other = make_volume(seed=1, shape=(16, 96, 96))
+    store.add_labels(other.image, other.labels, split="train")
+    data = load_training_data(store.path, seed=0)
+    assert data.plan.validation == "validation split"
+    assert len(data.plan.val) == len(slices_with_objects(VOLUME.labels))
+    assert len(data.plan.train) == len(slices_with_objects(other.labels))
+
+
+@pytest.mark.slow  # a run of the demo model
+def test_a_run_on_a_volume_says_which_slices_it_held_out(tmp_path):
+    from napari_sam_peft.core.training.events import Started
+    from napari_sam_peft.core.training.run import run_job
+    from tests.core.training.conftest import _job
+
+    store = AnnotationStore.create(tmp_path / "v.sampeft.zarr")
+    image_id, _ = store.add_labels(VOLUME.image, VOLUME.labels, split="train")
+    events = []
+    record = run_job(_job(store, steps=2, validate_every=2, out=tmp_path / "a.safetensors"), events.append)
+    started = next(e for e in events if isinstance(e, Started))
+    assert started.held_out_slices[image_id][1] == slices_with_objects(VOLUME.labels)[-1]
+    assert "by z-range" in started.measured_on and record.validation["held_out_slices"] == started.held_out_slices
