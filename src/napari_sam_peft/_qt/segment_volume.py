@@ -67,8 +67,9 @@ class VolumePanel:
         self.propagate_button = PushButton(text="Propagate [Shift+S]")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.status = wrapping(Label(value=""))
-        self.rows = [
-            Container(widgets=[self.projection, self.iou_threshold], layout="horizontal", labels=True),
+        self.rows = [  # one setting per row, labelled as the widget's other settings are, so the dock stays narrow
+            self.projection,
+            self.iou_threshold,
             Container(widgets=[self.propagate_button, self.stop_button], layout="horizontal", labels=False),
         ]
         on_click(self.propagate_button, self.propagate)

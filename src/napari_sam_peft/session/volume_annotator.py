@@ -61,13 +61,23 @@ class VolumeAnnotator:
         features = self.features
         embed_volume(
             features,
-            lambda z: self._embeddings.compute_slice(self.volume, z)[1],
+            self._embed_slice,
             lambda: focus(),
             progress=progress,
             on_slice=on_slice,
             should_stop=lambda: (should_stop is not None and should_stop()) or features is not self.features,
         )
         return features
+
+    def _embed_slice(self, z: int) -> dict:
+        """Slice ``z``'s embeddings, kept on disk in its cache entry (read when the slice is used)."""
+        key, embeddings = self._embeddings.compute_slice(self.volume, z)
+        features = self._embeddings.cache.path(key) / "features"
+        if features.exists():
+            import zarr
+
+            embeddings = {**embeddings, "features": zarr.open_array(str(features), mode="r")}
+        return embeddings
 
     def segment_slice(self, z: int, prompts: ObjectPrompts) -> np.ndarray:
         """One object's mask on slice ``z`` from its prompts there (the ``S`` key).
@@ -140,4 +150,4 @@ class VolumeAnnotator:
         for z in features.missing():
             if should_stop is not None and should_stop():
                 raise StoppedError()
-            features.put(z, self._embeddings.compute_slice(self.volume, z)[1])
+            features.put(z, self._embed_slice(z))

@@ -9,6 +9,7 @@ embedding cache), so the slice on screen can be prompted before the rest of the 
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -30,15 +31,21 @@ class VolumeFeatures:
 
     def __init__(self, n_slices: int) -> None:
         self.n_slices = int(n_slices)
-        self._slices: dict[int, np.ndarray] = {}
+        self._slices: dict[int, Any] = {}  # numpy, or an on-disk (zarr) array read when indexed
         self._sizes: tuple[tuple[int, int], tuple[int, int]] | None = None
         self._lock = threading.Lock()
 
     def put(self, z: int, embeddings: dict) -> None:
-        """Record slice ``z``'s embeddings (micro_sam's 2D embeddings dict of that slice)."""
-        features = np.asarray(embeddings["features"], dtype=np.float32)
-        if features.ndim == 3:
-            features = features[None]
+        """Record slice ``z``'s embeddings (micro_sam's 2D embeddings dict of that slice).
+
+        Features given as an on-disk array (a cache entry's zarr ``features``) stay on disk and are read
+        when the slice is used, so a long volume's embeddings do not accumulate in memory.
+        """
+        features = embeddings["features"]
+        if isinstance(features, np.ndarray) or not hasattr(features, "shape"):
+            features = np.asarray(features, dtype=np.float32)
+            if features.ndim == 3:
+                features = features[None]
         sizes = (tuple(embeddings["input_size"]), tuple(embeddings["original_size"]))
         with self._lock:
             self._slices[int(z)] = features
@@ -69,6 +76,8 @@ class VolumeFeatures:
         features = self._slices.get(int(z))
         if features is None:
             raise SliceNotReadyError(int(z))
+        if not isinstance(features, np.ndarray):  # on disk: read this slice now
+            features = np.asarray(features[...], dtype=np.float32).reshape(1, *features.shape[-3:])
         return features
 
     def slice_embeddings(self, z: int) -> dict:
