@@ -48,6 +48,15 @@ def _screen(viewer, row: float, col: float):
     return QPoint(int(round(x)), int(round(y)))
 
 
+def start_short_run(finetune) -> None:
+    """Start a run that validates (and so reloads) often and skips the closing evaluation, by the real button."""
+    finetune.steps.value = "400"
+    finetune.validate_every.value = 2
+    finetune.objects.value = 4
+    finetune.evaluate.value = False
+    click(finetune.start_button)
+
+
 def click_canvas(viewer, row: float, col: float) -> None:
     """A left click on the canvas at image position (row, col)."""
     from qtpy.QtCore import Qt

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests._qt.conftest import click, click_canvas, drag_on_canvas, press
+from tests._qt.conftest import click, click_canvas, drag_on_canvas, press, start_short_run
 
 pytestmark = pytest.mark.slow  # the whole loop trains
 
@@ -87,11 +87,7 @@ def test_the_whole_loop_by_menus_clicks_and_keys(make_napari_viewer, qtbot, tmp_
     assert len(np.unique(viewer.layers["committed_objects"].data)) - 1 == 3
     assert segment.session.annotations.store.info()["objects"] == 3  # recorded with no Dataset dock open
 
-    finetune.steps.value = "400"
-    finetune.validate_every.value = 2
-    finetune.objects.value = 4
-    finetune.evaluate.value = False
-    click(finetune.start_button)
+    start_short_run(finetune)
     assert finetune.process is not None, "Start training did not start a run"
     qtbot.waitUntil(lambda: finetune.reloads >= 1, timeout=240_000)
     qtbot.waitUntil(lambda: not segment.active_workers and segment.embeddings is not None, timeout=60_000)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests._qt.conftest import click, drag_on_canvas, error_messages, press, wait_for_worker
+from tests._qt.conftest import click, drag_on_canvas, error_messages, press, start_short_run, wait_for_worker
 from tests._qt.test_user_loop import _dock, trigger_menu
 
 VOLUME = "nuclei volume (3D)"
@@ -105,11 +105,7 @@ def test_training_on_the_volume_reloads_and_the_same_box_then_propagates_another
     assert segment.session.annotations.store.info()["objects"] == 3
     qtbot.waitUntil(lambda: "slices to train on" in finetune.data_status.value, timeout=10_000)
 
-    finetune.steps.value = "400"
-    finetune.validate_every.value = 2
-    finetune.objects.value = 4
-    finetune.evaluate.value = False
-    click(finetune.start_button)
+    start_short_run(finetune)
     assert finetune.process is not None, "Start training did not start a run"
     qtbot.waitUntil(lambda: finetune.reloads >= 1, timeout=240_000)
     assert segment.session.model.adapter is not None
