@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from qtpy.QtCore import Qt
 
-from tests._qt.conftest import click, drag_on_canvas, error_messages, press, start_short_run, wait_for_worker
+from tests._qt.conftest import click, drag_on_canvas, error_messages, press, wait_for_worker
 from tests._qt.test_user_loop import _dock, trigger_menu
 
 VOLUME = "nuclei volume (3D)"
@@ -104,16 +105,34 @@ def test_training_on_the_volume_reloads_and_the_same_box_then_propagates_another
         press(viewer, "c")
     assert segment.session.annotations.store.info()["objects"] == 3
     qtbot.waitUntil(lambda: "slices to train on" in finetune.data_status.value, timeout=10_000)
+    # the recommended step count counts each 3D object once per slice, as the run's samples do
+    info = segment.session.annotations.store.info()
+    field = finetune.steps.native  # emptied by the keyboard, as a user leaves it to the recommendation
+    field.setFocus()
+    qtbot.keyClick(field, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(field, Qt.Key.Key_Delete)
+    expected = f"recommended for {info['train_sample_objects']} objects on {info['train_samples']} training slices"
+    qtbot.waitUntil(lambda: expected in finetune.estimate.value, timeout=10_000)
 
-    start_short_run(finetune)
+    # a short run that validates (and so reloads) every 2 steps, with the closing evaluation
+    finetune.steps.value = "8"
+    finetune.validate_every.value = 2
+    finetune.objects.value = 4
+    finetune.evaluate.value = True
+    click(finetune.start_button)
     assert finetune.process is not None, "Start training did not start a run"
     qtbot.waitUntil(lambda: finetune.reloads >= 1, timeout=240_000)
     assert segment.session.model.adapter is not None
     after = _box_then_propagate(viewer, qtbot, segment, z, start, end)
     assert not np.array_equal(before, after), "the reloaded adapter did not change the propagated mask"
 
-    click(finetune.stop_button)
-    qtbot.waitUntil(lambda: finetune.process.terminal_event is not None, timeout=120_000)
-    assert finetune.process.terminal_event.status == "stopped", finetune.process.terminal_event
+    qtbot.waitUntil(lambda: finetune.process.terminal_event is not None, timeout=600_000)
+    assert finetune.process.terminal_event.event == "finished", finetune.process.terminal_event
+    # the evaluation table has the 3D scores, measured on the held-out z-range
+    table = finetune.evaluation_table.native
+    qtbot.waitUntil(lambda: table.rowCount() > 4, timeout=10_000)
+    metrics = [table.verticalHeaderItem(row).text() for row in range(table.rowCount())]
+    assert metrics[-2:] == ["3D", "3D AIS"], metrics
+    assert "z-range" in finetune.evaluated_on.value
     finetune.process.close()
     wait_for_worker(qtbot, segment)

@@ -121,6 +121,7 @@ def test_store_add_and_info_json_for_tif_png_and_zarr(tmp_path):
         "val_objects",
         "volumes",
         "train_samples",
+        "train_sample_objects",
         "snapshot",
     }
     assert np.isscalar(info["snapshot"]) and len(info["snapshot"]) == 32

@@ -194,14 +194,21 @@ class SettingsPanel(Container):
             self.estimate.value = f"Cannot train this: {err}"
             return
         if steps is None:
-            train_objects = (
-                self.session.annotations.store.info()["train_objects"]
-                if self.session.annotations.store is not None
-                else 0
-            )
-            steps = recommended_steps(train_objects, objects)
-            why = f" (recommended for {train_objects} training objects)"
+            steps, why = self._recommended_steps(objects)
         self.estimate.value = f"Estimate: {estimate.describe(steps)}{why}"
+
+    def _recommended_steps(self, objects_per_image: int) -> tuple[int, str]:
+        """The steps a run recommends for the store's training data, and why; a volume's objects count once
+        on each slice, as the run's samples do."""
+        store = self.session.annotations.store
+        info = store.info() if store is not None else {"train_objects": 0, "volumes": 0}
+        if not info["volumes"]:
+            count = info["train_objects"]
+            return recommended_steps(count, objects_per_image), f" (recommended for {count} training objects)"
+        count = info["train_sample_objects"]
+        samples = info["train_samples"]
+        why = f" (recommended for {count} objects on {samples} training slices and images)"
+        return recommended_steps(count, objects_per_image), why
 
     def update_data_status(self, *_: Any) -> None:
         """Say how many training and validation objects the store holds, and where it is."""

@@ -103,10 +103,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({**result, **described, "n_images": len(images)}, indent=2))
     else:
         print(file=sys.stderr)
-        line = f"mSA on {measured_on}:  {scores_line(result)} ({automatic.method.upper()})"
-        if volumes:
-            line += f"; in 3D: propagated {result['volume']:.3f}, automatic {result['volume_ais']:.3f}"
-        print(line)
+        print(f"mSA on {measured_on}:  {scores_line(result)} (automatic: {automatic.method.upper()})")
     return 0
 
 

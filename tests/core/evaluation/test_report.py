@@ -45,3 +45,16 @@ def test_a_report_round_trips_through_its_json_form():
 
 def test_one_models_scores_on_one_line():
     assert scores_line(BASE) == "Point 0.500  Box 0.600  I_P 0.700  I_B 0.800"
+
+
+def test_volume_scores_are_rows_after_the_2d_ones_only_where_both_sides_have_them():
+    base = {**BASE, "ais": 0.3, "volume": 0.4, "volume_ais": 0.2}
+    adapter = {**ADAPTER, "ais": 0.5, "volume": 0.6, "volume_ais": 0.45}
+    report = EvaluationReport("validation split", "a volume", 1, 4, base, adapter)
+    assert [row.metric for row in report.rows()] == ["Point", "Box", "I_P", "I_B", "AIS", "3D", "3D AIS"]
+    assert [round(row.change, 3) for row in report.rows()[-2:]] == [0.2, 0.25]
+    assert scores_line(base).endswith("AIS 0.300  3D 0.400  3D AIS 0.200")
+    # a run without a decoder scores propagation in 3D, not the automatic 3D result
+    base, adapter = {**BASE, "volume": 0.4}, {**ADAPTER, "volume": 0.5}
+    report = EvaluationReport("validation split", "a volume", 1, 4, base, adapter)
+    assert [row.metric for row in report.rows()][-1] == "3D"

@@ -29,6 +29,9 @@ def test_a_volume_trains_on_its_slices_that_hold_objects(tmp_path):
         np.testing.assert_array_equal(image_2d, VOLUME.image[z])
         np.testing.assert_array_equal(labels_2d > 0, VOLUME.labels[z] > 0)
     assert [o.z for o in origins if o.z is not None] == with_objects
+    # what the Finetune widget recommends steps for: the objects as the run's samples count them
+    per_slice = sum(len(np.unique(labels)) - 1 for _, labels in samples)
+    assert store.info()["train_sample_objects"] == per_slice
 
 
 def test_without_a_validation_split_a_volume_holds_out_its_top_z_range_and_says_so(tmp_path):
@@ -43,6 +46,11 @@ def test_without_a_validation_split_a_volume_holds_out_its_top_z_range_and_says_
     assert len(data.plan.train) + len(data.plan.val) == len(with_objects)
     assert data.validation["held_out_images"] == [image_id]
     assert data.plan.counts()["val_images"] == round(len(with_objects) * 0.2)
+    # the 3D scores are measured on the held-out z-range, as a volume of its own
+    (pixels, labels), *others = data.volumes
+    assert not others and pixels.shape == labels.shape == (held[1] - held[0] + 1, 96, 96)
+    np.testing.assert_array_equal(pixels, VOLUME.image[held[0] : held[1] + 1])
+    np.testing.assert_array_equal(labels > 0, VOLUME.labels[held[0] : held[1] + 1] > 0)
 
 
 def test_a_volume_in_the_validation_split_keeps_all_its_slices_there(tmp_path):
@@ -54,6 +62,16 @@ def test_a_volume_in_the_validation_split_keeps_all_its_slices_there(tmp_path):
     assert data.plan.validation == "validation split"
     assert len(data.plan.val) == len(slices_with_objects(VOLUME.labels))
     assert len(data.plan.train) == len(slices_with_objects(other.labels))
+    (pixels, labels), *others = data.volumes  # the whole validation volume is scored in 3D
+    assert not others and np.shape(pixels) == labels.shape == VOLUME.labels.shape
+
+
+def test_2d_images_have_no_volumes_to_score_in_3d(tmp_path):
+    store = AnnotationStore.create(tmp_path / "v.sampeft.zarr")
+    for seed, split in ((0, "train"), (1, "val")):
+        image = make_sample("cells", seed=seed, shape=(64, 64))
+        store.add_labels(image.image, image.labels, split=split)
+    assert load_training_data(store.path, seed=0).volumes == []
 
 
 @pytest.mark.slow  # a run of the demo model
@@ -65,7 +83,12 @@ def test_a_run_on_a_volume_says_which_slices_it_held_out(tmp_path):
     store = AnnotationStore.create(tmp_path / "v.sampeft.zarr")
     image_id, _ = store.add_labels(VOLUME.image, VOLUME.labels, split="train")
     events = []
-    record = run_job(_job(store, steps=2, validate_every=2, out=tmp_path / "a.safetensors"), events.append)
+    job = _job(store, steps=2, validate_every=2, out=tmp_path / "a.safetensors", evaluate=True, with_decoder=True)
+    record = run_job(job, events.append)
     started = next(e for e in events if isinstance(e, Started))
     assert started.held_out_slices[image_id][1] == slices_with_objects(VOLUME.labels)[-1]
     assert "by z-range" in started.measured_on and record.validation["held_out_slices"] == started.held_out_slices
+    # the end-of-run evaluation (the Finetune widget's table) has the 3D scores on the held-out z-range
+    metrics = [row.metric for row in record.evaluation.rows()]
+    assert metrics[-3:] == ["AIS", "3D", "3D AIS"]
+    assert all(0 <= record.evaluation.adapter[key] <= 1 for key in ("volume", "volume_ais"))

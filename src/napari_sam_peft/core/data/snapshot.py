@@ -45,6 +45,13 @@ class StoredImage:
         return len({z for obj in self.objects for z in range(obj.bbox[0], obj.bbox[3])})
 
     @property
+    def sample_objects(self) -> int:
+        """Its objects as training samples count them: a volume's 3D object once on each slice it spans."""
+        if not self.volume:
+            return len(self.objects)
+        return sum(obj.bbox[3] - obj.bbox[0] for obj in self.objects)
+
+    @property
     def labels_shape(self) -> tuple[int, ...]:
         """The shape of its instance labels and object masks: (Y, X), or (Z, Y, X) for a volume."""
         return tuple(self.shape[:3] if self.volume else self.shape[:2])
@@ -69,6 +76,7 @@ class Snapshot:
             "val_images": len(val),
             "train_objects": sum(len(i.objects) for i in train),
             "train_samples": sum(i.sample_count for i in train),  # a volume counts its slices with objects
+            "train_sample_objects": sum(i.sample_objects for i in train),  # and its objects once per slice
             "val_objects": sum(len(i.objects) for i in val),
             "snapshot": self.snapshot_id,
         }

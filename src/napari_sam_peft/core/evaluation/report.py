@@ -18,19 +18,24 @@ METRICS = ("point", "box", "i_p", "i_b")
 METRIC_NAMES = ("Point", "Box", "I_P", "I_B")
 #: the automatic segmentation's score (AIS with an instance decoder, else AMG), where it was measured
 AUTOMATIC = ("ais", "AIS")
+#: on volumes (see :mod:`.volume`): 3D objects propagated from one box, and the automatic 3D result
+VOLUME = (("volume", "3D"), ("volume_ais", "3D AIS"))
+#: the scores only some evaluations have, in table order after :data:`METRICS`
+OPTIONAL = (AUTOMATIC, *VOLUME)
 
 
 def _named(scores: Scores) -> list[tuple[str, str]]:
     """(key, name) of the metrics ``scores`` holds, in table order."""
     named = list(zip(METRICS, METRIC_NAMES, strict=True))
-    return named + [AUTOMATIC] if AUTOMATIC[0] in scores else named
+    return named + [(key, name) for key, name in OPTIONAL if key in scores]
 
 
 Scores = Mapping[str, float]
 
 
 def scores_line(scores: Scores) -> str:
-    """``"Point 0.512  Box 0.634  I_P 0.701  I_B 0.723"`` (and ``AIS 0.4``): one model's scores on one line."""
+    """``"Point 0.512  Box 0.634  I_P 0.701  I_B 0.723"`` (and ``AIS 0.4``, ``3D 0.7``, ``3D AIS 0.5``): one
+    model's scores on one line."""
     return "  ".join(f"{name} {scores[key]:.3f}" for key, name in _named(scores))
 
 
@@ -66,8 +71,8 @@ class EvaluationReport:
 
     def rows(self) -> list[ReportRow]:
         """One row per metric, in the order of :data:`METRICS`, named as in :data:`METRIC_NAMES`; then
-        ``AIS`` where both sides have the automatic segmentation's score."""
-        named = _named(self.base) if AUTOMATIC[0] in self.adapter else _named({})
+        ``AIS``, ``3D`` and ``3D AIS`` where both sides have that score."""
+        named = [(key, name) for key, name in _named(self.base) if key in self.adapter]
         return [ReportRow(name, self.base[key], self.adapter[key], self.change(key)) for key, name in named]
 
     def text(self) -> str:

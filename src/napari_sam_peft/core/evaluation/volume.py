@@ -28,7 +28,7 @@ class VolumeScore:
     """mSA (0..1) of propagated 3D objects and of the automatic 3D result, over a number of volumes."""
 
     volume: float
-    volume_ais: float
+    volume_ais: float | None  # None when not asked for (``automatic=False``)
     method: str  # "ais" or "amg": what made the automatic result
     n_volumes: int
     n_objects: int
@@ -73,26 +73,29 @@ def evaluate_volumes(
     *,
     settings: PropagationSettings | None = None,
     points_per_side: int | None = None,
+    automatic: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> VolumeScore:
-    """Mean 3D mSA over (volume, 3D instance labels) pairs, by propagation and automatically."""
+    """Mean 3D mSA over (volume, 3D instance labels) pairs, by propagation and (``automatic``) by the
+    automatic 3D segmentation: AIS with ``decoder``, else mask generation on every slice (slow)."""
     from elf.evaluation import mean_segmentation_accuracy
 
     samples = list(samples)
-    propagated, automatic, n_objects = [], [], 0
+    propagated, automatic_scores, n_objects = [], [], 0
     for index, (volume, labels) in enumerate(samples):
         labels = np.asarray(labels)
         features = embed_slices(predictor, volume)
         objects = propagated_objects(predictor, features, labels, settings)
         propagated.append(float(mean_segmentation_accuracy(objects, labels)))
-        result = automatic_volume(predictor, decoder, volume, features, points_per_side=points_per_side)
-        automatic.append(float(mean_segmentation_accuracy(result, labels)))
+        if automatic:
+            result = automatic_volume(predictor, decoder, volume, features, points_per_side=points_per_side)
+            automatic_scores.append(float(mean_segmentation_accuracy(result, labels)))
         n_objects += len(np.unique(labels)) - 1
         if progress is not None:
             progress(index + 1, len(samples))
     return VolumeScore(
         float(np.mean(propagated)) if propagated else 0.0,
-        float(np.mean(automatic)) if automatic else 0.0,
+        (float(np.mean(automatic_scores)) if automatic_scores else 0.0) if automatic else None,
         "ais" if decoder is not None else "amg",
         len(samples),
         n_objects,

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..annotation.embeddings import EmbeddingCache
@@ -33,7 +34,7 @@ from ..peft.recommend import recommended_lr, recommended_steps
 from ..sam.devices import select_device
 from ..sam.loading import LoadedModel
 from ..sam.precision import resolve_precision
-from ..volume.store_slices import read_samples, z_ranges
+from ..volume.store_slices import held_out_volumes, read_samples, z_ranges
 from . import loop
 from .distributed import setup_distributed
 from .events import Best, Evaluating, Evaluation, Event, Finished, Prepared, Progress, Started
@@ -52,12 +53,14 @@ class TrainingData:
     """What a run trains and validates on: the store snapshot and the validation plan.
 
     ``validation`` is the plan's summary with the store ids of what was held out (the ``started``
-    event's and the run record's ``validation``).
+    event's and the run record's ``validation``). ``volumes`` are the validation volumes, (pixels, 3D
+    labels), that the evaluation scores in 3D: the validation split's, or each volume's held-out z-range.
     """
 
     snapshot_id: str
     plan: ValidationPlan
     validation: dict[str, Any]
+    volumes: list[tuple[Any, np.ndarray]] = field(default_factory=list)
 
 
 def load_training_data(store_path: str | os.PathLike[str], seed: int) -> TrainingData:
@@ -88,9 +91,13 @@ def load_training_data(store_path: str | os.PathLike[str], seed: int) -> Trainin
             by_id[origins[sample].image_id].objects[value - 1].object_id for sample, value in plan.held_out_objects
         ],
     }
+    volumes: list[tuple[Any, np.ndarray]] = []
     if any(origin.z is not None for origin in held_images):
         validation["held_out_slices"] = z_ranges(origins, plan.held_out_images)
-    return TrainingData(snapshot.snapshot_id, plan, validation)
+        volumes = held_out_volumes(store, stored["train"], validation["held_out_slices"])
+    elif val:
+        volumes = [(store.lazy_image(i.image_id), store.labels(i)) for i in stored["val"] if i.volume]
+    return TrainingData(snapshot.snapshot_id, plan, validation, volumes)
 
 
 @dataclass
@@ -268,7 +275,8 @@ def _train(
 
 def _evaluate(model: LoadedModel, best: Adapter, data: TrainingData, reporter: RunReporter) -> EvaluationReport:
     """Base vs ``best`` with the paper's interactive protocol on the validation samples; with an instance
-    decoder, also the automatic segmentation's mSA (base: AMG; adapter: AIS)."""
+    decoder, also the automatic segmentation's mSA (base: AMG; adapter: AIS); with validation volumes,
+    the 3D scores (``volume``, and ``volume_ais`` with an instance decoder)."""
     from segment_anything import SamPredictor
 
     from ..evaluation.automatic import evaluate_automatic
@@ -280,12 +288,16 @@ def _evaluate(model: LoadedModel, best: Adapter, data: TrainingData, reporter: R
     base = evaluate_interactive(SamPredictor(model.sam), plan.val)
     if best.has_decoder:  # the automatic segmentation a user got before (AMG) against the new AIS
         base["ais"] = evaluate_automatic(SamPredictor(model.sam), None, plan.val).msa
+    base.update(_volume_scores(model, None, data.volumes, best.has_decoder))
     handle = best.attach_to(model)
     try:
         adapted = evaluate_interactive(SamPredictor(model.sam), plan.val)
         if best.has_decoder:
             decoder = build_decoder(model.sam, best.decoder)
             adapted["ais"] = evaluate_automatic(SamPredictor(model.sam), decoder, plan.val).msa
+            adapted.update(_volume_scores(model, decoder, data.volumes, True))
+        else:
+            adapted.update(_volume_scores(model, None, data.volumes, False))
     finally:
         handle.detach()
     validation = data.validation
@@ -299,3 +311,20 @@ def _evaluate(model: LoadedModel, best: Adapter, data: TrainingData, reporter: R
     )
     reporter.say(Evaluation.of(report))
     return report
+
+
+def _volume_scores(
+    model: LoadedModel, decoder: Any, volumes: list[tuple[Any, np.ndarray]], automatic: bool
+) -> dict[str, float]:
+    """``volume`` (and, when ``automatic``, ``volume_ais``) on the validation volumes; {} without any."""
+    from segment_anything import SamPredictor
+
+    from ..evaluation.volume import evaluate_volumes
+
+    if not volumes:
+        return {}
+    scores = evaluate_volumes(SamPredictor(model.sam), decoder, volumes, automatic=automatic)
+    result = {"volume": scores.volume}
+    if automatic and scores.volume_ais is not None:
+        result["volume_ais"] = scores.volume_ais
+    return result

@@ -49,6 +49,19 @@ def read_samples(store: AnnotationStore, images: list[StoredImage]) -> tuple[lis
     return samples, origins
 
 
+def held_out_volumes(
+    store: AnnotationStore, images: list[StoredImage], ranges: dict[str, list[int]]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The held-out z-range ``ranges[image id] = [first, last]`` of each volume among ``images``, as
+    (pixels, 3D labels) read into memory: what a run scores its 3D columns on when it split by z-range.
+    An object that crosses the range's boundary is scored on its slices inside it."""
+    by_id = {image.image_id: image for image in images}
+    return [
+        (np.asarray(store.lazy_image(image_id)[first : last + 1]), store.labels(by_id[image_id])[first : last + 1])
+        for image_id, (first, last) in ranges.items()
+    ]
+
+
 def count_slices(images: list[StoredImage]) -> int:
     """How many training samples ``images`` make (see ``StoredImage.sample_count``)."""
     return sum(image.sample_count for image in images)
