@@ -25,11 +25,12 @@ from napari_sam_peft.core.volume.propagation import (
     Propagated,
     PropagationSettings,
     StoppedError,
+    default_settings,
     projections_for,
 )
 from napari_sam_peft.session import AnnotatorSession
 
-DEFAULTS = PropagationSettings()  # micro_sam's annotator_3d defaults
+DEFAULTS = PropagationSettings()  # micro_sam's annotator_3d defaults (a model may change the projection's)
 
 
 class VolumePanel:
@@ -50,6 +51,7 @@ class VolumePanel:
         self.prompts = prompts
         self._stop = False
         self.running = False
+        self._defaults_for: object = None  # the base model whose default projection the panel shows
         self.projection = ComboBox(
             label="projection",
             choices=list(PROJECTIONS),
@@ -86,8 +88,12 @@ class VolumePanel:
         visible = self.session.embeddings.shown_volume is not None
         for widget in self.widgets:
             widget.visible = visible
-        if visible and self.session.model.loaded is not None:
-            self.projection.choices = list(projections_for(self.session.model.require().sam))
+        loaded = self.session.model.loaded
+        if visible and loaded is not None:
+            self.projection.choices = list(projections_for(loaded.sam))
+            if self._defaults_for is not loaded:  # a new base model: its default (box for LiteMedSAM)
+                self._defaults_for = loaded
+                self.projection.value = default_settings(loaded.architecture).projection
         self.status.value = ""
 
     def settings(self) -> PropagationSettings:

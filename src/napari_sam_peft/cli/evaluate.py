@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_sam_peft.core.evaluation.volume import evaluate_volumes
     from napari_sam_peft.core.peft import Adapter
     from napari_sam_peft.core.sam.loading import load_model
+    from napari_sam_peft.core.volume.propagation import default_settings
     from napari_sam_peft.core.volume.store_slices import read_samples
 
     store = AnnotationStore(args.store)
@@ -96,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     result.update(ais=automatic.msa, ais_method=automatic.method)
     volumes = [(store.lazy_image(i.image_id), store.labels(i)) for i in images if i.volume]
     if volumes:
-        scores = evaluate_volumes(SamPredictor(model.sam), decoder, volumes)
+        settings = default_settings(model.architecture)  # the annotator's: box projection for LiteMedSAM
+        scores = evaluate_volumes(SamPredictor(model.sam), decoder, volumes, settings=settings)
         result.update(volume=scores.volume, volume_ais=scores.volume_ais, n_volumes=scores.n_volumes)
     if args.json:
         described = {"split": args.split, "validation": validation, "measured_on": measured_on}

@@ -112,3 +112,35 @@ def test_automatic_3d_merges_the_slices_objects_across_z(embedded):
         spans.append(int((labels == found[int(np.argmax(ious))]).any(axis=(1, 2)).sum()))
     assert np.mean(matched) > 0.45, matched  # 0.66 with mask generation when written
     assert np.median(spans) > 3, spans  # each nucleus is one object across its slices, not one per slice
+
+
+def test_a_box_prompt_model_propagates_by_box_by_default_others_as_micro_sam():
+    from napari_sam_peft.core.sam.registry import NAMED_ARCHITECTURES as ARCHITECTURES
+    from napari_sam_peft.core.volume.propagation import default_settings
+
+    assert default_settings(ARCHITECTURES["lite_medsam"]).projection == "box"  # trained for boxes alone
+    for name in ("vit_b", "vit_t", "demo"):
+        assert default_settings(ARCHITECTURES[name]) == PropagationSettings()  # annotator_3d's defaults
+    assert default_settings(None) == PropagationSettings()
+
+
+@pytest.mark.slow  # LiteMedSAM's real weights
+def test_litemedsam_carries_a_nucleus_through_z_by_its_box_not_by_a_single_point():
+    from segment_anything import SamPredictor
+
+    from napari_sam_peft.core.evaluation.volume import embed_slices, middle_slice_box
+    from napari_sam_peft.core.sam.loading import load_model
+    from napari_sam_peft.core.volume.propagation import default_settings
+
+    model = load_model("lite_medsam", device="cpu")
+    predictor = SamPredictor(model.sam)
+    volume = make_volume(1, (16, 128, 128))
+    features = embed_slices(predictor, volume.image)
+    label = int(np.unique(volume.labels)[1])
+    z, prompts = middle_slice_box(volume.labels, label)
+    seed = {z: segment_object(predictor, features.slice_embeddings(z), prompts)}
+    spans = np.flatnonzero((volume.labels == label).any(axis=(1, 2)))
+    by_point = propagate(predictor, features, seed, PropagationSettings())
+    by_default = propagate(predictor, features, seed, default_settings(model.architecture))
+    assert by_point.n_slices < by_default.n_slices  # a single point leaves LiteMedSAM's mask on fewer slices
+    assert by_default.n_slices >= len(spans) - 2

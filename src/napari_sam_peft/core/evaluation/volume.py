@@ -2,8 +2,9 @@
 
 ``volume``: for each true object, a box on its middle slice (the slice in the middle of the ones it
 spans) is segmented and propagated through z with the annotator's settings (micro_sam's
-annotator_3d defaults); the 3D objects, painted in order into one label volume, are scored against
-the truth with the mean segmentation accuracy (``elf``), as the 2D columns are.
+annotator_3d defaults; callers pass :func:`~..volume.propagation.default_settings` of the model);
+the 3D objects, painted in order into one label volume, are scored against the truth with the mean
+segmentation accuracy (``elf``), as the 2D columns are.
 ``volume_ais``: the automatic 3D segmentation (AIS per slice with the instance decoder, else mask
 generation), merged across z, scored the same way.
 """

@@ -320,10 +320,12 @@ def _volume_scores(
     from segment_anything import SamPredictor
 
     from ..evaluation.volume import evaluate_volumes
+    from ..volume.propagation import default_settings
 
     if not volumes:
         return {}
-    scores = evaluate_volumes(SamPredictor(model.sam), decoder, volumes, automatic=automatic)
+    settings = default_settings(model.architecture)  # the annotator's: box projection for LiteMedSAM
+    scores = evaluate_volumes(SamPredictor(model.sam), decoder, volumes, settings=settings, automatic=automatic)
     result = {"volume": scores.volume}
     if automatic and scores.volume_ais is not None:
         result["volume_ais"] = scores.volume_ais
