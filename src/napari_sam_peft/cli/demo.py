@@ -24,7 +24,10 @@ DESCRIPTION = (
     "With --headless, run two rounds of pre-annotation, correction from the ground truth and finetuning "
     "(the recommended preset with the instance decoder; round two is pre-segmented with AIS by round "
     "one's adapter), then evaluation, without a display, and print what the simulated user accepted, "
-    "corrected and painted per round and a before/after table (several minutes on a CPU)."
+    "corrected and painted per round and a before/after table (several minutes on a CPU). "
+    "--sample volume opens a generated nuclei volume instead; with --headless it annotates two volumes by "
+    "a box on each nucleus' middle slice and propagation through z, finetunes on their slices and prints "
+    "the before/after table of a held-out volume, with its 3D scores."
 )
 
 
@@ -33,9 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--headless", action="store_true", help="run the whole loop without a display")
     parser.add_argument(
         "--sample",
-        choices=("cells", "nuclei", "both"),
+        choices=("cells", "nuclei", "both", "volume"),
         default="cells",
-        help="which sample domain to open in napari (default: cells, where the demo model needs finetuning)",
+        help="which sample domain to open in napari (default: cells, where the demo model needs finetuning; "
+        "volume: a 3D nuclei volume, also headless)",
     )
     parser.add_argument(
         "--workdir",
@@ -82,6 +86,8 @@ def fit_window_to_screen(viewer) -> None:
 def run_headless(args: argparse.Namespace) -> int:
     from napari_sam_peft.cli.demo_loop import DemoSettings, run_headless_demo
 
+    if args.sample == "volume":
+        return run_headless_volume(args)
     settings = DemoSettings(model=args.model, preset=args.preset)
     if args.steps is not None:
         settings.steps = args.steps
@@ -110,6 +116,23 @@ def run_headless(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_headless_volume(args: argparse.Namespace) -> int:
+    from napari_sam_peft.cli.demo_volume import VolumeDemoSettings, run_volume_demo
+
+    settings = VolumeDemoSettings(model=args.model, preset=args.preset)
+    if args.steps is not None:
+        settings.steps = args.steps
+    result = run_volume_demo(args.workdir, settings, lambda message: print(message, file=sys.stderr, flush=True))
+    print(result.table())
+    print(f"\nmSA on {result.report.measured_on}.")
+    seconds = result.seconds
+    print(
+        f"annotate {seconds['annotate']:.0f} s, finetune {seconds['finetune']:.0f} s, evaluate "
+        f"{seconds['evaluate']:.0f} s (total {sum(seconds.values()):.0f} s). Adapter: {result.adapter}"
+    )
+    return 0
+
+
 def dock_widgets(viewer, store: Path | None = None, model: str = "lite_medsam") -> None:
     """Dock Segment, Dataset and Finetune, load ``model`` (offline) and open ``store``."""
     from napari_sam_peft._qt.dataset_widget import DatasetWidget
@@ -130,10 +153,14 @@ def dock_widgets(viewer, store: Path | None = None, model: str = "lite_medsam") 
 
 
 def open_demo_samples(viewer, sample: str = "cells") -> None:
-    """Open generated images of the chosen domain(s), each with its (hidden) ground truth."""
-    from napari_sam_peft._sample_data import DESCRIPTIONS
+    """Open generated images of the chosen domain(s), or the sample volume, each with its (hidden) ground truth."""
+    from napari_sam_peft._sample_data import DESCRIPTIONS, volume_sample
     from napari_sam_peft.core.data.sample_data import make_series
 
+    if sample == "volume":
+        for data, kwargs, kind in volume_sample():
+            getattr(viewer, f"add_{kind}")(data, **kwargs)
+        return
     keys = ("nuclei", "cells") if sample == "both" else (sample,)
     for key in keys:
         for index, item in enumerate(make_series(key, DEMO_IMAGES), start=1):
