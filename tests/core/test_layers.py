@@ -22,6 +22,7 @@ ALLOWED: dict[str, set[str]] = {
     "volume": {"sam", "peft", "annotation", "data", "instance"},
     "evaluation": {"sam", "peft", "annotation", "data", "instance", "volume"},
     "training": {"sam", "peft", "annotation", "data", "evaluation", "instance", "volume"},
+    "cluster": {"training"},  # runs a training job elsewhere; the run itself is training's
 }
 
 

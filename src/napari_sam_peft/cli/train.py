@@ -40,6 +40,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stop-file", type=Path, default=None, help="stop (and keep the best adapter) once it exists"
     )
+    parser.add_argument(
+        "--attach",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="follow again a run that goes on on a Dask cluster (its run folder here); STORE and --model are "
+        "then only placeholders",
+    )
 
 
 def add_job_options(parser: argparse.ArgumentParser) -> None:
@@ -68,8 +76,26 @@ def job_from_args(args: argparse.Namespace) -> TrainingJob:
     return TrainingJob(**{job_field.name: getattr(args, job_field.name) for job_field in job_fields()})
 
 
-def run(args: argparse.Namespace) -> int:
+def _train(job: TrainingJob, args: argparse.Namespace, emit, should_stop):
+    """A run on this machine, on a Dask cluster (``--cluster``), or one followed again (``--attach``)."""
+    from napari_sam_peft.core.cluster.target import ClusterTarget
+
+    target = ClusterTarget.from_job(job)
+    if args.attach is not None:
+        from napari_sam_peft.core.cluster.remote_run import attach_to_run
+
+        return attach_to_run(args.attach, target, emit, should_stop)
+    if target is not None:
+        from napari_sam_peft.core.cluster.remote_run import run_on_cluster
+
+        return run_on_cluster(job, emit, should_stop, say=lambda line: print(line, file=sys.stderr, flush=True))
     from napari_sam_peft.core.training.run import run_job
+
+    return run_job(job, emit, should_stop)
+
+
+def run(args: argparse.Namespace) -> int:
+    from napari_sam_peft.core.cluster.remote_run import RemoteRunError
 
     job = job_from_args(args)
     emit = _print_json if args.events else _print_progress
@@ -78,18 +104,19 @@ def run(args: argparse.Namespace) -> int:
         return args.stop_file is not None and args.stop_file.exists()
 
     try:
-        record = run_job(job, emit, should_stop)
+        record = _train(job, args, emit, should_stop)
     except KeyboardInterrupt:
         raise
     except BaseException as error:  # noqa: BLE001 - every failure becomes one event and an exit status
-        event = error_event(error, device=job.device, adapter=job.out)
+        event = error.event if isinstance(error, RemoteRunError) else error_event(error, job.device, job.out)
+        status = {"bad_input": 2, "cluster": 2, "out_of_memory": EXIT_OUT_OF_MEMORY}.get(event.kind, 1)
         if args.events:
             _print_json(event)
-            return {"bad_input": 2, "out_of_memory": EXIT_OUT_OF_MEMORY}.get(event.kind, 1)
-        if isinstance(error, SamPeftError):
-            raise
+            return status
+        if status == 2:
+            raise SamPeftError(event.message) from None  # one line on stderr, exit status 2
         print(f"napari-sam-peft train: {event.message}", file=sys.stderr)
-        return EXIT_OUT_OF_MEMORY if event.kind == "out_of_memory" else 1
+        return status
     finally:
         _shutdown_distributed()
     if not args.events:

@@ -19,3 +19,7 @@ class InvalidCheckpointError(SamPeftError):
 
 class DeviceNotAvailableError(SamPeftError):
     """The requested compute device (cuda, mps) is not available."""
+
+
+class ClusterError(SamPeftError):
+    """A Dask cluster that cannot be reached, has no suitable worker, or lost a run; says what to do."""

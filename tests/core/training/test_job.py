@@ -33,6 +33,12 @@ OTHER_VALUES = {
     "seed": 42,
     "out": Path("/data/runs/cells.safetensors"),
     "cache_dir": Path("/data/cache"),
+    "cluster": "tls://gpu01.example.org:8786",
+    "scheduler_file": Path("/shared/scheduler.json"),
+    "cluster_gpu": True,
+    "tls_ca_file": Path("/certs/ca.pem"),
+    "tls_cert": Path("/certs/client.pem"),
+    "tls_key": Path("/certs/client.key"),
 }
 
 

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..errors import SamPeftError
+from ..errors import ClusterError, SamPeftError
 from ..evaluation.report import EvaluationReport
 from .loop import TrainingEvent
 
@@ -185,7 +185,8 @@ class Finished(Event):
 
 @dataclass(frozen=True)
 class Error(Event):
-    """The run failed: ``kind`` is "bad_input", "out_of_memory" or "crash"; ``message`` says what to do."""
+    """The run failed: ``kind`` is "bad_input", "out_of_memory", "cluster" (a Dask cluster was not reached
+    or lost the run) or "crash"; ``message`` says what to do."""
 
     event: ClassVar[str] = "error"
     terminal: ClassVar[bool] = True
@@ -238,6 +239,8 @@ def error_event(error: BaseException, device: str = "", adapter: Path | None = N
             f"Training ran out of memory{where}. Choose a preset that adapts fewer or later blocks "
             f"(late_lora, late_ft, freeze_encoder) or fewer objects per image, and start again.{kept}",
         )
+    if isinstance(error, ClusterError):
+        return Error("cluster", f"{error}{kept}" if kept and "adapter" not in str(error) else str(error))
     if isinstance(error, SamPeftError):
         return Error("bad_input", f"{error}{kept}")
     return Error("crash", f"Training failed: {type(error).__name__}: {error}.{kept}")

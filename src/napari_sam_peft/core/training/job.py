@@ -157,6 +157,21 @@ class TrainingJob:
         metavar="ADAPTER.safetensors",
     )
     cache_dir: Path | None = _option(None, help="embedding cache to reuse (frozen-encoder presets)")
+    cluster: str | None = _option(
+        None,
+        help="train on a Dask cluster: its scheduler's address (tcp://host:8786, tls://host:8786); the store's "
+        "files go to a worker, events and each best adapter come back here (see docs/cluster.md)",
+        metavar="ADDRESS",
+    )
+    scheduler_file: Path | None = _option(
+        None,
+        help="train on the Dask cluster whose scheduler wrote this file (dask scheduler --scheduler-file)",
+        metavar="FILE",
+    )
+    cluster_gpu: bool = _option(False, help="on the cluster, train on a worker with a GPU (refused if none has)")
+    tls_ca_file: Path | None = _option(None, help="TLS to the cluster: the certificate authority (PEM)")
+    tls_cert: Path | None = _option(None, help="TLS to the cluster: this client's certificate (PEM)", metavar="F")
+    tls_key: Path | None = _option(None, help="TLS to the cluster: this client's private key (PEM)", metavar="F")
 
     def resolved_out(self) -> Path:
         """The adapter path; without ``out``, a new run folder is made next to the store (and kept)."""

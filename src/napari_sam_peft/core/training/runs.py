@@ -71,6 +71,10 @@ class RunRecord:
     precision: str = ""
     error: str | None = None
     finished: str | None = None
+    #: where it trained: "" on this machine; for a Dask cluster a sentence naming the scheduler and worker
+    ran_on: str = ""
+    #: a cluster run's scheduler ``address``, ``worker``, ``host``, ``run_id`` and ``folder`` on the worker
+    remote: dict[str, str] = field(default_factory=dict)
     run_dir: Path | None = field(default=None, compare=False)
 
     def to_json(self) -> dict[str, Any]:
