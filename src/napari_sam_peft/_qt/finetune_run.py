@@ -160,7 +160,11 @@ class RunPanel(Container):
         set_rows(self.evaluation_table, evaluation_rows(None))
         self.evaluated_on.value = ""
         self._holder.process = TrainingProcess(job, env=env).start()
-        self.status.value = f"Starting {job.preset} (loading the model in the training process)..."
+        where = "(loading the model in the training process)"
+        if job.cluster or job.scheduler_file:
+            cluster = job.cluster or job.scheduler_file
+            where = f"on the Dask cluster {cluster}: sending the store, loading the model there"
+        self.status.value = f"Starting {job.preset} {where}..."
         self.start_button.enabled = False
         self.stop_button.enabled = True
         self._timer.start()

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, LineEdit, SpinBox
 from magicgui.widgets.bases import ValueWidget
 
 from napari_sam_peft._qt.dock_layout import full_width, show_text, wrapping
+from napari_sam_peft._qt.finetune_cluster import ClusterPanel
+from napari_sam_peft.core.cluster.connect import ClusterInfo, WorkerInfo
 from napari_sam_peft.core.errors import SamPeftError
 from napari_sam_peft.core.peft import PeftSpec
 from napari_sam_peft.core.peft.recommend import recommend_preset, recommended_steps
@@ -115,9 +118,12 @@ class SettingsPanel(Container):
             tooltip="Attach each new best adapter to the Segment widget's model",
         )
         self.estimate = wrapping(Label(value=""))
+        self.remote: WorkerInfo | None = None  # the cluster worker a run would go to (see set_remote)
+        self.cluster = ClusterPanel(on_connected=self.set_remote)
         switches = [w for w in self.fields.values() if isinstance(w, CheckBox)]
         values = [w for w in self.fields.values() if not isinstance(w, CheckBox)]
-        self.extend([self.data_status, self.recommendation, *values, self.hot_reload, *switches, self.estimate])
+        self.extend([self.data_status, self.cluster, self.recommendation, *values, self.hot_reload, *switches])
+        self.append(self.estimate)
         for name in ESTIMATED_FROM:
             self.fields[name].changed.connect(self.update_estimate)
         self.fields["device"].changed.connect(self.recommend)
@@ -130,7 +136,7 @@ class SettingsPanel(Container):
             signal.connect(self.update_estimate)
         self.recommend()
         self.update_data_status()
-        full_width(self.data_status, self.recommendation, self.estimate)
+        full_width(self.data_status, self.cluster, self.recommendation, self.estimate)
 
     def architecture(self):
         """The loaded model's architecture (SAM ViT-B before one is loaded)."""
@@ -140,19 +146,51 @@ class SettingsPanel(Container):
         """The job value of the field ``name`` (raises SamPeftError for a bad number)."""
         return field_value(next(f for f in self.job_fields if f.name == name), self.fields[name])
 
+    def set_remote(self, info: ClusterInfo | None) -> None:
+        """Recommend and estimate for the worker of ``info`` a run would go to (None: this machine)."""
+        self.remote = None
+        if info is not None and info.workers:
+            try:
+                self.remote = info.choose(gpu=bool(self.cluster.gpu.value))
+            except SamPeftError as err:
+                self.recommendation.value = str(err)
+                return
+        if hasattr(self, "cluster"):  # set_remote runs once while the cluster panel is made
+            self.recommend()
+
+    def device(self) -> torch.device:
+        """The device the chosen setting trains on: here, or on the cluster's worker.
+
+        Raises
+        ------
+        SamPeftError
+            A device neither this machine nor the cluster's worker has.
+        """
+        value = self.fields["device"].value
+        if self.remote is None:
+            return select_device(value)
+        if value == "auto":
+            return torch.device(self.remote.device)
+        if value == "mps" or value.startswith("cuda") and not self.remote.gpus:
+            worker = self.remote.describe()
+            raise SamPeftError(f"The cluster's worker ({worker}) has no {value}: choose auto or cpu.")
+        return torch.device(value)
+
     def recommend(self, *_: Any) -> None:
         """Preselect the preset, blocks and learning rate the recommender picks for this device and model."""
         try:
-            device = select_device(self.fields["device"].value)
+            device = self.device()
         except SamPeftError as err:
             self.recommendation.value = str(err)
             return
-        pick = recommend_preset(device, self.architecture())
+        free = self.remote.free_gpu_memory if self.remote is not None and device.type == "cuda" else None
+        pick = recommend_preset(device, self.architecture(), free_memory=free)
         self.fields["preset"].value = pick.preset
         self.fields["blocks"].value = pick.blocks or ""
         self.fields["lr"].value = format_value(pick.lr)
+        where = device.type if self.remote is None else f"the cluster's worker {self.remote.host} ({device.type})"
         self.recommendation.value = (
-            f"Recommended on {device.type}: {pick.preset}. {pick.reason} Precision: {self.auto_precision(device)}."
+            f"Recommended on {where}: {pick.preset}. {pick.reason} Precision: {self.auto_precision(device)}."
         )
         self.update_estimate()
 
@@ -161,6 +199,8 @@ class SettingsPanel(Container):
         the Segment widget's model load did, on a worker thread)."""
         from napari_sam_peft.core.training.loop import step_use
 
+        if self.remote is not None:
+            return "auto, chosen on the worker when the run starts"
         model = self.session.model.loaded
         result = cached_probe(model.sam) if model is not None and model.device.type == device.type else None
         try:
@@ -179,17 +219,23 @@ class SettingsPanel(Container):
 
     def update_estimate(self, *_: Any) -> None:
         """Say how many parameters train and how much memory and time the run takes."""
-        from napari_sam_peft.core.training.estimate import estimate_training
+        from napari_sam_peft.core.training.estimate import CPU_FLOPS_PER_THREAD, estimate_training
 
         if self.session.model.loaded is None:  # the estimate depends on the model: none until one is loaded
             self.estimate.value = "Estimate: load a model in the Segment widget first."
             return
         try:
-            device = select_device(self.fields["device"].value)
+            device = self.device()
             objects = self.value("objects_per_image")
-            estimate = estimate_training(self.spec(), self.architecture(), str(device), objects)
+            flops = None
+            if self.remote is not None and device.type == "cpu":  # the worker's threads, not this machine's
+                flops = CPU_FLOPS_PER_THREAD * max(self.remote.threads, 1)
+            estimate = estimate_training(
+                self.spec(), self.architecture(), str(device), objects, flops_per_second=flops
+            )
             steps, why = self.value("steps"), ""
-            resolve_precision(self.value("precision"), device)
+            if self.remote is None:  # the worker checks the precision against its own hardware
+                resolve_precision(self.value("precision"), device)
         except (SamPeftError, ValueError, TypeError) as err:
             self.estimate.value = f"Cannot train this: {err}"
             return
@@ -246,10 +292,14 @@ class SettingsPanel(Container):
         model = self.session.model.require()
         values = {f.name: self.value(f.name) for f in self.job_fields}
         self.spec()  # validates preset, blocks and rank now, not in the worker
-        resolve_precision(values["precision"], select_device(values["device"]))
+        cluster = self.cluster.job_values()
+        device = self.device()
+        if not cluster:
+            resolve_precision(values["precision"], device)
         return TrainingJob(
             store=self.session.annotations.store.path,
             model=model_argument(model),
-            cache_dir=self.session.embeddings.cache.root,
+            cache_dir=None if cluster else self.session.embeddings.cache.root,
             **values,
+            **cluster,
         )

@@ -38,7 +38,8 @@ def history_rows(runs: list[RunRecord]) -> dict[str, Any]:
         score = f"{run.best_score:.3f}" if run.best_score is not None else ""
         change = f"{run.evaluation.change('box'):+.3f}" if run.evaluation is not None else ""
         name = run.run_dir.name if run.run_dir is not None else ""
-        data.append([name, run.method, run.status, score, change])
+        status = f"{run.status} on {run.remote.get('host') or 'cluster'}" if run.remote else run.status
+        data.append([name, run.method, status, score, change])
     return {"data": data, "index": [str(i + 1) for i in range(len(data))], "columns": HISTORY_COLUMNS}
 
 

@@ -310,7 +310,8 @@ def _report(run: RemoteRun, event: Event) -> RunRecord | None:
     local = str(run.out)
     if isinstance(event, Started):
         _save_record(run, fetch_adapter=False)
-        run.emit(replace(event, run_dir=str(run.out.parent), path=local))
+        device = f"{event.device} of Dask worker {run.worker.host or run.worker.address}"
+        run.emit(replace(event, run_dir=str(run.out.parent), path=local, device=device))
     elif isinstance(event, Best):
         _save_record(run, fetch_adapter=True)
         run.emit(replace(event, path=local))
