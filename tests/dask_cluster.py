@@ -75,7 +75,8 @@ class LocalDaskCluster:
         protocol = ["--protocol", "tls"] if self.tls is not None else []
         self.scheduler = self._dask(
             "distributed.cli.dask_scheduler",
-            "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", str(scheduler_file),
+            "--host", "127.0.0.1", "--port", "0", "--dashboard-address", "127.0.0.1:0",
+            "--scheduler-file", str(scheduler_file),
             *protocol,
             log="scheduler.log",
         )  # fmt: skip
@@ -86,7 +87,8 @@ class LocalDaskCluster:
     def start_worker(self) -> None:
         self.worker = self._dask(
             "distributed.cli.dask_worker", self.address,
-            "--nthreads", "1", "--no-nanny", "--no-dashboard", "--host", "127.0.0.1", "--name", "worker-1",
+            "--nthreads", "1", "--no-nanny", "--dashboard-address", "127.0.0.1:0", "--host", "127.0.0.1",
+            "--name", "worker-1",
             log="worker.log",
         )  # fmt: skip
         self.wait_for_workers(1)

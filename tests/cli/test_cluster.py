@@ -200,3 +200,25 @@ def test_a_tls_cluster_trains_with_certificates_and_without_them_says_which_are_
         assert out.exists() and "warning" not in result.stderr  # tls://: no plain-tcp warning
     finally:
         secured.stop()
+
+
+def test_cluster_info_says_what_each_worker_has(cluster):
+    command = [sys.executable, "-m", "napari_sam_peft.cli", "cluster", "info", cluster.address]
+    result = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    (worker,) = json.loads(result.stdout)["workers"]
+    assert worker["threads"] == 1 and worker["gpus"] == [] and worker["versions"]["napari_sam_peft"]
+    text = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT).stdout
+    assert text.startswith(f"Connected to {cluster.address}: 1 worker:") and "no GPU, 1 threads" in text
+
+
+def test_the_slurm_job_script_asks_for_the_gpus_and_its_worker_declares_them():
+    args = ("--gpus", "2", "--walltime", "01:30:00", "--queue", "gpu", "--account", "lab", "--dry-run")
+    command = [sys.executable, "-m", "napari_sam_peft.cli", "cluster", "slurm", *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    script = result.stdout
+    for line in ("#SBATCH --gres=gpu:2", "#SBATCH -t 01:30:00", "#SBATCH -p gpu", "#SBATCH -A lab"):
+        assert line in script, script
+    assert f"{sys.executable} -m distributed.cli.dask_worker tcp://127.0.0.1:" in script  # this Python's env
+    assert "--resources GPU=2" in script  # what train --cluster-gpu asks for

@@ -11,10 +11,10 @@ import sys
 from collections.abc import Sequence
 
 from napari_sam_peft import __version__
-from napari_sam_peft.cli import demo, evaluate, export, methods, store, train
+from napari_sam_peft.cli import cluster, demo, evaluate, export, methods, store, train
 from napari_sam_peft.core.errors import SamPeftError
 
-COMMANDS = (methods, store, train, evaluate, export, demo)
+COMMANDS = (methods, store, train, evaluate, export, demo, cluster)
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
