@@ -3,7 +3,7 @@
 The run matches a local one with the same seed; a second run sends only what changed; each fault (the
 worker killed, the scheduler stopped, nothing listening, no GPU) is one message and exit status 2, with
 the adapter that arrived last still on disk; a stopped run keeps its adapter; a run whose client died
-is followed again with --attach.
+is followed again with ``cluster attach``.
 """
 
 from __future__ import annotations
@@ -169,14 +169,15 @@ def test_stop_keeps_the_best_adapter_and_a_run_whose_client_died_is_followed_aga
     assert events[-1]["path"] == str(out) and out.exists()
     assert json.loads((out.parent / "run.json").read_text())["status"] == "stopped"
 
-    # the napari side dies mid-run; the run goes on on the cluster and --attach follows it to its end
+    # the napari side dies mid-run; the run goes on on the cluster and cluster attach follows it to its end
     out2 = tmp_path / "run2" / "adapter.safetensors"
     process = _start(str(store), *ARGS, "--steps", "6", "--validate-every", "2", "--cluster", cluster.address,
                      "--out", str(out2))  # fmt: skip
     assert _events_until(process, "started")[-1]["event"] == "started"
     process.send_signal(signal.SIGKILL)
     process.wait()
-    attached = _start(str(store), *ARGS, "--attach", str(out2.parent))
+    command = [sys.executable, "-m", "napari_sam_peft.cli", "cluster", "attach", str(out2.parent), "--events"]
+    attached = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
     code, events, stderr = _finish(attached)
     assert code == 0, stderr
     kinds = [e["event"] for e in events]

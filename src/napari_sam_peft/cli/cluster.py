@@ -52,6 +52,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     slurm.add_argument("--dry-run", action="store_true", help="print the job script; submit nothing")
     slurm.set_defaults(run=run_slurm)
 
+    attach = commands.add_parser(
+        "attach",
+        help="follow again a run that goes on on a cluster",
+        description="Follow again a run that trains on a Dask cluster after its napari or terminal side "
+        "ended or lost the connection: its past events are replayed from the scheduler, then followed to "
+        "its end; each best adapter arrives in RUN_DIR as before. Exit status as napari-sam-peft train's.",
+    )
+    attach.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run's folder here (with run.json)")
+    attach.add_argument("--cluster", default=None, metavar="ADDRESS", help="default: the address it ran on")
+    for flag in ("--tls-ca-file", "--tls-cert", "--tls-key"):
+        attach.add_argument(flag, type=Path, default=None, metavar="FILE", help="PEM file, for a tls:// address")
+    attach.add_argument("--events", action="store_true", help="print progress as JSON lines on stdout")
+    attach.add_argument("--stop-file", type=Path, default=None, help="stop the run once this file exists")
+    attach.set_defaults(run=run_attach)
+
 
 def run_info(args: argparse.Namespace) -> int:
     from napari_sam_peft.core.cluster.connect import connect, describe_cluster
@@ -71,6 +86,18 @@ def run_info(args: argparse.Namespace) -> int:
     else:
         print(info.describe())
     return 0
+
+
+def run_attach(args: argparse.Namespace) -> int:
+    from napari_sam_peft.cli.train import follow_run
+    from napari_sam_peft.core.cluster.remote_run import attach_to_run
+    from napari_sam_peft.core.cluster.target import ClusterTarget
+
+    target = None
+    if args.cluster is not None:
+        target = ClusterTarget(args.cluster, None, args.tls_ca_file, args.tls_cert, args.tls_key)
+    adapter = args.run_dir / "adapter.safetensors"
+    return follow_run(lambda emit, stop: attach_to_run(args.run_dir, target, emit, stop), args, "", adapter)
 
 
 def run_slurm(args: argparse.Namespace) -> int:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from napari_sam_peft.core.errors import SamPeftError
 from napari_sam_peft.core.training.events import Evaluating, Event, Prepared, Progress, Started, error_event
 from napari_sam_peft.core.training.holdout import TRAINING_DATA
 from napari_sam_peft.core.training.job import TrainingJob, format_value, job_fields
+from napari_sam_peft.core.training.runs import RunRecord
 
 EXIT_OUT_OF_MEMORY = 3
 
@@ -39,14 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", action="store_true", help="print progress as JSON lines on stdout")
     parser.add_argument(
         "--stop-file", type=Path, default=None, help="stop (and keep the best adapter) once it exists"
-    )
-    parser.add_argument(
-        "--attach",
-        type=Path,
-        default=None,
-        metavar="RUN_DIR",
-        help="follow again a run that goes on on a Dask cluster (its run folder here); STORE and --model are "
-        "then only placeholders",
     )
 
 
@@ -76,39 +70,44 @@ def job_from_args(args: argparse.Namespace) -> TrainingJob:
     return TrainingJob(**{job_field.name: getattr(args, job_field.name) for job_field in job_fields()})
 
 
-def _train(job: TrainingJob, args: argparse.Namespace, emit, should_stop):
-    """A run on this machine, on a Dask cluster (``--cluster``), or one followed again (``--attach``)."""
-    from napari_sam_peft.core.cluster.target import ClusterTarget
-
-    target = ClusterTarget.from_job(job)
-    if args.attach is not None:
-        from napari_sam_peft.core.cluster.remote_run import attach_to_run
-
-        return attach_to_run(args.attach, target, emit, should_stop)
-    if target is not None:
-        from napari_sam_peft.core.cluster.remote_run import run_on_cluster
-
-        return run_on_cluster(job, emit, should_stop, say=lambda line: print(line, file=sys.stderr, flush=True))
-    from napari_sam_peft.core.training.run import run_job
-
-    return run_job(job, emit, should_stop)
-
-
 def run(args: argparse.Namespace) -> int:
+    job = job_from_args(args)
+
+    def train(emit, should_stop) -> RunRecord:
+        """On this machine, or on a Dask cluster (``--cluster``)."""
+        from napari_sam_peft.core.cluster.target import ClusterTarget
+
+        if ClusterTarget.from_job(job) is not None:
+            from napari_sam_peft.core.cluster.remote_run import run_on_cluster
+
+            say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+            return run_on_cluster(job, emit, should_stop, say=say)
+        from napari_sam_peft.core.training.run import run_job
+
+        return run_job(job, emit, should_stop)
+
+    return follow_run(train, args, job.device, job.out)
+
+
+Train = Callable[[Callable[[Event], None], Callable[[], bool]], RunRecord]  # (emit, should_stop) -> record
+
+
+def follow_run(train: Train, args: argparse.Namespace, device: str, adapter: Path | None) -> int:
+    """Run ``train(emit, should_stop)``, reporting its events (``args.events``: JSON lines) and its end;
+    returns the exit status (``cluster attach`` follows a cluster run with it too)."""
     from napari_sam_peft.core.cluster.remote_run import RemoteRunError
 
-    job = job_from_args(args)
     emit = _print_json if args.events else _print_progress
 
     def should_stop() -> bool:
         return args.stop_file is not None and args.stop_file.exists()
 
     try:
-        record = _train(job, args, emit, should_stop)
+        record = train(emit, should_stop)
     except KeyboardInterrupt:
         raise
     except BaseException as error:  # noqa: BLE001 - every failure becomes one event and an exit status
-        event = error.event if isinstance(error, RemoteRunError) else error_event(error, job.device, job.out)
+        event = error.event if isinstance(error, RemoteRunError) else error_event(error, device, adapter)
         status = {"bad_input": 2, "cluster": 2, "out_of_memory": EXIT_OUT_OF_MEMORY}.get(event.kind, 1)
         if args.events:
             _print_json(event)

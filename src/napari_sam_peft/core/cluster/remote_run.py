@@ -10,8 +10,9 @@ is the worker's, with the local adapter path and where it ran.
 
 Faults end the run with one :class:`~..errors.ClusterError` (the ``train`` command's exit status 2):
 the worker leaves the cluster, the scheduler stops answering for :data:`LOST_AFTER` seconds, the task
-fails. The adapter that arrived last stays on disk. :func:`attach_to_run` follows a run that is still
-going on the cluster again (its past events are replayed from the scheduler's log).
+fails. The adapter that arrived last stays on disk. :func:`attach_to_run` (``napari-sam-peft cluster
+attach``) follows a run that is still going on the cluster again (its past events are replayed from the
+scheduler's log).
 """
 
 from __future__ import annotations
@@ -282,7 +283,7 @@ def _check(run: RemoteRun, answered: float) -> float:
         raise ClusterError(
             f"The Dask scheduler at {run.target.describe()} stopped answering ({LOST_AFTER:.0f} s without a "
             f"reply): it stopped, or the network dropped.{run.kept()} The run may still go on on the cluster: "
-            f"napari-sam-peft train --attach {run.out.parent} follows it again once it answers."
+            f"napari-sam-peft cluster attach {run.out.parent} follows it again once it answers."
         ) from None
     if run.worker.address not in workers:
         raise run.worker_lost()
