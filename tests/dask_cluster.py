@@ -49,6 +49,7 @@ class LocalDaskCluster:
 
     folder: Path
     tls: TlsFiles | None = None
+    threads: int = 1  # torch's threads in the worker (OMP_NUM_THREADS)
     scheduler: subprocess.Popen | None = None
     worker: subprocess.Popen | None = None
     address: str = ""
@@ -57,7 +58,7 @@ class LocalDaskCluster:
     @property
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+        env.update(OMP_NUM_THREADS=str(self.threads), PYTHONUNBUFFERED="1")
         env["NAPARI_SAM_PEFT_CLUSTER_DIR"] = str(self.folder / "worker")
         env["NAPARI_SAM_PEFT_CACHE"] = str(self.folder / "worker-cache")
         return env
