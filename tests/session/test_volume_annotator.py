@@ -71,3 +71,42 @@ def test_a_committed_3d_object_is_recorded_with_the_slice_of_its_prompts(session
     np.testing.assert_array_equal(session.annotations.store.labels(stored) == 1, SAMPLE.labels == 1)
     assert session.annotations.undo("stack", SAMPLE.image, opened.labels) is not None
     assert session.annotations.store.snapshot().images[0].objects == []
+
+
+class SliceOnlyVolume:
+    """A volume that can be read a slice at a time and refuses to be read whole (as a volume larger than
+    memory must never be): reading it whole raises."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self._data = data
+        self.shape, self.dtype, self.ndim = data.shape, data.dtype, data.ndim
+        self.whole_reads = 0
+
+    def __getitem__(self, index):
+        if not isinstance(index, int | np.integer):
+            raise AssertionError(f"read more than one slice: {index!r}")
+        return self._data[index]
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __array__(self, *args, **kwargs):
+        self.whole_reads += 1
+        raise AssertionError("the volume was read whole")
+
+
+def test_a_lazy_volume_is_embedded_committed_and_undone_without_being_read_whole(session, tmp_path):
+    lazy = SliceOnlyVolume(SAMPLE.image)
+    session.annotations.open_store(tmp_path / "v.sampeft.zarr")
+    annotator = VolumeAnnotator(session.model, session.embeddings, lazy)
+    annotator.embed(focus=lambda: 3)
+    opened = session.annotations.open_image("lazy", lazy, volume=True)
+    obj = (SAMPLE.labels == 1).astype(np.uint32)
+    session.annotations.commit(
+        "lazy", lazy, opened.labels, obj, prompts=[ObjectPrompts(box=[1, 2, 20, 30], slice=4)]
+    )
+    (stored,) = session.annotations.store.snapshot().images
+    assert stored.volume and len(stored.objects) == 1
+    np.testing.assert_array_equal(session.annotations.store.lazy_image(stored.image_id)[4], SAMPLE.image[4])
+    assert session.annotations.undo("lazy", lazy, opened.labels) is not None
+    assert lazy.whole_reads == 0

@@ -83,7 +83,7 @@ class AutomaticPanel:
         if layer is None or (self.image.embeddings is None and not volume):
             return
         with user_errors() as outcome:
-            pixels = np.asarray(layer.data) if volume else check_image(layer.data, layer.rgb)
+            pixels = layer.data if volume else check_image(layer.data, layer.rgb)  # a volume is read by slice
             annotated = self.session.annotations.has_objects(name, pixels, volume=volume)
         if not outcome.failed and not annotated:
             self.run()

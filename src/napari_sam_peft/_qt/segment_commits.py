@@ -97,7 +97,7 @@ class CommitsPanel:
         labels = committed.data
         self._paint_timer.stop()
         with user_errors(NOT_RECORDED):
-            self.session.annotations.commit(image.name, np.asarray(image.data), labels, objects, prompts, sources)
+            self.session.annotations.commit(image.name, self._pixels(image), labels, objects, prompts, sources)
 
     def undo(self) -> None:
         """Undo the last commit on the shown image."""
@@ -105,7 +105,7 @@ class CommitsPanel:
         undone = None
         with user_errors(NOT_RECORDED) as outcome:
             if shown is not None:
-                undone = self.session.annotations.undo(shown[0].name, np.asarray(shown[0].data), shown[1].data)
+                undone = self.session.annotations.undo(shown[0].name, self._pixels(shown[0]), shown[1].data)
         if shown is None or (undone is None and not outcome.failed):
             show_info("Nothing to undo on this image.")
             return
@@ -139,6 +139,11 @@ class CommitsPanel:
         annotations.store_changed.disconnect(self.update_status)
         annotations.store_updated.disconnect(self.update_status)
         annotations.labels_changed.disconnect(self._labels_changed)
+
+    def _pixels(self, image: napari.layers.Image) -> Any:
+        """What identifies the image in the store: a 2D image's pixels; a volume's array as the layer holds it
+        (a zarr or dask volume is read slice by slice, never whole)."""
+        return image.data if self.session.embeddings.shown_volume is not None else np.asarray(image.data)
 
     def _shown(self) -> tuple[napari.layers.Image, napari.layers.Labels] | None:
         layers = self.viewer.layers
