@@ -110,6 +110,8 @@ def test_a_cluster_run_matches_a_local_run_and_a_second_one_sends_only_what_chan
     assert record["best_score"] == local_record["best_score"] and record["status"] == "completed"
     assert record["adapter"] == str(remote_out) and record["ran_on"].startswith(f"Dask cluster {cluster.address}")
     assert local_record["ran_on"] == "" and record["remote"]["worker"].startswith("tcp://127.0.0.1:")
+    # where its files are on the worker, as the worker names the folder
+    assert record["remote"]["folder"] == str(cluster.folder / "worker" / "runs" / record["remote"]["run_id"])
 
     _store(tmp_path, seeds=(4,), val=())  # one more annotated image
     second = str(tmp_path / "second" / "adapter.safetensors")

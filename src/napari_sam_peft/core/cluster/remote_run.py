@@ -39,7 +39,6 @@ from .worker_tasks import (
     missing_blobs,
     put_blobs,
     read_run_files,
-    run_folder,
     stop_flag_name,
     train_on_worker,
 )
@@ -84,6 +83,7 @@ class RemoteRun:
     future: Any = None
     transfer: Transfer = field(default_factory=Transfer)
     seen: int = -1  # the last event number reported
+    folder: str = ""  # the run's folder on the worker, as the worker names it
 
     @property
     def remote(self) -> dict[str, str]:
@@ -93,7 +93,7 @@ class RemoteRun:
             "worker": self.worker.address,
             "host": self.worker.host,
             "run_id": self.run_id,
-            "folder": str(run_folder(self.run_id)),
+            "folder": self.folder,
         }
 
     @property
@@ -179,6 +179,7 @@ def attach_to_run(
         workers = client.nthreads()
         worker = WorkerInfo(remote["worker"], remote.get("host", ""), int(workers.get(remote["worker"], 0)), 0)
         run = RemoteRun(client, target, worker, remote["run_id"], Path(record.adapter), emit)
+        run.folder = remote.get("folder", "")
         if remote["worker"] not in workers:
             raise ClusterError(
                 f"The worker of this run ({worker.host or worker.address}) is no longer in the cluster at "
@@ -333,6 +334,7 @@ def _save_record(run: RemoteRun, fetch_adapter: bool) -> RunRecord:
     import hashlib
 
     answer = run.on_worker(read_run_files, run.run_id, fetch_adapter)
+    run.folder = str(answer.get("folder", run.folder))
     data = answer.get("adapter")
     if data is not None:
         if hashlib.sha256(data).hexdigest() != answer.get("sha256"):

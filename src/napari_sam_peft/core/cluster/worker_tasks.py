@@ -92,10 +92,11 @@ def put_blobs(blobs: dict[str, bytes]) -> int:
 
 
 def read_run_files(run_id: str, adapter: bool = True) -> dict[str, Any]:
-    """A run's record (``run.json`` text) and, with ``adapter``, its best adapter's bytes and sha256."""
+    """A run's record (``run.json`` text), its folder here and, with ``adapter``, its best adapter's bytes and
+    sha256."""
     folder = run_folder(run_id)
     record = folder / "run.json"
-    answer: dict[str, Any] = {"record": record.read_text() if record.is_file() else None}
+    answer: dict[str, Any] = {"record": record.read_text() if record.is_file() else None, "folder": str(folder)}
     path = folder / "adapter.safetensors"
     if adapter and path.is_file():
         data = path.read_bytes()  # written by rename, so always whole
