@@ -150,10 +150,10 @@ def run_on_cluster(
         say(f"{info.describe()} Training on {worker.describe()}.")
         run_id = f"{out.parent.name}-{uuid.uuid4().hex[:8]}".replace("_", "-")
         run = RemoteRun(client, target, worker, "".join(c for c in run_id if c.isalnum() or c == "-"), out, emit)
-        manifest, model, files = _manifest(job)
+        manifest, job_files, files = _manifest(job)
         _send(run, files)
         say(f"sent {run.transfer.sent_files} of {run.transfer.files} files ({run.transfer.sent_bytes:,} bytes)")
-        _submit(run, job, manifest, model)
+        _submit(run, job, manifest, job_files)
         return _follow(run, should_stop)
     finally:
         client.close(timeout=5)
@@ -191,21 +191,24 @@ def attach_to_run(
         client.close(timeout=5)
 
 
-def _manifest(job: Any) -> tuple[Manifest, list | None, dict[str, Path]]:
-    """The store's files (and a local checkpoint file's) by hash, and where each hash is here."""
+def _manifest(job: Any) -> tuple[Manifest, dict[str, list[str]], dict[str, Path]]:
+    """The store's files by hash; the job's other files here (a checkpoint, the adapter a continuation starts
+    from) as {job field: [file name, hash]}; and where each hash is on this machine."""
     store = Path(job.store)
     if not store.is_dir():
         raise ClusterError(f"The store {store} does not exist: there is nothing to train on.")
     cache = HashCache(default_cache_dir() / "cluster" / "client-hashes.json")
     manifest = folder_manifest(store, cache)
     files = {digest: store / relative for relative, (digest, _size) in manifest.items()}
-    model = None
-    if Path(job.model).is_file():  # a checkpoint on this machine goes to the worker too, once
-        digest = cache.hash(Path(job.model))
-        files[digest] = Path(job.model)
-        model = [Path(job.model).name, digest]
+    job_files: dict[str, list[str]] = {}
+    for name in ("model", "from_adapter"):  # each goes to the worker once, like the store's files
+        value = getattr(job, name)
+        if value is not None and Path(value).is_file():
+            digest = cache.hash(Path(value))
+            files[digest] = Path(value)
+            job_files[name] = [Path(value).name, digest]
     cache.save()
-    return manifest, model, files
+    return manifest, job_files, files
 
 
 def _send(run: RemoteRun, files: dict[str, Path]) -> None:
@@ -217,7 +220,7 @@ def _send(run: RemoteRun, files: dict[str, Path]) -> None:
         run.transfer.sent_bytes += sum(len(data) for data in batch.values())
 
 
-def _submit(run: RemoteRun, job: Any, manifest: Manifest, model: list | None) -> None:
+def _submit(run: RemoteRun, job: Any, manifest: Manifest, job_files: dict[str, list[str]]) -> None:
     from dataclasses import asdict
 
     values = {key: value for key, value in asdict(job).items()}
@@ -227,7 +230,7 @@ def _submit(run: RemoteRun, job: Any, manifest: Manifest, model: list | None) ->
         values,
         manifest,
         run.run_id,
-        model,
+        job_files,
         key=f"napari-sam-peft-train-{run.run_id}",
         workers=[run.worker.address],
         allow_other_workers=False,

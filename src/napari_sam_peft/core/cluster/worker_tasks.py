@@ -104,12 +104,15 @@ def read_run_files(run_id: str, adapter: bool = True) -> dict[str, Any]:
     return answer
 
 
-def train_on_worker(job_values: dict[str, Any], manifest: Manifest, run_id: str, model: list | None) -> str:
+def train_on_worker(
+    job_values: dict[str, Any], manifest: Manifest, run_id: str, job_files: dict[str, list[str]]
+) -> str:
     """Run a training job on this worker; its events go to the run's topic. Returns the run's status.
 
     ``job_values`` are a :class:`~..training.job.TrainingJob`'s (the client's paths replaced here);
-    ``manifest`` is the store's files; ``model`` is ``[file name, sha256]`` of a checkpoint file the
-    client sent (None: a model this worker loads by name).
+    ``manifest`` is the store's files; ``job_files`` the other files the client sent, as {job field:
+    [file name, sha256]}: a checkpoint (``model``; without it, a model this worker loads by name) and the
+    adapter a continuation starts from (``from_adapter``).
     """
     from distributed import Event as DaskEvent
     from distributed import get_worker
@@ -141,10 +144,9 @@ def train_on_worker(job_values: dict[str, Any], manifest: Manifest, run_id: str,
 
     try:
         values["store"] = blobs.materialize(manifest, folder / "store.sampeft.zarr")
-        if model is not None:
-            name, digest = model
+        for job_field, (name, digest) in job_files.items():
             name = Path(name).name
-            values["model"] = str(blobs.materialize({name: [digest, 0]}, folder / "model") / name)
+            values[job_field] = str(blobs.materialize({name: [digest, 0]}, folder / job_field) / name)
         record = run_job(TrainingJob(**values), emit, should_stop)
     except BaseException as error:  # noqa: BLE001 - every failure is one event, as a local run reports it
         emit(error_event(error, device=str(values.get("device", "")), adapter=folder / "adapter.safetensors"))

@@ -122,3 +122,20 @@ def replay(records: list[dict[str, Any]], validation_fraction: float = 0.2) -> S
             images[obj.image_id].objects.append(obj)
     digest = hashlib.sha256(json.dumps(records, sort_keys=True).encode()).hexdigest()[:32]
     return Snapshot(images=tuple(images.values()), snapshot_id=digest)
+
+
+def prefix_with_id(records: list[dict[str, Any]], snapshot_id: str) -> int | None:
+    """How many of the journal's first ``records`` make the snapshot ``snapshot_id`` (None: no prefix does).
+
+    The journal only grows, so the snapshot a run read is a prefix of today's records; the digest of
+    each prefix is computed incrementally, as :func:`replay` computes it of the whole list.
+    """
+    digest = hashlib.sha256(b"[")
+    for count in range(len(records) + 1):
+        if count:
+            digest.update((b", " if count > 1 else b"") + json.dumps(records[count - 1], sort_keys=True).encode())
+        whole = digest.copy()
+        whole.update(b"]")
+        if whole.hexdigest()[:32] == snapshot_id:
+            return count
+    return None

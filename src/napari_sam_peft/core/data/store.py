@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .snapshot import Snapshot, StoredImage, StoredObject, default_split, replay
+from .snapshot import Snapshot, StoredImage, StoredObject, default_split, prefix_with_id, replay
 from .store_folder import STORE_FORMAT, STORE_FORMAT_VERSION, StoreError, StoreFolder
 
 __all__ = [
@@ -176,6 +176,12 @@ class AnnotationStore:
     def snapshot(self) -> Snapshot:
         """The store's current content (a consistent view: later commits do not change it)."""
         return replay(self.folder.records(), self.validation_fraction)
+
+    def snapshot_at(self, snapshot_id: str) -> Snapshot | None:
+        """The store's content when its snapshot had id ``snapshot_id`` (a run's), or None if it never had."""
+        records = self.folder.records()
+        count = prefix_with_id(records, snapshot_id)
+        return None if count is None else replay(records[:count], self.validation_fraction)
 
     def image(self, image_id: str) -> np.ndarray:
         """The stored pixels of an image (a volume's whole; :meth:`lazy_image` reads slices on demand)."""

@@ -84,6 +84,8 @@ class Started(Event):
     precision_reason: str = ""
     #: a volume's held-out z-range, by store id: [first, last] slice (validation by z-range only)
     held_out_slices: dict[str, list[int]] = field(default_factory=dict)
+    #: a continuation's parent adapter (file, hash) and what the steps draw; {} for a run from the base model
+    continued_from: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,8 @@ class ValidationPlan:
     """The training and validation samples of a run, and a plain description of where validation came from.
 
     ``held_out_images`` are indices into the training images given to :func:`plan_validation`;
-    ``held_out_objects`` are (image index, label value) pairs of the objects held out.
+    ``held_out_objects`` are (image index, label value) pairs of the objects held out;
+    ``train_indices[i]`` is the index of ``train[i]`` among the training images given.
     """
 
     train: list[Sample]
@@ -70,6 +71,7 @@ class ValidationPlan:
     description: str
     held_out_images: list[int] = field(default_factory=list)
     held_out_objects: list[tuple[int, int]] = field(default_factory=list)
+    train_indices: list[int] = field(default_factory=list)
 
     @property
     def on_training_data(self) -> bool:
@@ -98,7 +100,8 @@ def plan_validation(
     The choice depends only on ``seed`` and the number of images (or objects), so every process of a
     distributed run makes the same one.
     """
-    train = [s for s in train if object_ids(s[1])]
+    given = [i for i, s in enumerate(train) if object_ids(s[1])]
+    train = [train[i] for i in given]
     val = [s for s in val if object_ids(s[1])]
     if val:
         n_objects = sum(len(object_ids(labels)) for _, labels in val)
@@ -107,6 +110,7 @@ def plan_validation(
             val,
             VALIDATION_SPLIT,
             f"the store's validation split: {_plural(len(val), 'image')}, {_plural(n_objects, 'object')}",
+            train_indices=given,
         )
     rng = np.random.default_rng(seed)
     if len(train) >= MIN_IMAGES_TO_HOLD_OUT_IMAGES:
@@ -118,6 +122,7 @@ def plan_validation(
             f"held out automatically: {len(held)} of {len(train)} training images "
             "(no validation split in the store)",
             held_out_images=held,
+            train_indices=[given[i] for i in range(len(train)) if i not in held],
         )
     if not train:
         return ValidationPlan([], [], TRAINING_DATA, "nothing: there are no annotated training images")
@@ -130,14 +135,16 @@ def plan_validation(
             TRAINING_DATA,
             "training data: the store has no validation split and only 1 training object, so nothing "
             "could be held out; validation and evaluation scores are measured on the object being trained on",
+            train_indices=given,
         )
     held_objects = sorted(pairs[int(i)] for i in rng.choice(len(pairs), n_held, replace=False))
-    kept_train, held_val = [], []
+    kept_train, held_val, kept = [], [], []
     for index, (image, labels) in enumerate(train):
         values = [value for i, value in held_objects if i == index]
         is_held = np.isin(labels, values)
         if (labels[~is_held] != 0).any():
             kept_train.append((image, np.where(is_held, 0, labels).astype(labels.dtype)))
+            kept.append(given[index])
         if values:
             held_val.append((image, np.where(is_held, labels, 0).astype(labels.dtype)))
     where = "the only training image" if len(train) == 1 else f"{len(train)} training images"
@@ -148,6 +155,7 @@ def plan_validation(
         f"held out automatically: {n_held} of {len(pairs)} objects of {where} "
         "(no validation split in the store; too few images to hold out whole ones)",
         held_out_objects=held_objects,
+        train_indices=kept,
     )
 
 
@@ -183,4 +191,5 @@ def plan_z_range_validation(
         f"({len(held)} of {n_slices} slices with objects; no validation split in the store; an object that "
         "crosses the boundary is on both sides)",
         held_out_images=sorted(held),
+        train_indices=[i for i in range(len(train)) if i not in held],
     )

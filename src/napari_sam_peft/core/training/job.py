@@ -157,6 +157,13 @@ class TrainingJob:
         metavar="ADAPTER.safetensors",
     )
     cache_dir: Path | None = _option(None, help="embedding cache to reuse (frozen-encoder presets)")
+    from_adapter: Path | None = _option(
+        None,
+        help="continue from this adapter (and its instance decoder) instead of the base model: same base model, "
+        "preset, blocks and rank; images committed since it are drawn more often, a smaller rate and fewer "
+        "steps are recommended, and the new adapter names it as its parent",
+        metavar="ADAPTER.safetensors",
+    )
     cluster: str | None = _option(
         None,
         help="train on a Dask cluster: its scheduler's address (tcp://host:8786, tls://host:8786); the store's "

@@ -137,6 +137,7 @@ class _BestAdapter:
         self.handle, self.model, self.snapshot, self.decoder = handle, model, snapshot, decoder
         self.report, self.hooks = report, hooks
         self.adapter: Adapter | None = None
+        self.parent = ""  # the hash of the adapter the run continues, if it continues one
         self.score: float | None = None
         self.stale = 0
 
@@ -151,7 +152,12 @@ class _BestAdapter:
             metrics["decoder_step"] = step
         decoder = decoder_state(self.decoder) if self.decoder is not None else None
         self.adapter = Adapter.from_attached(
-            self.handle, self.model, training_snapshot=self.snapshot, metrics=metrics, decoder=decoder
+            self.handle,
+            self.model,
+            parent_adapter=self.parent,
+            training_snapshot=self.snapshot,
+            metrics=metrics,
+            decoder=decoder,
         )
         if self.hooks.on_best is not None and self.report:
             self.hooks.on_best(self.adapter)
@@ -212,12 +218,13 @@ def _annotated(samples: Sequence[Sample]) -> list[Sample]:
 
 
 def _instance_objective(
-    sam: Sam, config: TrainingConfig, train_samples: Sequence[Sample]
+    sam: Sam, config: TrainingConfig, train_samples: Sequence[Sample], state: dict[str, torch.Tensor] | None = None
 ) -> InstanceObjective | None:
-    """The instance decoder to train with the adapter (``with_decoder``), with its targets, or None."""
+    """The instance decoder to train with the adapter (``with_decoder``; from ``state`` when one is given),
+    with its targets, or None."""
     if not config.with_decoder:
         return None
-    decoder = build_decoder(sam)
+    decoder = build_decoder(sam, state or None)
     return InstanceObjective(sam, decoder, [labels for _, labels in train_samples])
 
 
@@ -279,6 +286,8 @@ def train(
     *,
     embedding_source: EmbeddingSource | None = None,
     training_snapshot: str = "",
+    parent: Adapter | None = None,
+    sample_weights: np.ndarray | None = None,
 ) -> Adapter:
     """Train ``spec`` on ``model`` and return the best adapter (the model is left detached).
 
@@ -296,6 +305,11 @@ def train(
         (the annotator's cache).
     training_snapshot
         The store snapshot id the adapter records.
+    parent
+        An adapter of the same spec to start from (its tensors and instance decoder) instead of the base
+        model; the new adapters name it as their parent.
+    sample_weights
+        The probability of drawing each training sample at a step (None: all equal); see ``.continuation``.
 
     Raises
     ------
@@ -311,7 +325,7 @@ def train(
     rng = np.random.default_rng(config.seed + rank)
     torch.manual_seed(config.seed)
     sam = model.sam
-    handle = attach(sam, spec)
+    handle = attach(sam, spec, parent.tensors if parent is not None else None)
     was_training = sam.training
     try:
         sam.eval()
@@ -323,7 +337,7 @@ def train(
             val_samples = train_samples
         if hooks.on_prepared is not None:
             hooks.on_prepared(inputs)
-        instance = _instance_objective(sam, config, train_samples)
+        instance = _instance_objective(sam, config, train_samples, parent.decoder if parent is not None else None)
         step_module = _step_module(sam, inputs, config, world, instance)
         groups = [{"params": list(handle.trainable_parameters()), "lr": config.lr}]
         if instance is not None:  # a decoder trained from scratch needs a larger rate than the adapter
@@ -332,11 +346,16 @@ def train(
         schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.9, patience=10)
         decoder = instance.decoder if instance is not None else None
         best = _BestAdapter(handle, model, training_snapshot, rank == 0, hooks, decoder)
+        best.parent = parent.identity if parent is not None else ""
         stepper = _Stepper(optimizer, precision, world)
         start = time.perf_counter()
         for step in range(1, config.steps + 1):
             step_module.train()  # the model and the instance decoder
-            index = int(rng.integers(len(train_samples)))
+            index = int(
+                rng.choice(len(train_samples), p=sample_weights)
+                if sample_weights is not None
+                else rng.integers(len(train_samples))
+            )
             loss = stepper.step(step_module, index, train_samples[index][1], rng)
             elapsed = time.perf_counter() - start
             rate = step / elapsed if elapsed > 0 else 0.0

@@ -36,6 +36,16 @@ from ..sam.loading import LoadedModel
 from ..sam.precision import resolve_precision
 from ..volume.store_slices import held_out_volumes, read_samples, z_ranges
 from . import loop
+from .continuation import (
+    CONTINUATION_LR_FACTOR,
+    Replay,
+    check_parent,
+    continuation_steps,
+    parent_summary,
+    read_parent,
+    replay_since,
+    shard_weights,
+)
 from .distributed import setup_distributed
 from .events import Best, Evaluating, Evaluation, Event, Finished, Prepared, Progress, Started
 from .holdout import ValidationPlan, plan_validation, plan_z_range_validation
@@ -61,10 +71,14 @@ class TrainingData:
     plan: ValidationPlan
     validation: dict[str, Any]
     volumes: list[tuple[Any, np.ndarray]] = field(default_factory=list)
+    replay: Replay | None = None
 
 
-def load_training_data(store_path: str | os.PathLike[str], seed: int) -> TrainingData:
-    """Read the annotated images of a store and plan validation (seeded by ``seed``).
+def load_training_data(
+    store_path: str | os.PathLike[str], seed: int, parent_snapshot: str | None = None
+) -> TrainingData:
+    """Read the annotated images of a store and plan validation (seeded by ``seed``); with the snapshot id
+    of a parent adapter (a continuation), also which training samples are new since (``replay``).
 
     Raises
     ------
@@ -97,7 +111,10 @@ def load_training_data(store_path: str | os.PathLike[str], seed: int) -> Trainin
         volumes = held_out_volumes(store, stored["train"], validation["held_out_slices"])
     elif val:
         volumes = [(store.lazy_image(i.image_id), store.labels(i)) for i in stored["val"] if i.volume]
-    return TrainingData(snapshot.snapshot_id, plan, validation, volumes)
+    replay = None
+    if parent_snapshot is not None:
+        replay = replay_since(store.snapshot_at(parent_snapshot), plan, origins, by_id)
+    return TrainingData(snapshot.snapshot_id, plan, validation, volumes, replay)
 
 
 @dataclass
@@ -166,20 +183,19 @@ def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None
             f"The number of steps must be positive, not {job.steps}; leave it out for the recommended one."
         )
     resolve_precision(job.precision, select_device(job.device))  # a bad name: refused before a run folder
+    if job.out is not None and Path(job.out).suffix != ".safetensors":
+        raise SamPeftError(f"The adapter file must end in .safetensors, not {Path(job.out).name!r}.")
+    parent = read_parent(job.from_adapter) if job.from_adapter is not None else None
     rank, world, device = setup_distributed(job.device)
-    out = job.resolved_out()
-    if out.suffix != ".safetensors":
-        raise SamPeftError(f"The adapter file must end in .safetensors, not {out.name!r}.")
-    data = load_training_data(job.store, job.seed)
+    data = load_training_data(job.store, job.seed, parent.training_snapshot if parent is not None else None)
     model = load_model(job.model, device=device)
     spec = job.spec(model.architecture.depth)
+    if parent is not None:
+        check_parent(parent, Path(str(job.from_adapter)).name, model, spec)
+    out = job.resolved_out()  # the run folder is made once the input is known to be good
     precision, frozen = loop.training_precisions(model, spec, job.precision)  # the probe decides auto
-    lr_chosen = "given" if job.lr is not None else "recommended"
-    if job.lr is None:
-        job.lr = recommended_lr(spec.method, model.architecture)
-    steps_chosen = "given" if job.steps else "recommended"  # 0, as the widget's empty field, is auto too
-    if not job.steps:
-        job.steps = recommended_steps(data.validation["train_objects"], job.objects_per_image)
+    lr_chosen, steps_chosen = _choose_lr_and_steps(job, model, spec, data)
+    assert job.lr is not None and job.steps is not None
     out.parent.mkdir(parents=True, exist_ok=True)
     record = RunRecord(
         job={k: str(v) if isinstance(v, Path) else v for k, v in asdict(job).items()},
@@ -191,6 +207,7 @@ def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None
         validation=data.validation,
         world_size=world,
         precision=precision.name,
+        parent=parent_summary(job.from_adapter, parent, data.replay),
     )
     reporter = RunReporter(record, out, emit, lead=rank == 0, should_stop=should_stop)
     reporter.save()
@@ -210,9 +227,12 @@ def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None
             steps_chosen=steps_chosen,
             precision=precision.name,
             precision_reason=precision.reason,
+            continued_from=record.parent,
         )
     )
-    best = _train(job, model, spec, data, reporter, shard=(rank, world), frozen_precision=frozen.name)
+    best = _train(
+        job, model, spec, data, reporter, shard=(rank, world), frozen_precision=frozen.name, parent=parent
+    )
     last_step = record.curve[-1][0] if record.curve else 0
     record.status = "stopped" if reporter.stopped else "completed" if last_step >= job.steps else "early_stopped"
     if job.evaluate and reporter.lead:
@@ -222,6 +242,31 @@ def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None
     plan = data.plan
     reporter.say(Finished(record.status, str(out), record.best_score, plan.validation, plan.description))
     return record
+
+
+def _choose_lr_and_steps(
+    job: TrainingJob, model: LoadedModel, spec: PeftSpec, data: TrainingData
+) -> tuple[str, str]:
+    """Fill in the learning rate and step count a job leaves open; returns how each was chosen.
+
+    A continuation (``data.replay``) is recommended a smaller rate and steps for its new objects
+    (see :mod:`.continuation`).
+    """
+    continuing = data.replay is not None
+    lr_chosen = (
+        "given" if job.lr is not None else "recommended for a continuation" if continuing else "recommended"
+    )
+    if job.lr is None:
+        job.lr = recommended_lr(spec.method, model.architecture) * (CONTINUATION_LR_FACTOR if continuing else 1)
+    steps_chosen = "given" if job.steps else "recommended for a continuation" if continuing else "recommended"
+    if not job.steps:  # 0, as the widget's empty field, is auto too
+        train_objects = data.validation["train_objects"]
+        job.steps = (
+            continuation_steps(data.replay.new_objects, train_objects, job.objects_per_image)
+            if data.replay is not None
+            else recommended_steps(train_objects, job.objects_per_image)
+        )
+    return lr_chosen, steps_chosen
 
 
 def loop_settings(job: TrainingJob) -> dict[str, Any]:
@@ -240,11 +285,14 @@ def _train(
     reporter: RunReporter,
     shard: tuple[int, int],
     frozen_precision: str,
+    parent: Adapter | None = None,
 ) -> Adapter:
-    """Run the training loop on this rank's share of the images; a failure is recorded, then raised."""
+    """Run the training loop on this rank's share of the images (from ``parent``'s tensors when it continues
+    one); a failure is recorded, then raised."""
     rank, world = shard
     plan = data.plan
     train_samples = (plan.train[rank::world] or plan.train) if world > 1 else plan.train
+    weights = shard_weights(data.replay.weights() if data.replay is not None else None, rank, world)
     source = None
     if job.cache_dir is not None:
         # the frozen stages run in the annotator's embedding precision, which the cache key names
@@ -265,6 +313,8 @@ def _train(
             ),
             embedding_source=source,
             training_snapshot=data.snapshot_id,
+            parent=parent,
+            sample_weights=weights,
         )
     except BaseException as error:
         reporter.record.status = "failed" if not isinstance(error, KeyboardInterrupt) else "stopped"

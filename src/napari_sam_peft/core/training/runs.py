@@ -75,6 +75,8 @@ class RunRecord:
     ran_on: str = ""
     #: a cluster run's scheduler ``address``, ``worker``, ``host``, ``run_id`` and ``folder`` on the worker
     remote: dict[str, str] = field(default_factory=dict)
+    #: a continuation's parent: its ``adapter`` file and ``hash``, and what the steps drew (``replay``)
+    parent: dict[str, Any] = field(default_factory=dict)
     run_dir: Path | None = field(default=None, compare=False)
 
     def to_json(self) -> dict[str, Any]:
