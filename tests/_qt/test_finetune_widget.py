@@ -122,7 +122,7 @@ def test_training_in_the_worker_changes_the_live_model_and_its_masks(loop, qtbot
     masks_after = _box_logits(segment)
     assert not np.array_equal(masks_before, masks_after)
     assert len(finetune.loss_plot.points) == 4 and finetune.val_plot.points
-    assert finetune.history.data.to_list()[0][2] == "completed"
+    assert finetune.history.data.to_list()[0][2:4] == ["base", "completed"]
 
     # The switch compares base and adapter on the current image.
     finetune.compare.value = "base model"
@@ -132,6 +132,41 @@ def test_training_in_the_worker_changes_the_live_model_and_its_masks(loop, qtbot
     finetune.compare.value = "adapter"
     wait_for_worker(qtbot, segment)
     np.testing.assert_array_equal(_box_logits(segment), masks_after)
+
+
+def test_training_again_continues_the_live_adapter_and_the_history_shows_the_chain(loop, qtbot):
+    viewer, segment, finetune = loop
+    choice = finetune.settings.continuation
+    assert not choice.checkbox.enabled and not choice.checkbox.value  # nothing to continue yet
+    click(finetune.start_button)
+    _wait_for_end(qtbot, finetune, segment)
+    first = Adapter.load(finetune.process.path)
+    # the live adapter fits the settings: continuing is on by default, at half the recommended rate
+    assert choice.checkbox.enabled and choice.checkbox.value
+    assert first.identity[:12] in choice.note.value and finetune.lr.value == "0.0005"
+    newly_annotated = make_sample("cells", seed=7)
+    segment.session.annotations.store.add_labels(newly_annotated.image, newly_annotated.labels, split="train")
+
+    click(finetune.start_button)
+    assert finetune.job().from_adapter == finetune.process.job.from_adapter == segment.session.model.adapter_path
+    _wait_for_end(qtbot, finetune, segment)
+    assert finetune.process.terminal_event.event == "finished", finetune.process.terminal_event
+    second = Adapter.load(finetune.process.path)
+    assert second.parent_adapter == first.identity
+    rows = finetune.history.data.to_list()
+    assert [row[2] for row in rows] == ["run 2", "base"]  # newest first: the second continued the first
+
+    # unchecked by the keyboard: a run from the base model, at the recommended rate again
+    choice.checkbox.native.setFocus()
+    qtbot.keyClick(choice.checkbox.native, Qt.Key.Key_Space)
+    assert not choice.checkbox.value and finetune.lr.value == "0.001" and finetune.job().from_adapter is None
+    qtbot.keyClick(choice.checkbox.native, Qt.Key.Key_Space)
+    assert finetune.job().from_adapter is not None
+    # another preset cannot continue this adapter: the switch goes off and says why
+    finetune.preset.value = "freeze_encoder"
+    assert not choice.checkbox.enabled and not choice.checkbox.value
+    assert "The live adapter was trained as late_lora" in choice.note.value
+    assert finetune.job().from_adapter is None
 
 
 def test_the_event_loop_keeps_serving_timers_while_training_runs(loop, qtbot):

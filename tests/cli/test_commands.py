@@ -294,6 +294,40 @@ def test_train_then_evaluate_with_the_adapter(tmp_path):
     assert 0.0 <= scores["ais"] <= 1.0 and scores["ais_method"] == "ais"  # the adapter's instance decoder
 
 
+def test_train_from_an_adapter_continues_it_and_a_corrupt_parent_is_one_line(tmp_path):
+    from napari_sam_peft.core.data.sample_data import make_sample
+    from napari_sam_peft.core.data.store import AnnotationStore
+    from napari_sam_peft.core.peft import Adapter
+
+    store = AnnotationStore.create(tmp_path / "s.sampeft.zarr")
+    for seed, split in ((1, "train"), (2, "val")):
+        sample = make_sample("cells", seed=seed)
+        store.add_labels(sample.image, sample.labels, split=split)
+    common = ["--model", "demo", "--preset", "late_lora", "--blocks", "last 1", "--steps", "2", "--device", "cpu"]
+    first = tmp_path / "first.safetensors"
+    assert _cli("train", str(store.path), *common, "--out", str(first)).returncode == 0
+    sample = make_sample("cells", seed=3)  # a newly annotated image
+    store.add_labels(sample.image, sample.labels, split="train")
+    second = tmp_path / "second.safetensors"
+    result = _cli("train", str(store.path), *common, "--out", str(second), "--from-adapter", str(first))
+    assert result.returncode == 0, result.stderr
+    assert f"continuing from {first}" in result.stderr and "1 of 2 training samples are new" in result.stderr
+    assert Adapter.load(second).parent_adapter == Adapter.load(first).identity
+
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(first.read_bytes()[:-100])
+    runs_before = sorted(runs_dir(store.path).glob("*"))
+    result = _cli(
+        "train", str(store.path), "--model", "demo", "--preset", "late_lora", "--from-adapter", str(corrupt)
+    )
+    assert result.returncode == 2
+    assert (
+        len(result.stderr.strip().splitlines()) == 1
+        and "Cannot continue from corrupt.safetensors" in result.stderr
+    )
+    assert sorted(runs_dir(store.path).glob("*")) == runs_before
+
+
 def test_train_with_a_bad_out_name_exits_2(tmp_path):
     from napari_sam_peft.core.data.store import AnnotationStore
 

@@ -15,6 +15,7 @@ from magicgui.widgets.bases import ValueWidget
 
 from napari_sam_peft._qt.dock_layout import full_width, show_text, wrapping
 from napari_sam_peft._qt.finetune_cluster import ClusterPanel
+from napari_sam_peft._qt.finetune_continue import ContinueChoice
 from napari_sam_peft.core.cluster.connect import ClusterInfo, WorkerInfo
 from napari_sam_peft.core.errors import SamPeftError
 from napari_sam_peft.core.peft import PeftSpec
@@ -23,6 +24,7 @@ from napari_sam_peft.core.sam.architecture import VIT_B
 from napari_sam_peft.core.sam.devices import select_device
 from napari_sam_peft.core.sam.precision import resolve_precision, supported_precisions
 from napari_sam_peft.core.sam.precision_probe import cached_probe
+from napari_sam_peft.core.training.continuation import CONTINUATION_LR_FACTOR, continuation_steps
 from napari_sam_peft.core.training.job import (
     JobField,
     TrainingJob,
@@ -120,12 +122,18 @@ class SettingsPanel(Container):
         self.estimate = wrapping(Label(value=""))
         self.remote: WorkerInfo | None = None  # the cluster worker a run would go to (see set_remote)
         self.cluster = ClusterPanel(on_connected=self.set_remote)
+        self.recommended_lr: float | None = None  # for a run from the base model (see recommend)
+        self.continuation = ContinueChoice(session, self.spec)
         switches = [w for w in self.fields.values() if isinstance(w, CheckBox)]
         values = [w for w in self.fields.values() if not isinstance(w, CheckBox)]
         self.extend([self.data_status, self.cluster, self.recommendation, *values, self.hot_reload, *switches])
-        self.append(self.estimate)
+        self.extend([self.continuation.checkbox, self.continuation.note, self.estimate])
         for name in ESTIMATED_FROM:
             self.fields[name].changed.connect(self.update_estimate)
+        for name in ("preset", "blocks", "rank"):  # whether the live adapter fits the run
+            self.fields[name].changed.connect(self.continuation.update)
+        self.continuation.changed.connect(self._continuation_changed)
+        session.model.adapter_changed.connect(self.update_estimate)  # a continuation's steps
         self.fields["device"].changed.connect(self.recommend)
         session.model.base_changed.connect(self.recommend)
         for signal in (
@@ -136,7 +144,8 @@ class SettingsPanel(Container):
             signal.connect(self.update_estimate)
         self.recommend()
         self.update_data_status()
-        full_width(self.data_status, self.cluster, self.recommendation, self.estimate)
+        self.continuation.update()
+        full_width(self.data_status, self.cluster, self.recommendation, self.continuation.note, self.estimate)
 
     def architecture(self):
         """The loaded model's architecture (SAM ViT-B before one is loaded)."""
@@ -187,11 +196,24 @@ class SettingsPanel(Container):
         pick = recommend_preset(device, self.architecture(), free_memory=free)
         self.fields["preset"].value = pick.preset
         self.fields["blocks"].value = pick.blocks or ""
-        self.fields["lr"].value = format_value(pick.lr)
+        self.recommended_lr = pick.lr
+        self.fields["lr"].value = format_value(pick.lr * (CONTINUATION_LR_FACTOR if self._continuing() else 1))
         where = device.type if self.remote is None else f"the cluster's worker {self.remote.host} ({device.type})"
         self.recommendation.value = (
             f"Recommended on {where}: {pick.preset}. {pick.reason} Precision: {self.auto_precision(device)}."
         )
+        self.update_estimate()
+
+    def _continuing(self) -> bool:
+        return hasattr(self, "continuation") and self.continuation.parent() is not None
+
+    def _continuation_changed(self, *_: Any) -> None:
+        """A continuation is recommended a smaller rate: the rate field follows unless the user typed one."""
+        if self.recommended_lr is not None:
+            both = {format_value(self.recommended_lr * f) for f in (1, CONTINUATION_LR_FACTOR)}
+            if self.fields["lr"].value.strip() in both:
+                factor = CONTINUATION_LR_FACTOR if self._continuing() else 1
+                self.fields["lr"].value = format_value(self.recommended_lr * factor)
         self.update_estimate()
 
     def auto_precision(self, device: Any) -> str:
@@ -248,6 +270,10 @@ class SettingsPanel(Container):
         on each slice, as the run's samples do."""
         store = self.session.annotations.store
         info = store.info() if store is not None else {"train_objects": 0, "volumes": 0}
+        new_objects = self.continuation.new_objects() if hasattr(self, "continuation") else None
+        if new_objects is not None:
+            steps = continuation_steps(new_objects, info["train_objects"], objects_per_image)
+            return steps, f" (recommended for a continuation with {new_objects} new objects)"
         if not info["volumes"]:
             count = info["train_objects"]
             return recommended_steps(count, objects_per_image), f" (recommended for {count} training objects)"
@@ -300,6 +326,7 @@ class SettingsPanel(Container):
             store=self.session.annotations.store.path,
             model=model_argument(model),
             cache_dir=None if cluster else self.session.embeddings.cache.root,
+            from_adapter=self.continuation.parent(),
             **values,
             **cluster,
         )

@@ -13,11 +13,14 @@ def status_line(event: Event) -> str | None:
     if isinstance(event, Started):
         slower = event.precision_reason.startswith("given; ")  # asked for, and the probe found it slower
         warning = f" (warning: {event.precision_reason.removeprefix('given; ')})" if slower else ""
+        parent = event.continued_from
+        continuing = f" continuing from adapter {parent['hash'][:12]} ({parent['replay']})," if parent else ""
         return (
-            f"Training {event.method} on {event.device}: {event.trainable_params:,} parameters, "
+            f"Training {event.method} on {event.device}:{continuing} {event.trainable_params:,} parameters, "
             f"{event.train_images} training images, lr {format_value(event.lr)}"
-            f"{' (recommended)' if event.lr_chosen == 'recommended' else ''}, {event.steps} steps"
-            f"{' (recommended)' if event.steps_chosen == 'recommended' else ''}, {event.precision}{warning}; "
+            f"{' (recommended)' if event.lr_chosen.startswith('recommended') else ''}, {event.steps} steps"
+            f"{' (recommended)' if event.steps_chosen.startswith('recommended') else ''}, "
+            f"{event.precision}{warning}; "
             f"validation on {event.measured_on or 'n/a'}. "
             "Running the frozen encoder blocks once per image..."
         )

@@ -15,7 +15,7 @@ from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QStyledItemDelegate, 
 from napari_sam_peft.core.evaluation.report import EvaluationReport
 from napari_sam_peft.core.training.runs import RunRecord
 
-HISTORY_COLUMNS = ["run", "method", "status", "best val", "Box change"]
+HISTORY_COLUMNS = ["run", "method", "from", "status", "best val", "Box change"]
 
 
 def evaluation_rows(report: EvaluationReport | None) -> dict[str, Any]:
@@ -31,15 +31,25 @@ def evaluation_rows(report: EvaluationReport | None) -> dict[str, Any]:
     }
 
 
+def _started_from(run: RunRecord, runs: list[RunRecord]) -> str:
+    """What a run started from: "base", or the row of the run whose adapter it continued ("run 2")."""
+    if not run.parent:
+        return "base"
+    for row, other in enumerate(runs, start=1):
+        if other.adapter == run.parent.get("adapter"):
+            return f"run {row}"
+    return f"adapter {str(run.parent.get('hash', ''))[:8]}"
+
+
 def history_rows(runs: list[RunRecord]) -> dict[str, Any]:
-    """Table value for the runs of a store (newest first)."""
+    """Table value for the runs of a store (newest first); "from" shows the chain of continued adapters."""
     data = []
     for run in runs:
         score = f"{run.best_score:.3f}" if run.best_score is not None else ""
         change = f"{run.evaluation.change('box'):+.3f}" if run.evaluation is not None else ""
         name = run.run_dir.name if run.run_dir is not None else ""
         status = f"{run.status} on {run.remote.get('host') or 'cluster'}" if run.remote else run.status
-        data.append([name, run.method, status, score, change])
+        data.append([name, run.method, _started_from(run, runs), status, score, change])
     return {"data": data, "index": [str(i + 1) for i in range(len(data))], "columns": HISTORY_COLUMNS}
 
 

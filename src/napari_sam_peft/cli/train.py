@@ -149,9 +149,14 @@ def _print_progress(event: Event) -> None:
             file=sys.stderr,
         )
         print(f"validation and evaluation on: {event.measured_on}", file=sys.stderr)
+        parent = event.continued_from
+        if parent:
+            print(
+                f"continuing from {parent['adapter']} ({parent['hash'][:12]}): {parent['replay']}", file=sys.stderr
+            )
         if event.lr_chosen:
-            recommended = event.lr_chosen == "recommended"
-            why = " (recommended for this model and method; --lr to change)" if recommended else ""
+            recommended = event.lr_chosen.startswith("recommended")
+            why = f" ({event.lr_chosen} with this model and method; --lr to change)" if recommended else ""
             print(f"learning rate {format_value(event.lr)}{why}", file=sys.stderr)
         why = f" ({event.precision_reason}; --precision to change)" if event.precision_reason != "given" else ""
         print(f"precision {event.precision}{why}", file=sys.stderr)
@@ -159,6 +164,12 @@ def _print_progress(event: Event) -> None:
             print(
                 f"{event.steps} steps (recommended for {event.train_objects} training objects: about 25 passes "
                 "over them; --steps to change)",
+                file=sys.stderr,
+            )
+        elif event.steps_chosen.startswith("recommended"):
+            print(
+                f"{event.steps} steps (recommended for a continuation with {parent['new_objects']} new objects: "
+                "about 25 passes over them; --steps to change)",
                 file=sys.stderr,
             )
         if event.validation == TRAINING_DATA:
