@@ -57,3 +57,12 @@ def test_two_rounds_finetuning_helps_and_round_two_starts_from_ais(tmp_path):
     assert "| change |" in result.table() and "| AIS |" in result.table()
     assert "| 2 | adapter + decoder (AIS) |" in result.rounds_table()
     assert any("round 2: annotated 2 images pre-segmented with AIS" in m for m in messages)
+    # round two continued round one's adapter, and its adapter says so
+    from napari_sam_peft.core.peft import Adapter
+
+    round_one = Adapter.load(tmp_path / "demo_cells_round1.safetensors")
+    assert Adapter.load(result.adapter).parent_adapter == round_one.identity
+    assert any(
+        "round 2: finetuning demo with late_lora" in m and "continuing round one's adapter" in m for m in messages
+    )
+    assert result.record.parent["new_samples"] == 2 and result.record.parent["samples"] >= 3

@@ -14,7 +14,8 @@ small demo model, trained on domain A):
 3. **Finetune** the recommended preset with the instance decoder on the store, with the same
    training job the Finetune widget's worker runs.
 4. **Round two**: the next images are pre-segmented with AIS (the new adapter and its
-   decoder), corrected with the adapted model, and the store is finetuned again.
+   decoder), corrected with the adapted model, and training continues from round one's adapter
+   (a warm start: round two's images are drawn half the time, round one's stay in).
 5. **Evaluate** base and final adapter with the paper's interactive protocol on held-out images,
    and the automatic segmentation (base: mask generation; adapter: AIS), and report each round's
    accepted, corrected and painted objects.
@@ -218,7 +219,14 @@ def _annotate(predictor, store, seeds, settings: DemoSettings, decoder=None) -> 
     return counts
 
 
-def _job(settings: DemoSettings, store_path: Path, preset: str, blocks: str | None, out: Path):
+def _job(
+    settings: DemoSettings,
+    store_path: Path,
+    preset: str,
+    blocks: str | None,
+    out: Path,
+    parent: Path | None = None,
+):
     from ..core.training.job import TrainingJob
 
     return TrainingJob(
@@ -235,6 +243,7 @@ def _job(settings: DemoSettings, store_path: Path, preset: str, blocks: str | No
         with_decoder=True,
         seed=settings.seed,
         out=out,
+        from_adapter=parent,  # round two continues round one's adapter
     )
 
 
@@ -300,6 +309,7 @@ def run_headless_demo(workdir: str | Path, settings: DemoSettings | None = None,
     from ..core.peft import Adapter
     from ..core.peft.recommend import recommend_preset, recommended_lr, recommended_steps
     from ..core.sam.loading import load_model
+    from ..core.training.continuation import CONTINUATION_LR_FACTOR, NEW_SHARE
 
     settings = settings or DemoSettings()
     workdir = Path(workdir)
@@ -337,12 +347,17 @@ def run_headless_demo(workdir: str | Path, settings: DemoSettings | None = None,
         seconds["annotate"] = seconds.get("annotate", 0.0) + time.perf_counter() - start
         how = "AIS with round one's adapter and decoder" if number > 1 else "the base model's mask generation"
         say(f"round {number}: annotated {len(seeds)} images pre-segmented with {how}: {counts[-1].line()}")
-        job = _job(settings, store_path, preset, blocks, out)
-        lr = settings.lr or recommended_lr(job.spec(model.architecture.depth).method, model.architecture)
+        parent = rounds[number - 2][1] if number > 1 else None
+        job = _job(settings, store_path, preset, blocks, out, parent)
+        lr = settings.lr or recommended_lr(job.spec(model.architecture.depth).method, model.architecture) * (
+            CONTINUATION_LR_FACTOR if parent is not None else 1
+        )
         committed = store.info()["objects"]
+        start_from = f"continuing round one's adapter (drawing round two's images {NEW_SHARE:.0%} of the time)"
         say(
             f"round {number}: finetuning {settings.model} with {preset} and the instance decoder "
-            f"({pick.reason if not settings.preset else 'chosen'}), lr {lr:g}, {settings.steps} steps of "
+            f"({pick.reason if not settings.preset else 'chosen'}), "
+            f"{start_from + ', ' if parent is not None else ''}lr {lr:g}, {settings.steps} steps of "
             f"{settings.objects_per_image} objects and {settings.sub_iterations} correction passes (short, to fit "
             f"the demo's minutes; train without --steps takes the recommended "
             f"{recommended_steps(committed, job.objects_per_image)} for these {committed} objects)"
