@@ -144,7 +144,7 @@ def _describe(
             source=weights,
             architecture=spec.ArchitectureFromFileDescr(
                 source=adaptor_source,
-                callable="SamPeftPredictorAdaptor",
+                callable=spec.Identifier("SamPeftPredictorAdaptor"),
                 kwargs={"architecture": architecture_json},
             ),
             pytorch_version=spec.Version(torch.__version__.split("+")[0]),
@@ -179,9 +179,13 @@ def _describe(
                     for t in ("embeddings", "masks")
                 ]
             ),
-            napari_sam_peft=json.loads(json.dumps(lineage(adapter, model, content), default=str)),
+            napari_sam_peft=_jsonable(lineage(adapter, model, content)),  # type: ignore[call-arg]  # extra keys
         ),
     )
+
+
+def _jsonable(values: dict[str, Any]) -> Any:
+    return json.loads(json.dumps(values, default=str))
 
 
 def _one_line(adapter: Adapter, model: LoadedModel, content: PackageContent) -> str:

@@ -95,7 +95,9 @@ def test_inputs(image: np.ndarray, labels: np.ndarray, img_size: int, mask_size:
         mask = np.asarray(labels) == value
         rows, cols = np.nonzero(mask)
         boxes.append([cols.min(), rows.min(), cols.max(), rows.max()])
-        row, col = farthest_interior_point(mask)
+        point = farthest_interior_point(mask)
+        assert point is not None  # the object has pixels
+        row, col = point
         points.append([[col, row]])
         masks.append(mask_logits(mask, img_size, mask_size))
     return {
