@@ -134,7 +134,7 @@ def test_training_in_the_worker_changes_the_live_model_and_its_masks(loop, qtbot
     np.testing.assert_array_equal(_box_logits(segment), masks_after)
 
 
-def test_training_again_continues_the_live_adapter_and_the_history_shows_the_chain(loop, qtbot):
+def test_training_again_continues_the_live_adapter_and_the_history_shows_the_chain(loop, qtbot, monkeypatch):
     viewer, segment, finetune = loop
     choice = finetune.settings.continuation
     assert not choice.checkbox.enabled and not choice.checkbox.value  # nothing to continue yet
@@ -155,6 +155,18 @@ def test_training_again_continues_the_live_adapter_and_the_history_shows_the_cha
     assert second.parent_adapter == first.identity
     rows = finetune.history.data.to_list()
     assert [row[2] for row in rows] == ["run 2", "base"]  # newest first: the second continued the first
+
+    # the newest run, exported from the history as a bioimage.io package (the save dialog answered)
+    package = segment.session.annotations.store.path.parent / "cells_model.zip"
+    monkeypatch.setattr("qtpy.QtWidgets.QFileDialog.getSaveFileName", lambda *a, **k: (str(package), ""))
+    history = finetune.history.native
+    qtbot.mouseClick(
+        history.viewport(), Qt.MouseButton.LeftButton, pos=history.visualRect(history.model().index(0, 0)).center()
+    )
+    click(finetune.runs.export_button)
+    qtbot.waitUntil(lambda: not finetune.runs.jobs.active, timeout=300_000)
+    assert package.is_file(), error_messages()
+    assert any(m.startswith("Wrote ") and "test: passed" in m for m in error_messages())
 
     # unchecked by the keyboard: a run from the base model, at the recommended rate again
     choice.checkbox.native.setFocus()

@@ -113,12 +113,12 @@ def _describe(
     """The spec 0.5 model description, its files written into ``folder``."""
     import bioimageio.spec.model.v0_5 as spec
 
-    from .bioimageio_adaptor import SamPeftPredictorAdaptor
+    from .bioimageio_adaptor import sam_peft_predictor_adaptor
 
     weights = folder / "weights.pt"
     torch.save(checkpoint, weights)
     architecture_json = model.architecture.to_json()
-    adaptor = SamPeftPredictorAdaptor(architecture_json)
+    adaptor = sam_peft_predictor_adaptor(architecture_json)
     adaptor.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     adaptor.eval()
     prompt_encoder = model.sam.prompt_encoder
@@ -144,7 +144,7 @@ def _describe(
             source=weights,
             architecture=spec.ArchitectureFromFileDescr(
                 source=adaptor_source,
-                callable=spec.Identifier("SamPeftPredictorAdaptor"),
+                callable=spec.Identifier("sam_peft_predictor_adaptor"),
                 kwargs={"architecture": architecture_json},
             ),
             pytorch_version=spec.Version(torch.__version__.split("+")[0]),
