@@ -23,6 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "evaluation": {"sam", "peft", "annotation", "data", "instance", "volume"},
     "training": {"sam", "peft", "annotation", "data", "evaluation", "instance", "volume"},
     "cluster": {"training"},  # runs a training job elsewhere; the run itself is training's
+    "export": {"sam", "peft", "data", "evaluation", "training"},  # a trained adapter, shared
 }
 
 

@@ -89,8 +89,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _export_bioimageio(args: argparse.Namespace, adapter, model) -> None:
-    from napari_sam_peft.core.export.bioimageio import PackageContent, default_authors, export_bioimageio
-    from napari_sam_peft.core.export.bioimageio_docs import adapter_chain
+    from napari_sam_peft.core.export.bioimageio import default_authors, export_bioimageio
+    from napari_sam_peft.core.export.bioimageio_docs import PackageContent, adapter_chain
     from napari_sam_peft.core.export.bioimageio_tensors import store_test_sample
     from napari_sam_peft.core.training.runs import RECORD_NAME, list_runs, read_run
 

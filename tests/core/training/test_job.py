@@ -33,6 +33,7 @@ OTHER_VALUES = {
     "seed": 42,
     "out": Path("/data/runs/cells.safetensors"),
     "cache_dir": Path("/data/cache"),
+    "from_adapter": Path("/data/runs/previous/adapter.safetensors"),
     "cluster": "tls://gpu01.example.org:8786",
     "scheduler_file": Path("/shared/scheduler.json"),
     "cluster_gpu": True,

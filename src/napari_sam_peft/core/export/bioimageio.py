@@ -20,11 +20,10 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from ... import __version__
@@ -32,7 +31,7 @@ from ..atomic import atomic_path
 from ..errors import SamPeftError
 from ..peft import Adapter
 from ..sam.loading import LoadedModel
-from .bioimageio_docs import cover_image, documentation, lineage
+from .bioimageio_docs import PackageContent, cover_image, documentation, lineage
 from .bioimageio_tensors import TestTensors, run_adaptor, test_inputs
 from .merged import merged_checkpoint
 
@@ -42,18 +41,6 @@ CITATIONS = (
      "MIDL 2025, PMLR 301 (2026)", "https://arxiv.org/abs/2502.00418"),
     ("Archit et al.: Segment Anything for Microscopy. Nature Methods (2025)", "10.1038/s41592-024-02580-4"),
 )  # fmt: skip
-
-
-@dataclass
-class PackageContent:
-    """What a package says about its model besides the weights."""
-
-    name: str
-    test_image: np.ndarray
-    test_labels: np.ndarray
-    authors: list[str] = field(default_factory=lambda: ["napari-sam-peft user"])
-    record: Any = None  # the run's RunRecord, when the adapter has one beside it
-    parents: list[str] = field(default_factory=list)  # hashes of the adapter's parent, its parent's ...
 
 
 @dataclass

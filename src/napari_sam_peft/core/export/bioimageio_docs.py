@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,19 @@ from ..sam.loading import LoadedModel
 
 if TYPE_CHECKING:
     from ..training.runs import RunRecord
-    from .bioimageio import PackageContent
+
+
+@dataclass
+class PackageContent:
+    """What a package says about its model besides the weights."""
+
+    name: str
+    test_image: np.ndarray
+    test_labels: np.ndarray
+    authors: list[str] = field(default_factory=lambda: ["napari-sam-peft user"])
+    record: RunRecord | None = None  # the run's RunRecord, when the adapter has one beside it
+    parents: list[str] = field(default_factory=list)  # hashes of the adapter's parent, its parent's ...
+
 
 #: the outline colour of the test masks on the cover (RGB)
 OUTLINE = (255, 200, 0)
