@@ -73,3 +73,23 @@ def test_unchanged_files_are_not_read_again(tmp_path, monkeypatch):
     monkeypatch.setattr(blobs, "file_hash", lambda path: read.append(path) or "x" * 64)
     assert folder_manifest(store.path, HashCache(tmp_path / "hashes.json")) == first
     assert read == []  # every hash came from the cache
+
+
+def test_the_adapter_a_continuation_starts_from_goes_to_the_worker_with_the_store(tmp_path, monkeypatch):
+    from napari_sam_peft.core.cluster import remote_run
+    from napari_sam_peft.core.training.job import TrainingJob
+
+    monkeypatch.setattr(remote_run, "default_cache_dir", lambda: tmp_path / "cache")
+    store = AnnotationStore.create(tmp_path / "s.sampeft.zarr")
+    sample = make_sample("cells", seed=1)
+    store.add_labels(sample.image, sample.labels, split="train")
+    parent = tmp_path / "runs" / "adapter.safetensors"
+    parent.parent.mkdir()
+    parent.write_bytes(b"an adapter's bytes")
+    job = TrainingJob(
+        store=store.path, model="demo", preset="late_lora", from_adapter=parent, out=tmp_path / "a.safetensors"
+    )
+    manifest, job_files, files = remote_run._manifest(job)
+    digest = hashlib.sha256(b"an adapter's bytes").hexdigest()
+    assert job_files == {"from_adapter": ["adapter.safetensors", digest]}  # "demo" is loaded by name there
+    assert files[digest] == parent and all(d in files for d, _ in manifest.values())
