@@ -25,10 +25,11 @@ def _cli(*args):
     )
 
 
-@pytest.fixture
-def chain(tmp_path):
-    """Round one, then a continuation of it after one more image: (store, first adapter, second adapter)."""
-    store = AnnotationStore.create(tmp_path / "cells.sampeft.zarr")
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    """Round one, then a continuation of it after one more image: (store, first adapter, second adapter);
+    trained once for the module's tests, which only read them."""
+    store = AnnotationStore.create(tmp_path_factory.mktemp("chain") / "cells.sampeft.zarr")
     for seed, split in ((1, "train"), (2, "val")):
         sample = make_sample("cells", seed=seed)
         store.add_labels(sample.image, sample.labels, split=split)

@@ -35,13 +35,14 @@ def test_store_add_train_and_evaluate_a_volume(tmp_path):
 
     adapter = tmp_path / "volume.safetensors"
     args = ("--model", "demo", "--preset", "late_lora", "--steps", "2", "--validate-every", "2", "--device", "cpu")
-    result = _cli("train", str(store), *args, "--objects-per-image", "2", "--out", str(adapter))
+    # with the instance decoder, evaluate segments automatically by AIS, not by mask generation on every slice
+    result = _cli("train", str(store), *args, "--objects-per-image", "2", "--out", str(adapter), "--with-decoder")
     assert result.returncode == 0, result.stderr
     record = json.loads((adapter.parent / "run.json").read_text())
     assert record["validation"]["validation"] == "validation split"
 
     args = ("evaluate", str(store), "--model", "demo", "--adapter", str(adapter), "--iterations", "1", "--json")
-    # a hang guard, not a speed bound: mask generation on every slice took 120 s on a loaded 2-core CI machine
+    # a hang guard, not a speed bound
     result = subprocess.run([sys.executable, "-m", "napari_sam_peft.cli", *args], capture_output=True, text=True,
                             timeout=900)  # fmt: skip
     assert result.returncode == 0, result.stderr

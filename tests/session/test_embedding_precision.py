@@ -66,8 +66,8 @@ def test_bfloat16_embeddings_give_the_masks_of_float32_on_the_sample_data(native
     session.model.load(name, device="cpu")
     assert session.model.precision.name == "bf16"  # auto, on a CPU where bfloat16 is native and measured faster
     ious = []
-    for domain in ("cells", "nuclei"):
-        for seed in (0, 1):
+    for domain in ("cells", "nuclei"):  # one image of each (an emulated bfloat16 LiteMedSAM embedding: ~30 s)
+        for seed in (0,):
             sample = make_sample(domain, seed=seed)
             prompts = _prompts(sample.labels, points)
             masks = {}
@@ -76,7 +76,7 @@ def test_bfloat16_embeddings_give_the_masks_of_float32_on_the_sample_data(native
                 _, embeddings = session.embeddings.compute(sample.image)
                 masks[precision] = session.model.segment(embeddings, prompts)
             ious += [_iou(a, b) for a, b in zip(masks["fp32"], masks["bf16"], strict=True)]
-    assert len(ious) > 50 and np.mean(ious) >= 0.98, (np.mean(ious), min(ious))
+    assert len(ious) > 25 and np.mean(ious) >= 0.98, (len(ious), np.mean(ious), min(ious))
     assert min(ious) < 1.0  # it did embed in bfloat16
 
 

@@ -32,6 +32,7 @@ class ContinueChoice:
         )
         self.note = wrapping(Label(value=""))
         self._seen: tuple[str, bool] | None = None  # (adapter identity, fits) when last looked at
+        self._counted: dict[tuple[str, str], int | None] = {}  # new objects by (adapter, store snapshot)
         self.changed = self.checkbox.changed
         session.model.adapter_changed.connect(self.update)
 
@@ -83,9 +84,13 @@ class ContinueChoice:
         adapter = self.session.model.adapter
         if parent is None or store is None or adapter is None:
             return None
-        then = store.snapshot_at(adapter.training_snapshot)
-        if then is None:
-            return None
-        known = {o.object_id for image in then.images for o in image.objects}
-        train = [i for i in store.snapshot().images if i.split == "train"]
-        return sum(o.object_id not in known for image in train for o in image.objects)
+        now = store.snapshot()
+        key = (adapter.identity, now.snapshot_id)
+        if key not in self._counted:  # the journal is read once per adapter and store state
+            then = store.snapshot_at(adapter.training_snapshot)
+            known = {o.object_id for image in then.images for o in image.objects} if then is not None else None
+            train = [i for i in now.images if i.split == "train"]
+            self._counted[key] = (
+                None if known is None else sum(o.object_id not in known for i in train for o in i.objects)
+            )
+        return self._counted[key]

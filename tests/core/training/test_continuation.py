@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from napari_sam_peft.core.data.sample_data import make_sample
+from napari_sam_peft.core.data.store import AnnotationStore
 from napari_sam_peft.core.errors import SamPeftError
 from napari_sam_peft.core.peft import Adapter
 from napari_sam_peft.core.peft.adapter_file import AdapterMismatchError
@@ -19,11 +22,31 @@ from napari_sam_peft.core.training.runs import list_runs, runs_dir
 from tests.core.training.conftest import _job
 
 
-@pytest.fixture
-def parent(store):
-    """Round one: an adapter with an instance decoder, trained on the store's one training image."""
+@pytest.fixture(scope="module")
+def trained_once(tmp_path_factory):
+    """A store like the ``store`` fixture's and round one's adapter on it, trained once for this module."""
+    store = AnnotationStore.create(tmp_path_factory.mktemp("round_one") / "cells.sampeft.zarr")
+    for seed, split in ((1, "train"), (2, "val")):
+        sample = make_sample("cells", seed=seed)
+        store.add_labels(sample.image, sample.labels, split=split)
     record = run_job(_job(store, steps=2, with_decoder=True), lambda event: None)
-    return record.adapter
+    return store.path, Path(record.adapter)
+
+
+@pytest.fixture
+def store(trained_once, tmp_path):
+    """A copy of round one's store (the same journal: the parent's snapshot is found in it) for one test."""
+    shutil.copytree(trained_once[0], tmp_path / "cells.sampeft.zarr")
+    return AnnotationStore(tmp_path / "cells.sampeft.zarr")
+
+
+@pytest.fixture
+def parent(trained_once, tmp_path):
+    """Round one: an adapter with an instance decoder, trained on the store's one training image."""
+    copy = tmp_path / "round_one" / "adapter.safetensors"
+    copy.parent.mkdir()
+    shutil.copyfile(trained_once[1], copy)
+    return copy
 
 
 def _add_training_image(store, seed: int = 3) -> None:
