@@ -155,8 +155,11 @@ def _print_progress(event: Event) -> None:
                 f"continuing from {parent['adapter']} ({parent['hash'][:12]}): {parent['replay']}", file=sys.stderr
             )
         if event.lr_chosen:
-            recommended = event.lr_chosen.startswith("recommended")
-            why = f" ({event.lr_chosen} with this model and method; --lr to change)" if recommended else ""
+            why = {
+                "recommended": " (recommended for this model and method; --lr to change)",
+                "recommended for a continuation": " (recommended for a continuation: half the rate for this model "
+                "and method; --lr to change)",
+            }.get(event.lr_chosen, "")
             print(f"learning rate {format_value(event.lr)}{why}", file=sys.stderr)
         why = f" ({event.precision_reason}; --precision to change)" if event.precision_reason != "given" else ""
         print(f"precision {event.precision}{why}", file=sys.stderr)
