@@ -98,7 +98,7 @@ def main() -> int:
     finetune.steps.value = "12"
     run_once(finetune)
     print("runs:", finetune.history.data.to_list())
-    scroll_to(finetune, finetune.status.native)
+    scroll_to(finetune, finetune.history.native)
     viewer.window._qt_window.grab().save(str(args.out / f"continue_history_{tag}.png"))
     print("wrote", args.out / f"continue_settings_{tag}.png", "and", args.out / f"continue_history_{tag}.png")
     viewer.close()

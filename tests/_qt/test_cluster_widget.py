@@ -63,7 +63,7 @@ def test_a_run_on_the_cluster_by_clicks_reloads_into_the_segment_widget(loop, qt
     _wait_for_end(qtbot, finetune, segment, timeout=300_000)
     assert finetune.process.terminal_event.event == "finished", finetune.process.terminal_event
     history = finetune.history.native
-    assert history.item(0, 3).text().startswith("completed on "), history.item(0, 3).text()
+    assert history.item(0, 2).text().startswith("completed on "), history.item(0, 2).text()
     assert not [m for m in error_messages() if "Traceback" in m]
 
 

@@ -122,7 +122,7 @@ def test_training_in_the_worker_changes_the_live_model_and_its_masks(loop, qtbot
     masks_after = _box_logits(segment)
     assert not np.array_equal(masks_before, masks_after)
     assert len(finetune.loss_plot.points) == 4 and finetune.val_plot.points
-    assert finetune.history.data.to_list()[0][2:4] == ["base", "completed"]
+    assert finetune.history.data.to_list()[0][1:3] == ["base", "completed"]
 
     # The switch compares base and adapter on the current image.
     finetune.compare.value = "base model"
@@ -154,7 +154,7 @@ def test_training_again_continues_the_live_adapter_and_the_history_shows_the_cha
     second = Adapter.load(finetune.process.path)
     assert second.parent_adapter == first.identity
     rows = finetune.history.data.to_list()
-    assert [row[2] for row in rows] == ["run 2", "base"]  # newest first: the second continued the first
+    assert [row[1] for row in rows] == ["run 2", "base"]  # newest first: the second continued the first
 
     # the newest run, exported from the history as a bioimage.io package (the save dialog answered)
     package = segment.session.annotations.store.path.parent / "cells_model.zip"

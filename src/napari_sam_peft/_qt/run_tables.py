@@ -6,6 +6,7 @@ Numbers are shown as fixed-point text with an explicit sign for changes (``+0.16
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from magicgui.widgets import Table
@@ -15,7 +16,8 @@ from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QStyledItemDelegate, 
 from napari_sam_peft.core.evaluation.report import EvaluationReport
 from napari_sam_peft.core.training.runs import RunRecord
 
-HISTORY_COLUMNS = ["run", "method", "from", "status", "best val", "Box change"]
+#: the method comes last: it is the widest, and "from" and "status" must fit the dock at 1280 x 800
+HISTORY_COLUMNS = ["run", "from", "status", "best val", "Box change", "method"]
 
 
 def evaluation_rows(report: EvaluationReport | None) -> dict[str, Any]:
@@ -29,6 +31,16 @@ def evaluation_rows(report: EvaluationReport | None) -> dict[str, Any]:
         "index": [row.metric for row in rows],
         "columns": ["base", "adapter", "change"],
     }
+
+
+def _short_name(folder: str) -> str:
+    """A run folder's name as the table shows it: ``20261203-220113-late_lora`` -> ``12-03 22:01:13`` (the
+    method has its own column; other names are shown whole)."""
+    match = re.fullmatch(r"\d{4}(\d\d)(\d\d)-(\d\d)(\d\d)(\d\d)-.*", folder)
+    if match is None:
+        return folder
+    month, day, hour, minute, second = match.groups()
+    return f"{month}-{day} {hour}:{minute}:{second}"
 
 
 def _started_from(run: RunRecord, runs: list[RunRecord]) -> str:
@@ -47,9 +59,9 @@ def history_rows(runs: list[RunRecord]) -> dict[str, Any]:
     for run in runs:
         score = f"{run.best_score:.3f}" if run.best_score is not None else ""
         change = f"{run.evaluation.change('box'):+.3f}" if run.evaluation is not None else ""
-        name = run.run_dir.name if run.run_dir is not None else ""
+        name = _short_name(run.run_dir.name) if run.run_dir is not None else ""
         status = f"{run.status} on {run.remote.get('host') or 'cluster'}" if run.remote else run.status
-        data.append([name, run.method, _started_from(run, runs), status, score, change])
+        data.append([name, _started_from(run, runs), status, score, change, run.method])
     return {"data": data, "index": [str(i + 1) for i in range(len(data))], "columns": HISTORY_COLUMNS}
 
 
