@@ -62,6 +62,8 @@ def test_private_names_of_other_libraries_are_used_in_the_internals_module_only(
     assert elsewhere == {}, "move these into core/sam/internals.py, with why in its docstring"
     used = sorted({use.split(": ", 1)[1] for use in private_uses(home, ours)})
     assert used == [
+        "._cached_input",
+        "._cached_original_size",
         "._forward_impl",
         "._hash",
         "._is_amx_tile_supported",

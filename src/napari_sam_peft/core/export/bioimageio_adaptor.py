@@ -18,16 +18,7 @@ from torch import nn
 def sam_peft_predictor_adaptor(architecture: str) -> nn.Module:
     """micro_sam's predictor adaptor (prompts in; masks, scores and embeddings out) on the SAM of
     ``architecture``: the JSON napari-sam-peft's adapter files record for their base model."""
-    from micro_sam.bioimageio.predictor_adaptor import PredictorAdaptor
-    from segment_anything import SamPredictor
-
     from napari_sam_peft.core.sam.architecture import architecture_from_json, build_sam
+    from napari_sam_peft.core.sam.internals import predictor_adaptor_around
 
-    adaptor = PredictorAdaptor.__new__(PredictorAdaptor)
-    nn.Module.__init__(adaptor)  # PredictorAdaptor's own __init__ builds one of the registry's models
-    adaptor.sam_model = build_sam(architecture_from_json(architecture), device="cpu")
-    adaptor.sam = SamPredictor(adaptor.sam_model)
-    adaptor.decoder = None
-    adaptor._cached_input = None
-    adaptor._cached_original_size = None
-    return adaptor
+    return predictor_adaptor_around(build_sam(architecture_from_json(architecture), device="cpu"))

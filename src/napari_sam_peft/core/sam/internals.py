@@ -24,6 +24,11 @@ micro_sam:
   without the resize to the input image, which training on a crop of the embedding grid needs
   (:func:`unetr_forward_on_embeddings`).
 
+- ``_cached_input`` and ``_cached_original_size`` of micro_sam's bioimage.io ``PredictorAdaptor``: its
+  ``__init__`` builds one of the registry's 1024 px models, so a package of any other SAM (LiteMedSAM, the
+  demo model) makes the adaptor without it and sets the attributes ``__init__`` sets, these two included
+  (:func:`predictor_adaptor_around`).
+
 torch:
 
 - ``torch.cpu._is_avx512_bf16_supported`` and ``_is_amx_tile_supported``: whether the CPU has
@@ -110,3 +115,19 @@ def tensor_version(tensor: Any) -> int:
 def swap_class(module: Any, cls: type) -> None:
     """Make ``module`` an instance of ``cls`` in place (a subclass, or the original class back)."""
     module.__class__ = cls
+
+
+def predictor_adaptor_around(sam: Any) -> Any:
+    """micro_sam's bioimage.io ``PredictorAdaptor`` (prompts in; masks, scores, embeddings out) around ``sam``."""
+    from micro_sam.bioimageio.predictor_adaptor import PredictorAdaptor
+    from segment_anything import SamPredictor
+    from torch import nn
+
+    adaptor = PredictorAdaptor.__new__(PredictorAdaptor)
+    nn.Module.__init__(adaptor)  # PredictorAdaptor's own __init__ builds one of the registry's models
+    adaptor.sam_model = sam
+    adaptor.sam = SamPredictor(sam)
+    adaptor.decoder = None
+    adaptor._cached_input = None
+    adaptor._cached_original_size = None
+    return adaptor
