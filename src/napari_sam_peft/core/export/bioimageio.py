@@ -100,7 +100,7 @@ def _describe(
     """The spec 0.5 model description, its files written into ``folder``."""
     import bioimageio.spec.model.v0_5 as spec
 
-    from .bioimageio_adaptor import sam_peft_predictor_adaptor
+    from .bioimageio_adaptor import package_source, sam_peft_predictor_adaptor
 
     weights = folder / "weights.pt"
     torch.save(checkpoint, weights)
@@ -125,7 +125,7 @@ def _describe(
         f"    - napari-sam-peft>={__version__}\n    - micro_sam>=1.8\n    - torch\n"
     )
     adaptor_source = folder / "sam_peft_adaptor.py"
-    shutil.copyfile(Path(__file__).with_name("bioimageio_adaptor.py"), adaptor_source)
+    adaptor_source.write_text(package_source())
     weight_description = spec.WeightsDescr(
         pytorch_state_dict=spec.PytorchStateDictWeightsDescr(
             source=weights,
