@@ -1,16 +1,30 @@
 #!/usr/bin/env bash
-# Install napari-sam-peft from this checkout into ./.venv, with the system libraries Qt needs.
+# Install napari-sam-peft from this checkout, with the system libraries Qt needs.
 #
-#   bash scripts/install.sh          # the plugin, napari, torch, micro_sam
-#   bash scripts/install.sh --test   # plus the test tools and Xvfb (a virtual screen)
+#   bash scripts/install.sh            # ./.venv: the versions in requirements-lock.txt, which CI tests
+#   bash scripts/install.sh --test     # the same, plus Xvfb (a virtual screen) for the tests
+#   bash scripts/install.sh --newest   # ./.venv-newest: the newest versions pyproject.toml's ranges allow,
+#                                      # ignoring the lock (scripts/test.sh --newest runs the tests on it)
 #
-# Works on a fresh Debian/Ubuntu machine (uses sudo when not root) and on machines
-# without apt-get (macOS, other Linux), where it only does the Python part.
+# The virtual environment never sees the interpreter's own packages: what runs is what the lock (or, with
+# --newest, pip's resolution) says, as on a user's fresh machine. Works on a fresh Debian/Ubuntu machine
+# (uses sudo when not root) and on machines without apt-get (macOS, other Linux), where it only does the
+# Python part. Refresh the lock with scripts/lock.sh.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 WITH_TESTS=0
-[ "${1:-}" = "--test" ] && WITH_TESTS=1
+NEWEST=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) WITH_TESTS=1 ;;
+    --newest) NEWEST=1; WITH_TESTS=1 ;;
+    *) echo "install.sh: unknown option $arg (use --test or --newest)" >&2; exit 2 ;;
+  esac
+done
+LOCK=requirements-lock.txt
+VENV=.venv
+[ "$NEWEST" = 1 ] && VENV=.venv-newest
 
 QT_LIBS="libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 \
 libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 libxcb-xfixes0 libegl1 libgl1 libdbus-1-3 libfontconfig1"
@@ -41,28 +55,59 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   exit 2
 fi
 
-# The venv sees the interpreter's own packages, so a machine that already has torch
-# (several GB) does not download it again.
-if [ ! -x .venv/bin/python ]; then
-  "$PYTHON" -m venv --system-site-packages .venv
+# A venv made by an earlier install.sh saw the interpreter's own packages (--system-site-packages), so it
+# ran on whatever this machine carries: make it anew.
+if [ -f "$VENV/pyvenv.cfg" ] && grep -q "include-system-site-packages = true" "$VENV/pyvenv.cfg"; then
+  echo "Making $VENV anew: it saw this machine's own Python packages, not the tested ones."
+  rm -rf "$VENV"
 fi
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+# pip's own progress (one line per package) unless CI asked for quiet logs
+QUIET=()
+[ "${CI:-}" = "true" ] && QUIET=(--quiet)
 EXTRAS=""
 [ "$WITH_TESTS" = 1 ] && EXTRAS="[test]"
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
+
+# the lock and pyproject.toml this venv was installed from: nothing to do when neither changed
+stamp_file="$VENV/.napari-sam-peft-installed"
+stamp="$(cat "$LOCK" pyproject.toml | "$PYTHON" -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())')"
+if [ "$NEWEST" = 0 ] && [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ] \
+    && "$VENV/bin/python" -c "import napari_sam_peft" >/dev/null 2>&1; then
+  echo "napari-sam-peft is installed in $(pwd)/$VENV (the versions of $LOCK)."
+  exit 0
+fi
+
+"${PIP[@]}" install --quiet --upgrade pip >/dev/null 2>&1 || true
 started=$(date +%s)
-if .venv/bin/python -c "import napari_sam_peft, torch, napari, micro_sam" >/dev/null 2>&1; then
-  echo "Updating napari-sam-peft in ./.venv ..."
+if "$VENV/bin/python" -c "import torch, napari, micro_sam" >/dev/null 2>&1; then
+  echo "Updating $VENV ..."
 else
-  echo "Installing napari-sam-peft, napari, PyTorch and micro_sam into ./.venv."
+  echo "Installing napari-sam-peft, napari, PyTorch and micro_sam into ./$VENV."
   echo "The first time this downloads about 3 GB and takes 5-15 minutes; pip shows what it is fetching."
 fi
-# pip's own progress (one line per package) unless CI asked for quiet logs
-QUIET=""
-[ "${CI:-}" = "true" ] && QUIET="--quiet"
-set +e
-.venv/bin/python -m pip install $QUIET --disable-pip-version-check --progress-bar off -e ".${EXTRAS}" 2>&1 \
-  | grep -v -E --line-buffered "^(Requirement already satisfied|WARNING: Location|  Attempting|  Found existing|  Uninstalling|    Successfully uninstalled)"
-status=${PIPESTATUS[0]}
-set -e
-[ "$status" = 0 ] || { echo "pip install failed (exit $status): see the messages above." >&2; exit 1; }
-echo "napari-sam-peft is installed in $(pwd)/.venv ($(( $(date +%s) - started )) s)"
+
+run_pip() {
+  set +e
+  "${PIP[@]}" install "${QUIET[@]}" --progress-bar off "$@" 2>&1 \
+    | grep -v -E --line-buffered "^(Requirement already satisfied|WARNING: Location|  Attempting|  Found existing|  Uninstalling|    Successfully uninstalled)"
+  local status=${PIPESTATUS[0]}
+  set -e
+  [ "$status" = 0 ] || { echo "pip install failed (exit $status): see the messages above." >&2; exit 1; }
+}
+
+if [ "$NEWEST" = 1 ]; then
+  # What pip gives a user today: the newest releases the ranges allow. PIP_CONSTRAINT=/dev/null sets aside
+  # any constraints file this machine's pip configuration names (some machines cap torch there).
+  PIP_CONSTRAINT=/dev/null run_pip --upgrade --upgrade-strategy eager -e ".${EXTRAS}"
+  echo "Resolved (newest the ranges allow):"
+  "${PIP[@]}" list 2>/dev/null | grep -i -E "^(pydantic|bioimageio|torch|torchvision|napari|micro.sam|dask|distributed|zarr|numpy) " \
+    | sed 's/^/  /'
+else
+  # exactly the tested versions, each checked against the lock's hashes; the test tools come with them
+  # (one lock for users and CI: the set a user gets is the set CI ran)
+  run_pip --require-hashes -r "$LOCK"
+  run_pip --quiet --no-deps -e .
+  echo "$stamp" > "$stamp_file"
+fi
+echo "napari-sam-peft is installed in $(pwd)/$VENV ($(( $(date +%s) - started )) s)"

@@ -15,7 +15,7 @@ from tests._qt.conftest import click, error_messages
 from tests._qt.test_finetune_widget import _wait_for_end, loop  # noqa: F401 - the fixture
 from tests.dask_cluster import LocalDaskCluster
 
-pytestmark = pytest.mark.slow  # Dask processes, training
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]  # Dask processes, training
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from napari_sam_peft.core.data.sample_data import make_sample
 from napari_sam_peft.core.data.store import AnnotationStore
 from tests.dask_cluster import LocalDaskCluster, TlsFiles
 
-pytestmark = pytest.mark.slow  # each test starts Dask processes and trains
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]  # each test starts Dask processes and trains
 
 #: small and quick: the demo model, 2 objects and 1 correction pass per step
 ARGS = ("--model", "demo", "--preset", "late_lora", "--blocks", "last 1", "--objects-per-image", "2",

@@ -338,6 +338,7 @@ def test_train_with_a_bad_out_name_exits_2(tmp_path):
     assert result.returncode == 2 and ".safetensors" in result.stderr
 
 
+@pytest.mark.export
 def test_store_add_train_evaluate_export_then_micro_sam_loads_the_export(tmp_path):
     """The whole command-line chain on a vit_t-architecture model (MobileSAM's TinyViT, 1024 px, random weights,
     no download: micro_sam builds vit_t with mobile_sam; vit_b's merge is the same code, 10x the CPU time)."""
@@ -401,6 +402,7 @@ def test_store_add_train_evaluate_export_then_micro_sam_loads_the_export(tmp_pat
     assert changed and all(k.startswith("mask_decoder.") for k in changed)  # the merged decoder LoRA
 
 
+@pytest.mark.export
 def test_export_merges_an_adapter_that_reproduces_the_attached_model(tmp_path):
     import torch
 
@@ -427,6 +429,7 @@ def test_export_merges_an_adapter_that_reproduces_the_attached_model(tmp_path):
     torch.testing.assert_close(got["masks"], expected["masks"], atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.export
 def test_export_refuses_what_cannot_be_merged_or_read(tmp_path):
     import torch
 

@@ -9,7 +9,7 @@ from napari_sam_peft.cli.demo_volume import VolumeDemoSettings, run_volume_demo
 from napari_sam_peft.core.data.sample_volume import make_volume
 from napari_sam_peft.core.data.store import AnnotationStore
 
-pytestmark = pytest.mark.slow  # the demo trains
+pytestmark = [pytest.mark.slow, pytest.mark.volume]  # the demo trains
 
 
 def test_the_volume_demo_commits_every_object_in_3d_trains_and_scores_the_held_out_volume(tmp_path):

@@ -14,7 +14,7 @@ from napari_sam_peft.core.data.sample_volume import make_volume
 from napari_sam_peft.core.data.store import AnnotationStore
 from tests.cli.test_commands import _cli
 
-pytestmark = pytest.mark.slow  # each test runs the CLI in a new process
+pytestmark = [pytest.mark.slow, pytest.mark.volume]  # each test runs the CLI in a new process
 
 
 def _add(store, image, labels, *extra):

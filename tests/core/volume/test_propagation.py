@@ -20,7 +20,7 @@ from napari_sam_peft.core.volume.propagation import (
 from napari_sam_peft.core.volume.slice_features import VolumeFeatures
 from napari_sam_peft.session import AnnotatorSession
 
-pytestmark = pytest.mark.slow  # the demo model (a real, trained SAM)
+pytestmark = [pytest.mark.slow, pytest.mark.volume]  # the demo model (a real, trained SAM)
 
 
 @pytest.fixture(scope="module")
