@@ -16,7 +16,7 @@ from napari_sam_peft.core.peft import Adapter
 from napari_sam_peft.core.training.job import TrainingJob
 from napari_sam_peft.core.training.run import run_job
 
-pytestmark = pytest.mark.slow  # trains twice, then writes and tests a package
+pytestmark = [pytest.mark.slow, pytest.mark.export]  # trains twice, then writes and tests a package
 
 
 def _cli(*args):
@@ -47,7 +47,8 @@ def test_a_continued_adapter_exports_as_a_bioimageio_package_that_passes_its_tes
 
     store, first, second = chain
     package = tmp_path / "cells_model.zip"
-    result = _cli("export", second, "--model", "demo", "--bioimageio", str(package), "--author", "A. Biologist")
+    # no --model: the adapter records its base model
+    result = _cli("export", second, "--bioimageio", str(package), "--author", "A. Biologist")
     assert result.returncode == 0, result.stderr
     assert "bioimageio.core's test: passed" in result.stderr
     # bioimage.io's own test, again, on the file as a user downloads it (offline)

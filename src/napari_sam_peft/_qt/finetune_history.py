@@ -88,8 +88,9 @@ class HistoryPanel(Container):
                 path = _ask_for_package_path(self.native, Path(run.adapter).parent.with_suffix(".bioimageio.zip"))
                 if path is None:
                     return
-            command = [sys.executable, "-m", "napari_sam_peft.cli", "export", run.adapter, "--model",
-                       str(run.job.get("model", "")), "--bioimageio", str(path)]  # fmt: skip
+            # the base model comes from the adapter itself (and the run.json beside it)
+            command = [sys.executable, "-m", "napari_sam_peft.cli", "export", run.adapter,
+                       "--bioimageio", str(path)]  # fmt: skip
             if store is not None:
                 command += ["--store", str(store.path)]
             show_info(f"Writing and testing the bioimage.io package {path.name} (a minute or more)...")
@@ -117,5 +118,5 @@ def _run_export(command: list[str]) -> str:
     done = subprocess.run(command, capture_output=True, text=True)
     last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
     if done.returncode != 0:
-        raise SamPeftError(f"Export to bioimage.io failed: {last}")
+        raise SamPeftError(f"Export to bioimage.io failed: {last.removeprefix('napari-sam-peft export: ')}")
     return "W" + last[1:] if last.startswith("wrote ") else last

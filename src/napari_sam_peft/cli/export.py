@@ -30,9 +30,9 @@ HELP = (
     "merge an adapter into its base model: a plain SAM checkpoint (.pth) for micro_sam, or a bioimage.io package"
 )
 DESCRIPTION = (
-    "Merge ADAPTER into the base model it was trained on and write the result as a plain SAM "
-    "checkpoint that micro_sam (model type = the base's, e.g. vit_b) and segment_anything load (--out), "
-    "and/or as a bioimage.io model package (--bioimageio), tested offline with bioimageio.core. "
+    "Merge ADAPTER into the base model it was trained on (recorded in the adapter) and write the result as "
+    "a plain SAM checkpoint that micro_sam (model type = the base's, e.g. vit_b) and segment_anything load "
+    "(--out), and/or as a bioimage.io model package (--bioimageio), tested offline with bioimageio.core. "
     "AdaptFormer cannot be merged (it adds a non-linear branch)."
 )
 
@@ -40,7 +40,13 @@ DESCRIPTION = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``napari-sam-peft export``."""
     parser.add_argument("adapter", type=Path, metavar="ADAPTER")
-    add_model_options(parser, "the adapter's base model", device="cpu")
+    add_model_options(
+        parser,
+        "the adapter's base model (default: the one the adapter records, by name or by the file its run "
+        "trained on; a model given here must be that one)",
+        device="cpu",
+        required=False,
+    )
     parser.add_argument("--out", type=Path, metavar="MERGED.pth", help="the merged checkpoint for micro_sam")
     parser.add_argument(
         "--bioimageio", type=Path, metavar="PACKAGE.zip", help="a bioimage.io model package (spec 0.5)"
@@ -57,9 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from napari_sam_peft.core.export.base_model import load_adapter_base
     from napari_sam_peft.core.export.merged import merged_checkpoint
     from napari_sam_peft.core.peft import Adapter
-    from napari_sam_peft.core.sam.loading import load_model
 
     if args.out is None and args.bioimageio is None:
         raise SamPeftError("Say what to write: --out MERGED.pth (for micro_sam) and/or --bioimageio PACKAGE.zip.")
@@ -68,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     if args.bioimageio is not None and args.bioimageio.suffix != ".zip":
         raise SamPeftError(f"--bioimageio must end in .zip (a bioimage.io package), not {args.bioimageio.name!r}.")
     adapter = Adapter.load(args.adapter)
-    model = load_model(args.model, device=args.device)
+    model = load_adapter_base(adapter, args.adapter, args.model, device=args.device)
     checkpoint = merged_checkpoint(adapter, model)
     architecture = model.architecture.name
     if args.bioimageio is not None:

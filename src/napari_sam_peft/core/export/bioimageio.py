@@ -64,19 +64,21 @@ def export_bioimageio(
         For an output that is not a .zip, an adapter that cannot be merged or is of another base model,
         a test image without objects, or a package that fails bioimage.io's test (nothing is written).
     """
-    import bioimageio.core
-
     if out.suffix != ".zip":
         raise SamPeftError(f"The bioimage.io package must be a .zip file, not {out.name!r}.")
     checkpoint = merged_checkpoint(adapter, model)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        description = _describe(adapter, adapter_path, model, checkpoint, content, folder)
         staged = folder / "package.zip"
-        from bioimageio.spec import save_bioimageio_package
+        try:
+            import bioimageio.core
+            from bioimageio.spec import save_bioimageio_package
 
-        save_bioimageio_package(description, output_path=staged)
-        summary = bioimageio.core.test_model(staged, devices=["cpu"])
+            description = _describe(adapter, adapter_path, model, checkpoint, content, folder)
+            save_bioimageio_package(description, output_path=staged)
+            summary = bioimageio.core.test_model(staged, devices=["cpu"])
+        except Exception as err:  # noqa: BLE001 - whatever bioimageio's libraries raise is one line for the user
+            raise SamPeftError(bioimageio_failure(err)) from err
         details = [f"{d.name}: {d.status}" for d in summary.details if d.status != "passed"]
         if summary.status != "passed":
             errors = [e.msg for d in summary.details for e in d.errors][:3]
@@ -87,6 +89,27 @@ def export_bioimageio(
         with atomic_path(out) as target:
             shutil.copyfile(staged, target)
     return ExportResult(out, str(summary.status), adapter.has_decoder, details)
+
+
+def bioimageio_failure(err: BaseException) -> str:
+    """One line for a failure inside bioimageio's libraries: what failed, with which versions, what to do."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = []
+    for package in ("bioimageio.spec", "bioimageio.core", "pydantic"):
+        try:
+            versions.append(f"{package} {version(package)}")
+        except PackageNotFoundError:
+            versions.append(f"no {package}")
+    errors = getattr(err, "errors", None)
+    reason = str(errors()[0].get("msg", err)) if callable(errors) and errors() else str(err)
+    reason = " ".join(reason.split())[:240] or type(err).__name__
+    return (
+        f"Writing the bioimage.io package failed ({type(err).__name__}: {reason}) with "
+        f"{', '.join(versions)}. Nothing was written. Install the versions napari-sam-peft is tested with "
+        "(bash scripts/install.sh in its source folder, or pip install -r requirements-lock.txt), or export "
+        "a checkpoint for micro_sam with --out MERGED.pth."
+    )
 
 
 def _describe(
