@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -167,6 +169,24 @@ def test_training_again_continues_the_live_adapter_and_the_history_shows_the_cha
     qtbot.waitUntil(lambda: not finetune.runs.jobs.active, timeout=300_000)
     assert package.is_file(), error_messages()
     assert any(m.startswith("Wrote ") and "test: passed" in m for m in error_messages())
+
+    # with bioimageio broken in the export's process (pydantic refusing the description, as 2.14 did), the
+    # notification carries the command line's one line, and nothing is written
+    broken = package.parent / "broken_bioimageio"
+    broken.mkdir()
+    (broken / "sitecustomize.py").write_text(
+        "import pydantic, bioimageio.spec.model.v0_5 as spec\n"
+        "def refuse(*a, **k):\n    pydantic.TypeAdapter(int).validate_python('x')\n"
+        "spec.ModelDescr = refuse\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", str(broken), prepend=os.pathsep)
+    failed_package = package.with_name("failed_model.zip")
+    monkeypatch.setattr("qtpy.QtWidgets.QFileDialog.getSaveFileName", lambda *a, **k: (str(failed_package), ""))
+    click(finetune.runs.export_button)
+    qtbot.waitUntil(lambda: not finetune.runs.jobs.active, timeout=300_000)
+    assert not failed_package.exists()
+    failure = "Export to bioimage.io failed: Writing the bioimage.io package failed (ValidationError: Input should"
+    assert any(m.startswith(failure) and "Nothing was written" in m for m in error_messages()), error_messages()
 
     # unchecked by the keyboard: a run from the base model, at the recommended rate again
     choice.checkbox.native.setFocus()

@@ -46,7 +46,9 @@ class BackgroundJobs:
             relay.close()
             self._on_error(error)
 
-        worker = create_worker(work, relay.report)
+        # errors go to on_error only: without _ignore_errors the worker would also re-raise them into Qt's
+        # event loop, where napari shows a second notification with a traceback
+        worker = create_worker(work, relay.report, _ignore_errors=True)
         worker.returned.connect(_unless_closed(returned))
         worker.errored.connect(_unless_closed(errored))
         self.active.add(worker)

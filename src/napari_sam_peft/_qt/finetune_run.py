@@ -177,7 +177,7 @@ class RunPanel(Container):
         if shown is None or self.session.model.loaded is None:
             return
 
-        @thread_worker
+        @thread_worker(ignore_errors=True)  # the warning below says it; no traceback into Qt's event loop
         def work() -> None:
             self.session.embeddings.keep_stage_input(shown.image, stage, shown.rgb)
 
