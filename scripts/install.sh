@@ -101,7 +101,7 @@ if [ "$NEWEST" = 1 ]; then
   # any constraints file this machine's pip configuration names (some machines cap torch there).
   PIP_CONSTRAINT=/dev/null run_pip --upgrade --upgrade-strategy eager -e ".${EXTRAS}"
   echo "Resolved (newest the ranges allow):"
-  "${PIP[@]}" list 2>/dev/null | grep -i -E "^(pydantic|bioimageio|torch|torchvision|napari|micro.sam|dask|distributed|zarr|numpy) " \
+  "${PIP[@]}" list 2>/dev/null | grep -i -E "^(pydantic|bioimageio\.spec|bioimageio\.core|torch|torchvision|napari|micro.sam|dask|distributed|zarr|numpy) " \
     | sed 's/^/  /'
 else
   # exactly the tested versions, each checked against the lock's hashes; the test tools come with them
