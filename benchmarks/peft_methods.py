@@ -2,7 +2,7 @@
 
 For each preset (and the extra row ``late_ft (block 11)``) the benchmark builds a randomly
 initialised SAM vit_b (cost depends on the architecture, not on the weights), applies the
-method twice, once with ``napari_sam_peft.core.peft.attach`` and once with micro_sam's
+method twice, once with ``napari_sam_peft.core.peft.attachment`` and once with micro_sam's
 ``PEFT_Sam`` configured the same way, and reports for each implementation:
 
 - **trainable parameters**: the number of elements of the parameters that require grad;

@@ -48,6 +48,26 @@ def _screen(viewer, row: float, col: float):
     return QPoint(int(round(x)), int(round(y)))
 
 
+def trigger_menu(viewer, *path: str) -> None:
+    """Trigger the menu item at ``path`` (menu titles as shown, without '&')."""
+    menus = [a for a in viewer.window._qt_window.menuBar().actions()]
+    for depth, title in enumerate(path):
+        match = next((a for a in menus if a.text().replace("&", "").startswith(title)), None)
+        assert match is not None, f"no menu item {title!r} in {[a.text() for a in menus]}"
+        if depth == len(path) - 1:
+            match.trigger()
+            return
+        menu = match.menu()
+        menu.aboutToShow.emit()  # napari fills some menus when they open
+        menus = menu.actions()
+
+
+def dock_from_menu(viewer, name: str):
+    """Plugins > SAM PEFT > ``name``, as a user opens a dock; returns the widget."""
+    trigger_menu(viewer, "Plugins", "SAM PEFT", name)
+    return next(w for key, w in viewer.window.dock_widgets.items() if name in key)
+
+
 def start_short_run(finetune) -> None:
     """Start a run that validates (and so reloads) often and skips the closing evaluation, by the real button."""
     finetune.steps.value = "400"

@@ -288,3 +288,22 @@ def test_bad_settings_are_notifications_not_runs(loop, tmp_path):
     messages = error_messages()
     assert any("learning rate" in m for m in messages)
     assert any("block" in m.lower() for m in messages[-1:])
+
+
+def test_stop_ends_the_run_at_once_keeping_the_best_adapter_and_skipping_the_evaluation(loop, qtbot):
+    _, segment, finetune = loop
+    finetune.steps.value = "400"
+    finetune.validate_every.value = 1
+    finetune.evaluate.value = True  # asked for: it would run at the end of a run that was not stopped
+    click(finetune.start_button)
+    qtbot.waitUntil(lambda: len(finetune.val_plot.points) >= 2, timeout=180_000)  # a best adapter exists
+    steps_at_click = len(finetune.loss_plot.points)
+    click(finetune.stop_button)
+    _wait_for_end(qtbot, finetune, segment)
+    process = finetune.process
+    assert process.terminal_event.event == "finished" and process.terminal_event.status == "stopped"
+    # the step under way when Stop was clicked (and one the 100 ms poll had not shown yet), no more
+    assert len(finetune.loss_plot.points) <= steps_at_click + 2
+    assert finetune.run.last_evaluation is None and "Evaluating" not in finetune.status.value
+    assert Adapter.load(process.path).metrics["step"] <= steps_at_click + 2
+    assert finetune.start_button.enabled and not finetune.stop_button.enabled

@@ -64,6 +64,7 @@ def annotator(segment_widget, qtbot):
     """The Segment widget with a second image (N has somewhere to go) and the other two docks."""
     viewer, widget = segment_widget
     viewer.add_image(NUCLEI.image, name="nuclei copy")
+    qtbot.waitUntil(lambda: widget.image_choice.value == "nuclei copy")  # a new image is shown
     viewer.window.add_plugin_dock_widget("napari-sam-peft", "Dataset", tabify=True)
     viewer.window.add_plugin_dock_widget("napari-sam-peft", "Finetune", tabify=True)
     widget.image_choice.value = "nuclei (domain A)"

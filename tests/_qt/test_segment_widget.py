@@ -271,11 +271,19 @@ def test_segment_is_in_the_plugins_menu_and_layers_segment_submenu(make_napari_v
     assert type(widget).__name__ == "SegmentWidget"
 
 
+def _back_to(qtbot, widget, name: str) -> None:
+    """Images were just added (the widget shows the first of them): show image ``name`` again."""
+    qtbot.waitUntil(lambda: widget.image_choice.value != name)
+    widget.image_choice.value = name
+    wait_for_worker(qtbot, widget, timeout=120_000)
+
+
 def test_suggest_next_image_shows_the_unannotated_image_the_model_is_least_sure_of(segment_widget, qtbot):
     viewer, widget = segment_widget
+    nuclei = widget.image_choice.value
     viewer.open_sample("napari-sam-peft", "cells")  # domain B: the demo model (trained on nuclei) is unsure
     viewer.add_image(make_sample("nuclei", seed=5).image, name="more nuclei")
-    nuclei = widget.image_choice.value
+    _back_to(qtbot, widget, nuclei)
     place_points(widget, [_centre_of(1)], ["positive"])
     press(viewer, "s")
     press(viewer, "c")  # the shown image now has an object: it is not a candidate
@@ -311,7 +319,7 @@ def test_a_live_decoder_pre_segments_an_image_opened_without_objects(segment_wid
     handle.detach()
     viewer.open_sample("napari-sam-peft", "cells")
     viewer.add_image(make_sample("nuclei", seed=5).image, name="more nuclei")
-    widget.image_choice.value = widget.image_choice.choices[0]
+    _back_to(qtbot, widget, widget.image_choice.choices[0])
     place_points(widget, [_centre_of(1)], ["positive"])
     press(viewer, "s")
     press(viewer, "c")
@@ -333,8 +341,10 @@ def test_the_image_being_segmented_is_the_one_shown(segment_widget, qtbot):
     """Opened from the manifest the widget sees napari's layer proxies; it hid every image once."""
     viewer, widget = segment_widget
     viewer.add_image(make_sample("cells", seed=1, shape=(64, 64)).image, name="second")
-    assert viewer.layers["nuclei (domain A)"].visible
+    qtbot.waitUntil(lambda: widget.image_choice.value == "second")  # an image added later is shown at once
+    wait_for_worker(qtbot, widget)
+    assert viewer.layers["second"].visible and not viewer.layers["nuclei (domain A)"].visible
     press(viewer, "n")
     wait_for_worker(qtbot, widget)
-    assert widget.image_choice.value == "second"
-    assert viewer.layers["second"].visible and not viewer.layers["nuclei (domain A)"].visible
+    assert widget.image_choice.value == "nuclei (domain A)"
+    assert viewer.layers["nuclei (domain A)"].visible and not viewer.layers["second"].visible

@@ -12,31 +12,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests._qt.conftest import click, click_canvas, drag_on_canvas, press, start_short_run
+from tests._qt.conftest import (
+    click,
+    click_canvas,
+    dock_from_menu,
+    drag_on_canvas,
+    press,
+    start_short_run,
+    trigger_menu,
+)
 
 pytestmark = pytest.mark.slow  # the whole loop trains
 
 CELLS = "cells (domain B)"
 NUCLEI = "nuclei (domain A)"
-
-
-def trigger_menu(viewer, *path: str) -> None:
-    """Trigger the menu item at ``path`` (menu titles as shown, without '&')."""
-    menus = [a for a in viewer.window._qt_window.menuBar().actions()]
-    for depth, title in enumerate(path):
-        match = next((a for a in menus if a.text().replace("&", "").startswith(title)), None)
-        assert match is not None, f"no menu item {title!r} in {[a.text() for a in menus]}"
-        if depth == len(path) - 1:
-            match.trigger()
-            return
-        menu = match.menu()
-        menu.aboutToShow.emit()  # napari fills some menus when they open
-        menus = menu.actions()
-
-
-def _dock(viewer, name):
-    trigger_menu(viewer, "Plugins", "SAM PEFT", name)
-    return next(w for key, w in viewer.window.dock_widgets.items() if name in key)
 
 
 def _object_box(truth: np.ndarray, obj: int) -> tuple[tuple[float, float], tuple[float, float]]:
@@ -55,8 +44,8 @@ def test_the_whole_loop_by_menus_clicks_and_keys(make_napari_viewer, qtbot, tmp_
     viewer = make_napari_viewer(show=True)
     trigger_menu(viewer, "File", "Open Sample", "SAM PEFT", "Cells, dim and elongated")
     qtbot.waitUntil(lambda: CELLS in viewer.layers, timeout=10_000)
-    segment = _dock(viewer, "Segment")
-    finetune = _dock(viewer, "Finetune")
+    segment = dock_from_menu(viewer, "Segment")
+    finetune = dock_from_menu(viewer, "Finetune")
     assert not any("Dataset" in key for key in viewer.window.dock_widgets)
 
     segment.model_choice.value = "demo"  # the small model trains in seconds (the default is LiteMedSAM)

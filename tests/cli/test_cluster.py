@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 
 from napari_sam_peft.core.data.sample_data import make_sample
 from napari_sam_peft.core.data.store import AnnotationStore
+from napari_sam_peft.core.training.runs import RECORD_NAME, read_run
 from tests.dask_cluster import LocalDaskCluster, TlsFiles
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]  # each test starts Dask processes and trains
@@ -155,6 +156,8 @@ def test_a_fault_mid_run_is_one_message_exit_2_and_the_last_adapter_stays(own_cl
     assert error["kind"] == "cluster" and expected in error["message"], error
     assert f"The last adapter that arrived stays on disk (and live in napari): {out}" in error["message"]
     assert out.exists() and len(out.read_bytes()) == len(arrived)  # a whole adapter, never half a file
+    record = read_run(out.parent / RECORD_NAME)  # the Runs table reads it: not "running" for ever
+    assert record.status == "failed" and expected in record.error and record.finished
 
 
 def test_stop_keeps_the_best_adapter_and_a_run_whose_client_died_is_followed_again(cluster, tmp_path):

@@ -3,6 +3,8 @@
 - Text a user cannot control the length of (paths, messages) wraps at word and path
   boundaries and never asks for width, so no message can widen a dock and squeeze the canvas.
 - Each widget's content scrolls vertically, so three docks fit a 800 px tall screen.
+- The mouse wheel scrolls the dock: a spin box, drop-down or slider under the pointer changes with the wheel
+  only once it has focus (clicked or tabbed to), so scrolling never changes a setting by accident.
 - The plugin's docks share one tab group on whichever side the first one was docked,
   with Segment in front, however they were opened (the Plugins menu docks each one
   separately, stacked).
@@ -15,6 +17,9 @@ from collections.abc import Callable
 from magicgui.widgets import Container, FileEdit, Label, PushButton
 from qtpy.QtCore import QEvent, QObject, Qt
 from qtpy.QtWidgets import (
+    QAbstractSlider,
+    QAbstractSpinBox,
+    QApplication,
     QComboBox,
     QDockWidget,
     QFrame,
@@ -23,6 +28,7 @@ from qtpy.QtWidgets import (
     QMainWindow,
     QScrollArea,
     QSizePolicy,
+    QToolTip,
     QVBoxLayout,
     QWidget,
 )
@@ -50,6 +56,17 @@ def wrapping(label: Label) -> Label:
     native.setWordWrap(True)
     native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
     native.setMinimumWidth(1)
+    return label
+
+
+def steady(label: Label, lines: int) -> Label:
+    """Give a wrapping label the height of ``lines`` lines, whatever its text: a text that changes while
+    the user works (an estimate, a note after a hot reload) must not move the buttons below it under the
+    pointer. A longer text is cut at the last line; :func:`show_text` keeps it whole in the tooltip."""
+    native: QLabel = wrapping(label).native
+    native.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+    native.setFixedHeight(lines * native.fontMetrics().lineSpacing() + 2)
+    native.installEventFilter(_WholeTextTip(native))
     return label
 
 
@@ -107,6 +124,9 @@ def fit_to_dock(container: Container, name: str) -> None:
         combo.setMinimumContentsLength(8)
     for edit in native.findChildren(QLineEdit):
         edit.setMinimumWidth(60)
+    guard = _WheelNeedsFocus(native)
+    for field in native.findChildren((QComboBox, QAbstractSpinBox, QAbstractSlider)):
+        guard.watch(field)
     for file_edit in _file_edits(container):
         file_edit.choose_btn.text = "Browse..."
     _compact(native)
@@ -124,6 +144,38 @@ def fit_to_dock(container: Container, name: str) -> None:
     native.setMinimumHeight(MIN_DOCK_HEIGHT)
     # napari wraps the widget in its dock after construction: join the plugin's tab group then.
     native.installEventFilter(_TabifyOnShow(native))
+
+
+class _WholeTextTip(QObject):
+    """A label's tooltip shows its whole text when no other tooltip was set (:func:`steady` may cut it)."""
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.ToolTip and isinstance(obj, QLabel) and not obj.toolTip():
+            QToolTip.showText(event.globalPos(), obj.text().replace(BREAK, ""), obj)
+            return True
+        return False
+
+
+class _WheelNeedsFocus(QObject):
+    """A setting changes with the wheel only while it has focus; otherwise the wheel scrolls the dock.
+
+    Qt's spin boxes, drop-downs and sliders take the wheel whenever the pointer passes over them (and
+    take focus from it): scrolling a long dock then changed whichever setting came under the pointer.
+    """
+
+    def watch(self, field: QWidget) -> None:
+        field.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # clicked or tabbed to, never focused by the wheel
+        field.installEventFilter(self)
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.Wheel and isinstance(obj, QWidget) and not obj.hasFocus():
+            scroll = obj.parentWidget()
+            while scroll is not None and not isinstance(scroll, QScrollArea):
+                scroll = scroll.parentWidget()
+            if scroll is not None:  # the dock scrolls, as if the field were not there
+                QApplication.sendEvent(scroll.viewport(), event)
+            return True
+        return False
 
 
 class _TabifyOnShow(QObject):

@@ -13,7 +13,7 @@ from typing import Any
 
 from magicgui.widgets import CheckBox, Label
 
-from napari_sam_peft._qt.dock_layout import wrapping
+from napari_sam_peft._qt.dock_layout import steady
 from napari_sam_peft.core.errors import SamPeftError
 from napari_sam_peft.core.peft import PeftSpec
 from napari_sam_peft.session import AnnotatorSession
@@ -30,7 +30,7 @@ class ContinueChoice:
             tooltip="Start from the adapter attached in the Segment widget (and its instance decoder) instead of "
             "the base model: images committed since it are drawn more often, fewer steps are recommended",
         )
-        self.note = wrapping(Label(value=""))
+        self.note = steady(Label(value=""), 3)  # above Start/Stop: a hot reload changes it mid-run
         self._seen: tuple[str, bool] | None = None  # (adapter identity, fits) when last looked at
         self._counted: dict[tuple[str, str], int | None] = {}  # new objects by (adapter, store snapshot)
         self.changed = self.checkbox.changed

@@ -12,7 +12,7 @@ from magicgui.widgets import Container, Label, PushButton, Table
 from napari.utils.notifications import show_info
 
 from napari_sam_peft._qt.background import BackgroundJobs
-from napari_sam_peft._qt.dock_layout import full_width, on_click
+from napari_sam_peft._qt.dock_layout import full_width, on_click, show_text, wrapping
 from napari_sam_peft._qt.run_tables import history_rows, set_rows, style_table
 from napari_sam_peft._qt.user_errors import notify_worker_error, user_errors
 from napari_sam_peft.core.errors import SamPeftError
@@ -37,14 +37,15 @@ class HistoryPanel(Container):
             tooltip="Write the selected run's model (base + adapter, merged, with its instance decoder) as a "
             "bioimage.io model package, tested with bioimageio.core",
         )
-        self.jobs = BackgroundJobs(notify_worker_error)
+        self.export_status = wrapping(Label(value=""))
+        self.jobs = BackgroundJobs(lambda error: notify_worker_error(error, status=self.export_status))
         heading = Label(value="Runs")
-        self.extend([heading, self.history, self.load_run_button, self.export_button])
+        self.extend([heading, self.history, self.load_run_button, self.export_button, self.export_status])
         on_click(self.load_run_button, self.load_selected_run)
         on_click(self.export_button, self.export_selected_run)
         session.annotations.store_changed.connect(self.refresh)
         self.refresh()
-        full_width(heading, self.history)
+        full_width(heading, self.history, self.export_status)
 
     def refresh(self, *_: Any) -> None:
         """List the runs of the session's store again."""
@@ -93,11 +94,15 @@ class HistoryPanel(Container):
                        "--bioimageio", str(path)]  # fmt: skip
             if store is not None:
                 command += ["--store", str(store.path)]
-            show_info(f"Writing and testing the bioimage.io package {path.name} (a minute or more)...")
+            # the progress line is replaced by the result, or by the error, when the export ends
+            show_text(
+                self.export_status, f"Writing and testing the bioimage.io package {path} (a minute or more)..."
+            )
             self.jobs.run("Exporting to bioimage.io", lambda report: _run_export(command), self._exported)
 
     def _exported(self, message: str) -> None:
         show_info(message)
+        show_text(self.export_status, message)
 
 
 def _ask_for_package_path(parent: Any, suggested: Path) -> Path | None:

@@ -237,7 +237,12 @@ class RunPanel(Container):
             self.evaluated_on.value = f"Measured on {report.measured_on}."
 
     def _on_finished(self, event: Finished) -> None:
-        show_info(f"Training {event.status.replace('_', ' ')}: the adapter is {event.path}")
+        message = f"Training {event.status.replace('_', ' ')}: the adapter is {event.path}"
+        if self.session.model.base_only:  # the adapter waits: say where to switch, or it looks lost
+            hint = " It is not in use: 'segment with' is on the base model; switch it to 'adapter' to use it."
+            message += hint
+            show_text(self.status, f"{self.status.value}{hint}", event.path)
+        show_info(message)
 
     def _on_error(self, event: Error) -> None:
         show_error(event.message)  # the worker's message says what happened and what to do

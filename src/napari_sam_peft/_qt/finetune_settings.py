@@ -13,7 +13,7 @@ import torch
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, LineEdit, SpinBox
 from magicgui.widgets.bases import ValueWidget
 
-from napari_sam_peft._qt.dock_layout import full_width, show_text, wrapping
+from napari_sam_peft._qt.dock_layout import full_width, show_text, steady
 from napari_sam_peft._qt.finetune_cluster import ClusterPanel
 from napari_sam_peft._qt.finetune_continue import ContinueChoice
 from napari_sam_peft.core.cluster.connect import ClusterInfo, WorkerInfo
@@ -110,8 +110,9 @@ class SettingsPanel(Container):
     def __init__(self, session: AnnotatorSession) -> None:
         super().__init__(labels=True)
         self.session = session
-        self.data_status = wrapping(Label(value=""))
-        self.recommendation = wrapping(Label(value=""))
+        # the texts above Start/Stop keep their height, so the buttons stay where the user aims
+        self.data_status = steady(Label(value=""), 3)
+        self.recommendation = steady(Label(value=""), 4)
         self.job_fields = [f for f in job_fields() if f.option.label]
         self.fields: dict[str, ValueWidget] = {f.name: field_widget(f) for f in self.job_fields}
         self.hot_reload = CheckBox(
@@ -119,7 +120,7 @@ class SettingsPanel(Container):
             value=True,
             tooltip="Attach each new best adapter to the Segment widget's model",
         )
-        self.estimate = wrapping(Label(value=""))
+        self.estimate = steady(Label(value=""), 5)
         self.remote: WorkerInfo | None = None  # the cluster worker a run would go to (see set_remote)
         self.cluster = ClusterPanel(on_connected=self.set_remote)
         self.recommended_lr: float | None = None  # for a run from the base model (see recommend)
@@ -279,7 +280,11 @@ class SettingsPanel(Container):
             return recommended_steps(count, objects_per_image), f" (recommended for {count} training objects)"
         count = info["train_sample_objects"]
         samples = info["train_samples"]
-        why = f" (recommended for {count} objects on {samples} training slices and images)"
+        # the same object count as the Dataset dock's; a volume's objects are trained on once per slice
+        why = (
+            f" (recommended for {info['train_objects']} training objects, seen on {samples} training slices and "
+            f"images as {count} outlines)"
+        )
         return recommended_steps(count, objects_per_image), why
 
     def update_data_status(self, *_: Any) -> None:

@@ -14,6 +14,8 @@ from qtpy.QtCore import QTimer
 
 from napari_sam_peft.core.annotation.prompting import ObjectPrompts, box_from_corners, split_into_objects
 
+#: the annotator's layers: kept above every other layer, in the order they have among themselves
+ANNOTATOR_LAYERS = ("committed_objects", "auto_segmentation", "current_object", "prompts", "point_prompts")
 POINT_LABELS = ("positive", "negative")
 POINT_COLORS = ["#00FF00", "#FF0000"]
 
@@ -65,6 +67,22 @@ def labels_layer(viewer: napari.Viewer, name: str, shape: tuple[int, int]) -> na
         if prompt_name in viewer.layers:
             viewer.layers.move(viewer.layers.index(prompt_name), len(viewer.layers))
     return layer
+
+
+def raise_annotator_layers(viewer: napari.Viewer) -> bool:
+    """Move the annotator's layers above every other layer, keeping their order among themselves.
+
+    napari puts a layer opened later (File > Open, Open Sample, a plugin's reader) on top of the list,
+    where it would hide the masks; micro_sam's annotator keeps its layers on top. Returns whether any moved.
+    """
+    layers = viewer.layers
+    names = [layer.name for layer in layers]
+    ours = [name for name in names if name in ANNOTATOR_LAYERS]
+    if not ours or names[len(names) - len(ours) :] == ours:
+        return False
+    for name in ours:
+        layers.move(layers.index(name), len(layers))
+    return True
 
 
 def read_prompts(points_layer, boxes_layer, batch: bool, z: int | None = None) -> list[ObjectPrompts]:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import math
 
-from napari_sam_peft.core.training.events import Error, Evaluating, Event, Finished, Prepared, Progress, Started
+from napari_sam_peft.core.training.events import (
+    Baseline,
+    Error,
+    Evaluating,
+    Event,
+    Finished,
+    Prepared,
+    Progress,
+    Started,
+)
 from napari_sam_peft.core.training.job import format_value
 
 
@@ -26,6 +35,8 @@ def status_line(event: Event) -> str | None:
         )
     if isinstance(event, Prepared):
         return f"Frozen encoder blocks done in {event.seconds:.1f} s; training..."
+    if isinstance(event, Baseline):
+        return f"Before training: validation box IoU {event.score:.3f}; training..."
     if isinstance(event, Progress):
         eta = f", {event.eta_seconds:.0f} s left" if math.isfinite(event.eta_seconds) else ""
         best = f", best val {event.best_score:.3f}" if event.best_score is not None else ""
@@ -42,7 +53,7 @@ def status_line(event: Event) -> str | None:
             f"Adapter: {event.path}"
         )
     if isinstance(event, Error):
-        return "Training failed: see the notification."
+        return f"Training failed: {event.message}"  # the status line keeps it after the notification is gone
     return None
 
 

@@ -18,7 +18,7 @@ from napari.utils.notifications import show_info
 
 from napari_sam_peft._qt import prompt_layers
 from napari_sam_peft._qt.background import BackgroundJobs
-from napari_sam_peft._qt.dock_layout import on_click
+from napari_sam_peft._qt.dock_layout import on_click, show_text
 from napari_sam_peft._qt.segment_commits import CommitsPanel
 from napari_sam_peft._qt.segment_image import ImagePanel
 from napari_sam_peft._qt.user_errors import user_errors
@@ -127,15 +127,17 @@ class AutomaticPanel:
         self.last_run = (name, method)
         n = len(object_ids(segmentation))
         if n == 0:
-            show_info(
+            message = (
                 f"Automatic segmentation ({method}) found no objects on this image: segment with prompts "
                 "instead (box or points, then S)."
             )
         else:
-            show_info(
+            message = (
                 f"Automatic segmentation ({method}) found {n} objects: delete or fix the wrong ones in "
                 f"'{LAYER}', then 'Commit automatic'."
             )
+        show_info(message)
+        show_text(self.image.embedding_status, message)  # the dock keeps it after the notification
 
     def commit(self) -> None:
         """Commit every object left in ``auto_segmentation`` (after the user deleted or fixed some)."""

@@ -40,13 +40,14 @@ class CommitsPanel:
         self.session = session
         self.store_status = wrapping(Label(value=""))
         self._name: str | None = None  # the image whose objects the layer shows
+        self._image: Any = None  # and its pixels, as it was opened with
         self._watched: napari.layers.Labels | None = None
         self._paint_timer = QTimer(self.store_status.native)
         self._paint_timer.setSingleShot(True)
         self._paint_timer.setInterval(PAINT_SETTLE_MS)
         self._paint_timer.timeout.connect(self.record)
         annotations = session.annotations
-        annotations.store_changed.connect(self.update_status)
+        annotations.store_changed.connect(self._store_changed)
         annotations.store_updated.connect(self.update_status)
         annotations.labels_changed.connect(self._labels_changed)
 
@@ -73,7 +74,14 @@ class CommitsPanel:
         if self._watched != layer:  # != : the viewer hands plugins a new proxy of the layer per lookup
             layer.events.paint.connect(self._painted)
             self._watched = layer
-        self._name = name
+        self._name, self._image = name, image
+        self.update_status()
+
+    def _store_changed(self, *_: object) -> None:
+        """Another store: show what it holds for the shown image (after a restart, the store opens after
+        the first image was shown)."""
+        if self._shown() is not None:
+            self.show(self._name, self._image)  # type: ignore[arg-type]
         self.update_status()
 
     def leave(self) -> None:
@@ -83,7 +91,7 @@ class CommitsPanel:
         shown = self._shown()
         if shown is not None:
             self.session.annotations.keep_labels(shown[0].name, shown[1].data)
-        self._name = None
+        self._name = self._image = None
 
     def commit(
         self, objects: np.ndarray, prompts: Sequence[ObjectPrompts] = (), sources: str | Sequence[str] = PROMPTED
@@ -136,7 +144,7 @@ class CommitsPanel:
     def disconnect(self) -> None:
         """Stop observing the session (the widget is closing)."""
         annotations = self.session.annotations
-        annotations.store_changed.disconnect(self.update_status)
+        annotations.store_changed.disconnect(self._store_changed)
         annotations.store_updated.disconnect(self.update_status)
         annotations.labels_changed.disconnect(self._labels_changed)
 

@@ -11,7 +11,7 @@ from psygnal import Signal
 from qtpy.QtCore import QTimer
 
 from napari_sam_peft._qt.background import BackgroundJobs
-from napari_sam_peft._qt.dock_layout import on_click, wrapping
+from napari_sam_peft._qt.dock_layout import on_click, show_text, wrapping
 from napari_sam_peft._qt.image_series import image_layer_names, open_image_folder
 from napari_sam_peft._qt.user_errors import user_errors
 from napari_sam_peft.core.annotation.embeddings import EmbeddingKey
@@ -249,9 +249,9 @@ class ImagePanel:
             )
         return embeddings
 
-    def show_failure(self) -> None:
-        """Say that background work failed (the notification says why)."""
-        self.embedding_status.value = "Failed: see the notification."
+    def show_failure(self, message: str) -> None:
+        """Say that background work failed, and why (it stays after the notification is gone)."""
+        show_text(self.embedding_status, f"Failed: {message}")
 
     def disconnect(self) -> None:
         """Stop observing the session (the widget is closing)."""

@@ -16,7 +16,7 @@ from magicgui.widgets import CheckBox, Container, PushButton
 from napari.utils.notifications import show_info
 
 from napari_sam_peft._qt import prompt_layers
-from napari_sam_peft._qt.dock_layout import on_click
+from napari_sam_peft._qt.dock_layout import on_click, show_text
 from napari_sam_peft._qt.segment_commits import CommitsPanel
 from napari_sam_peft._qt.segment_image import ImagePanel
 from napari_sam_peft._qt.user_errors import user_errors
@@ -103,6 +103,7 @@ class PromptPanel:
         layer.data = result
         self._pending = objects
         layer.refresh()
+        self._say_if_empty([bool(mask.any()) for mask in masks])
 
     def _segment_slice(self, volume: VolumeAnnotator) -> None:
         z = self.image.current_slice
@@ -121,6 +122,19 @@ class PromptPanel:
         layer.data[z] = mask.astype(np.uint32)
         self._pending = [p for p in self._pending if p.slice != z] + objects
         layer.refresh()
+        self._say_if_empty([bool(mask.any())])
+
+    def _say_if_empty(self, found: list[bool]) -> None:
+        """Say when a prompt gave no mask (the canvas shows nothing, so the user would not know why)."""
+        empty = found.count(False)
+        if empty:
+            which = "The prompt" if len(found) == 1 else f"{empty} of {len(found)} prompts"
+            message = (
+                f"{which} gave no mask: add a positive point inside the object, or draw a box around it, "
+                "then press S again."
+            )
+            show_info(message)
+            show_text(self.image.embedding_status, message)
 
     def set_current(self, mask: np.ndarray, prompts: list[ObjectPrompts]) -> None:
         """Show ``mask`` (a propagated 3D object) as ``current_object``, made by ``prompts``."""

@@ -24,6 +24,7 @@ from typing import Any
 
 import napari
 from magicgui.widgets import Container
+from qtpy.QtCore import QTimer
 
 from napari_sam_peft._qt import prompt_layers
 from napari_sam_peft._qt.background import BackgroundJobs
@@ -35,7 +36,7 @@ from napari_sam_peft._qt.segment_model import ModelPanel
 from napari_sam_peft._qt.segment_prompts import PromptPanel
 from napari_sam_peft._qt.segment_suggest import SuggestPanel
 from napari_sam_peft._qt.segment_volume import VolumePanel
-from napari_sam_peft._qt.user_errors import notify_worker_error
+from napari_sam_peft._qt.user_errors import notify_worker_error, worker_error_message
 from napari_sam_peft._qt.viewer_session import SessionDock
 
 #: the panels' widgets and layers under the names scripts and tests have always used: name -> (panel, attribute)
@@ -64,6 +65,8 @@ class SegmentWidget(SessionDock):
     def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__(napari_viewer)
         self.jobs = BackgroundJobs(self._worker_failed)
+        self._new_images: list[str] = []  # images added since the event loop last ran
+        self._shown_before_new: str | None = None  # the image shown when the first of them was added
         self.model_panel = ModelPanel(self.session, self.jobs)
         self.image_panel = ImagePanel(napari_viewer, self.session, self.jobs)
         self.commits_panel = CommitsPanel(napari_viewer, self.session)
@@ -159,13 +162,37 @@ class SegmentWidget(SessionDock):
         return self.jobs.active
 
     def _connect(self) -> None:
-        self.viewer.layers.events.inserted.connect(self._refresh_image_choices)
+        self.viewer.layers.events.inserted.connect(self._layer_inserted)
         self.viewer.layers.events.removed.connect(self._refresh_image_choices)
         self.image_panel.leaving.connect(self.commits_panel.leave)
         self.image_panel.leaving.connect(self.prompt_panel.clear)
         self.image_panel.opened.connect(self.commits_panel.show)
         self.image_panel.opened.connect(self.prompt_panel.show)
         self.image_panel.opened.connect(self.volume_panel.show_for)
+
+    def _layer_inserted(self, event: Any) -> None:
+        """A layer was added, however (File > Open, Open Sample, a script): list it, keep the annotator's
+        layers above it, and show a new image (the first of several opened at once)."""
+        self._refresh_image_choices()
+        layer = event.value
+        if layer.name in prompt_layers.ANNOTATOR_LAYERS:
+            return
+        if isinstance(layer, napari.layers.Image):
+            if not self._new_images:
+                self._shown_before_new = self.image_panel.name
+            self._new_images.append(layer.name)
+        # after napari has finished adding it (moving layers inside its own insert event is not safe)
+        QTimer.singleShot(0, self._after_layers_added)
+
+    def _after_layers_added(self) -> None:
+        try:
+            prompt_layers.raise_annotator_layers(self.viewer)
+            new, self._new_images = [n for n in self._new_images if n in self.viewer.layers], []
+            # unless an image was chosen meanwhile (a folder opened as a series shows its first)
+            if new and self.image_panel.name == self._shown_before_new:
+                self.image_panel.image_choice.value = new[0]
+        except RuntimeError:  # the viewer closed meanwhile
+            pass
 
     def _refresh_image_choices(self, *_: object) -> None:
         try:
@@ -174,7 +201,7 @@ class SegmentWidget(SessionDock):
             self._disconnect()
 
     def _disconnect(self) -> None:
-        self.viewer.layers.events.inserted.disconnect(self._refresh_image_choices)
+        self.viewer.layers.events.inserted.disconnect(self._layer_inserted)
         self.viewer.layers.events.removed.disconnect(self._refresh_image_choices)
         self.keys.disconnect()
         self.model_panel.disconnect()
@@ -182,7 +209,7 @@ class SegmentWidget(SessionDock):
         self.commits_panel.disconnect()
 
     def _worker_failed(self, error: BaseException) -> None:
-        self.image_panel.show_failure()
+        self.image_panel.show_failure(worker_error_message(error))
         self.volume_panel.failed()
         self.model_panel.update_status()
         notify_worker_error(error)

@@ -56,10 +56,11 @@ def run(args: argparse.Namespace) -> int:
     from napari_sam_peft.core.evaluation.report import scores_line
     from napari_sam_peft.core.evaluation.volume import evaluate_volumes
     from napari_sam_peft.core.peft import Adapter
-    from napari_sam_peft.core.sam.loading import load_model
+    from napari_sam_peft.core.sam.loading import check_model_name, load_model
     from napari_sam_peft.core.volume.propagation import default_settings
     from napari_sam_peft.core.volume.store_slices import read_samples
 
+    check_model_name(args.model)  # a misspelt model is said first, before the store's content
     store = AnnotationStore(args.store)
     images = [i for i in store.snapshot().images if i.split == args.split and i.objects]
     if not images and args.split == "val":

@@ -5,17 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from napari_sam_peft.core.errors import InvalidCheckpointError, ModelNotAvailableError
-from napari_sam_peft.core.peft import PRESETS, count_trainable_parameters, format_blocks, spec_from_preset
-from napari_sam_peft.core.sam.architecture import (
-    VIT_B,
-    Architecture,
-    architecture_for_model_name,
-    infer_architecture,
-)
-from napari_sam_peft.core.sam.loading import CHECKPOINT_SUFFIXES, read_checkpoint, registry_model_names
-from napari_sam_peft.core.sam.registry import BUNDLED_MODELS
+from napari_sam_peft.core.peft import PRESETS, format_blocks, spec_from_preset
+
+if TYPE_CHECKING:
+    from napari_sam_peft.core.sam.architecture import Architecture
 
 NAME = "methods"
 HELP = "list the PEFT presets with their blocks and trainable parameters"
@@ -38,6 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def architecture_of(model: str) -> Architecture:
     """The architecture of a model name or file, without downloading weights."""
+    from napari_sam_peft.core.sam.architecture import architecture_for_model_name, infer_architecture
+    from napari_sam_peft.core.sam.loading import CHECKPOINT_SUFFIXES, read_checkpoint, registry_model_names
+    from napari_sam_peft.core.sam.registry import BUNDLED_MODELS
+
     if model in BUNDLED_MODELS:
         state, architecture, _ = read_checkpoint(BUNDLED_MODELS[model].path())
         return architecture or infer_architecture(state, name=model)
@@ -56,6 +56,8 @@ def architecture_of(model: str) -> Architecture:
 
 def method_rows(architecture: Architecture) -> list[dict]:
     """One row per preset of the registry: its method, blocks and trainable parameters."""
+    from napari_sam_peft.core.peft import count_trainable_parameters
+
     rows = []
     for name in PRESETS:
         spec = spec_from_preset(name, architecture.depth)
@@ -71,6 +73,9 @@ def method_rows(architecture: Architecture) -> list[dict]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from napari_sam_peft.core.peft import count_trainable_parameters
+    from napari_sam_peft.core.sam.architecture import VIT_B
+
     architecture = architecture_of(args.model) if args.model != "vit_b" else VIT_B
     rows = method_rows(architecture)
     if args.json:

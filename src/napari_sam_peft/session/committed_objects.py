@@ -73,7 +73,8 @@ class CommittedObjects:
     Signals
     -------
     store_changed(AnnotationStore | None)
-        Another store receives the committed objects.
+        Another store receives the committed objects; images opened before show what it holds once they
+        are opened again (views re-open the shown one).
     store_updated(StoreUpdate)
         The store's content changed (commit, paint, import, split).
     labels_changed(str)
@@ -106,6 +107,12 @@ class CommittedObjects:
         """Record committed objects in ``store`` from now on (None: stop recording); emits ``store_changed``."""
         self._store = store
         self._recorder = LabelRecorder(store) if store is not None else None
+        # Images opened before (with no store open, as when a dock selects an image before the store is
+        # opened, or with another store) were read from there: read them again from this store the next
+        # time they are opened, unless the user changed them in this session.
+        self._images = {
+            name: entry for name, entry in self._images.items() if entry.history.commits or name in self._edited
+        }
         self.store_changed.emit(store)
 
     def open_store(self, path: str | os.PathLike[str], create: bool = True) -> AnnotationStore | None:
@@ -120,6 +127,10 @@ class CommittedObjects:
         """
         path = Path(path)
         if not path.name.endswith(STORE_SUFFIX):
+            if path.is_file():
+                raise SamPeftError(
+                    f"{path} is a file: choose a folder for the annotation store (or a store, *{STORE_SUFFIX})."
+                )
             path = path / DEFAULT_STORE_NAME
         if path.exists():
             store = AnnotationStore(path)

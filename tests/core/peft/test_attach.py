@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from napari_sam_peft.core.peft import attach, attached_to, frozen_prefix_stages, spec_from_preset
-from napari_sam_peft.core.peft.attach import base_name
+from napari_sam_peft.core.peft.attachment import base_name
 from napari_sam_peft.core.sam.architecture import TINY
 
 

@@ -14,7 +14,7 @@ from napari_sam_peft.core.peft import (
     attached_to,
     spec_from_preset,
 )
-from napari_sam_peft.core.peft.attach import base_name
+from napari_sam_peft.core.peft.attachment import base_name
 from napari_sam_peft.core.sam.architecture import TINY, build_sam
 from napari_sam_peft.core.sam.loading import LoadedModel, model_identity
 from napari_sam_peft.core.sam.registry import family_for

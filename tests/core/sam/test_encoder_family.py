@@ -30,7 +30,7 @@ from napari_sam_peft.core.peft import (
     frozen_prefix_stages,
     spec_from_preset,
 )
-from napari_sam_peft.core.peft.attach import base_name
+from napari_sam_peft.core.peft.attachment import base_name
 from napari_sam_peft.core.sam import registry
 from napari_sam_peft.core.sam.architecture import (
     build_sam,

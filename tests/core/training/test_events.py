@@ -9,6 +9,7 @@ import pytest
 
 from napari_sam_peft.core.training.events import (
     EVENT_TYPES,
+    Baseline,
     Best,
     Error,
     Evaluating,
@@ -43,6 +44,7 @@ EXAMPLES = [
         world_size=1,
     ),
     Prepared(seconds=1.25, first_trained_stage=6, computed=1, reused=2),
+    Baseline(score=0.5),
     Progress(step=3, steps=200, loss=0.5, val_score=None, best_score=0.25, its_per_second=1.5, eta_seconds=131.0),
     Best(path="/data/adapter.safetensors", step=25, score=0.75),
     Evaluating(images=2, validation="validation split", measured_on="the store's validation split"),

@@ -30,7 +30,7 @@ from ..atomic import write_atomic
 from ..cache_dir import default_cache_dir
 from ..errors import ClusterError
 from ..training.events import Best, Error, Event, Finished, Started, event_from_json
-from ..training.runs import RECORD_NAME, RunRecord, read_run
+from ..training.runs import RECORD_NAME, RunRecord, now, read_run
 from .blobs import HashCache, Manifest, batches, folder_manifest
 from .connect import WorkerInfo, connect, describe_cluster
 from .target import ClusterTarget
@@ -269,8 +269,10 @@ def _follow(run: RemoteRun, should_stop: Callable[[], bool] | None, replay: bool
             if time.monotonic() - last_check >= HEARTBEAT_SECONDS:
                 last_check = time.monotonic()
                 answered = _check(run, answered)
-    except BaseException:
+    except BaseException as error:
         _ask_to_stop(run, cancel=True)  # the run ends here: it should not go on training on the cluster
+        if isinstance(error, ClusterError):  # the worker's record still says "running": say how it ended
+            _record_lost(run, str(error))
         raise
     finally:
         run.client.unsubscribe_topic(topic)
@@ -330,6 +332,17 @@ def _report(run: RemoteRun, event: Event) -> RunRecord | None:
     else:
         run.emit(event)
     return None
+
+
+def _record_lost(run: RemoteRun, why: str) -> None:
+    """Mark the run "failed" in its record here, with why (``cluster attach`` rewrites it if the run went on)."""
+    path = run.out.parent / RECORD_NAME
+    try:
+        record = read_run(path)
+    except (OSError, ValueError, KeyError, TypeError):
+        record = RunRecord(adapter=str(run.out), ran_on=run.ran_on, remote=run.remote)
+    record.status, record.error, record.finished = "failed", why, now()
+    record.save(path)
 
 
 def _save_record(run: RemoteRun, fetch_adapter: bool) -> RunRecord:

@@ -49,7 +49,11 @@ def read_array(path: str | os.PathLike[str]) -> np.ndarray:
     except UnreadableFileError:
         raise
     except Exception as err:  # noqa: BLE001 - any reader failure means "cannot read"
-        raise UnreadableFileError(f"Cannot read {path.name} as an image ({err}).") from None
+        reason = " ".join(str(err).replace("`", "'").replace("''", "'").split())
+        raise UnreadableFileError(
+            f"Cannot read {path.name} as an image ({reason}). napari-sam-peft reads tif, png, jpg and the other "
+            "formats imageio knows, and zarr arrays."
+        ) from None
 
 
 def open_lazy(path: str | os.PathLike[str]) -> Any:

@@ -62,6 +62,11 @@ class StoreFolder:
             (tmp / "commits").mkdir()
 
     def _check(self) -> None:
+        if self.path.is_file():
+            raise StoreError(
+                f"{self.path} is a file, not an annotation store (a folder ending in .sampeft.zarr): choose a "
+                "folder, or a new name for a store."
+            )
         if not self.path.is_dir():
             raise StoreError(f"No annotation store at {self.path}. Create one (Dataset widget or 'store add').")
         try:

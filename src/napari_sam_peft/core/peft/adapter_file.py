@@ -30,7 +30,7 @@ from .adapter_format import (
     read_adapter_file,
     write_adapter_file,
 )
-from .attach import AttachedPeft, attach
+from .attachment import AttachedPeft, attach
 from .counting import parameter_count
 from .presets import PeftSpec
 

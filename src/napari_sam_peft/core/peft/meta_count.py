@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..sam.architecture import Architecture, build_sam
-from .attach import AttachedPeft, attach
+from .attachment import AttachedPeft, attach
 from .options import LoraOptions
 from .presets import PeftSpec
 

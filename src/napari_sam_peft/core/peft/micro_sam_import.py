@@ -19,7 +19,7 @@ import torch
 from ..errors import InvalidCheckpointError
 from ..sam.loading import LoadedModel, sam_state_from
 from .adapter_file import Adapter
-from .attach import attach, base_name
+from .attachment import attach, base_name
 from .presets import make_spec
 
 _BLOCK = re.compile(r"image_encoder\.blocks\.(\d+)\.")

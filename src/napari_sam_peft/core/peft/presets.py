@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .blocks import format_blocks, parse_blocks
-from .methods import UnknownMethodError, get_method
 from .options import MethodOptions
 
 
@@ -87,6 +86,8 @@ class PeftSpec:
         InvalidOptionError
             For options the method does not have.
         """
+        from .methods import get_method
+
         values = json.loads(text)
         method = get_method(values["method"])
         return cls(
@@ -120,6 +121,8 @@ def make_spec(
     InvalidBlocksError
         For a block selection that does not parse or names blocks the model does not have.
     """
+    from .methods import get_method
+
     peft_method = get_method(method)
     resolved_options = peft_method.options(options)
     if peft_method.uses_blocks:
@@ -144,6 +147,8 @@ def spec_from_preset(
     InvalidOptionError
         For an override the preset's method does not have, or a bad value.
     """
+    from .methods import UnknownMethodError
+
     try:
         preset = PRESETS[name]
     except KeyError:

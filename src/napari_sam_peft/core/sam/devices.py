@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import DeviceNotAvailableError
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 
 
 def mps_available() -> bool:
     """Whether this PyTorch build and machine can use Apple's ``mps`` GPU."""
+    import torch
+
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
 
 
 def available_devices() -> list[str]:
     """The device names this machine can use, best first."""
+    import torch
+
     devices = []
     if torch.cuda.is_available():
         devices.append("cuda")
@@ -40,6 +47,8 @@ def select_device(requested: str | torch.device | None = None) -> torch.device:
     DeviceNotAvailableError
         If the requested device does not exist on this machine.
     """
+    import torch
+
     if requested is None or str(requested) == "auto":
         return torch.device(available_devices()[0])
     try:

@@ -148,6 +148,7 @@ def load_model(
     InvalidCheckpointError
         A file that does not exist, is not a SAM checkpoint, or holds pickled code.
     """
+    check_model_name(model)
     target = select_device(device)
     say = progress or (lambda message: None)
     name = os.fspath(model)
@@ -163,24 +164,47 @@ def load_model(
         return _assemble(state, architecture, name, str(path), target)
 
     path = Path(name).expanduser()
-    if path.exists() or path.suffix in CHECKPOINT_SUFFIXES or os.sep in name:
-        if not path.is_file():
-            raise InvalidCheckpointError(f"No model file at {path}. Check the path, or pick a registry name.")
+    if _names_a_file(name):
         say(f"Reading {path.name}")
         state, architecture, stored_name = read_checkpoint(path)
         return _assemble(state, architecture, stored_name or path.stem, str(path), target)
+    path = _fetch_registry_weights(name, say)
+    say(f"Reading {path.name}")
+    architecture_for_model_name(name)  # refuses architectures we cannot adapt, before reading
+    state, _, _ = read_checkpoint(path, trusted_registry_file=True)
+    return _assemble(state, None, name, name, target)
 
+
+def check_model_name(model: str | os.PathLike[str]) -> None:
+    """Refuse, without loading anything, a model that is neither bundled, nor a file, nor a registry name
+    (commands check it before reading a store, so a misspelt name is the first thing they say).
+
+    Raises
+    ------
+    ModelNotAvailableError
+        An unknown name.
+    InvalidCheckpointError
+        A path to a file that does not exist.
+    """
+    name = os.fspath(model)
+    if name in BUNDLED_MODELS:
+        return
+    if _names_a_file(name):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise InvalidCheckpointError(f"No model file at {path}. Check the path, or pick a registry name.")
+        return
     if name not in registry_model_names():
         offline = ", ".join(map(repr, BUNDLED_MODELS))
         raise ModelNotAvailableError(
             f"Unknown model {name!r}. Choose {offline}, a checkpoint file, or one of: "
             + ", ".join(registry_model_names())
         )
-    path = _fetch_registry_weights(name, say)
-    say(f"Reading {path.name}")
-    architecture_for_model_name(name)  # refuses architectures we cannot adapt, before reading
-    state, _, _ = read_checkpoint(path, trusted_registry_file=True)
-    return _assemble(state, None, name, name, target)
+
+
+def _names_a_file(name: str) -> bool:
+    path = Path(name).expanduser()
+    return path.exists() or path.suffix in CHECKPOINT_SUFFIXES or os.sep in name
 
 
 def save_model(

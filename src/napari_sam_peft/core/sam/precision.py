@@ -18,14 +18,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import SamPeftError
 from .internals import cpu_has_native_bf16
 
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+if TYPE_CHECKING:
+    import torch
 
 
 class PrecisionNotAvailableError(SamPeftError):
@@ -47,7 +47,9 @@ class Precision:
     @property
     def dtype(self) -> torch.dtype:
         """The dtype the autocast regions compute in."""
-        return _DTYPES[self.name]
+        import torch
+
+        return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.name]
 
     @property
     def needs_grad_scaler(self) -> bool:
@@ -60,6 +62,8 @@ class Precision:
         if self.name == "fp32":
             yield
             return
+        import torch
+
         with torch.autocast(device_type=self.device_type, dtype=self.dtype):
             yield
 
@@ -183,6 +187,8 @@ def slower_than_fp32(result: ProbeResult, name: str, use: str) -> str:
 
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes bfloat16 natively (not by emulation)."""
+    import torch
+
     if device.type == "cpu":
         return cpu_has_native_bf16()
     if device.type == "cuda":
@@ -201,6 +207,8 @@ def supported_precisions(device: torch.device) -> list[str]:
 
 
 def _hardware(device: torch.device) -> str:
+    import torch
+
     if device.type == "cpu":
         return "this CPU (no AVX512-BF16 or AMX)" if not native_bf16(device) else "this CPU"
     if device.type == "cuda":
@@ -236,6 +244,8 @@ def resolve_precision(
         For a name that is not one of :data:`PRECISION_CHOICES`, or a precision ``device`` does not
         run natively (the message lists the ones it does).
     """
+    import torch
+
     device = torch.device(device)
     supported = supported_precisions(device)
     if requested == "auto":
@@ -248,7 +258,7 @@ def resolve_precision(
         result = probe()
         name, why = choose(result, use)
         return Precision(name, device.type, f"auto: {why}", probe=result.describe(use))
-    if requested not in _DTYPES:
+    if requested not in PRECISION_CHOICES[1:]:
         raise PrecisionNotAvailableError(
             f"Unknown precision {requested!r}: choose one of {', '.join(PRECISION_CHOICES)}."
         )

@@ -3,7 +3,7 @@
 ``napari-sam-peft train --events`` prints one event per line on stdout (``{"event": "progress",
 "version": 1, "step": 3, ...}``); :func:`event_from_json` reads it back, and every consumer (the
 worker, the terminal, the Finetune widget, the demo) reads attributes. A run reports
-:class:`Started`, :class:`Prepared`, :class:`Progress` after every step (with :class:`Best`
+:class:`Started`, :class:`Prepared`, :class:`Baseline`, :class:`Progress` after every step (with :class:`Best`
 whenever validation improves), :class:`Evaluating` and :class:`Evaluation` when asked to
 evaluate, and ends with :class:`Finished` or :class:`Error`.
 
@@ -22,7 +22,20 @@ from typing import Any, ClassVar
 
 from ..errors import ClusterError, SamPeftError
 from ..evaluation.report import EvaluationReport
-from .loop import TrainingEvent
+
+
+@dataclass(frozen=True)
+class TrainingEvent:
+    """Structured progress, reported after every step and validation."""
+
+    step: int
+    steps: int
+    loss: float
+    val_score: float | None
+    best_score: float | None
+    its_per_second: float
+    eta_seconds: float
+    improved: bool = False
 
 
 class Event:
@@ -104,8 +117,18 @@ class Prepared(Event):
 
 
 @dataclass(frozen=True)
+class Baseline(Event):
+    """The validation box IoU of the model training starts from (the base model, or the adapter a
+    continuation starts from): what each new best adapter is measured against."""
+
+    event: ClassVar[str] = "baseline"
+
+    score: float
+
+
+@dataclass(frozen=True)
 class Progress(TrainingEvent, Event):
-    """A training step: the loop's :class:`~.loop.TrainingEvent` (``val_score`` is None between validations).
+    """A training step: :class:`TrainingEvent` (``val_score`` is None between validations).
 
     An unknown time left (``eta_seconds`` infinite) is ``null`` on the wire.
     """
@@ -197,7 +220,8 @@ class Error(Event):
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.event: cls for cls in (Started, Prepared, Progress, Best, Evaluating, Evaluation, Finished, Error)
+    cls.event: cls
+    for cls in (Started, Prepared, Baseline, Progress, Best, Evaluating, Evaluation, Finished, Error)
 }
 
 

@@ -37,6 +37,7 @@ from ..sam.loading import LoadedModel
 from ..sam.precision import Precision, resolve_precision
 from ..sam.precision_probe import model_probe
 from .distributed import any_rank, distributed_rank
+from .events import TrainingEvent
 from .job import TrainingJob
 from .objective import Backward, Sample, objective, validation_score
 
@@ -60,20 +61,6 @@ class TrainingConfig:
     with_decoder: bool = _CHOSEN["with_decoder"]  # train micro_sam's instance decoder jointly (AIS)
     patience: int = 10  # validations without improvement before stopping early
     seed: int = _CHOSEN["seed"]
-
-
-@dataclass(frozen=True)
-class TrainingEvent:
-    """Structured progress, reported after every step and validation."""
-
-    step: int
-    steps: int
-    loss: float
-    val_score: float | None
-    best_score: float | None
-    its_per_second: float
-    eta_seconds: float
-    improved: bool = False
 
 
 class _Objective(nn.Module):
@@ -112,13 +99,16 @@ class TrainingHooks:
     """How a caller follows and steers a run; every hook is optional and runs on rank 0 only.
 
     ``on_prepared`` is called once the frozen stages have run on every image (before the first
-    step), ``on_event`` after every step, ``on_best`` with each new best adapter (write it, attach
-    it live); ``should_stop`` is polled every step and ends training with the best adapter so far.
+    step), ``on_baseline`` with the validation score of the model training starts from (the base, or
+    the adapter it continues), ``on_event`` after every step, ``on_best`` with each new best adapter
+    (write it, attach it live); ``should_stop`` is polled every step and ends training at once with
+    the best adapter so far (validating only when there is none yet).
     """
 
     on_event: Callable[[TrainingEvent], None] | None = None
     on_best: Callable[[Adapter], None] | None = None
     on_prepared: Callable[[StageInputs], None] | None = None
+    on_baseline: Callable[[float], None] | None = None
     should_stop: Callable[[], bool] | None = None
 
 
@@ -139,7 +129,16 @@ class _BestAdapter:
         self.adapter: Adapter | None = None
         self.parent = ""  # the hash of the adapter the run continues, if it continues one
         self.score: float | None = None
+        self.start_score: float | None = None  # the model's validation score before training, if measured
         self.stale = 0
+
+    def measure_start(self, score: Callable[[], float], precision: Precision) -> None:
+        """Validate the model training starts from, what each new best is measured against (when the caller
+        wants to hear it: ``on_baseline``)."""
+        if self.hooks.on_baseline is not None and self.report:
+            with precision.autocast():
+                self.start_score = score()
+            self.hooks.on_baseline(self.start_score)
 
     def offer(self, score: float, step: int) -> bool:
         """Keep the attached adapter if ``score`` beats the best; returns whether it did."""
@@ -148,6 +147,8 @@ class _BestAdapter:
             return False
         self.score, self.stale = score, 0
         metrics = {"val_box_iou": score, "step": step}
+        if self.start_score is not None:
+            metrics["start_box_iou"] = self.start_score
         if self.decoder is not None:
             metrics["decoder_step"] = step
         decoder = decoder_state(self.decoder) if self.decoder is not None else None
@@ -338,15 +339,16 @@ def train(
         if hooks.on_prepared is not None:
             hooks.on_prepared(inputs)
         instance = _instance_objective(sam, config, train_samples, parent.decoder if parent is not None else None)
+        decoder = instance.decoder if instance is not None else None
+        best = _BestAdapter(handle, model, training_snapshot, rank == 0, hooks, decoder)
+        best.parent = parent.identity if parent is not None else ""
+        best.measure_start(lambda: validation_score(sam, val_samples, inputs=val_inputs), precision)
         step_module = _step_module(sam, inputs, config, world, instance)
         groups = [{"params": list(handle.trainable_parameters()), "lr": config.lr}]
         if instance is not None:  # a decoder trained from scratch needs a larger rate than the adapter
             groups.append({"params": list(instance.decoder.parameters()), "lr": DECODER_LR})
         optimizer = torch.optim.AdamW(groups, lr=config.lr)
         schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.9, patience=10)
-        decoder = instance.decoder if instance is not None else None
-        best = _BestAdapter(handle, model, training_snapshot, rank == 0, hooks, decoder)
-        best.parent = parent.identity if parent is not None else ""
         stepper = _Stepper(optimizer, precision, world)
         start = time.perf_counter()
         for step in range(1, config.steps + 1):
@@ -360,8 +362,10 @@ def train(
             elapsed = time.perf_counter() - start
             rate = step / elapsed if elapsed > 0 else 0.0
             val, improved = None, False
-            last = any_rank(step == config.steps or (hooks.should_stop is not None and hooks.should_stop()), world)
-            if step % config.validate_every == 0 or last:
+            stop = any_rank(hooks.should_stop is not None and hooks.should_stop(), world)
+            last = stop or step == config.steps
+            # a stop ends the run now: it validates only to have an adapter at all
+            if (step % config.validate_every == 0 or last) and not (stop and best.adapter is not None):
                 step_module.eval()
                 with precision.autocast():
                     val = validation_score(sam, val_samples, inputs=val_inputs)

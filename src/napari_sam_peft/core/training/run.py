@@ -28,7 +28,6 @@ from ..annotation.embeddings import EmbeddingCache
 from ..annotation.stage_inputs import CacheEmbeddingSource, StageInputs
 from ..data.store import AnnotationStore
 from ..errors import SamPeftError
-from ..evaluation.report import EvaluationReport
 from ..peft import Adapter, PeftSpec, count_trainable_parameters
 from ..peft.recommend import recommended_lr, recommended_steps
 from ..sam.devices import select_device
@@ -47,9 +46,10 @@ from .continuation import (
     shard_weights,
 )
 from .distributed import setup_distributed
-from .events import Best, Evaluating, Evaluation, Event, Finished, Prepared, Progress, Started
+from .events import Baseline, Best, Event, Finished, Prepared, Progress, Started
 from .holdout import ValidationPlan, plan_validation, plan_z_range_validation
 from .job import TrainingJob
+from .run_evaluation import evaluate_run
 from .runs import RECORD_NAME, RunRecord, now
 
 Emit = Callable[[Event], None]
@@ -152,6 +152,10 @@ class RunReporter:
         seconds = time.perf_counter() - self.started_at
         self.say(Prepared(seconds, inputs.stage, inputs.computed, inputs.reused))
 
+    def on_baseline(self, score: float) -> None:
+        """The validation score training starts from: report it."""
+        self.say(Baseline(score))
+
     def on_progress(self, event: loop.TrainingEvent) -> None:
         """A step ended: add it to the curve and report it."""
         if os.environ.get(FAULT_ENV) == "oom" and event.step >= 2:
@@ -176,8 +180,9 @@ def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None
     SamPeftError
         For bad input (no training objects, a bad store, preset or blocks).
     """
-    from ..sam.loading import load_model
+    from ..sam.loading import check_model_name, load_model
 
+    check_model_name(job.model)  # a misspelt model is said before anything about the store
     if job.steps is not None and job.steps < 0:
         raise SamPeftError(
             f"The number of steps must be positive, not {job.steps}; leave it out for the recommended one."
@@ -235,8 +240,10 @@ def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None
     )
     last_step = record.curve[-1][0] if record.curve else 0
     record.status = "stopped" if reporter.stopped else "completed" if last_step >= job.steps else "early_stopped"
-    if job.evaluate and reporter.lead:
-        record.evaluation = _evaluate(model, best, data, reporter)
+    if job.evaluate and reporter.lead and not reporter.stopped:  # a stop ends the run at once
+        record.evaluation = evaluate_run(
+            model, best, data.plan, data.validation, data.volumes, reporter.say, reporter.stop_requested
+        )
     record.finished = now()
     reporter.save()
     plan = data.plan
@@ -309,6 +316,7 @@ def _train(
                 on_event=reporter.on_progress,
                 on_best=reporter.on_best,
                 on_prepared=reporter.on_prepared,
+                on_baseline=reporter.on_baseline,
                 should_stop=reporter.stop_requested,
             ),
             embedding_source=source,
@@ -321,62 +329,3 @@ def _train(
         reporter.record.error = str(error)
         reporter.save()
         raise
-
-
-def _evaluate(model: LoadedModel, best: Adapter, data: TrainingData, reporter: RunReporter) -> EvaluationReport:
-    """Base vs ``best`` with the paper's interactive protocol on the validation samples; with an instance
-    decoder, also the automatic segmentation's mSA (base: AMG; adapter: AIS); with validation volumes,
-    the 3D scores (``volume``, and ``volume_ais`` with an instance decoder)."""
-    from segment_anything import SamPredictor
-
-    from ..evaluation.automatic import evaluate_automatic
-    from ..evaluation.interactive import evaluate_interactive
-    from ..instance import build_decoder
-
-    plan = data.plan
-    reporter.say(Evaluating(len(plan.val), plan.validation, plan.description))
-    base = evaluate_interactive(SamPredictor(model.sam), plan.val)
-    if best.has_decoder:  # the automatic segmentation a user got before (AMG) against the new AIS
-        base["ais"] = evaluate_automatic(SamPredictor(model.sam), None, plan.val).msa
-    base.update(_volume_scores(model, None, data.volumes, best.has_decoder))
-    handle = best.attach_to(model)
-    try:
-        adapted = evaluate_interactive(SamPredictor(model.sam), plan.val)
-        if best.has_decoder:
-            decoder = build_decoder(model.sam, best.decoder)
-            adapted["ais"] = evaluate_automatic(SamPredictor(model.sam), decoder, plan.val).msa
-            adapted.update(_volume_scores(model, decoder, data.volumes, True))
-        else:
-            adapted.update(_volume_scores(model, None, data.volumes, False))
-    finally:
-        handle.detach()
-    validation = data.validation
-    report = EvaluationReport(
-        validation=plan.validation,
-        measured_on=plan.description,
-        images=validation["val_images"],
-        objects=validation["val_objects"],
-        base=base,
-        adapter=adapted,
-    )
-    reporter.say(Evaluation.of(report))
-    return report
-
-
-def _volume_scores(
-    model: LoadedModel, decoder: Any, volumes: list[tuple[Any, np.ndarray]], automatic: bool
-) -> dict[str, float]:
-    """``volume`` (and, when ``automatic``, ``volume_ais``) on the validation volumes; {} without any."""
-    from segment_anything import SamPredictor
-
-    from ..evaluation.volume import evaluate_volumes
-    from ..volume.propagation import default_settings
-
-    if not volumes:
-        return {}
-    settings = default_settings(model.architecture)  # the annotator's: box projection for LiteMedSAM
-    scores = evaluate_volumes(SamPredictor(model.sam), decoder, volumes, settings=settings, automatic=automatic)
-    result = {"volume": scores.volume}
-    if automatic and scores.volume_ais is not None:
-        result["volume_ais"] = scores.volume_ais
-    return result
