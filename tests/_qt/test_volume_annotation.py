@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 from qtpy.QtCore import Qt
 
-from tests._qt.conftest import click, drag_on_canvas, error_messages, press, wait_for_worker
-from tests._qt.test_user_loop import _dock, trigger_menu
+from tests._qt.conftest import (
+    click,
+    dock_from_menu,
+    drag_on_canvas,
+    error_messages,
+    press,
+    trigger_menu,
+    wait_for_worker,
+)
 
 VOLUME = "nuclei volume (3D)"
 
@@ -25,7 +32,7 @@ def _open_volume(make_napari_viewer, qtbot):
     viewer = make_napari_viewer(show=True)
     trigger_menu(viewer, "File", "Open Sample", "SAM PEFT", "Nuclei volume, 3D")
     qtbot.waitUntil(lambda: VOLUME in viewer.layers, timeout=10_000)
-    segment = _dock(viewer, "Segment")
+    segment = dock_from_menu(viewer, "Segment")
     segment.model_choice.value = "demo"
     click(segment.load_button)
     qtbot.waitUntil(lambda: segment.session.model.loaded is not None, timeout=120_000)
@@ -95,7 +102,7 @@ def test_stop_ends_a_propagation_and_keeps_the_current_object(make_napari_viewer
 @pytest.mark.slow  # trains in a worker process
 def test_training_on_the_volume_reloads_and_the_same_box_then_propagates_another_mask(make_napari_viewer, qtbot):
     viewer, segment, truth = _open_volume(make_napari_viewer, qtbot)
-    finetune = _dock(viewer, "Finetune")
+    finetune = dock_from_menu(viewer, "Finetune")
     z, start, end = _middle_box(truth, 3)
     before = _box_then_propagate(viewer, qtbot, segment, z, start, end)
     press(viewer, "c")
@@ -111,7 +118,10 @@ def test_training_on_the_volume_reloads_and_the_same_box_then_propagates_another
     field.setFocus()
     qtbot.keyClick(field, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
     qtbot.keyClick(field, Qt.Key.Key_Delete)
-    expected = f"recommended for {info['train_sample_objects']} objects on {info['train_samples']} training slices"
+    expected = (
+        f"recommended for {info['train_objects']} training objects, seen on {info['train_samples']} training "
+        f"slices and images as {info['train_sample_objects']} outlines"
+    )
     qtbot.waitUntil(lambda: expected in finetune.estimate.value, timeout=10_000)
 
     # a short run that validates (and so reloads) every 2 steps, with the closing evaluation

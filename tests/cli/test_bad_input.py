@@ -32,7 +32,8 @@ CASES = [
     (
         "a 4D tif",
         ["store", "add", "{d}/new.sampeft.zarr", "--image", "{d}/four_d.tif", "--labels", "{d}/four_d_labels.tif"],
-        "The image has shape (2, 3, 64, 64): napari-sam-peft takes 2D images (Y, X) or (Y, X, 3) and volumes",
+        "Cannot store a volume of shape (2, 3, 64, 64): the store takes (Z, Y, X) or (Z, Y, X, 3) volumes; for a "
+        "time series of volumes or channels first, add one volume or one channel at a time.",
     ),
     (
         "store add on a regular file",

@@ -250,11 +250,8 @@ def validate_labels(image: Any, labels: Any) -> list[int]:
     if not np.issubdtype(labels.dtype, np.integer):
         raise StoreError(f"Labels must be integers (instance ids), not {labels.dtype}.")
     shape = tuple(int(n) for n in np.shape(image))
-    if len(shape) > 4 or (len(shape) == 4 and shape[-1] != 3) or len(shape) < 2:
-        raise StoreError(
-            f"The image has shape {shape}: napari-sam-peft takes 2D images (Y, X) or (Y, X, 3) and volumes "
-            "(Z, Y, X) or (Z, Y, X, 3). Split a time series or channels into one image or volume per file."
-        )
+    if len(shape) >= 4:  # a 4D image is refused as what it is, before its labels are compared with it
+        _check_volume(image)
     if labels.ndim == 3:
         _check_volume(image)
         if labels.shape != shape[:3]:
