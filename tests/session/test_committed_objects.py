@@ -181,7 +181,7 @@ def test_store_description_says_where_commits_go(session, tmp_path):
     labels = session.annotations.open_image(NAME, IMAGE).labels
     session.annotations.commit(NAME, IMAGE, labels, _objects(1))
     text, _ = session.annotations.store_description()
-    assert text.startswith("Training data: 1 objects on 1 images")
+    assert text.startswith("Training data: 1 object on 1 image in")
 
 
 def test_images_painted_by_hand_are_recorded_by_the_session_without_a_view(session):

@@ -164,9 +164,9 @@ class CommittedObjects:
             where = f" to {path}" if path is not None else ""
             return f"Commits are recorded as training data{where}.", str(path or "")
         info = self.store.info()
-        return f"Training data: {info['objects']} objects on {info['images']} images in {self.store.path}", str(
-            self.store.path
-        )
+        objects, images = info["objects"], info["images"]
+        counts = f"{objects} object{'' if objects == 1 else 's'} on {images} image{'' if images == 1 else 's'}"
+        return f"Training data: {counts} in {self.store.path}", str(self.store.path)
 
     def store_edited(self, cause: StoreCause = "edited") -> None:
         """Tell observers the open store's content changed (after writing to it directly)."""

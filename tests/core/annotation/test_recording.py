@@ -41,3 +41,20 @@ def test_label_masks_gives_each_ids_box_and_crop():
     box, crop = masks[3]
     assert box == (slice(1, 3), slice(2, 5)) and crop.all() and crop.shape == (2, 3)
     assert label_masks(np.zeros((4, 4), dtype=np.uint32)) == {}
+
+
+def test_a_stores_first_annotated_image_trains_even_where_the_split_would_hold_it_out(tmp_path):
+    from napari_sam_peft.core.data.snapshot import default_split
+    from napari_sam_peft.core.data.store import image_id_for
+
+    samples = [make_sample("nuclei", seed=seed) for seed in range(40)]
+    held_out = [s for s in samples if default_split(image_id_for(s.image)) == "val"]
+    assert len(held_out) >= 2  # the deterministic split sets these aside for validation
+    store = AnnotationStore.create(tmp_path / "s.sampeft.zarr")
+    recorder = LabelRecorder(store)
+    recorder.sync(held_out[0].image, held_out[0].labels)  # the user's first commit
+    recorder.sync(held_out[1].image, held_out[1].labels)  # a second image: the split decides again
+    splits = {i.image_id: i.split for i in store.snapshot().images}
+    assert splits[image_id_for(held_out[0].image)] == "train"
+    assert splits[image_id_for(held_out[1].image)] == "val"
+    assert store.info()["train_objects"] > 0  # Start has something to train on

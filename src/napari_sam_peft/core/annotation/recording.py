@@ -157,10 +157,23 @@ class LabelRecorder:
                 object_prompts = prompts.get(label_id, known.prompts)
                 result.changed.append(label_id)
             if not image_added:  # idempotent: the same pixels are stored once
-                self.store.add_image(image, name=name, volume=np.ndim(labels) == 3)
+                self.store.add_image(
+                    image, name=name, split=self._first_split(image_id), volume=np.ndim(labels) == 3
+                )
                 image_added = True
             mask = np.zeros(np.shape(labels), dtype=bool)
             mask[box] = crop
             object_id = self.store.add_object(image_id, mask, prompts=object_prompts, source=source)
             recorded[label_id] = RecordedObject(object_id, digest, source, object_prompts)
         return result
+
+    def _first_split(self, image_id: str) -> str | None:
+        """``"train"`` for a store's first annotated image, else None (the store's deterministic split).
+
+        The deterministic split sets aside about one image in five for validation; had it taken the first
+        one, the user's first Start would find no training objects.
+        """
+        images = self.store.snapshot().images
+        if any(i.image_id == image_id for i in images) or any(i.split == "train" and i.objects for i in images):
+            return None
+        return "train"
