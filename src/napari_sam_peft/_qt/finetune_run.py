@@ -138,13 +138,17 @@ class RunPanel(Container):
         with user_errors() as outcome:
             self.session.annotations.record_edited()  # corrections painted a moment ago are training data too
             job = self.settings.job()
-            if (
-                self.session.annotations.store is None
-                or self.session.annotations.store.info()["train_objects"] == 0
-            ):
+            info = self.session.annotations.store.info() if self.session.annotations.store is not None else None
+            if info is None or info["train_objects"] == 0:
+                held = info["val_objects"] if info is not None else 0
                 raise SamPeftError(
-                    "There are no training objects yet: commit objects in the Segment widget (S, then C); "
-                    "objects in the validation split do not count."
+                    "There are no training objects yet: commit objects in the Segment widget (S, then C)"
+                    + (
+                        f"; the {held} committed so far are on validation images: set one image's split to "
+                        "'train' in the Dataset widget, or commit objects on another image."
+                        if held
+                        else "."
+                    )
                 )
             spec = self.settings.spec()
         if outcome.failed:
