@@ -7,7 +7,8 @@ import os
 import numpy as np
 import pytest
 import torch
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QPoint, Qt
+from qtpy.QtWidgets import QApplication
 
 from napari_sam_peft.core.annotation.prompting import ObjectPrompts
 from napari_sam_peft.core.data.sample_data import make_sample
@@ -297,6 +298,28 @@ def test_stop_ends_the_run_at_once_keeping_the_best_adapter_and_skipping_the_eva
     finetune.evaluate.value = True  # asked for: it would run at the end of a run that was not stopped
     click(finetune.start_button)
     qtbot.waitUntil(lambda: len(finetune.val_plot.points) >= 2, timeout=180_000)  # a best adapter exists
+
+    # while it runs, the texts above Stop change length (hot reloads change the note and the estimate):
+    # Stop stays where the user aims, and no text is cut
+    labels = (
+        finetune.estimate,
+        finetune.data_status,
+        finetune.recommendation,
+        finetune.settings.continuation.note,
+    )
+
+    def stop_at(text: str) -> int:
+        for label in labels:
+            label.value = text
+        for _ in range(3):
+            QApplication.processEvents()
+        return finetune.stop_button.native.mapTo(finetune.native, QPoint(0, 0)).y()
+
+    where = stop_at("a text much longer than before, " * 12)
+    for text in ("short", "", "two\nlines", "a text much longer than before, " * 12):
+        assert stop_at(text) == where, text
+    assert all(label.native.height() >= label.native.heightForWidth(label.native.width()) for label in labels)
+
     steps_at_click = len(finetune.loss_plot.points)
     click(finetune.stop_button)
     _wait_for_end(qtbot, finetune, segment)

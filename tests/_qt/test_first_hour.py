@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from qtpy.QtCore import QEvent, QPoint, QPointF, Qt
-from qtpy.QtGui import QHelpEvent, QWheelEvent
-from qtpy.QtWidgets import QAbstractSpinBox, QApplication, QComboBox, QScrollArea, QToolTip
+from qtpy.QtCore import QPoint, QPointF, Qt
+from qtpy.QtGui import QWheelEvent
+from qtpy.QtWidgets import QAbstractSpinBox, QApplication, QComboBox, QScrollArea
 
 from napari_sam_peft.core.data.sample_data import make_series
 from napari_sam_peft.core.data.store import AnnotationStore
-from tests._qt.conftest import click, dock_from_menu, press, trigger_menu, wait_for_worker
+from tests._qt.conftest import dock_from_menu, press, trigger_menu, wait_for_worker
 
 pytestmark = pytest.mark.gui
 
@@ -147,32 +147,3 @@ def test_the_mouse_wheel_over_the_finetune_dock_changes_no_setting(make_napari_v
     value = finetune.validate_every.value
     _wheel(validate, steps=1)
     assert finetune.validate_every.value != value
-
-
-def test_buttons_stay_put_when_the_texts_above_them_change(make_napari_viewer, qtbot):
-    viewer = make_napari_viewer(show=True)
-    finetune = dock_from_menu(viewer, "Finetune")
-    QApplication.processEvents()
-
-    def where() -> tuple[int, int]:
-        point = finetune.stop_button.native.mapTo(finetune.native, QPoint(0, 0))
-        return point.x() // 10, point.y()  # a scroll bar appearing may shift it a pixel sideways
-
-    before = where()
-    long_text = "a text much longer than before, " * 12
-    for label in (
-        finetune.estimate,
-        finetune.data_status,
-        finetune.recommendation,
-        finetune.settings.continuation.note,
-    ):
-        label.value = long_text
-    QApplication.processEvents()
-    assert where() == before
-    estimate = finetune.estimate.native  # its tooltip shows the whole text, where the label cuts it
-    QApplication.sendEvent(
-        estimate, QHelpEvent(QEvent.Type.ToolTip, QPoint(5, 5), estimate.mapToGlobal(QPoint(5, 5)))
-    )
-    assert QToolTip.text() == long_text
-    click(finetune.start_button)  # no store: it says so on screen, and the buttons stay where they were
-    assert where() == before

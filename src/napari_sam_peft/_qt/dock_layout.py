@@ -28,7 +28,6 @@ from qtpy.QtWidgets import (
     QMainWindow,
     QScrollArea,
     QSizePolicy,
-    QToolTip,
     QVBoxLayout,
     QWidget,
 )
@@ -60,14 +59,24 @@ def wrapping(label: Label) -> Label:
 
 
 def steady(label: Label, lines: int) -> Label:
-    """Give a wrapping label the height of ``lines`` lines, whatever its text: a text that changes while
-    the user works (an estimate, a note after a hot reload) must not move the buttons below it under the
-    pointer. A longer text is cut at the last line; :func:`show_text` keeps it whole in the tooltip."""
+    """Give a wrapping label at least ``lines`` lines, and let :func:`hold_heights` keep its height from
+    shrinking while a run goes on: a text that changes then (an estimate, a note after a hot reload) must
+    not make the Stop button below it jump from under the pointer. No text is ever cut."""
     native: QLabel = wrapping(label).native
     native.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
-    native.setFixedHeight(lines * native.fontMetrics().lineSpacing() + 2)
-    native.installEventFilter(_WholeTextTip(native))
+    keeper = _HeightKeeper(native, lines)
+    native.setMinimumHeight(keeper.least)
+    native.installEventFilter(keeper)
     return label
+
+
+def hold_heights(labels: list[Label], hold: bool) -> None:
+    """While ``hold``, each :func:`steady` label keeps the tallest height it has had; after, it follows its
+    text again."""
+    for label in labels:
+        keeper = label.native.findChild(_HeightKeeper)
+        if keeper is not None:
+            keeper.hold(hold)
 
 
 def show_text(label: Label, text: str, tooltip: str | None = None) -> None:
@@ -146,13 +155,22 @@ def fit_to_dock(container: Container, name: str) -> None:
     native.installEventFilter(_TabifyOnShow(native))
 
 
-class _WholeTextTip(QObject):
-    """A label's tooltip shows its whole text when no other tooltip was set (:func:`steady` may cut it)."""
+class _HeightKeeper(QObject):
+    """Raises a label's minimum height to each taller height the layout gives it, while held."""
+
+    def __init__(self, label: QLabel, lines: int) -> None:
+        super().__init__(label)
+        self.label = label
+        self.least = lines * label.fontMetrics().lineSpacing() + 4
+        self.holding = False
+
+    def hold(self, hold: bool) -> None:
+        self.holding = hold
+        self.label.setMinimumHeight(max(self.least, self.label.height()) if hold else self.least)
 
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt's name
-        if event.type() == QEvent.Type.ToolTip and isinstance(obj, QLabel) and not obj.toolTip():
-            QToolTip.showText(event.globalPos(), obj.text().replace(BREAK, ""), obj)
-            return True
+        if self.holding and event.type() == QEvent.Type.Resize and event.size().height() > obj.minimumHeight():
+            obj.setMinimumHeight(event.size().height())
         return False
 
 

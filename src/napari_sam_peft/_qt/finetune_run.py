@@ -164,6 +164,7 @@ class RunPanel(Container):
         set_rows(self.evaluation_table, evaluation_rows(None))
         self.evaluated_on.value = ""
         self._holder.process = TrainingProcess(job, env=env).start()
+        self.settings.hold_layout(True)  # Stop stays where the user aims while texts above it change
         where = "(loading the model in the training process)"
         if job.cluster or job.scheduler_file:
             cluster = job.cluster or job.scheduler_file
@@ -214,6 +215,7 @@ class RunPanel(Container):
             if self.stop_button.enabled:  # the run's end, once
                 self.start_button.enabled = True
                 self.stop_button.enabled = False
+                self.settings.hold_layout(False)
                 self.runs_changed.emit()
             if not process.running:  # exited too: remove its stop-file folder now, not at Python's exit
                 self._timer.stop()

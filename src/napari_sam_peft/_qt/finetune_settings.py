@@ -13,7 +13,7 @@ import torch
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, LineEdit, SpinBox
 from magicgui.widgets.bases import ValueWidget
 
-from napari_sam_peft._qt.dock_layout import full_width, show_text, steady
+from napari_sam_peft._qt.dock_layout import full_width, hold_heights, show_text, steady
 from napari_sam_peft._qt.finetune_cluster import ClusterPanel
 from napari_sam_peft._qt.finetune_continue import ContinueChoice
 from napari_sam_peft.core.cluster.connect import ClusterInfo, WorkerInfo
@@ -286,6 +286,10 @@ class SettingsPanel(Container):
             f"images as {count} outlines)"
         )
         return recommended_steps(count, objects_per_image), why
+
+    def hold_layout(self, hold: bool) -> None:
+        """While a run goes on, the texts above Start/Stop keep their height (see :func:`.steady`)."""
+        hold_heights([self.data_status, self.recommendation, self.continuation.note, self.estimate], hold)
 
     def update_data_status(self, *_: Any) -> None:
         """Say how many training and validation objects the store holds, and where it is."""
