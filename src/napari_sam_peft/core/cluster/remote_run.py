@@ -17,6 +17,7 @@ scheduler's log).
 
 from __future__ import annotations
 
+import itertools
 import json
 import queue
 import time
@@ -242,18 +243,25 @@ def _submit(run: RemoteRun, job: Any, manifest: Manifest, job_files: dict[str, l
 
 def _follow(run: RemoteRun, should_stop: Callable[[], bool] | None, replay: bool = False) -> RunRecord:
     """Report the run's events until it ends; fetch each best adapter; watch for faults."""
-    arrived: queue.Queue[dict[str, Any]] = queue.Queue()
+    # in the worker's order (``seq``): while the history is replayed, newer events may already arrive
+    # through the subscription, and the older ones must not be dropped as seen
+    arrived: queue.PriorityQueue[tuple[int, int, dict[str, Any]]] = queue.PriorityQueue()
+    count = itertools.count()
+
+    def put(message: dict[str, Any]) -> None:
+        arrived.put((int(message.get("seq", 0)), next(count), message))
+
     topic = event_topic(run.run_id)
-    run.client.subscribe_topic(topic, lambda event: arrived.put(event[1]))
+    run.client.subscribe_topic(topic, lambda event: put(event[1]))
     if replay:
         for _, message in run.client.get_events(topic):
-            arrived.put(message)
+            put(message)
     asked_to_stop = False
     answered = last_check = time.monotonic()
     try:
         while True:
             try:
-                message = arrived.get(timeout=0.25)
+                message = arrived.get(timeout=0.25)[2]
             except queue.Empty:
                 message = None
             if message is not None and int(message.get("seq", 0)) > run.seen:
