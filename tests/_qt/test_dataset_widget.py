@@ -78,7 +78,7 @@ def test_commits_are_training_data_with_no_dataset_dock_open(segment_widget, tmp
     default = tmp_path / "home" / "napari-sam-peft" / "annotations.sampeft.zarr"
     assert AnnotationStore(default).info()["objects"] == 1
     assert str(default) in segment.store_status.native.toolTip()  # the user sees where it went
-    assert "1 objects" in segment.store_status.value
+    assert "1 object on 1 image" in segment.store_status.value
 
 
 def test_painted_corrections_are_recorded(segment_widget, qtbot, tmp_path):

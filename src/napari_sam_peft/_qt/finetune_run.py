@@ -1,18 +1,15 @@
 """The Finetune widget's run panel: start and stop a run, follow it, use its adapter at once.
 
-The run is ``napari-sam-peft train`` in a separate process (:class:`TrainingProcess`), so napari
-stays responsive and survives a crash or an out-of-memory error in training. A Qt timer drains
-the worker's events on the main thread: the status line, the loss and validation curves, the
-evaluation table, and each new best adapter, which the session's model reloads (unless live
-reload is off: see :meth:`~napari_sam_peft.session.live_model.LiveModel.reload_adapter`). The
-Segment widget then re-embeds the shown image, running only the adapted encoder blocks, and the
-next prompt uses it.
+The run itself is the session's (:class:`~napari_sam_peft.session.training.TrainingRuns`: a worker
+process, its events, the hot reload of each new best adapter). This panel starts and stops it and
+shows it: a Qt timer pumps the session's run on the main thread, and the panel draws each event (the
+status line, the loss and validation curves, the evaluation table). The Segment widget re-embeds the
+shown image after each reload, running only the adapted encoder blocks, and the next prompt uses it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import napari
@@ -28,12 +25,12 @@ from napari_sam_peft._qt.finetune_settings import SettingsPanel
 from napari_sam_peft._qt.run_messages import ONLY_TRAINING_DATA, event_path, status_line
 from napari_sam_peft._qt.run_tables import evaluation_rows, set_rows, style_table
 from napari_sam_peft._qt.user_errors import user_errors
-from napari_sam_peft.core.errors import SamPeftError
 from napari_sam_peft.core.evaluation.report import EvaluationReport
-from napari_sam_peft.core.training.events import Best, Error, Evaluation, Event, Finished, Progress, Started
+from napari_sam_peft.core.training.events import Error, Evaluation, Event, Finished, Progress, Started
 from napari_sam_peft.core.training.holdout import TRAINING_DATA
 from napari_sam_peft.core.training.worker import TrainingProcess
 from napari_sam_peft.session import AnnotatorSession
+from napari_sam_peft.session.training import TrainingRuns
 
 POLL_MS = 100
 ADAPTER, BASE_MODEL = "adapter", "base model"
@@ -43,30 +40,26 @@ ADAPTER, BASE_MODEL = "adapter", "base model"
 QUIT_GRACE_S = 10.0
 
 
-class _ProcessHolder:
-    """Holds the run's worker apart from the panel, for the two ends that outlive the panel's widgets.
+class _QuitGuard:
+    """Ends the session's run at the two ends that outlive the panel's widgets, holding the run and not
+    the panel.
 
-    The Finetune dock closed: the worker is asked to stop after its step (it keeps its best
-    adapter). napari quit (``aboutToQuit``, before Python's clean-up removes temporary folders
-    and Qt deletes widgets): the worker is given :data:`QUIT_GRACE_S` to stop, then killed, so
-    no training process outlives napari.
+    The Finetune dock closed: the run is asked to stop after its step (it keeps its best adapter).
+    napari quit (``aboutToQuit``, before Python's clean-up removes temporary folders and Qt deletes
+    widgets): the worker is given :data:`QUIT_GRACE_S` to stop, then killed, so no training process
+    outlives napari.
     """
 
-    def __init__(self) -> None:
-        self.process: TrainingProcess | None = None
-        self._on_quit = lambda: self.end_on_quit()  # Qt holds a lambda strongly, a bound method weakly
+    def __init__(self, training: TrainingRuns) -> None:
+        self.training = training
+        self._on_quit = lambda: self.training.close(grace=QUIT_GRACE_S)  # Qt holds a lambda strongly
 
     def end_with(self, app: Any) -> None:
         """End the worker when ``app`` (the QApplication) quits."""
         app.aboutToQuit.connect(self._on_quit)
 
-    def end_on_quit(self) -> None:
-        if self.process is not None:
-            self.process.close(grace=QUIT_GRACE_S)
-
     def stop_on_close(self, *_: Any) -> None:
-        if self.process is not None and self.process.running:
-            self.process.stop()  # the worker finishes its step and keeps its best adapter
+        self.training.stop()
 
 
 class RunPanel(Container):
@@ -85,7 +78,8 @@ class RunPanel(Container):
         self.viewer = viewer
         self.session = session
         self.settings = settings
-        self._holder = _ProcessHolder()
+        self.training = session.training
+        self._guard = _QuitGuard(session.training)
         self.last_evaluation: EvaluationReport | None = None
         self.start_button = PushButton(text="Start training")
         self.stop_button = PushButton(
@@ -103,7 +97,6 @@ class RunPanel(Container):
         self._handlers: dict[type[Event], Callable[[Any], None]] = {
             Started: self._on_started,
             Progress: self._on_progress,
-            Best: self._on_best,
             Evaluation: self.show_evaluation,
             Finished: self._on_finished,
             Error: self._on_error,
@@ -111,9 +104,14 @@ class RunPanel(Container):
         self._timer = QTimer(self.native)  # dies with the panel: no polling into deleted labels
         self._timer.setInterval(POLL_MS)
         self._timer.timeout.connect(self.poll)
-        self._holder.end_with(QApplication.instance())
-        holder = self._holder
-        self.native.destroyed.connect(lambda *_: holder.stop_on_close())  # not self: it is gone by then
+        self._guard.end_with(QApplication.instance())
+        guard, training = self._guard, session.training
+        self.native.destroyed.connect(lambda *_: guard.stop_on_close())  # not self: it is gone by then
+        training.event.connect(self._on_event)
+        training.ended.connect(self._on_ended)
+        self.native.destroyed.connect(
+            lambda *_: (training.event.disconnect(self._on_event), training.ended.disconnect(self._on_ended))
+        )
         on_click(self.start_button, self.start)
         on_click(self.stop_button, self.stop)
         self.compare.changed.connect(self._compare_changed)
@@ -128,33 +126,22 @@ class RunPanel(Container):
     @property
     def process(self) -> TrainingProcess | None:
         """The worker of the current (or last) run."""
-        return self._holder.process
+        return self.training.process
 
     def start(self, *, env: dict[str, str] | None = None) -> TrainingProcess | None:
         """Start a run with the current settings (the "Start training" button); ``env`` is for tests."""
-        if self.process is not None and self.process.running:
-            show_warning("A training run is already going: stop it first.")
-            return None
-        with user_errors() as outcome:
-            self.session.annotations.record_edited()  # corrections painted a moment ago are training data too
-            job = self.settings.job()
-            info = self.session.annotations.store.info() if self.session.annotations.store is not None else None
-            if info is None or info["train_objects"] == 0:
-                held = info["val_objects"] if info is not None else 0
-                raise SamPeftError(
-                    "There are no training objects yet: commit objects in the Segment widget (S, then C)"
-                    + (
-                        f"; the {held} committed so far are on validation images: set one image's split to "
-                        "'train' in the Dataset widget, or commit objects on another image."
-                        if held
-                        else "."
-                    )
-                )
-            spec = self.settings.spec()
-        if outcome.failed:
-            return None
         from napari_sam_peft.core.training.estimate import first_trained_stage
 
+        if self.training.running:
+            show_warning("A training run is already going: stop it first.")
+            return None
+        with user_errors(status=self.status) as outcome:
+            job = self.settings.job()
+            spec = self.settings.spec()
+            self.training.live_reload = bool(self.settings.hot_reload.value)
+            self.training.start(job, env=env)
+        if outcome.failed:
+            return None
         # Keep the current image's block-k input, so every reload re-embeds only the adapted blocks.
         stage = first_trained_stage(spec, self.settings.architecture())
         self.session.embeddings.prepare_reloads(stage)
@@ -163,7 +150,6 @@ class RunPanel(Container):
         self.val_plot.clear()
         set_rows(self.evaluation_table, evaluation_rows(None))
         self.evaluated_on.value = ""
-        self._holder.process = TrainingProcess(job, env=env).start()
         self.settings.hold_layout(True)  # Stop stays where the user aims while texts above it change
         where = "(loading the model in the training process)"
         if job.cluster or job.scheduler_file:
@@ -192,34 +178,31 @@ class RunPanel(Container):
 
     def stop(self) -> None:
         """Ask the run to stop after its current step (the "Stop" button)."""
-        if self.process is not None and self.process.running:
-            self.process.stop()
+        if self.training.running:
+            self.training.stop()
             self.status.value = "Stopping after the current step; the best adapter is kept..."
 
     def poll(self) -> None:
-        """Handle the worker's new events (runs on the Qt thread, every 100 ms while training)."""
-        process = self.process
-        if process is None:
-            return
-        for event in process.poll():
-            line = status_line(event)
-            if line is not None:
-                show_text(self.status, line, event_path(event))
-            handler = self._handlers.get(type(event))
-            if handler is not None:
-                handler(event)
-        if self.session.model.reload_pending is not None:
-            with user_errors("The new adapter could not be loaded: "):
-                self.session.model.finish_reload()  # "reading" or "busy": again on the next tick
-        if process.terminal_event is not None and self.session.model.reload_pending is None:
-            if self.stop_button.enabled:  # the run's end, once
-                self.start_button.enabled = True
-                self.stop_button.enabled = False
-                self.settings.hold_layout(False)
-                self.runs_changed.emit()
-            if not process.running:  # exited too: remove its stop-file folder now, not at Python's exit
-                self._timer.stop()
-                process.close()
+        """Pump the session's run (on the Qt thread, every 100 ms while it goes on): its events come back
+        as :meth:`_on_event`, its end as :meth:`_on_ended`."""
+        with user_errors("The new adapter could not be loaded: ", status=self.status):
+            self.training.pump()
+        if not self.training.running and (self.process is None or not self.process.running):
+            self._timer.stop()
+
+    def _on_event(self, event: Event) -> None:
+        line = status_line(event)
+        if line is not None:
+            show_text(self.status, line, event_path(event))
+        handler = self._handlers.get(type(event))
+        if handler is not None:
+            handler(event)
+
+    def _on_ended(self, _event: Event) -> None:
+        self.start_button.enabled = True
+        self.stop_button.enabled = False
+        self.settings.hold_layout(False)
+        self.runs_changed.emit()
 
     def _on_started(self, event: Started) -> None:
         if event.validation == TRAINING_DATA:
@@ -230,10 +213,6 @@ class RunPanel(Container):
         self.loss_plot.add_point(event.step, event.loss)
         if event.val_score is not None:
             self.val_plot.add_point(event.step, event.val_score)
-
-    def _on_best(self, event: Best) -> None:
-        if self.session.model.loaded is not None:
-            self.session.model.reload_adapter(Path(event.path), attach=bool(self.settings.hot_reload.value))
 
     def show_evaluation(self, report: EvaluationReport) -> None:
         """Show base vs adapter in the evaluation table, and what it was measured on."""

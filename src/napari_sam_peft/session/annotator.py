@@ -15,6 +15,7 @@ from napari_sam_peft.core.annotation.uncertainty import Uncertainty, image_uncer
 from .committed_objects import CommittedObjects
 from .embeddings import SessionEmbeddings
 from .live_model import LiveModel
+from .training import TrainingRuns
 
 
 class AnnotatorSession:
@@ -37,6 +38,10 @@ class AnnotatorSession:
         Each image's committed labels, undo, and the store recording them
         (:class:`~napari_sam_peft.session.committed_objects.CommittedObjects`; signals
         ``store_changed``, ``store_updated``, ``labels_changed``).
+    training
+        Training runs on the store in a worker process, their events and the hot reload of each new best
+        adapter (:class:`~napari_sam_peft.session.training.TrainingRuns`; signals ``started``, ``event``,
+        ``ended``).
 
     Parameters
     ----------
@@ -52,6 +57,7 @@ class AnnotatorSession:
         self.model = LiveModel()
         self.embeddings = SessionEmbeddings(self.model, cache)
         self.annotations = CommittedObjects(default_store)
+        self.training = TrainingRuns(self.model, self.annotations)
 
     def uncertainty(
         self, image: np.ndarray, rgb: bool | None = None, progress: ProgressCallback | None = None
