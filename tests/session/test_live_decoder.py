@@ -71,3 +71,31 @@ def test_ais_on_a_large_image_runs_tiled_like_its_embeddings(tiny_model, tmp_pat
     labels = session.model.automatic(image, embeddings)
     assert labels.shape == image.shape and labels.dtype == np.uint32
     session.model.set_adapter(None)
+
+
+def test_an_image_and_a_volume_of_a_registry_model_both_use_its_decoder(tiny_model, tmp_path, monkeypatch):
+    """A ``*_lm`` model's automatic segmentation is AIS with micro_sam's decoder, in 2D and in 3D (3D used to
+    fall back to mask generation)."""
+    import napari_sam_peft.core.instance as instance
+    from napari_sam_peft.core.data.sample_volume import make_volume
+    from napari_sam_peft.core.sam.loading import LoadedModel, ModelIdentity
+    from napari_sam_peft.session.volume_annotator import VolumeAnnotator
+
+    torch.manual_seed(2)
+    stand_in = decoder_state(build_decoder(tiny_model.sam))  # micro_sam's decoder of "vit_t_lm", in its place
+    fetched = []
+    monkeypatch.setattr(instance, "registry_decoder_state", lambda name: fetched.append(name) or stand_in)
+    model = LoadedModel(tiny_model.sam, ModelIdentity("vit_t_lm", "0" * 64), tiny_model.architecture, "vit_t_lm")
+    session = AnnotatorSession(cache=EmbeddingCache(tmp_path / "cache"))
+    session.model.set_base(model)
+    volume = make_volume(seed=0, shape=(8, 64, 64)).image
+    annotator = VolumeAnnotator(session.model, session.embeddings, volume)
+    labels_3d = annotator.automatic(points_per_side=2)  # the volume first: it must fetch the decoder itself
+    assert fetched == ["vit_t_lm"] and session.model.decoder.method == "ais"
+    _, embeddings = session.embeddings.compute(volume[1])
+    labels_2d = session.model.automatic(volume[1], embeddings)
+    expected = instance_segmentation(
+        session.model.predictor, build_decoder(tiny_model.sam, stand_in), volume[1], embeddings
+    )
+    assert np.array_equal(labels_2d, expected) and labels_3d.shape == volume.shape
+    assert fetched == ["vit_t_lm"]  # once

@@ -356,6 +356,14 @@ class LiveModel:
             self.lock.release()
         return [keep_object_components(m, o.points, o.labels) for m, o in zip(masks, objects, strict=True)]
 
+    def automatic_decoder(self) -> Any:
+        """The instance decoder automatic segmentation uses now, for an image and a volume alike: the live
+        adapter's; else, for a micro_sam registry model that has one (``*_lm``, ...), micro_sam's (fetched
+        once); else None (mask generation). Call it holding :attr:`lock`, on a worker thread."""
+        model = self.require()
+        self.decoder.fetch_registry_decoder(model, has_adapter=self._adapter is not None)
+        return self.decoder.module(model)
+
     def automatic(
         self,
         image: np.ndarray,
@@ -376,9 +384,7 @@ class LiveModel:
         image = check_image(image, rgb)
         tile, halo = self.tiling_for(image)
         with self.lock:
-            model = self.require()
-            self.decoder.fetch_registry_decoder(model, has_adapter=self._adapter is not None)
-            decoder = self.decoder.module(model)  # read once: a reload may swap the weights meanwhile
+            decoder = self.automatic_decoder()  # read once: a reload may swap the weights meanwhile
             if decoder is not None:
                 return instance_segmentation(
                     self._predictor, decoder, image, embeddings, tile_shape=tile, halo=halo, progress=progress

@@ -135,7 +135,7 @@ class VolumeAnnotator:
         features = self.features
         with self._model.lock:
             self._fill(features, should_stop)
-            decoder = self._model.decoder.module(self._model.require())
+            decoder = self._model.automatic_decoder()  # the same rule as an image's
             return automatic_volume(
                 self._model.predictor,
                 decoder,
