@@ -259,39 +259,28 @@ def _finetune(job, say: Say) -> RunRecord:
 
 
 def _evaluate(model, adapter_path: Path, settings: DemoSettings):
-    """Interactive and automatic held-out scores, base against the final adapter."""
-    from segment_anything import SamPredictor
-
+    """Interactive and automatic held-out scores, base against the final adapter (the evaluation every
+    command shares: ``core.evaluation.base_vs_adapter``)."""
     from ..core.data.sample_data import make_sample
-    from ..core.evaluation.automatic import evaluate_automatic
-    from ..core.evaluation.interactive import evaluate_interactive
-    from ..core.instance import build_decoder
+    from ..core.evaluation.base_vs_adapter import evaluate_base_and_adapter
     from ..core.peft import Adapter
 
     held_out = [(s.image, s.labels) for s in (make_sample("cells", seed) for seed in settings.held_out_seeds)]
     iterations = settings.correction_iterations
-    before = evaluate_interactive(SamPredictor(model.sam), held_out, n_iterations=iterations)
-    automatic = {"base": evaluate_automatic(SamPredictor(model.sam), None, held_out)}
-    adapter = Adapter.load(adapter_path)
-    handle = adapter.attach_to(model)
-    try:
-        after = evaluate_interactive(SamPredictor(model.sam), held_out, n_iterations=iterations)
-        decoder = build_decoder(model.sam, adapter.decoder) if adapter.has_decoder else None
-        automatic["adapter"] = evaluate_automatic(SamPredictor(model.sam), decoder, held_out)
-    finally:
-        handle.detach()
-    before["ais"], after["ais"] = automatic["base"].msa, automatic["adapter"].msa
+    base, adapted = evaluate_base_and_adapter(model, Adapter.load(adapter_path), held_out, n_iterations=iterations)
+    assert base.automatic is not None and adapted.automatic is not None
+    automatic = {"base": base.automatic, "adapter": adapted.automatic}
     n = len(held_out)
     report = EvaluationReport(
         validation="held-out images",
         measured_on=(
-            f"{n} held-out generated images, {before['n_objects']} objects; I_P and I_B after {iterations} "
-            "correction iterations; AIS: the automatic segmentation (base: mask generation)"
+            f"{n} held-out generated images, {base.scores['n_objects']:.0f} objects; I_P and I_B after "
+            f"{iterations} correction iterations; AIS: the automatic segmentation (base: mask generation)"
         ),
         images=n,
-        objects=int(before["n_objects"]),
-        base=before,
-        adapter=after,
+        objects=int(base.scores["n_objects"]),
+        base=base.scores,
+        adapter=adapted.scores,
     )
     return report, automatic
 

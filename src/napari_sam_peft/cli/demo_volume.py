@@ -123,14 +123,9 @@ def correct_volume(
 
 def _evaluate(model: Any, adapter_path: Path, settings: VolumeDemoSettings) -> EvaluationReport:
     """Held-out 2D scores on the volume's slices with objects and the 3D scores, base against adapter."""
-    from segment_anything import SamPredictor
-
     from ..core.data.sample_volume import make_volume
-    from ..core.evaluation.interactive import evaluate_interactive
-    from ..core.evaluation.volume import evaluate_volumes
-    from ..core.instance import build_decoder
+    from ..core.evaluation.base_vs_adapter import evaluate_base_and_adapter
     from ..core.peft import Adapter
-    from ..core.volume.propagation import default_settings
     from ..core.volume.store_slices import slices_with_objects
 
     volumes = [make_volume(seed, settings.held_out_shape) for seed in settings.held_out_seeds]
@@ -141,23 +136,17 @@ def _evaluate(model: Any, adapter_path: Path, settings: VolumeDemoSettings) -> E
         picked = np.linspace(0, len(with_objects) - 1, min(settings.slices_2d, len(with_objects))).round()
         slices += [(v.image[with_objects[int(i)]], v.labels[with_objects[int(i)]]) for i in picked]
     iterations = settings.correction_iterations
-    propagation = default_settings(model.architecture)  # the annotator's: box projection for LiteMedSAM
-
-    def scores(decoder: Any) -> dict[str, float]:
-        predictor = SamPredictor(model.sam)
-        result = evaluate_interactive(predictor, slices, n_iterations=iterations)
-        volume = evaluate_volumes(
-            predictor, decoder, pairs, settings=propagation, points_per_side=settings.points_per_side
-        )
-        return {**result, "volume": volume.volume, "volume_ais": float(volume.volume_ais or 0.0)}
-
-    before = scores(None)
-    adapter = Adapter.load(adapter_path)
-    handle = adapter.attach_to(model)
-    try:
-        after = scores(build_decoder(model.sam, adapter.decoder) if adapter.has_decoder else None)
-    finally:
-        handle.detach()
+    base, adapted = evaluate_base_and_adapter(
+        model,
+        Adapter.load(adapter_path),
+        slices,
+        pairs,
+        n_iterations=iterations,
+        points_per_side=settings.points_per_side,
+        automatic_2d=False,  # the slices interactively; the automatic result is scored in 3D
+    )
+    before = {**base.scores, "volume_ais": base.scores.get("volume_ais", 0.0)}
+    after = {**adapted.scores, "volume_ais": adapted.scores.get("volume_ais", 0.0)}
     n_objects = sum(len(np.unique(v.labels)) - 1 for v in volumes)
     return EvaluationReport(
         validation="held-out volume",

@@ -49,15 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from segment_anything import SamPredictor
-
-    from napari_sam_peft.core.evaluation.automatic import evaluate_automatic
-    from napari_sam_peft.core.evaluation.interactive import evaluate_interactive
+    from napari_sam_peft.core.evaluation.base_vs_adapter import evaluate_model
     from napari_sam_peft.core.evaluation.report import scores_line
-    from napari_sam_peft.core.evaluation.volume import evaluate_volumes
     from napari_sam_peft.core.peft import Adapter
     from napari_sam_peft.core.sam.loading import check_model_name, load_model
-    from napari_sam_peft.core.volume.propagation import default_settings
     from napari_sam_peft.core.volume.store_slices import read_samples
 
     check_model_name(args.model)  # a misspelt model is said first, before the store's content
@@ -82,45 +77,22 @@ def run(args: argparse.Namespace) -> int:
         measured_on += "trained on them)"
     model = load_model(args.model, device=args.device)
     adapter = Adapter.load(args.adapter) if args.adapter is not None else None
-    if adapter is not None:
-        adapter.attach_to(model)
     samples, _ = read_samples(store, images)  # a volume gives its slices with objects
+    volumes = [(store.lazy_image(i.image_id), store.labels(i)) for i in images if i.volume]
 
     def progress(done: int, total: int) -> None:
         if not args.json:
             print(f"\revaluating image {done}/{total}", end="", file=sys.stderr, flush=True)
 
-    result: dict[str, Any] = evaluate_interactive(
-        SamPredictor(model.sam), samples, n_iterations=args.iterations, progress=progress
-    )
-    decoder = _decoder(model, adapter)
-    automatic = evaluate_automatic(SamPredictor(model.sam), decoder, samples)
-    result.update(ais=automatic.msa, ais_method=automatic.method)
-    volumes = [(store.lazy_image(i.image_id), store.labels(i)) for i in images if i.volume]
-    if volumes:
-        settings = default_settings(model.architecture)  # the annotator's: box projection for LiteMedSAM
-        scores = evaluate_volumes(SamPredictor(model.sam), decoder, volumes, settings=settings)
-        result.update(volume=scores.volume, volume_ais=scores.volume_ais, n_volumes=scores.n_volumes)
+    measured = evaluate_model(model, adapter, samples, volumes, n_iterations=args.iterations, progress=progress)
+    assert measured.automatic is not None
+    result: dict[str, Any] = {**measured.scores, "ais_method": measured.automatic.method}
+    if measured.volumes is not None:
+        result["n_volumes"] = measured.volumes.n_volumes
     if args.json:
         described = {"split": args.split, "validation": validation, "measured_on": measured_on}
         print(json.dumps({**result, **described, "n_images": len(images)}, indent=2))
     else:
         print(file=sys.stderr)
-        print(f"mSA on {measured_on}:  {scores_line(result)} (automatic: {automatic.method.upper()})")
+        print(f"mSA on {measured_on}:  {scores_line(result)} (automatic: {measured.automatic.method.upper()})")
     return 0
-
-
-def _decoder(model, adapter) -> Any:
-    """The instance decoder to evaluate AIS with: the adapter's, else micro_sam's for the model, else None."""
-    from napari_sam_peft.core.instance import build_decoder, registry_decoder_state
-
-    if adapter is not None and adapter.has_decoder:
-        return build_decoder(model.sam, adapter.decoder)
-    if adapter is None:
-        try:
-            state = registry_decoder_state(model.identity.name)
-        except SamPeftError as err:
-            print(str(err), file=sys.stderr)
-            return None
-        return build_decoder(model.sam, state) if state is not None else None
-    return None

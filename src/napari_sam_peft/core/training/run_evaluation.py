@@ -29,36 +29,23 @@ def evaluate_run(
     should_stop: Callable[[], bool],
 ) -> EvaluationReport | None:
     """Base vs ``best`` with the paper's interactive protocol on the validation samples; with an instance
-    decoder, also the automatic segmentation's mSA (base: AMG; adapter: AIS); with validation volumes,
+    decoder, also the automatic segmentation's mSA (base: AMG, or a registry model's decoder; adapter: AIS);
+    with validation volumes,
     the 3D scores (``volume``, and ``volume_ais`` with an instance decoder). None when the caller asked to
     stop meanwhile (checked after every image)."""
-    from segment_anything import SamPredictor
-
-    from ..evaluation.automatic import evaluate_automatic
-    from ..evaluation.interactive import evaluate_interactive
-    from ..instance import build_decoder
+    from ..evaluation.base_vs_adapter import evaluate_model
 
     def check(*_: int) -> None:
         if should_stop():
             raise _EvaluationStopped
 
     say(Evaluating(len(plan.val), plan.validation, plan.description))
+    # the automatic scores when the instance decoder trained: the user's automatic segmentation before it
+    # (mask generation, or a registry model's decoder) against the new AIS
+    automatic = best.has_decoder
     try:
-        base = evaluate_interactive(SamPredictor(model.sam), plan.val, progress=check)
-        if best.has_decoder:  # the automatic segmentation a user got before (AMG) against the new AIS
-            base["ais"] = evaluate_automatic(SamPredictor(model.sam), None, plan.val, progress=check).msa
-        base.update(_volume_scores(model, None, volumes, best.has_decoder, check))
-        handle = best.attach_to(model)
-        try:
-            adapted = evaluate_interactive(SamPredictor(model.sam), plan.val, progress=check)
-            if best.has_decoder:
-                decoder = build_decoder(model.sam, best.decoder)
-                adapted["ais"] = evaluate_automatic(SamPredictor(model.sam), decoder, plan.val, progress=check).msa
-                adapted.update(_volume_scores(model, decoder, volumes, True, check))
-            else:
-                adapted.update(_volume_scores(model, None, volumes, False, check))
-        finally:
-            handle.detach()
+        base = evaluate_model(model, None, plan.val, volumes, automatic=automatic, progress=check).scores
+        adapted = evaluate_model(model, best, plan.val, volumes, automatic=automatic, progress=check).scores
     except _EvaluationStopped:
         return None
     report = EvaluationReport(
@@ -71,28 +58,3 @@ def evaluate_run(
     )
     say(Evaluation.of(report))
     return report
-
-
-def _volume_scores(
-    model: LoadedModel,
-    decoder: Any,
-    volumes: list[tuple[Any, np.ndarray]],
-    automatic: bool,
-    progress: Callable[[int, int], None] | None = None,
-) -> dict[str, float]:
-    """``volume`` (and, when ``automatic``, ``volume_ais``) on the validation volumes; {} without any."""
-    from segment_anything import SamPredictor
-
-    from ..evaluation.volume import evaluate_volumes
-    from ..volume.propagation import default_settings
-
-    if not volumes:
-        return {}
-    settings = default_settings(model.architecture)  # the annotator's: box projection for LiteMedSAM
-    scores = evaluate_volumes(
-        SamPredictor(model.sam), decoder, volumes, settings=settings, automatic=automatic, progress=progress
-    )
-    result = {"volume": scores.volume}
-    if automatic and scores.volume_ais is not None:
-        result["volume_ais"] = scores.volume_ais
-    return result
