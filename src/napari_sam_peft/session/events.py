@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from napari_sam_peft.core.data.snapshot import Snapshot
 from napari_sam_peft.core.data.store import AnnotationStore
 from napari_sam_peft.core.peft import Adapter
 
@@ -49,3 +50,9 @@ class StoreUpdate:
 
     store: AnnotationStore
     cause: StoreCause
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The store's content after the change: replayed once for every observer (the store keeps it until
+        its journal grows)."""
+        return self.store.snapshot()

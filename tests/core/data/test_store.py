@@ -174,3 +174,24 @@ def test_any_sequence_of_commits_and_deletions_reads_back_as_a_model_says(tmp_pa
     for object_id, (image_id, mask) in model_objects.items():
         assert stored[object_id][0] == image_id
         np.testing.assert_array_equal(stored[object_id][1], mask)
+
+
+def test_the_snapshot_is_replayed_once_per_change_whoever_asks_and_whoever_wrote(tmp_path, monkeypatch):
+    """Every dock reads the store's counts after each commit: the journal is read and replayed once per
+    change, and a record another process wrote is seen at the next look."""
+    import napari_sam_peft.core.data.store as store_module
+    from napari_sam_peft.core.data.sample_data import make_sample
+
+    replays = []
+    original = store_module.replay
+    monkeypatch.setattr(store_module, "replay", lambda *a, **k: replays.append(1) or original(*a, **k))
+    store = AnnotationStore.create(tmp_path / "s.sampeft.zarr")
+    sample = make_sample("cells", seed=1)
+    store.add_labels(sample.image, sample.labels, split="train")
+    replays.clear()
+    first = [store.info()["objects"] for _ in range(7)]  # seven observers after one change
+    assert len(replays) <= 1 and len(set(first)) == 1 and first[0] > 0
+    other_process = AnnotationStore(store.path)  # another writer of the same folder
+    other_process.set_split(store.snapshot().images[0].image_id, "val")
+    replays.clear()
+    assert [store.info()["val_objects"] for _ in range(7)] == [first[0]] * 7 and len(replays) == 1

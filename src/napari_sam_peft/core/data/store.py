@@ -52,6 +52,7 @@ class AnnotationStore:
         self.path = Path(path)
         self.validation_fraction = validation_fraction
         self.folder = StoreFolder(self.path, create=create)
+        self._snapshot: tuple[tuple[int, ...], Snapshot] | None = None
 
     @classmethod
     def create(cls, path: str | os.PathLike[str], **kwargs: float) -> AnnotationStore:
@@ -174,8 +175,13 @@ class AnnotationStore:
         self.folder.append({"op": "set_split", "image_id": image_id, "split": split})
 
     def snapshot(self) -> Snapshot:
-        """The store's current content (a consistent view: later commits do not change it)."""
-        return replay(self.folder.records(), self.validation_fraction)
+        """The store's current content (a consistent view: later commits do not change it). Replayed again
+        only when the journal has new records (by this process or another): every dock and count reads it."""
+        records = self.folder.records()
+        key = tuple(map(id, records))  # the folder keeps each parsed record: its identity stands for the file
+        if self._snapshot is None or self._snapshot[0] != key:
+            self._snapshot = (key, replay(records, self.validation_fraction))
+        return self._snapshot[1]
 
     def snapshot_at(self, snapshot_id: str) -> Snapshot | None:
         """The store's content when its snapshot had id ``snapshot_id`` (a run's), or None if it never had."""

@@ -43,6 +43,7 @@ class StoreFolder:
 
     def __init__(self, path: Path, create: bool = False) -> None:
         self.path = path
+        self._parsed: dict[str, dict[str, Any]] = {}  # commit file name -> record: files never change
         if create and not path.exists():
             self._create()
         self._check()
@@ -95,13 +96,17 @@ class StoreFolder:
             )
 
     def records(self) -> list[dict[str, Any]]:
-        """Every complete commit record, oldest first."""
+        """Every complete commit record, oldest first (the same dict objects each time: a commit file is
+        read once, and only new ones are read again, whoever wrote them)."""
         records = []
         for path in sorted((self.path / "commits").glob("*.json")):
-            try:
-                records.append(json.loads(path.read_text()))
-            except (OSError, json.JSONDecodeError):
-                continue  # only complete files are ever renamed here; skip anything else defensively
+            record = self._parsed.get(path.name)
+            if record is None:
+                try:
+                    record = self._parsed[path.name] = json.loads(path.read_text())
+                except (OSError, json.JSONDecodeError):
+                    continue  # only complete files are ever renamed here; skip anything else defensively
+            records.append(record)
         return records
 
     def append(self, record: dict[str, Any]) -> None:
