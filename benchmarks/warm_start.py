@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from segment_anything import SamPredictor
 
-from napari_sam_peft.cli.demo_loop import HELD_OUT_SEEDS, ROUND_TWO_SEEDS, TRAIN_SEEDS, DemoSettings, _job
+from napari_sam_peft.cli.demo_session import HELD_OUT_SEEDS, ROUND_TWO_SEEDS, TRAIN_SEEDS, DemoSettings, demo_job
 from napari_sam_peft.core.data.sample_data import make_sample
 from napari_sam_peft.core.data.store import AnnotationStore
 from napari_sam_peft.core.evaluation.automatic import evaluate_automatic
@@ -59,7 +59,8 @@ def train(settings: DemoSettings, store: Path, preset, blocks, out: Path, parent
         elif isinstance(event, Progress) and event.val_score is not None:
             curve.append((event.step, time.perf_counter() - started[0], event.val_score))
 
-    job = _job(settings, store, preset, blocks, out, parent)
+    job = demo_job(settings, store, preset, blocks, out)
+    job.from_adapter = parent
     record_ = run_job(job, record)
     return {"curve": curve, "best": record_.best_score, "best_step": record_.best_step, "lr": job.lr, "out": out}
 

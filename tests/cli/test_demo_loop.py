@@ -4,29 +4,28 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from segment_anything import SamPredictor
 
 from napari_sam_peft.cli.demo_loop import CorrectionCounts, DemoSettings, correct_image, run_headless_demo
+from napari_sam_peft.cli.demo_session import demo_session
 from napari_sam_peft.core.data.sample_data import make_sample
 from napari_sam_peft.core.data.store import AnnotationStore
-from napari_sam_peft.core.sam.loading import load_model
 
 pytestmark = pytest.mark.slow  # the demo loop trains
 
 
-def test_the_simulated_user_commits_every_true_object_and_says_how():
+def test_the_simulated_user_commits_every_true_object_and_says_how(tmp_path):
     sample = make_sample("nuclei", seed=3)  # the demo model's own domain: mostly accepted or quick fixes
     counts = CorrectionCounts()
-    predictor = SamPredictor(load_model("demo", device="cpu").sam)
-    committed = correct_image(predictor, sample.image, sample.labels, counts)
+    session = demo_session(DemoSettings(model="demo"), tmp_path / "s.sampeft.zarr")
+    correct_image(session, "nuclei 3", sample.image, sample.labels, counts)
     n_objects = len(np.unique(sample.labels)) - 1
-    assert len(committed) == n_objects
     assert counts.accepted_automatic + counts.corrected_with_prompts + counts.painted == n_objects
     assert counts.painted < n_objects // 2
-    for mask, prompts, source in committed:
-        assert mask.dtype == bool and mask.any()
-        assert source in ("automatic", "prompts", "painted")
-        assert source == "automatic" or "box" in prompts
+    (stored,) = session.annotations.store.snapshot().images  # committed through the session, as the widget does
+    assert len(stored.objects) == n_objects
+    for obj in stored.objects:
+        assert obj.source in ("automatic", "prompts", "painted")
+        assert obj.source == "automatic" or obj.prompts.get("box")
 
 
 def test_two_rounds_finetuning_helps_and_round_two_starts_from_ais(tmp_path):

@@ -24,53 +24,22 @@ small demo model, trained on domain A):
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..core.evaluation.interactive import farthest_interior_point, predict_mask
+from ..core.evaluation.interactive import farthest_interior_point
 from ..core.evaluation.report import EvaluationReport
-from ..core.training.events import Event, Progress
 from ..core.training.runs import RunRecord
+from .demo_session import ACCEPT_IOU, DemoSettings, Say, demo_job, demo_session, iou, train
 
 if TYPE_CHECKING:
     from ..core.evaluation.automatic import AutomaticScore
+    from ..session import AnnotatorSession
 
-Say = Callable[[str], None]
-
-TRAIN_SEEDS = (0, 1, 2)
-ROUND_TWO_SEEDS = (3, 4, 5)
-HELD_OUT_SEEDS = (100, 101, 102, 103, 104)
-ACCEPT_IOU = 0.8  # what a user accepts without touching it
 MAX_CORRECTION_CLICKS = 4
-
-
-@dataclass
-class DemoSettings:
-    model: str = "lite_medsam"
-    preset: str | None = None  # None: the recommender's choice
-    blocks: str | None = None
-    steps: int = 24
-    lr: float | None = None  # None: the recommended rate for the model and preset
-    # fewer objects and correction passes than the paper's 8 and 8: LiteMedSAM's decoder is
-    # SAM's full-size one, and the demo must finish in minutes on a laptop CPU
-    objects_per_image: int = 4
-    sub_iterations: int = 4
-    validate_every: int = 12
-    # an 8 x 8 grid of point prompts for the automatic pre-annotation (16 x 16 is micro_sam's for a
-    # 256 px input): a quarter of the decoder passes (LiteMedSAM: 8 s instead of 31 s per image)
-    points_per_side: int = 8
-    # I_P and I_B after 4 correction iterations (the paper and benchmarks/finetune_quality.py: 8),
-    # which halves the evaluation's time
-    correction_iterations: int = 4
-    train_seeds: tuple[int, ...] = TRAIN_SEEDS
-    #: round two's images, pre-segmented with AIS by round one's adapter; () runs one round
-    round_two_seeds: tuple[int, ...] = ROUND_TWO_SEEDS
-    held_out_seeds: tuple[int, ...] = HELD_OUT_SEEDS[:2]
-    seed: int = 0
 
 
 @dataclass
@@ -131,58 +100,38 @@ class DemoResult:
         return "\n".join(lines)
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 0.0
-
-
-def _pre_annotate(predictor, image: np.ndarray, points_per_side: int | None, decoder) -> np.ndarray:
-    """The automatic result the user starts from: AIS with ``decoder``, else mask generation."""
-    from micro_sam.util import precompute_image_embeddings, set_precomputed
-
-    from ..core.annotation.automatic import automatic_segmentation
-    from ..core.instance import instance_segmentation
-
-    embeddings = precompute_image_embeddings(predictor, image, verbose=False)
-    if decoder is not None:
-        automatic = instance_segmentation(predictor, decoder, image, embeddings)
-    else:
-        automatic = automatic_segmentation(predictor, image, embeddings, points_per_side=points_per_side)
-    set_precomputed(predictor, embeddings)
-    return automatic
-
-
 def correct_image(
-    predictor,
+    session: AnnotatorSession,
+    name: str,
     image: np.ndarray,
     truth: np.ndarray,
     counts: CorrectionCounts,
     points_per_side: int | None = None,
-    decoder=None,
-):
-    """Pre-annotate ``image`` and correct it against ``truth`` as a user would.
+) -> None:
+    """Pre-annotate ``image`` with the live model, correct it against ``truth`` as a user would, and commit
+    each object in the session (which records it in its store), as the Segment widget does.
 
-    ``points_per_side`` is the mask generation's grid (None: its default for the model); with an
-    instance ``decoder`` the pre-annotation is AIS instead.
-    Returns (mask, prompts, source) for each true object, in the store's conventions.
+    The pre-annotation is the live model's automatic segmentation: AIS with the live adapter's decoder,
+    else mask generation with a ``points_per_side`` grid (None: its default for the model).
     """
-    automatic = _pre_annotate(predictor, image, points_per_side, decoder)
+    from ..core.annotation.prompting import ObjectPrompts
+
+    _, embeddings = session.embeddings.compute(image)
+    automatic = session.model.automatic(image, embeddings, points_per_side=points_per_side)
     proposals = [automatic == i for i in np.unique(automatic) if i != 0]
-    committed = []
+    labels = session.annotations.open_image(name, image).labels
     for obj in (i for i in np.unique(truth) if i != 0):
         gt = truth == obj
-        best = max(proposals, key=lambda p: _iou(p, gt), default=None)
-        if best is not None and _iou(best, gt) >= ACCEPT_IOU:
+        best = max(proposals, key=lambda p: iou(p, gt), default=None)
+        if best is not None and iou(best, gt) >= ACCEPT_IOU:
             counts.accepted_automatic += 1
-            committed.append((best, {}, "automatic"))
+            session.annotations.commit(name, image, labels, best.astype(np.uint32), [ObjectPrompts()], "automatic")
             continue
         rows, cols = np.nonzero(gt)
-        box = [int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max())]
-        points: list[tuple[int, int]] = []
-        labels: list[int] = []
-        mask, _ = predict_mask(predictor, points, labels, box, None)
+        prompts = ObjectPrompts(box=[rows.min(), cols.min(), rows.max(), cols.max()])
+        (mask,) = session.model.segment(embeddings, [prompts])
         for _ in range(MAX_CORRECTION_CLICKS):
-            if _iou(mask, gt) >= ACCEPT_IOU:
+            if iou(mask, gt) >= ACCEPT_IOU:
                 break
             missed, spurious = gt & ~mask, mask & ~gt
             point, label = (
@@ -190,72 +139,30 @@ def correct_image(
                 if missed.sum() >= spurious.sum()
                 else (farthest_interior_point(spurious), 0)
             )
-            points.append(point)
-            labels.append(label)
+            prompts = ObjectPrompts(
+                points=[*prompts.points.tolist(), point], labels=[*prompts.labels.tolist(), label], box=prompts.box
+            )
             counts.clicks += 1
-            mask, _ = predict_mask(predictor, points, labels, box, None)
-        prompts = {"box": [box[1], box[0], box[3], box[2]], "points": [list(p) for p in points], "labels": labels}
-        if _iou(mask, gt) >= ACCEPT_IOU:
+            (mask,) = session.model.segment(embeddings, [prompts])
+        if iou(mask, gt) >= ACCEPT_IOU:
             counts.corrected_with_prompts += 1
-            committed.append((mask, prompts, "prompts"))
+            session.annotations.commit(name, image, labels, mask.astype(np.uint32), [prompts], "prompts")
         else:
             counts.painted += 1
-            committed.append((gt, prompts, "painted"))
-    return committed
+            session.annotations.commit(name, image, labels, gt.astype(np.uint32), [prompts], "painted")
 
 
-def _annotate(predictor, store, seeds, settings: DemoSettings, decoder=None) -> CorrectionCounts:
+def _annotate(session: AnnotatorSession, seeds, settings: DemoSettings) -> CorrectionCounts:
     """Pre-annotate, correct and commit the training images of ``seeds``; returns what the user did."""
     from ..core.data.sample_data import make_sample
+    from ..core.data.store import image_id_for
 
     counts = CorrectionCounts()
     for seed in seeds:
         sample = make_sample("cells", seed)
-        image_id = store.add_image(sample.image, name=f"cells {seed}", split="train")
-        for mask, prompts, source in correct_image(
-            predictor, sample.image, sample.labels, counts, settings.points_per_side, decoder
-        ):
-            store.add_object(image_id, mask, prompts=prompts, source=source)
+        correct_image(session, f"cells {seed}", sample.image, sample.labels, counts, settings.points_per_side)
+        session.annotations.set_split(image_id_for(sample.image), "train")  # the held-out images validate
     return counts
-
-
-def _job(
-    settings: DemoSettings,
-    store_path: Path,
-    preset: str,
-    blocks: str | None,
-    out: Path,
-    parent: Path | None = None,
-):
-    from ..core.training.job import TrainingJob
-
-    return TrainingJob(
-        store=store_path,
-        model=settings.model,
-        preset=preset,
-        blocks=blocks,
-        lr=settings.lr,  # None: run_job takes the recommended rate and says so
-        steps=settings.steps,
-        objects_per_image=settings.objects_per_image,
-        sub_iterations=settings.sub_iterations,
-        validate_every=settings.validate_every,
-        device="cpu",
-        with_decoder=True,
-        seed=settings.seed,
-        out=out,
-        from_adapter=parent,  # round two continues round one's adapter
-    )
-
-
-def _finetune(job, say: Say) -> RunRecord:
-    from ..core.training.run import run_job
-
-    def show_progress(event: Event) -> None:
-        if isinstance(event, Progress) and event.val_score is not None:
-            step, loss, score = event.step, event.loss, event.val_score
-            say(f"  step {step}/{event.steps}: loss {loss:.3f}, val box IoU {score:.3f}")
-
-    return run_job(job, show_progress)
 
 
 def _evaluate(model, adapter_path: Path, settings: DemoSettings):
@@ -286,18 +193,16 @@ def _evaluate(model, adapter_path: Path, settings: DemoSettings):
 
 
 def run_headless_demo(workdir: str | Path, settings: DemoSettings | None = None, say: Say = print) -> DemoResult:
-    """Run the loop in ``workdir`` (store and adapters go there) and return its figures."""
-    import shutil
+    """Run the loop in ``workdir`` (store and adapters go there) and return its figures.
 
+    The simulated user works in an :class:`~napari_sam_peft.session.AnnotatorSession`, as the widgets do:
+    embeddings through its cache, prompts and automatic segmentation with its live model, commits recorded
+    in its store, training in a worker process with each new best adapter hot-reloaded, so round two is
+    pre-segmented and corrected with round one's adapter.
+    """
     import torch
-    from segment_anything import SamPredictor
 
-    from ..core.annotation.embeddings import tag_predictor
-    from ..core.data.store import AnnotationStore
-    from ..core.instance import build_decoder
-    from ..core.peft import Adapter
     from ..core.peft.recommend import recommend_preset, recommended_lr, recommended_steps
-    from ..core.sam.loading import load_model
     from ..core.training.continuation import CONTINUATION_LR_FACTOR, NEW_SHARE
 
     settings = settings or DemoSettings()
@@ -305,13 +210,9 @@ def run_headless_demo(workdir: str | Path, settings: DemoSettings | None = None,
     workdir.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
     torch.manual_seed(settings.seed)
-    model = load_model(settings.model, device="cpu")
-    predictor = SamPredictor(model.sam)
-    tag_predictor(predictor, model, "base")
     store_path = workdir / "demo_cells.sampeft.zarr"
-    if store_path.exists():
-        shutil.rmtree(store_path)
-    store = AnnotationStore.create(store_path)
+    session = demo_session(settings, store_path)
+    model = session.model.require()
     pick = recommend_preset("cpu", model.architecture)
     preset = settings.preset or pick.preset
     blocks = settings.blocks if settings.preset else pick.blocks
@@ -325,23 +226,17 @@ def run_headless_demo(workdir: str | Path, settings: DemoSettings | None = None,
     record: RunRecord | None = None
     for number, (seeds, out) in enumerate(rounds, start=1):
         start = time.perf_counter()
-        previous = Adapter.load(rounds[number - 2][1]) if number > 1 else None
-        handle = previous.attach_to(model) if previous is not None else None
-        try:
-            decoder = build_decoder(model.sam, previous.decoder) if previous is not None else None
-            counts.append(_annotate(predictor, store, seeds, settings, decoder))
-        finally:
-            if handle is not None:
-                handle.detach()
+        counts.append(_annotate(session, seeds, settings))
         seconds["annotate"] = seconds.get("annotate", 0.0) + time.perf_counter() - start
-        how = "AIS with round one's adapter and decoder" if number > 1 else "the base model's mask generation"
+        how = "AIS with round one's live adapter and decoder" if number > 1 else "the base model's mask generation"
         say(f"round {number}: annotated {len(seeds)} images pre-segmented with {how}: {counts[-1].line()}")
-        parent = rounds[number - 2][1] if number > 1 else None
-        job = _job(settings, store_path, preset, blocks, out, parent)
+        parent = session.model.adapter_path if number > 1 else None  # round two continues the live adapter
+        job = demo_job(settings, store_path, preset, blocks, out)
+        job.from_adapter = parent
         lr = settings.lr or recommended_lr(job.spec(model.architecture.depth).method, model.architecture) * (
             CONTINUATION_LR_FACTOR if parent is not None else 1
         )
-        committed = store.info()["objects"]
+        committed = session.annotations.store.info()["objects"]
         start_from = f"continuing round one's adapter (drawing round two's images {NEW_SHARE:.0%} of the time)"
         say(
             f"round {number}: finetuning {settings.model} with {preset} and the instance decoder "
@@ -352,10 +247,11 @@ def run_headless_demo(workdir: str | Path, settings: DemoSettings | None = None,
             f"{recommended_steps(committed, job.objects_per_image)} for these {committed} objects)"
         )
         start = time.perf_counter()
-        record = _finetune(job, say)
+        record = train(session, job, say)
         seconds["finetune"] = seconds.get("finetune", 0.0) + time.perf_counter() - start
 
     start = time.perf_counter()
+    session.model.set_adapter(None)  # the evaluation attaches the final adapter to the base model itself
     report, automatic = _evaluate(model, rounds[-1][1], settings)
     seconds["evaluate"] = time.perf_counter() - start
     return DemoResult(

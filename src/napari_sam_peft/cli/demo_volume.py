@@ -22,12 +22,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..core.evaluation.report import EvaluationReport
-from .demo_loop import ACCEPT_IOU, DemoSettings, Say, _finetune, _iou, _job
+
+if TYPE_CHECKING:
+    from ..session import AnnotatorSession
+from .demo_session import ACCEPT_IOU, DemoSettings, Say, demo_job, demo_session, iou, train
 
 
 @dataclass
@@ -84,41 +87,45 @@ def _box(mask: np.ndarray) -> np.ndarray:
 
 
 def correct_volume(
-    predictor: Any, volume: np.ndarray, truth: np.ndarray, counts: VolumeCorrections, settings: Any = None
-):
+    session: AnnotatorSession,
+    name: str,
+    volume: np.ndarray,
+    truth: np.ndarray,
+    counts: VolumeCorrections,
+    settings: Any = None,
+) -> None:
     """Segment every true object of ``truth`` by a box and propagation (with ``settings``: the annotator's
-    :class:`~..core.volume.propagation.PropagationSettings`), correcting as a user would.
-
-    Returns (3D mask, prompts, source) for each object, in the store's conventions.
+    :class:`~..core.volume.propagation.PropagationSettings`), correcting as a user would, and commit each 3D
+    object in the session with its prompt's slice, as the Segment widget does on a volume.
     """
-    from ..core.annotation.prompting import ObjectPrompts, segment_object
-    from ..core.evaluation.volume import embed_slices, middle_slice_box
-    from ..core.volume.propagation import propagate
+    from ..core.annotation.prompting import ObjectPrompts
+    from ..core.evaluation.volume import middle_slice_box
+    from ..session.volume_annotator import VolumeAnnotator
 
-    features = embed_slices(predictor, volume)
-    committed = []
+    annotator = VolumeAnnotator(session.model, session.embeddings, volume)
+    annotator.embed(lambda: volume.shape[0] // 2)
+    labels = session.annotations.open_image(name, volume, volume=True).labels
     for label in (int(v) for v in np.unique(truth) if v != 0):
         gt = truth == label
         z, prompts = middle_slice_box(truth, label)
-        seeds = {z: segment_object(predictor, features.slice_embeddings(z), prompts)}
-        mask = propagate(predictor, features, seeds, settings).mask if seeds[z].any() else np.zeros_like(gt)
-        record = {"box": prompts.box.tolist(), "points": [], "labels": [], "slice": z}
-        if _iou(mask, gt) >= ACCEPT_IOU:
-            counts.accepted_propagated += 1
-            committed.append((mask, record, "prompts"))
-            continue
-        spans = np.flatnonzero(gt.any(axis=(1, 2)))
-        worst = min((int(s) for s in spans if s != z), key=lambda s: _iou(mask[s], gt[s]), default=z)
-        second = segment_object(predictor, features.slice_embeddings(worst), ObjectPrompts(box=_box(gt[worst])))
-        if second.any() and worst != z:
-            mask = propagate(predictor, features, {**seeds, worst: second}, settings).mask
-        if _iou(mask, gt) >= ACCEPT_IOU:
-            counts.corrected_with_box += 1
-            committed.append((mask, record, "prompts"))
+        prompts.slice = z
+        seeds = {z: annotator.segment_slice(z, prompts)}
+        mask = annotator.propagate(seeds, settings).mask if seeds[z].any() else np.zeros_like(gt)
+        if iou(mask, gt) < ACCEPT_IOU:
+            spans = np.flatnonzero(gt.any(axis=(1, 2)))
+            worst = min((int(s) for s in spans if s != z), key=lambda s: iou(mask[s], gt[s]), default=z)
+            second = annotator.segment_slice(worst, ObjectPrompts(box=_box(gt[worst]), slice=worst))
+            if second.any() and worst != z:
+                mask = annotator.propagate({**seeds, worst: second}, settings).mask
+            if iou(mask, gt) >= ACCEPT_IOU:
+                counts.corrected_with_box += 1
+            else:
+                counts.painted += 1
+                mask = gt
         else:
-            counts.painted += 1
-            committed.append((gt, record, "painted"))
-    return committed
+            counts.accepted_propagated += 1
+        source = "painted" if mask is gt else "prompts"
+        session.annotations.commit(name, volume, labels, mask.astype(np.uint32), [prompts], source)
 
 
 def _evaluate(model: Any, adapter_path: Path, settings: VolumeDemoSettings) -> EvaluationReport:
@@ -167,38 +174,30 @@ def run_volume_demo(
     workdir: str | Path, settings: VolumeDemoSettings | None = None, say: Say = print
 ) -> VolumeDemoResult:
     """Annotate the training volumes, finetune on them and evaluate, in ``workdir``."""
-    import shutil
-
     import torch
-    from segment_anything import SamPredictor
 
     from ..core.data.sample_volume import make_volume
-    from ..core.data.store import AnnotationStore
+    from ..core.data.store import image_id_for
     from ..core.peft.recommend import recommend_preset
-    from ..core.sam.loading import load_model
     from ..core.volume.propagation import default_settings
 
     settings = settings or VolumeDemoSettings()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(settings.seed)
-    model = load_model(settings.model, device="cpu")
-    predictor = SamPredictor(model.sam)
     store_path = workdir / "demo_volume.sampeft.zarr"
-    if store_path.exists():
-        shutil.rmtree(store_path)
-    store = AnnotationStore.create(store_path)
+    session = demo_session(settings, store_path)
+    model = session.model.require()
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     counts = VolumeCorrections()
     propagation = default_settings(model.architecture)
     for seed in settings.train_seeds:
         sample = make_volume(seed, settings.shape)
-        image_id = store.add_image(sample.image, name=f"nuclei volume {seed}", split="train", volume=True)
-        for mask, prompts, source in correct_volume(predictor, sample.image, sample.labels, counts, propagation):
-            store.add_object(image_id, mask, prompts=prompts, source=source)
+        correct_volume(session, f"nuclei volume {seed}", sample.image, sample.labels, counts, propagation)
+        session.annotations.set_split(image_id_for(sample.image), "train")
     seconds["annotate"] = time.perf_counter() - start
-    info = store.info()
+    info = session.annotations.store.info()
     say(
         f"annotated {len(settings.train_seeds)} volumes of {settings.shape[0]} slices by a box on each nucleus' "
         f"middle slice and Shift+S: {counts.line()}; {info['train_samples']} slices hold objects"
@@ -212,10 +211,11 @@ def run_volume_demo(
         f"{settings.steps} steps (the top z-range of each volume is held out for validation)"
     )
     start = time.perf_counter()
-    _finetune(_job(settings, store_path, preset, blocks, out), say)
+    train(session, demo_job(settings, store_path, preset, blocks, out), say)
     seconds["finetune"] = time.perf_counter() - start
     say("evaluating base and adapter on a held-out volume (mask generation on every slice for the base) ...")
     start = time.perf_counter()
+    session.model.set_adapter(None)  # the evaluation attaches the adapter to the base model itself
     report = _evaluate(model, out, settings)
     seconds["evaluate"] = time.perf_counter() - start
     return VolumeDemoResult(settings.model, preset, out, counts, report, seconds)
