@@ -22,6 +22,7 @@ import argparse
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -59,10 +60,15 @@ def train(settings: DemoSettings, store: Path, preset, blocks, out: Path, parent
         elif isinstance(event, Progress) and event.val_score is not None:
             curve.append((event.step, time.perf_counter() - started[0], event.val_score))
 
-    job = demo_job(settings, store, preset, blocks, out)
-    job.from_adapter = parent
+    job = replace(demo_job(settings, store, preset, blocks, out), from_adapter=parent)
     record_ = run_job(job, record)
-    return {"curve": curve, "best": record_.best_score, "best_step": record_.best_step, "lr": job.lr, "out": out}
+    return {
+        "curve": curve,
+        "best": record_.best_score,
+        "best_step": record_.best_step,
+        "lr": record_.lr,
+        "out": out,
+    }
 
 
 def reached(curve, target: float) -> str:

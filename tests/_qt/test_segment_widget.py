@@ -348,3 +348,31 @@ def test_the_image_being_segmented_is_the_one_shown(segment_widget, qtbot):
     wait_for_worker(qtbot, widget)
     assert widget.image_choice.value == "nuclei (domain A)"
     assert viewer.layers["nuclei (domain A)"].visible and not viewer.layers["second"].visible
+
+
+def test_the_base_model_button_and_the_finetune_switch_are_one_switch(segment_widget, qtbot, tmp_path):
+    """Segment's 'Base model' and Finetune's 'segment with' show and set the same thing: a hot reload waits
+    while the base model is chosen in either, and the adapter comes back from the other."""
+    viewer, widget = segment_widget
+    _, finetune = viewer.window.add_plugin_dock_widget("napari-sam-peft", "Finetune")
+    model = widget.session.model
+    first = _adapter_file(model.loaded, tmp_path / "first.safetensors")
+    second = _adapter_file(model.loaded, tmp_path / "second.safetensors", seed=2)
+    widget.adapter_file.value = first
+    click(widget.attach_button)
+    wait_for_worker(qtbot, widget)
+    try:
+        assert finetune.compare.value == "adapter"
+        click(widget.detach_button)
+        wait_for_worker(qtbot, widget)
+        assert model.adapter is None and model.base_only and finetune.compare.value == "base model"
+        model.reload_adapter(second)  # a training run's new best adapter arrives: it waits
+        assert model.finish_reload(timeout=None) == "idle" and model.adapter is None
+        finetune.compare.value = "adapter"  # back from the other dock: the newest adapter
+        wait_for_worker(qtbot, widget)
+        assert model.adapter is not None and model.adapter_path == second and not model.base_only
+        assert "adapter lora" in widget.model_status.value
+    finally:
+        model.use_base(False)
+        model.set_adapter(None)  # the demo model is shared between tests
+        wait_for_worker(qtbot, widget)

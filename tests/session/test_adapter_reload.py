@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from napari_sam_peft.core.annotation.embeddings import EmbeddingCache
+from napari_sam_peft.core.annotation.prompting import ObjectPrompts
 from napari_sam_peft.core.errors import SamPeftError
 from napari_sam_peft.core.peft import Adapter, attach, spec_from_preset
 from napari_sam_peft.session import AdapterChange, AnnotatorSession
@@ -134,11 +135,15 @@ def test_shown_embeddings_go_stale_with_a_reload_and_come_back_for_the_new_adapt
     from napari_sam_peft.core.data.sample_data import make_sample
 
     image = make_sample("cells", seed=0, shape=(64, 64)).image
-    session.embeddings.show("cells", image)
-    base_key, _ = session.embeddings.compute_shown()
-    assert session.embeddings.shown_embeddings[0] == base_key
+    shown = session.open("cells", image)
+    shown.embed(lambda: 0)
+    base_key, _ = shown.embedded
+    assert shown.ready
     session.model.reload_adapter(files[0])
     session.model.finish_reload(timeout=None)
-    assert session.embeddings.shown_embeddings is None  # the base's are not the adapter's
-    adapted_key, _ = session.embeddings.compute_shown()
-    assert adapted_key != base_key and session.embeddings.shown_embeddings[0] == adapted_key
+    assert shown.embedded is None and not shown.ready  # the base's are not the adapter's
+    with pytest.raises(SamPeftError, match="still being computed"):
+        shown.segment([ObjectPrompts(box=[10, 10, 40, 40])])
+    shown.embed(lambda: 0)
+    adapted_key, _ = shown.embedded
+    assert adapted_key != base_key and shown.ready

@@ -43,12 +43,12 @@ def _job(session, **values) -> TrainingJob:
 
 def test_the_loop_runs_without_qt_box_commit_train_reload_and_another_mask(session):
     sample = make_sample("cells", seed=1)
-    session.embeddings.show("cells 1", sample.image)
-    _, embeddings = session.embeddings.compute_shown()
+    shown = session.open("cells 1", sample.image)
+    shown.embed(lambda: 0)
     labels = session.annotations.open_image("cells 1", sample.image).labels
     for obj in range(1, 7):
         prompts = ObjectPrompts(box=_box(sample.labels, obj))
-        (mask,) = session.model.segment(embeddings, [prompts])
+        (mask,) = shown.segment([prompts])
         session.annotations.commit(
             "cells 1", sample.image, labels, (sample.labels == obj).astype(np.uint32), [prompts]
         )
@@ -67,8 +67,9 @@ def test_the_loop_runs_without_qt_box_commit_train_reload_and_another_mask(sessi
     assert any(isinstance(event, Best) for event in seen)
     assert session.model.reloads >= 1 and session.model.adapter is not None
     assert session.model.adapter_path == session.training.process.path
-    _, embeddings = session.embeddings.compute_shown()  # the shown image again, with the live adapter
-    (after,) = session.model.segment(embeddings, [prompts])
+    assert not shown.ready  # its embeddings were the base model's
+    shown.embed(lambda: 0)  # the shown image again, with the live adapter
+    (after,) = shown.segment([prompts])
     assert after.shape == before.shape and not np.array_equal(after, before)
 
 
@@ -82,7 +83,8 @@ def test_start_without_training_objects_says_what_to_do(session):
 
 def test_the_loop_on_a_volume_propagates_another_object_after_the_reload(session):
     sample = make_volume(seed=0, shape=(12, 128, 128))
-    annotator = VolumeAnnotator(session.model, session.embeddings, sample.image)
+    annotator = session.open("stack", sample.image)
+    assert isinstance(annotator, VolumeAnnotator)
     annotator.embed(lambda: 6)
     labels = session.annotations.open_image("stack", sample.image, volume=True).labels
     ids = [int(i) for i in np.unique(sample.labels[6]) if i]

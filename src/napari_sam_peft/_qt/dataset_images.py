@@ -74,7 +74,7 @@ class StoredImagesPanel:
                 )
             layer = self.viewer.layers[COMMITTED]
             label = int(layer.selected_label)
-            shown = self.session.embeddings.shown
+            shown = self.session.shown
             if shown is None or not np.any(layer.data == label):
                 raise SamPeftError(
                     f"Label {label} is not a committed object here: pick one with the label picker."

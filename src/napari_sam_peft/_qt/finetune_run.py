@@ -164,13 +164,13 @@ class RunPanel(Container):
     def _keep_stage_input(self, stage: int) -> None:
         from napari.qt.threading import thread_worker
 
-        shown = self.session.embeddings.shown
+        shown = self.session.shown
         if shown is None or self.session.model.loaded is None:
             return
 
         @thread_worker(ignore_errors=True)  # the warning below says it; no traceback into Qt's event loop
         def work() -> None:
-            self.session.embeddings.keep_stage_input(shown.image, stage, shown.rgb)
+            shown.keep_stage_input(stage)
 
         worker = work()
         worker.errored.connect(lambda err: show_warning(f"Could not prepare fast reloads: {err}"))

@@ -19,12 +19,11 @@ from napari_sam_peft._qt.finetune_continue import ContinueChoice
 from napari_sam_peft.core.cluster.connect import ClusterInfo, WorkerInfo
 from napari_sam_peft.core.errors import SamPeftError
 from napari_sam_peft.core.peft import PeftSpec
-from napari_sam_peft.core.peft.recommend import recommend_preset, recommended_steps
+from napari_sam_peft.core.peft.recommend import recommend_preset
 from napari_sam_peft.core.sam.architecture import VIT_B
 from napari_sam_peft.core.sam.devices import select_device
 from napari_sam_peft.core.sam.precision import resolve_precision, supported_precisions
 from napari_sam_peft.core.sam.precision_probe import cached_probe
-from napari_sam_peft.core.training.continuation import CONTINUATION_LR_FACTOR, continuation_steps
 from napari_sam_peft.core.training.job import (
     JobField,
     TrainingJob,
@@ -33,6 +32,7 @@ from napari_sam_peft.core.training.job import (
     model_argument,
     peft_spec,
 )
+from napari_sam_peft.core.training.plan import continued_lr, schedule_steps
 from napari_sam_peft.session import AnnotatorSession
 
 #: settings whose change changes the estimate
@@ -198,7 +198,7 @@ class SettingsPanel(Container):
         self.fields["preset"].value = pick.preset
         self.fields["blocks"].value = pick.blocks or ""
         self.recommended_lr = pick.lr
-        self.fields["lr"].value = format_value(pick.lr * (CONTINUATION_LR_FACTOR if self._continuing() else 1))
+        self.fields["lr"].value = format_value(self._schedule_lr(pick.lr, self._continuing()))
         where = device.type if self.remote is None else f"the cluster's worker {self.remote.host} ({device.type})"
         self.recommendation.value = (
             f"Recommended on {where}: {pick.preset}. {pick.reason} Precision: {self.auto_precision(device)}."
@@ -211,11 +211,15 @@ class SettingsPanel(Container):
     def _continuation_changed(self, *_: Any) -> None:
         """A continuation is recommended a smaller rate: the rate field follows unless the user typed one."""
         if self.recommended_lr is not None:
-            both = {format_value(self.recommended_lr * f) for f in (1, CONTINUATION_LR_FACTOR)}
+            both = {format_value(self._schedule_lr(self.recommended_lr, c)) for c in (False, True)}
             if self.fields["lr"].value.strip() in both:
-                factor = CONTINUATION_LR_FACTOR if self._continuing() else 1
-                self.fields["lr"].value = format_value(self.recommended_lr * factor)
+                self.fields["lr"].value = format_value(self._schedule_lr(self.recommended_lr, self._continuing()))
         self.update_estimate()
+
+    @staticmethod
+    def _schedule_lr(recommended: float, continuing: bool) -> float:
+        """The rate a run takes from the base model's recommended one (smaller for a continuation)."""
+        return continued_lr(recommended) if continuing else recommended
 
     def auto_precision(self, device: Any) -> str:
         """What ``auto`` trains in on ``device``, with the probe's figures (never runs a probe itself:
@@ -273,11 +277,11 @@ class SettingsPanel(Container):
         info = store.info() if store is not None else {"train_objects": 0, "volumes": 0}
         new_objects = self.continuation.new_objects() if hasattr(self, "continuation") else None
         if new_objects is not None:
-            steps = continuation_steps(new_objects, info["train_objects"], objects_per_image)
+            steps = schedule_steps(info["train_objects"], objects_per_image, new_objects)
             return steps, f" (recommended for a continuation with {new_objects} new objects)"
         if not info["volumes"]:
             count = info["train_objects"]
-            return recommended_steps(count, objects_per_image), f" (recommended for {count} training objects)"
+            return schedule_steps(count, objects_per_image), f" (recommended for {count} training objects)"
         count = info["train_sample_objects"]
         samples = info["train_samples"]
         # the same object count as the Dataset dock's; a volume's objects are trained on once per slice
@@ -285,7 +289,7 @@ class SettingsPanel(Container):
             f" (recommended for {info['train_objects']} training objects, seen on {samples} training slices and "
             f"images as {count} outlines)"
         )
-        return recommended_steps(count, objects_per_image), why
+        return schedule_steps(count, objects_per_image), why
 
     def hold_layout(self, hold: bool) -> None:
         """While a run goes on, the texts above Start/Stop keep their height (see :func:`.steady`)."""

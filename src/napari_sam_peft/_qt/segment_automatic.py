@@ -23,7 +23,6 @@ from napari_sam_peft._qt.segment_commits import CommitsPanel
 from napari_sam_peft._qt.segment_image import ImagePanel
 from napari_sam_peft._qt.user_errors import user_errors
 from napari_sam_peft.core.annotation.commits import automatic_sources, object_ids
-from napari_sam_peft.core.annotation.images import check_image
 from napari_sam_peft.session import AnnotatorSession
 
 LAYER = "auto_segmentation"
@@ -60,14 +59,13 @@ class AutomaticPanel:
         on_click(self.run_button, self.run)
         on_click(self.commit_button, self.commit)
         image.embedded.connect(self._embedded)
-        image.leaving.connect(self._leave)
 
     @property
     def widgets(self) -> list[Any]:
         """The panel's widgets, top to bottom."""
         return [self.row, self.presegment]
 
-    def _leave(self) -> None:
+    def leave(self) -> None:
         """The proposal belongs to the image being left: clear it."""
         if LAYER in self.viewer.layers:
             layer = self.viewer.layers[LAYER]
@@ -75,48 +73,29 @@ class AutomaticPanel:
         self.proposal, self.proposed_for = None, None
 
     def _embedded(self, name: str) -> None:
-        """Pre-segment a newly shown image without objects, when an instance decoder is live."""
+        """Pre-segment a newly shown image (or volume) without objects, when an instance decoder is live."""
+        annotator = self.session.shown
         if not self.presegment.value or not self.session.model.decoder.is_live or name == self.proposed_for:
             return
-        layer = self.image.image_layer
-        volume = self.session.embeddings.shown_volume is not None
-        if layer is None or (self.image.embeddings is None and not volume):
+        if annotator is None or annotator.name != name:
             return
         with user_errors() as outcome:
-            pixels = layer.data if volume else check_image(layer.data, layer.rgb)  # a volume is read by slice
-            annotated = self.session.annotations.has_objects(name, pixels, volume=volume)
+            annotated = self.session.annotations.has_objects(name, annotator.data, volume=annotator.is_volume)
         if not outcome.failed and not annotated:
             self.run()
 
     def run(self) -> None:
         """Pre-annotate the whole image into ``auto_segmentation`` on a worker thread (a volume: slice by
         slice, objects merged across z)."""
-        volume = self.session.embeddings.shown_volume
-        if volume is not None:
-            with user_errors() as outcome:
-                self.session.model.require()
-            if outcome.failed:
-                return
-            method = f"{self.session.model.decoder.description}, per slice, merged in 3D"
-            self.jobs.run(
-                f"Automatic 3D segmentation of {volume.annotator.shape.n_slices} slices",
-                lambda report: volume.annotator.automatic(progress=report),
-                lambda segmentation: self._show(segmentation, volume.name, method),
-            )
-            return
         with user_errors() as outcome:
-            embeddings = self.image.require_embeddings()
-            layer = self.image.image_layer
-            assert layer is not None  # require_embeddings checked it
-            image = check_image(layer.data, layer.rgb)
+            annotator = self.image.require()
         if outcome.failed:
             return
-        rgb, name = layer.rgb, layer.name
-        method = self.session.model.decoder.description
+        method = annotator.automatic_method
         self.jobs.run(
-            "Automatic segmentation",
-            lambda report: self.session.model.automatic(image, embeddings, progress=report, rgb=rgb),
-            lambda segmentation: self._show(segmentation, name, method),
+            annotator.automatic_title,
+            lambda report: annotator.automatic(progress=report),
+            lambda segmentation: self._show(segmentation, annotator.name, method),
         )
 
     def _show(self, segmentation: np.ndarray, name: str, method: str) -> None:

@@ -24,7 +24,7 @@ from napari_sam_peft._qt.user_errors import notify_error, user_errors
 from napari_sam_peft.core.annotation.commits import PROMPTED
 from napari_sam_peft.core.annotation.prompting import ObjectPrompts
 from napari_sam_peft.core.errors import SamPeftError
-from napari_sam_peft.session import AnnotatorSession
+from napari_sam_peft.session import Annotator, AnnotatorSession
 
 LAYER = "committed_objects"
 PAINT_SETTLE_MS = 400  # record hand corrections once the user pauses painting
@@ -39,8 +39,6 @@ class CommitsPanel:
         self.viewer = viewer
         self.session = session
         self.store_status = wrapping(Label(value=""))
-        self._name: str | None = None  # the image whose objects the layer shows
-        self._image: Any = None  # and its pixels, as it was opened with
         self._watched: napari.layers.Labels | None = None
         self._paint_timer = QTimer(self.store_status.native)
         self._paint_timer.setSingleShot(True)
@@ -61,10 +59,9 @@ class CommitsPanel:
         """Whether hand corrections wait for the user to pause painting before they are recorded."""
         return self._paint_timer.isActive()
 
-    def show(self, name: str, image: np.ndarray) -> None:
-        """Show the committed objects of image ``name`` (``image``: its checked pixels)."""
-        volume = self.session.embeddings.shown_volume is not None
-        opened = self.session.annotations.open_image(name, image, volume=volume)
+    def show(self, annotator: Annotator) -> None:
+        """Show the committed objects of the image or volume the session shows now."""
+        opened = self.session.annotations.open_image(annotator.name, annotator.data, volume=annotator.is_volume)
         if opened.store_error is not None:
             notify_error(opened.store_error, NOT_RESTORED)
         elif opened.restored is not None:
@@ -74,14 +71,14 @@ class CommitsPanel:
         if self._watched != layer:  # != : the viewer hands plugins a new proxy of the layer per lookup
             layer.events.paint.connect(self._painted)
             self._watched = layer
-        self._name, self._image = name, image
         self.update_status()
 
     def _store_changed(self, *_: object) -> None:
         """Another store: show what it holds for the shown image (after a restart, the store opens after
         the first image was shown)."""
-        if self._shown() is not None:
-            self.show(self._name, self._image)  # type: ignore[arg-type]
+        annotator = self.session.shown
+        if annotator is not None and self._shown() is not None:
+            self.show(annotator)
         self.update_status()
 
     def leave(self) -> None:
@@ -91,7 +88,6 @@ class CommitsPanel:
         shown = self._shown()
         if shown is not None:
             self.session.annotations.keep_labels(shown[0].name, shown[1].data)
-        self._name = self._image = None
 
     def commit(
         self, objects: np.ndarray, prompts: Sequence[ObjectPrompts] = (), sources: str | Sequence[str] = PROMPTED
@@ -105,7 +101,7 @@ class CommitsPanel:
         labels = committed.data
         self._paint_timer.stop()
         with user_errors(NOT_RECORDED):
-            self.session.annotations.commit(image.name, self._pixels(image), labels, objects, prompts, sources)
+            self.session.annotations.commit(image.name, self._pixels(), labels, objects, prompts, sources)
 
     def undo(self) -> None:
         """Undo the last commit on the shown image."""
@@ -113,7 +109,7 @@ class CommitsPanel:
         undone = None
         with user_errors(NOT_RECORDED) as outcome:
             if shown is not None:
-                undone = self.session.annotations.undo(shown[0].name, self._pixels(shown[0]), shown[1].data)
+                undone = self.session.annotations.undo(shown[0].name, self._pixels(), shown[1].data)
         if shown is None or (undone is None and not outcome.failed):
             show_info("Nothing to undo on this image.")
             return
@@ -148,13 +144,17 @@ class CommitsPanel:
         annotations.store_updated.disconnect(self.update_status)
         annotations.labels_changed.disconnect(self._labels_changed)
 
-    def _pixels(self, image: napari.layers.Image) -> Any:
-        """What identifies the image in the store: a 2D image's pixels; a volume's array as the layer holds it
-        (a zarr or dask volume is read slice by slice, never whole)."""
-        return image.data if self.session.embeddings.shown_volume is not None else np.asarray(image.data)
+    def _pixels(self) -> Any:
+        """What identifies the shown image in the store (:attr:`Annotator.data`: a volume's array as the layer
+        holds it, read slice by slice, never whole)."""
+        annotator = self.session.shown
+        assert annotator is not None  # _shown() checked it
+        return annotator.data
 
     def _shown(self) -> tuple[napari.layers.Image, napari.layers.Labels] | None:
+        """The shown image's layer and ``committed_objects``, or None."""
         layers = self.viewer.layers
-        if self._name is None or self._name not in layers or LAYER not in layers:
+        annotator = self.session.shown
+        if annotator is None or annotator.name not in layers or LAYER not in layers:
             return None
-        return layers[self._name], layers[LAYER]
+        return layers[annotator.name], layers[LAYER]

@@ -1,4 +1,8 @@
-"""The Segment widget's image panel: which image layer, stepping through a series, and its embeddings."""
+"""The Segment widget's image panel: which image layer, stepping through a series, and its embeddings.
+
+The session opens the chosen layer (:meth:`AnnotatorSession.open`) and the panel embeds what it
+returns, an image or a volume alike, saying how far it is in its status line.
+"""
 
 from __future__ import annotations
 
@@ -15,27 +19,24 @@ from napari_sam_peft._qt.dock_layout import on_click, show_text, wrapping
 from napari_sam_peft._qt.image_series import image_layer_names, open_image_folder
 from napari_sam_peft._qt.user_errors import user_errors
 from napari_sam_peft.core.annotation.embeddings import EmbeddingKey
-from napari_sam_peft.core.annotation.images import check_image
 from napari_sam_peft.core.errors import SamPeftError
 from napari_sam_peft.core.volume.propagation import StoppedError
-from napari_sam_peft.core.volume.volumes import is_volume
-from napari_sam_peft.session import AnnotatorSession
+from napari_sam_peft.session import Annotator, AnnotatorSession
+from napari_sam_peft.session.shown import open_annotator
 
-VOLUME_STATUS_MS = 250  # how often the status line follows a volume's embedding
+EMBEDDING_STATUS_MS = 250  # how often the status line follows the embedding (a volume's slice by slice)
 
 
 class ImagePanel:
     """Picks the image to annotate, shows only it, and keeps its embeddings for the current model."""
 
-    leaving = Signal()  # the shown image is about to change
-    opened = Signal(str, object)  # (name, checked pixels): a segmentable image is shown
-    embedded = Signal(str)  # the shown image's embeddings are ready (its name)
+    embedded = Signal(str)  # the shown image's (or volume's) embeddings are ready (its name)
 
     def __init__(self, viewer: napari.Viewer, session: AnnotatorSession, jobs: BackgroundJobs) -> None:
         self.viewer = viewer
         self.session = session
         self.jobs = jobs
-        self.name: str | None = None  # the image layer shown
+        self.name: str | None = None  # the image layer chosen (shown by the session if it can be annotated)
         self.image_choice = ComboBox(label="image", choices=lambda *_: image_layer_names(viewer))
         self.previous_button = PushButton(text="< Previous", tooltip="Previous image [Shift+N]")
         self.next_button = PushButton(text="Next >", tooltip="Next image [N]")
@@ -55,9 +56,9 @@ class ImagePanel:
         session.model.adapter_changed.connect(self._model_changed)
         self._z = 0
         viewer.dims.events.current_step.connect(self._slice_changed)
-        self._volume_poll = QTimer(self.embedding_status.native)  # the status line while slices embed
-        self._volume_poll.setInterval(VOLUME_STATUS_MS)
-        self._volume_poll.timeout.connect(self.update_volume_status)
+        self._status_poll = QTimer(self.embedding_status.native)  # the status line while embedding
+        self._status_poll.setInterval(EMBEDDING_STATUS_MS)
+        self._status_poll.timeout.connect(self.update_embedding_status)
 
     @property
     def widgets(self) -> list[Any]:
@@ -65,15 +66,20 @@ class ImagePanel:
         return [self.image_choice, self.series_row, self.folder, self.embedding_status]
 
     @property
+    def annotator(self) -> Annotator | None:
+        """What the session shows now (an image or a volume), or None."""
+        return self.session.shown
+
+    @property
     def embeddings(self) -> dict | None:
-        """The shown image's embeddings for the current model (None while they are computed)."""
-        embedded = self.session.embeddings.shown_embeddings
+        """The shown 2D image's embeddings for the current model (None while they are computed)."""
+        embedded = getattr(self.session.shown, "embedded", None)
         return embedded[1] if embedded is not None else None
 
     @property
     def embedding_key(self) -> EmbeddingKey | None:
-        """The key of the shown image's embeddings, or None."""
-        embedded = self.session.embeddings.shown_embeddings
+        """The key of the shown 2D image's embeddings, or None."""
+        embedded = getattr(self.session.shown, "embedded", None)
         return embedded[0] if embedded is not None else None
 
     @property
@@ -88,44 +94,23 @@ class ImagePanel:
         self.image_choice.reset_choices()
 
     def select(self, name: str | None) -> None:
-        """Show image layer ``name``: hide the others, open its committed objects, embed it."""
+        """Show image layer ``name``: hide the others, open it in the session, embed it."""
         if name == self.name:
             return
-        self.leaving.emit()
         self.name = name
-        self.session.embeddings.show(None)
         layer = self.image_layer
         if layer is None:
+            self.session.open(None)
             return
         for other in self.viewer.layers:
             if isinstance(other, napari.layers.Image):
                 other.visible = other == layer  # == : plugins get proxies of layers, a new one per lookup
-        if is_volume(layer.data, layer.rgb):
-            self._open_volume(name, layer)
-            return
         with user_errors() as outcome:
-            image = check_image(layer.data, layer.rgb)
+            self.session.open(name, layer.data, layer.rgb)
         if outcome.failed:
             self.embedding_status.value = "This image cannot be segmented."
             return
-        self.session.embeddings.show(name, image, layer.rgb)
-        self.opened.emit(name, image)
-        if self.session.model.loaded is not None:
-            self.compute_embeddings()
-        else:
-            self.embedding_status.value = "Load a model to compute embeddings."
-
-    def _open_volume(self, name: str, layer: napari.layers.Image) -> None:
-        with user_errors() as outcome:
-            self.session.embeddings.show_volume(name, layer.data, layer.rgb)
-        if outcome.failed:
-            self.embedding_status.value = "This volume cannot be segmented."
-            return
-        self.opened.emit(name, layer.data)
-        if self.session.model.loaded is not None:
-            self.compute_embeddings()
-        else:
-            self.embedding_status.value = "Load a model to compute embeddings."
+        self.compute_embeddings()
 
     @property
     def current_slice(self) -> int:
@@ -135,46 +120,14 @@ class ImagePanel:
     def _slice_changed(self, *_: object) -> None:
         step = self.viewer.dims.current_step
         self._z = int(step[0]) if len(step) >= 3 else 0
-        if self.session.embeddings.shown_volume is not None:
-            self.update_volume_status()
+        self.update_embedding_status()
 
-    def update_volume_status(self) -> None:
-        """Say how far the shown volume's embeddings are, and whether the slice on screen can be prompted."""
-        shown = self.session.embeddings.shown_volume
-        if shown is None:
-            return
-        features, z = shown.annotator.features, self._z
-        done, total = features.count, features.n_slices
-        if features.complete:
-            self.embedding_status.value = f"Embeddings ready: all {total} slices."
-        elif features.ready(z):
-            self.embedding_status.value = f"Slice {z} is ready to prompt; embedding the others ({done}/{total})."
-        else:
-            self.embedding_status.value = f"Slice {z} is not embedded yet: it is next ({done}/{total} slices)."
-
-    def _embed_volume(self) -> None:
-        shown = self.session.embeddings.shown_volume
-        assert shown is not None
-        self.update_volume_status()
-        self._volume_poll.start()
-
-        def work(report: Any) -> None:
-            try:
-                shown.annotator.embed(
-                    lambda: self._z,
-                    progress=report,
-                    should_stop=lambda: self.session.embeddings.shown_volume is not shown,
-                )
-            except StoppedError:  # another image was shown, or the model changed: nothing to report
-                return
-
-        def done(_: None) -> None:
-            self._volume_poll.stop()
-            self.update_volume_status()
-            if self.session.embeddings.shown_volume is shown and shown.annotator.features.complete:
-                self.embedded.emit(shown.name)
-
-        self.jobs.run(f"Embedding {shown.annotator.shape.n_slices} slices of {shown.name}", work, done)
+    def update_embedding_status(self) -> None:
+        """Say how far the shown image's embeddings are (a volume: whether the slice on screen can be
+        prompted)."""
+        annotator = self.session.shown
+        if annotator is not None:
+            self.embedding_status.value = annotator.embedding_status(self._z)
 
     def step(self, step: int) -> None:
         """Show the next (``+1``) or previous (``-1``) image layer, wrapping around."""
@@ -198,38 +151,40 @@ class ImagePanel:
 
     def _model_changed(self, *_: object) -> None:
         # Embeddings depend on model and adapter: recompute (or fetch from the cache) for the shown image.
-        if self.session.embeddings.shown is not None or self.session.embeddings.shown_volume is not None:
-            self.compute_embeddings()
+        self.compute_embeddings()
 
     def compute_embeddings(self) -> None:
         """Compute (or fetch from the cache) the shown image's embeddings on a worker thread; a volume's
         slice by slice, the slice on screen first."""
-        if self.session.embeddings.shown_volume is not None:
-            self._embed_volume()
-            return
-        shown = self.session.embeddings.shown
-        if shown is None:
+        annotator = self.session.shown
+        if annotator is None:
             return
         with user_errors() as outcome:
-            key = self.session.embeddings.key(shown.image)
-        if outcome.failed:
+            self.update_embedding_status()
+        if outcome.failed or self.session.model.loaded is None:
             return
-        cached = key in self.session.embeddings.cache
-        self.embedding_status.value = "Loading cached embeddings..." if cached else "Computing embeddings..."
+        self._status_poll.start()
 
-        def done(result: tuple[EmbeddingKey, dict] | None) -> None:
-            if result is not None and self.session.embeddings.shown is shown:
-                self.embedding_status.value = f"Embeddings ready ({'cached' if cached else 'computed'})."
-                self.embedded.emit(shown.name)
+        def work(report: Any) -> None:
+            try:
+                annotator.embed(
+                    lambda: self._z, progress=report, should_stop=lambda: self.session.shown is not annotator
+                )
+            except StoppedError:  # another image was shown, or the model changed: nothing to report
+                return
 
-        self.jobs.run(
-            f"Embedding {shown.name}",
-            lambda report: self.session.embeddings.compute_shown(progress=report),
-            done,
-        )
+        def done(_: None) -> None:
+            if self.session.shown is not annotator:
+                return
+            self._status_poll.stop()
+            self.update_embedding_status()
+            if annotator.ready:
+                self.embedded.emit(annotator.name)
 
-    def require_embeddings(self) -> dict:
-        """The shown image's embeddings.
+        self.jobs.run(f"Embedding {annotator.name}", work, done)
+
+    def require(self) -> Annotator:
+        """The shown image or volume, ready for prompts.
 
         Raises
         ------
@@ -238,19 +193,19 @@ class ImagePanel:
         """
         if self.session.model.loaded is None:
             raise SamPeftError("Load a model first (Segment widget: 'Load model').")
-        layer = self.image_layer
-        if layer is None:
-            raise SamPeftError("Pick an image layer first.")
-        check_image(layer.data, layer.rgb)  # says what is wrong with a bad image
-        embeddings = self.embeddings
-        if embeddings is None:
-            raise SamPeftError(
-                "The embeddings are still being computed: wait for the progress bar, then try again."
-            )
-        return embeddings
+        annotator = self.session.shown
+        if annotator is None:
+            layer = self.image_layer
+            if layer is None:
+                raise SamPeftError("Pick an image layer first.")
+            open_annotator(self.session.model, self.session.embeddings, layer.name, layer.data, layer.rgb)
+            raise SamPeftError("This image cannot be segmented: pick another image layer.")
+        annotator.require()
+        return annotator
 
     def show_failure(self, message: str) -> None:
         """Say that background work failed, and why (it stays after the notification is gone)."""
+        self._status_poll.stop()
         show_text(self.embedding_status, f"Failed: {message}")
 
     def disconnect(self) -> None:
@@ -258,4 +213,4 @@ class ImagePanel:
         self.session.model.base_changed.disconnect(self._model_changed)
         self.session.model.adapter_changed.disconnect(self._model_changed)
         self.viewer.dims.events.current_step.disconnect(self._slice_changed)
-        self._volume_poll.stop()
+        self._status_poll.stop()

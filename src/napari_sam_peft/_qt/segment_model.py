@@ -44,7 +44,9 @@ class ModelPanel:
         self.adapter_file = FileEdit(label="adapter", mode="r", filter="*.safetensors")
         self.attach_button = PushButton(text="Attach adapter", tooltip="Attach the chosen .safetensors adapter")
         self.detach_button = PushButton(
-            text="Base model", tooltip="Detach the adapter: segment with the base model"
+            text="Base model",
+            tooltip="Segment with the base model alone, to compare (hot reloads wait; the Finetune dock's "
+            "'segment with' switch shows the same)",
         )
         self.status = wrapping(Label(value="No model loaded."))
         self.adapter_row = Container(
@@ -52,7 +54,7 @@ class ModelPanel:
         )
         on_click(self.load_button, self.load_model)
         on_click(self.attach_button, lambda: self.attach_adapter(self.adapter_file.value))
-        on_click(self.detach_button, lambda: self.attach_adapter(None))
+        on_click(self.detach_button, self.use_base_model)
         session.model.base_changed.connect(self.update_status)
         session.model.adapter_changed.connect(self.update_status)
 
@@ -95,6 +97,11 @@ class ModelPanel:
                         f"The adapter file {path} does not exist: choose an existing .safetensors file."
                     )
             self.session.model.set_adapter(path)
+
+    def use_base_model(self) -> None:
+        """Segment with the base model alone: the one base-only switch both docks show (hot reloads wait)."""
+        with user_errors():
+            self.session.model.use_base(True)
 
     def update_status(self, *_: object) -> None:
         """Say which model and adapter segment now."""

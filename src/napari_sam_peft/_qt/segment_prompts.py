@@ -22,9 +22,7 @@ from napari_sam_peft._qt.segment_image import ImagePanel
 from napari_sam_peft._qt.user_errors import user_errors
 from napari_sam_peft.core.annotation.commits import PROMPTED
 from napari_sam_peft.core.annotation.prompting import ObjectPrompts
-from napari_sam_peft.core.errors import SamPeftError
-from napari_sam_peft.session import AnnotatorSession
-from napari_sam_peft.session.volume_annotator import VolumeAnnotator
+from napari_sam_peft.session import Annotator, AnnotatorSession
 
 CURRENT = "current_object"
 
@@ -62,17 +60,10 @@ class PromptPanel:
         """The panel's widgets, top to bottom."""
         return [self.batch_mode, *self.rows]
 
-    @property
-    def volume(self) -> VolumeAnnotator | None:
-        """The shown volume's annotator, or None for a 2D image."""
-        shown = self.session.embeddings.shown_volume
-        return shown.annotator if shown is not None else None
-
-    def show(self, name: str, image: np.ndarray) -> None:
+    def show(self, annotator: Annotator) -> None:
         """Prepare ``current_object``, the prompt layers (3D for a volume) and the point size for a newly
-        shown image."""
-        volume = self.volume
-        shape = volume.shape.labels_shape if volume is not None else image.shape[:2]
+        shown image or volume."""
+        shape = annotator.labels_shape
         self.point_layer, self.box_layer = prompt_layers.create_prompt_layers(self.viewer, len(shape))
         prompt_layers.labels_layer(self.viewer, CURRENT, shape).data = np.zeros(shape, dtype=np.uint32)
         # napari keeps the selection of points a commit removed, and setting the size of "selected"
@@ -81,48 +72,34 @@ class PromptPanel:
         self.point_layer.current_size = prompt_layers.point_size_for(shape[-2:])
 
     def current_prompts(self) -> list[ObjectPrompts]:
-        """The prompts on the layers, one entry per object (see :func:`prompt_layers.read_prompts`)."""
-        return prompt_layers.read_prompts(self.point_layer, self.box_layer, self.batch_mode.value)
+        """The prompts on the layers for the slice on screen, one entry per object (see
+        :func:`prompt_layers.read_prompts`)."""
+        annotator = self.session.shown
+        z = annotator.slice_of(self.image.current_slice) if annotator is not None else None
+        batch = self.batch_mode.value and not (annotator is not None and annotator.one_object_at_a_time)
+        return prompt_layers.read_prompts(self.point_layer, self.box_layer, batch, z=z)
 
     def segment(self) -> None:
         """Segment the current object(s) from the prompts into ``current_object`` (a volume: on the slice
         on screen, leaving the other slices as they are)."""
-        if self.volume is not None:
-            self._segment_slice(self.volume)
-            return
-        with user_errors() as outcome:
-            embeddings = self.image.require_embeddings()
-            objects = self.current_prompts()
-            masks = self.session.model.segment(embeddings, objects)
-        if outcome.failed:
-            return
-        layer = self.viewer.layers[CURRENT]
-        result = np.zeros(layer.data.shape, dtype=np.uint32)
-        for index, mask in enumerate(masks, start=1):
-            result[mask] = index
-        layer.data = result
-        self._pending = objects
-        layer.refresh()
-        self._say_if_empty([bool(mask.any()) for mask in masks])
-
-    def _segment_slice(self, volume: VolumeAnnotator) -> None:
         z = self.image.current_slice
         with user_errors() as outcome:
-            self.session.model.require()
-            objects = prompt_layers.read_prompts(self.point_layer, self.box_layer, False, z=z)
-            if len(objects) > 1:
-                raise SamPeftError(
-                    f"In a volume one object is segmented at a time, but slice {z} has {len(objects)} boxes: "
-                    "keep one box (with its points), commit the object (C), then draw the next."
-                )
-            mask = volume.segment_slice(z, objects[0])
+            annotator = self.image.require()
+            objects = self.current_prompts()
+            masks = annotator.segment(objects, z)
         if outcome.failed:
             return
         layer = self.viewer.layers[CURRENT]
-        layer.data[z] = mask.astype(np.uint32)
-        self._pending = [p for p in self._pending if p.slice != z] + objects
+        plane = annotator.plane(z)
+        result = np.zeros(layer.data[plane].shape, dtype=np.uint32)
+        for index, mask in enumerate(masks, start=1):
+            result[mask] = index
+        layer.data[plane] = result
+        # the prompts of the other slices of a volume keep the objects they made
+        slice_ = annotator.slice_of(z)
+        self._pending = [p for p in self._pending if p.slice != slice_] + objects
         layer.refresh()
-        self._say_if_empty([bool(mask.any())])
+        self._say_if_empty([bool(mask.any()) for mask in masks])
 
     def _say_if_empty(self, found: list[bool]) -> None:
         """Say when a prompt gave no mask (the canvas shows nothing, so the user would not know why)."""

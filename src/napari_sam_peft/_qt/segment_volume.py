@@ -28,7 +28,8 @@ from napari_sam_peft.core.volume.propagation import (
     default_settings,
     projections_for,
 )
-from napari_sam_peft.session import AnnotatorSession
+from napari_sam_peft.session import Annotator, AnnotatorSession
+from napari_sam_peft.session.volume_annotator import VolumeAnnotator
 
 DEFAULTS = PropagationSettings()  # micro_sam's annotator_3d defaults (a model may change the projection's)
 
@@ -83,9 +84,9 @@ class VolumePanel:
         """The panel's widgets, top to bottom."""
         return [*self.rows, self.status]
 
-    def show_for(self, name: str | None, *_: object) -> None:
+    def show_for(self, annotator: Annotator | None) -> None:
         """Show the panel while a volume is annotated, hide it for 2D images."""
-        visible = self.session.embeddings.shown_volume is not None
+        visible = annotator is not None and annotator.is_volume
         for widget in self.widgets:
             widget.visible = visible
         loaded = self.session.model.loaded
@@ -102,8 +103,8 @@ class VolumePanel:
 
     def propagate(self) -> None:
         """Segment the object on its prompted slices and carry it through the volume (``Shift+S``)."""
-        volume = self.prompts.volume
-        if volume is None:
+        volume = self.session.shown
+        if not isinstance(volume, VolumeAnnotator):  # the volume-only control
             show_info("Propagation is for volumes (Z, Y, X): this image is 2D. Use Segment [S].")
             return
         if self.running:

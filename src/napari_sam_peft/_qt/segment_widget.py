@@ -164,11 +164,20 @@ class SegmentWidget(SessionDock):
     def _connect(self) -> None:
         self.viewer.layers.events.inserted.connect(self._layer_inserted)
         self.viewer.layers.events.removed.connect(self._refresh_image_choices)
-        self.image_panel.leaving.connect(self.commits_panel.leave)
-        self.image_panel.leaving.connect(self.prompt_panel.clear)
-        self.image_panel.opened.connect(self.commits_panel.show)
-        self.image_panel.opened.connect(self.prompt_panel.show)
-        self.image_panel.opened.connect(self.volume_panel.show_for)
+        for signal, slot in self._session_slots():
+            signal.connect(slot)
+
+    def _session_slots(self) -> list[tuple[Any, Any]]:
+        """What the panels draw when the session shows another image or volume."""
+        shown = self.session
+        return [
+            (shown.leaving, self.commits_panel.leave),
+            (shown.leaving, self.prompt_panel.clear),
+            (shown.leaving, self.automatic_panel.leave),
+            (shown.opened, self.commits_panel.show),
+            (shown.opened, self.prompt_panel.show),
+            (shown.opened, self.volume_panel.show_for),
+        ]
 
     def _layer_inserted(self, event: Any) -> None:
         """A layer was added, however (File > Open, Open Sample, a script): list it, keep the annotator's
@@ -204,6 +213,8 @@ class SegmentWidget(SessionDock):
         self.viewer.layers.events.inserted.disconnect(self._layer_inserted)
         self.viewer.layers.events.removed.disconnect(self._refresh_image_choices)
         self.keys.disconnect()
+        for signal, slot in self._session_slots():
+            signal.disconnect(slot)
         self.model_panel.disconnect()
         self.image_panel.disconnect()
         self.commits_panel.disconnect()

@@ -24,7 +24,7 @@ small demo model, trained on domain A):
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -116,8 +116,10 @@ def correct_image(
     """
     from ..core.annotation.prompting import ObjectPrompts
 
-    _, embeddings = session.embeddings.compute(image)
-    automatic = session.model.automatic(image, embeddings, points_per_side=points_per_side)
+    annotator = session.open(name, image)  # as the Segment widget opens the image it shows
+    assert annotator is not None
+    annotator.embed(lambda: 0)
+    automatic = annotator.automatic(points_per_side=points_per_side)
     proposals = [automatic == i for i in np.unique(automatic) if i != 0]
     labels = session.annotations.open_image(name, image).labels
     for obj in (i for i in np.unique(truth) if i != 0):
@@ -129,7 +131,7 @@ def correct_image(
             continue
         rows, cols = np.nonzero(gt)
         prompts = ObjectPrompts(box=[rows.min(), cols.min(), rows.max(), cols.max()])
-        (mask,) = session.model.segment(embeddings, [prompts])
+        (mask,) = annotator.segment([prompts])
         for _ in range(MAX_CORRECTION_CLICKS):
             if iou(mask, gt) >= ACCEPT_IOU:
                 break
@@ -143,7 +145,7 @@ def correct_image(
                 points=[*prompts.points.tolist(), point], labels=[*prompts.labels.tolist(), label], box=prompts.box
             )
             counts.clicks += 1
-            (mask,) = session.model.segment(embeddings, [prompts])
+            (mask,) = annotator.segment([prompts])
         if iou(mask, gt) >= ACCEPT_IOU:
             counts.corrected_with_prompts += 1
             session.annotations.commit(name, image, labels, mask.astype(np.uint32), [prompts], "prompts")
@@ -202,8 +204,9 @@ def run_headless_demo(workdir: str | Path, settings: DemoSettings | None = None,
     """
     import torch
 
-    from ..core.peft.recommend import recommend_preset, recommended_lr, recommended_steps
-    from ..core.training.continuation import CONTINUATION_LR_FACTOR, NEW_SHARE
+    from ..core.peft.recommend import recommend_preset
+    from ..core.training.continuation import NEW_SHARE
+    from ..core.training.plan import schedule_for
 
     settings = settings or DemoSettings()
     workdir = Path(workdir)
@@ -231,12 +234,12 @@ def run_headless_demo(workdir: str | Path, settings: DemoSettings | None = None,
         how = "AIS with round one's live adapter and decoder" if number > 1 else "the base model's mask generation"
         say(f"round {number}: annotated {len(seeds)} images pre-segmented with {how}: {counts[-1].line()}")
         parent = session.model.adapter_path if number > 1 else None  # round two continues the live adapter
-        job = demo_job(settings, store_path, preset, blocks, out)
-        job.from_adapter = parent
-        lr = settings.lr or recommended_lr(job.spec(model.architecture.depth).method, model.architecture) * (
-            CONTINUATION_LR_FACTOR if parent is not None else 1
-        )
+        job = replace(demo_job(settings, store_path, preset, blocks, out), from_adapter=parent)
         committed = session.annotations.store.info()["objects"]
+        method = job.spec(model.architecture.depth).method
+        new = None if parent is None else committed  # the estimate's count: the run counts since the parent
+        lr = schedule_for(method, model.architecture, committed, job.objects_per_image, new, lr=settings.lr).lr
+        full = schedule_for(method, model.architecture, committed, job.objects_per_image).steps
         start_from = f"continuing round one's adapter (drawing round two's images {NEW_SHARE:.0%} of the time)"
         say(
             f"round {number}: finetuning {settings.model} with {preset} and the instance decoder "
@@ -244,7 +247,7 @@ def run_headless_demo(workdir: str | Path, settings: DemoSettings | None = None,
             f"{start_from + ', ' if parent is not None else ''}lr {lr:g}, {settings.steps} steps of "
             f"{settings.objects_per_image} objects and {settings.sub_iterations} correction passes (short, to fit "
             f"the demo's minutes; train without --steps takes the recommended "
-            f"{recommended_steps(committed, job.objects_per_image)} for these {committed} objects)"
+            f"{full} for these {committed} objects)"
         )
         start = time.perf_counter()
         record = train(session, job, say)

@@ -102,7 +102,8 @@ def correct_volume(
     from ..core.evaluation.volume import middle_slice_box
     from ..session.volume_annotator import VolumeAnnotator
 
-    annotator = VolumeAnnotator(session.model, session.embeddings, volume)
+    annotator = session.open(name, volume)  # as the Segment widget opens the volume it shows
+    assert isinstance(annotator, VolumeAnnotator)
     annotator.embed(lambda: volume.shape[0] // 2)
     labels = session.annotations.open_image(name, volume, volume=True).labels
     for label in (int(v) for v in np.unique(truth) if v != 0):

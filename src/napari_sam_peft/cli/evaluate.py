@@ -66,7 +66,9 @@ def run(args: argparse.Namespace) -> int:
             "scores are not held out: they overestimate a model trained on them)."
         )
     if not images:
-        raise SamPeftError("The store has no annotated training images (train images with objects).")
+        from napari_sam_peft.core.training.plan import check_training_data
+
+        check_training_data(store.info())
     n_objects = sum(len(i.objects) for i in images)
     where = f"{len(images)} image{'s' if len(images) != 1 else ''}, {n_objects} objects"
     if args.split == "val":

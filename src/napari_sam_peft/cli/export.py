@@ -102,7 +102,7 @@ def _export_bioimageio(args: argparse.Namespace, adapter, model) -> None:
 
     record_path = args.adapter.parent / RECORD_NAME
     record = read_run(record_path) if record_path.is_file() else None
-    store = args.store or (Path(record.job["store"]) if record is not None and record.job.get("store") else None)
+    store = args.store or (record.store if record is not None else None)
     if store is None or not store.is_dir():
         raise SamPeftError(
             "The package's test data comes from an annotated image: give --store STORE (the adapter has no run "

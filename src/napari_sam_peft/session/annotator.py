@@ -1,11 +1,13 @@
-"""One viewer's annotator state, made of three parts: the model, its embeddings, and the annotations."""
+"""One viewer's annotator state: the model, its embeddings, the annotations, training, and what is shown."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from psygnal import Signal
 
 from napari_sam_peft.core.annotation.embeddings import EmbeddingCache
 from napari_sam_peft.core.annotation.images import check_image
@@ -15,6 +17,7 @@ from napari_sam_peft.core.annotation.uncertainty import Uncertainty, image_uncer
 from .committed_objects import CommittedObjects
 from .embeddings import SessionEmbeddings
 from .live_model import LiveModel
+from .shown import Annotator, open_annotator
 from .training import TrainingRuns
 
 
@@ -43,6 +46,9 @@ class AnnotatorSession:
         adapter (:class:`~napari_sam_peft.session.training.TrainingRuns`; signals ``started``, ``event``,
         ``ended``).
 
+    One image or volume is shown at a time (:meth:`open`, :attr:`shown`); signals ``leaving`` (the
+    shown one is about to change) and ``opened`` (the new one's :class:`~.shown.Annotator`).
+
     Parameters
     ----------
     cache
@@ -58,6 +64,34 @@ class AnnotatorSession:
         self.embeddings = SessionEmbeddings(self.model, cache)
         self.annotations = CommittedObjects(default_store)
         self.training = TrainingRuns(self.model, self.annotations)
+        self._shown: Annotator | None = None
+
+    leaving = Signal()  # the shown image or volume is about to change
+    opened = Signal(object)  # the Annotator of the image or volume now shown
+
+    @property
+    def shown(self) -> Annotator | None:
+        """The image or volume annotated now, or None."""
+        return self._shown
+
+    def open(self, name: str | None, data: Any = None, rgb: bool | None = None) -> Annotator | None:
+        """Show image or volume ``name`` (``data``: its pixels; a volume's array is read slice by slice) and
+        return its annotator; None: show nothing. Emits ``leaving``, then ``opened`` once it can be
+        annotated (embed it next: :meth:`Annotator.embed`).
+
+        Raises
+        ------
+        InvalidImageError, InvalidVolumeError
+            What SAM cannot take, with what to do (nothing is shown then).
+        """
+        self.leaving.emit()
+        self._shown = None
+        if name is None or data is None:
+            return None
+        annotator = open_annotator(self.model, self.embeddings, name, data, rgb)
+        self._shown = annotator
+        self.opened.emit(annotator)
+        return annotator
 
     def uncertainty(
         self, image: np.ndarray, rgb: bool | None = None, progress: ProgressCallback | None = None

@@ -1,16 +1,14 @@
-"""The session's image embeddings: the cache, kept block-k inputs for fast reloads, and the shown image's.
+"""The session's image embeddings: the cache, and kept block-k inputs for fast reloads.
 
 After an adapter reload, an image whose block-k input is kept is re-embedded by running only the
-encoder stages the adapter changed. The shown image (:meth:`SessionEmbeddings.show`) has its
-embeddings here, so any view, script or test reads the same ones; they are stale, and read as
-None, as soon as the model, adapter or precision changes.
+encoder stages the adapter changed. The shown image's embeddings are its annotator's
+(:mod:`.image_annotator`, :mod:`.volume_annotator`).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -21,41 +19,11 @@ from napari_sam_peft.core.sam.stages import StageInputCapture, run_stages
 
 from .live_model import LiveModel
 
-if TYPE_CHECKING:
-    from .volume_annotator import VolumeAnnotator
-
 STAGE_INPUTS_KEPT = 8  # block-k inputs kept in memory (about 13 MB each for vit_b)
 
 StageInputKey = tuple[str, str, str, int]  # image hash, model key, precision, stage
 KeptStageInput = tuple[Any, tuple[int, int], tuple[int, int]]  # block-k input, input size, original size
 Embedded = tuple[EmbeddingKey, dict]  # the embeddings' key and micro_sam's embeddings dict
-
-
-@dataclass(frozen=True)
-class ShownImage:
-    """The image a user annotates now (see :meth:`SessionEmbeddings.show`).
-
-    Attributes
-    ----------
-    name
-        Its name (napari's layer name).
-    image
-        Its pixels, as :func:`~napari_sam_peft.core.annotation.images.check_image` returns them.
-    rgb
-        napari's ``layer.rgb``.
-    """
-
-    name: str
-    image: np.ndarray
-    rgb: bool | None
-
-
-@dataclass(frozen=True)
-class ShownVolume:
-    """The volume a user annotates now (see :meth:`SessionEmbeddings.show_volume`)."""
-
-    name: str
-    annotator: VolumeAnnotator
 
 
 class SessionEmbeddings:
@@ -66,9 +34,6 @@ class SessionEmbeddings:
         self._cache = cache
         self._stage_inputs: OrderedDict[StageInputKey, KeptStageInput] = OrderedDict()
         self._reload_stage: int | None = None
-        self._shown: ShownImage | None = None
-        self._shown_embeddings: tuple[ShownImage, int, Embedded] | None = None  # with the model's version
-        self._shown_volume: ShownVolume | None = None
         self.reembedded_from_stage = 0  # embeddings computed from a kept block-k input
 
     @property
@@ -202,66 +167,3 @@ class SessionEmbeddings:
         self.reembedded_from_stage += 1
         if progress:
             progress(1, 1)
-
-    # the shown image
-
-    @property
-    def shown(self) -> ShownImage | None:
-        """The image a user annotates now, or None."""
-        return self._shown
-
-    def show(self, name: str | None, image: np.ndarray | None = None, rgb: bool | None = None) -> None:
-        """Make image ``name`` the shown one (``image``: its pixels as ``check_image`` returned them, which
-        :meth:`compute` checks again on the worker thread); None: no image is shown."""
-        self._shown = ShownImage(name, image, rgb) if name is not None and image is not None else None
-        self._shown_embeddings = None
-        self._shown_volume = None
-
-    def show_volume(self, name: str, volume: Any, rgb: bool | None = None) -> VolumeAnnotator:
-        """Make volume ``name`` the shown one and return its annotator (its slice embeddings, prompts,
-        propagation); only its shape is read here.
-
-        Raises
-        ------
-        InvalidVolumeError
-            What SAM cannot take slice by slice, with what to do.
-        """
-        from .volume_annotator import VolumeAnnotator
-
-        annotator = VolumeAnnotator(self._model, self, volume, rgb)
-        self.show(None)
-        self._shown_volume = ShownVolume(name, annotator)
-        return annotator
-
-    @property
-    def shown_volume(self) -> ShownVolume | None:
-        """The volume a user annotates now, or None (a 2D image, or nothing, is shown)."""
-        return self._shown_volume
-
-    @property
-    def shown_embeddings(self) -> Embedded | None:
-        """The shown image's embeddings for the current model, adapter and precision, or None (not
-        computed yet with them: see :meth:`compute_shown`)."""
-        done = self._shown_embeddings
-        if done is None or done[0] is not self._shown or done[1] != self._model.version:
-            return None
-        return done[2]
-
-    def compute_shown(self, progress: ProgressCallback | None = None) -> Embedded | None:
-        """Compute (or read from the cache) the shown image's embeddings (on a worker thread).
-
-        Returns
-        -------
-        tuple or None
-            They, or None when no image is shown (or another one was shown meanwhile).
-        """
-        shown = self._shown
-        if shown is None:
-            return None
-        with self._model.lock:  # no adapter switch between reading the version and embedding
-            version = self._model.version
-            embedded = self.compute(shown.image, shown.rgb, progress=progress)
-        if shown is not self._shown:
-            return None
-        self._shown_embeddings = (shown, version, embedded)
-        return embedded

@@ -19,6 +19,7 @@ from psygnal import Signal
 from napari_sam_peft.core.errors import SamPeftError
 from napari_sam_peft.core.training.events import Best, Event
 from napari_sam_peft.core.training.job import TrainingJob
+from napari_sam_peft.core.training.plan import check_training_data
 from napari_sam_peft.core.training.worker import TrainingProcess
 
 from .committed_objects import CommittedObjects
@@ -77,17 +78,7 @@ class TrainingRuns:
         self.annotations.record_edited()  # corrections painted a moment ago are training data too
         store = self.annotations.store
         info = store.info() if store is not None else None
-        if info is None or info["train_objects"] == 0:
-            held = info["val_objects"] if info is not None else 0
-            raise SamPeftError(
-                "There are no training objects yet: commit objects in the Segment widget (S, then C)"
-                + (
-                    f"; the {held} committed so far are on validation images: set one image's split to "
-                    "'train' in the Dataset widget, or commit objects on another image."
-                    if held
-                    else "."
-                )
-            )
+        check_training_data(info)
         if self.process is not None:
             self.process.close()
         self._ended = False

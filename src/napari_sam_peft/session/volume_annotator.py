@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from napari_sam_peft.core.annotation.prompting import ObjectPrompts
+from napari_sam_peft.core.errors import SamPeftError
 from napari_sam_peft.core.volume.automatic import automatic_volume
 from napari_sam_peft.core.volume.embed import embed_volume
 from napari_sam_peft.core.volume.propagation import Propagated, PropagationSettings, StoppedError, propagate
@@ -29,15 +30,97 @@ Progress = Callable[[int, int], None]
 
 
 class VolumeAnnotator:
-    """The live model's view of one volume (Z, Y, X[, 3]), read slice by slice, never loaded whole."""
+    """The live model's view of one volume (Z, Y, X[, 3]), read slice by slice, never loaded whole.
 
-    def __init__(self, model: LiveModel, embeddings: SessionEmbeddings, volume: Any, rgb: bool | None = None):
+    The volume's side of :class:`~napari_sam_peft.session.shown.Annotator`.
+
+    Raises
+    ------
+    InvalidVolumeError
+        (On creation) what SAM cannot take slice by slice, with what to do.
+    """
+
+    is_volume = True
+    one_object_at_a_time = True  # one object per slice's prompts; propagation carries it through z
+
+    def __init__(
+        self,
+        model: LiveModel,
+        embeddings: SessionEmbeddings,
+        volume: Any,
+        rgb: bool | None = None,
+        name: str = "",
+    ) -> None:
         self.shape: VolumeShape = check_volume(volume, rgb)
+        self.name = name
         self.volume = volume
+        self.data = volume  # read slice by slice, as the layer holds it (zarr, dask, numpy)
+        self.rgb = rgb
+        self.labels_shape: tuple[int, ...] = tuple(self.shape.labels_shape)
         self._model = model
         self._embeddings = embeddings
         self._features = VolumeFeatures(self.shape.n_slices)
         self._embedded_version = model.version
+
+    def slice_of(self, z: int) -> int | None:
+        """Which slice prompts on screen belong to: ``z``, the slice on screen."""
+        return z
+
+    def plane(self, z: int) -> tuple[int, ...]:
+        """The index of the labels the slice on screen shows."""
+        return (z,)
+
+    @property
+    def ready(self) -> bool:
+        """Whether every slice is embedded with the current model."""
+        return self.features.complete
+
+    def embedding_status(self, z: int = 0) -> str:
+        """How far the slices' embeddings are, and whether slice ``z`` can be prompted."""
+        if self._model.loaded is None:
+            return "Load a model to compute embeddings."
+        features = self.features
+        done, total = features.count, features.n_slices
+        if features.complete:
+            return f"Embeddings ready: all {total} slices."
+        if features.ready(z):
+            return f"Slice {z} is ready to prompt; embedding the others ({done}/{total})."
+        return f"Slice {z} is not embedded yet: it is next ({done}/{total} slices)."
+
+    def require(self) -> None:
+        """Check that a model is loaded (slices are embedded as they are needed)."""
+        self._model.require()
+
+    def segment(self, objects: list[ObjectPrompts], z: int = 0) -> list[np.ndarray]:
+        """The object's mask on slice ``z`` from its prompts there (the ``S`` key): one object at a time.
+
+        Raises
+        ------
+        SamPeftError
+            More than one object is prompted on the slice.
+        SliceNotReadyError
+            Slice ``z`` is not embedded yet (it is next in line once the user is on it).
+        """
+        self.require()
+        if len(objects) > 1:
+            raise SamPeftError(
+                f"In a volume one object is segmented at a time, but slice {z} has {len(objects)} boxes: "
+                "keep one box (with its points), commit the object (C), then draw the next."
+            )
+        return [self.segment_slice(z, objects[0])]
+
+    @property
+    def automatic_method(self) -> str:
+        """What :meth:`automatic` runs."""
+        return f"{self._model.decoder.description}, per slice, merged in 3D"
+
+    @property
+    def automatic_title(self) -> str:
+        """The progress bar's title for :meth:`automatic`."""
+        return f"Automatic 3D segmentation of {self.shape.n_slices} slices"
+
+    def keep_stage_input(self, stage: int) -> None:
+        """Nothing to keep: a volume's slices re-embed from their cache entries after a reload."""
 
     @property
     def features(self) -> VolumeFeatures:

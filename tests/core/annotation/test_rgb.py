@@ -228,18 +228,11 @@ def rgb_store(tmp_path):
     return store
 
 
-def test_a_training_job_on_a_store_of_rgb_images_shares_the_annotators_cache(
-    rgb_store, demo, tmp_path, monkeypatch
-):
-    from functools import partial
-
+def test_a_training_job_on_a_store_of_rgb_images_shares_the_annotators_cache(rgb_store, demo, tmp_path):
     from napari_sam_peft.core.peft import Adapter
-    from napari_sam_peft.core.training import loop as training
     from napari_sam_peft.core.training.job import TrainingJob
     from napari_sam_peft.core.training.run import run_job
 
-    # one correction sub-iteration instead of 8 keeps a CPU step short; the images are what is tested
-    monkeypatch.setattr(training, "TrainingConfig", partial(training.TrainingConfig, sub_iterations=1))
     images = {i.split: rgb_store.image(i.image_id) for i in rgb_store.snapshot().images}
     assert images["train"].shape == (96, 96, 3)
     demo.embeddings.compute(images["train"], rgb=True)  # what annotating this image left in the cache
@@ -251,6 +244,7 @@ def test_a_training_job_on_a_store_of_rgb_images_shares_the_annotators_cache(
         steps=2,
         validate_every=1,
         objects_per_image=1,
+        sub_iterations=1,  # instead of 8 keeps a CPU step short; the images are what is tested
         device="cpu",
         cache_dir=demo.embeddings.cache.root,
     )

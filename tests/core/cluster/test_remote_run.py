@@ -3,6 +3,7 @@ with this machine's paths, adapters fetched and checked, records copied, and one
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 
@@ -452,7 +453,7 @@ def test_a_run_without_a_cluster_or_a_store_is_refused(tmp_path, monkeypatch):
     client = FakeClient()
     monkeypatch.setattr(remote_run, "connect", lambda target: client)
     monkeypatch.setattr(remote_run, "describe_cluster", lambda c: ClusterInfo("tcp://127.0.0.1:8786", (GPU01,)))
-    job.cluster = "tcp://127.0.0.1:8786"
+    job = dataclasses.replace(job, cluster="tcp://127.0.0.1:8786")
     said = []
     with pytest.raises(ClusterError, match=f"The store {re.escape(str(job.store))} does not exist"):
         run_on_cluster(job, lambda e: None, say=said.append)

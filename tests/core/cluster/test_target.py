@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -59,7 +60,7 @@ def test_tls_needs_the_three_files_and_says_which_are_missing(tmp_path):
 def test_a_job_names_its_cluster_and_its_command_line_carries_it(tmp_path):
     job = TrainingJob(store=tmp_path / "s.sampeft.zarr", model="demo", preset="late_lora", out=tmp_path / "a.st")
     assert ClusterTarget.from_job(job) is None  # this machine
-    job.cluster, job.cluster_gpu, job.tls_ca_file = "tls://gpu01:8786", True, tmp_path / "ca.pem"
+    job = dataclasses.replace(job, cluster="tls://gpu01:8786", cluster_gpu=True, tls_ca_file=tmp_path / "ca.pem")
     assert ClusterTarget.from_job(job) == ClusterTarget("tls://gpu01:8786", tls_ca_file=tmp_path / "ca.pem")
     argv = job.to_argv()
     assert argv[argv.index("--cluster") + 1] == "tls://gpu01:8786" and "--cluster-gpu" in argv

@@ -130,16 +130,36 @@ def test_the_docs_table_of_train_options_is_the_schemas():
 
 
 def test_the_loop_gets_every_field_it_has_a_setting_for():
-    from napari_sam_peft.core.training.run import loop_settings
+    from dataclasses import fields
 
-    settings = loop_settings(TrainingJob(**OTHER_VALUES))
-    assert settings == {
-        "steps": 1234,
-        "lr": 3.0e-4,
-        "objects_per_image": 3,
-        "sub_iterations": 2,
-        "validate_every": 7,
-        "precision": "bf16",
-        "with_decoder": True,
-        "seed": 42,
-    }
+    from napari_sam_peft.core.sam.architecture import VIT_B
+    from napari_sam_peft.core.training.loop import TrainingConfig
+    from napari_sam_peft.core.training.plan import schedule_for
+
+    job = TrainingJob(**OTHER_VALUES)
+    schedule = schedule_for("lora", VIT_B, 40, job.objects_per_image, lr=job.lr, steps=job.steps)
+    assert (schedule.lr, schedule.steps, schedule.lr_chosen, schedule.steps_chosen) == (
+        3.0e-4,
+        1234,
+        "given",
+        "given",
+    )
+    config = TrainingConfig.of(job, schedule)
+    shared = [f.name for f in fields(TrainingConfig) if hasattr(job, f.name)]
+    assert {name: getattr(config, name) for name in shared} == {name: getattr(job, name) for name in shared}
+    assert set(shared) == {
+        "steps", "lr", "objects_per_image", "sub_iterations", "validate_every", "precision", "with_decoder", "seed"
+    }  # fmt: skip
+
+
+def test_a_job_is_frozen_and_its_run_folder_is_a_new_job(tmp_path):
+    import dataclasses
+
+    job = TrainingJob(store=tmp_path / "cells.sampeft.zarr", model="demo", preset="late_lora")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        job.steps = 10  # type: ignore[misc]
+    with pytest.raises(ValueError, match="with_run_folder"):
+        _ = job.adapter_path
+    named = job.with_run_folder()
+    assert job.out is None and named.adapter_path.parent.is_dir() and named.with_run_folder() is named
+    assert TrainingJob.from_json(named.to_json()) == named

@@ -60,7 +60,9 @@ def test_no_training_objects_is_a_clear_error(tiny_model):
     import numpy as np
 
     empty = [(SAMPLES[0][0], np.zeros_like(SAMPLES[0][1]))]
-    with pytest.raises(SamPeftError, match="commit some objects"):
+    with pytest.raises(
+        SamPeftError, match=r"no training objects yet: commit objects in the Segment widget \(S, then C\)"
+    ):
         train(tiny_model, spec_from_preset("lora", TINY.depth), empty)
 
 

@@ -10,6 +10,7 @@ from napari_sam_peft.core.data.sample_data import make_sample, make_series
 from napari_sam_peft.core.data.store import AnnotationStore
 from napari_sam_peft.core.peft import Adapter
 from napari_sam_peft.core.training.events import Event, error_event
+from napari_sam_peft.core.training.job import TrainingJob
 from napari_sam_peft.core.training.run import run_job
 from napari_sam_peft.core.training.runs import list_runs
 from tests.core.training.conftest import _job
@@ -145,7 +146,9 @@ def test_without_a_step_count_the_run_takes_the_recommended_one_and_says_so(stor
     started = events[0]
     assert started.steps_chosen == "recommended"
     assert started.steps == recommended_steps(started.train_objects, 4) >= 100
-    assert record.job["steps"] == started.steps  # the record says how long the run was meant to be
+    assert record.steps == started.steps and record.lr == started.lr  # what the run took, as it said
+    given = TrainingJob.from_json(record.job)  # the job as the user gave it
+    assert given.steps is None and given.store == store.path
     assert record.status == "stopped"
 
     events.clear()

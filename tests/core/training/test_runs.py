@@ -45,6 +45,17 @@ def test_a_record_round_trips_through_run_json(tmp_path):
     assert listed == record and listed.run_dir == run_dir
     written = json.loads((run_dir / RECORD_NAME).read_text())
     assert written["evaluation"]["base"] == SCORES and "run_dir" not in written
+    assert (listed.steps, listed.store.name) == (4, "cells.sampeft.zarr")  # an older record's job held the steps
+
+
+def test_a_record_keeps_the_job_as_given_and_what_the_run_took(tmp_path):
+    from napari_sam_peft.core.training.job import TrainingJob
+
+    job = TrainingJob(store=tmp_path / "cells.sampeft.zarr", model="demo", preset="late_lora")
+    record = RunRecord(job=job.to_json(), adapter="a.safetensors", lr=1e-3, steps=100)
+    record.save(tmp_path / RECORD_NAME)
+    read = read_run(tmp_path / RECORD_NAME)
+    assert TrainingJob.from_json(read.job) == job and (read.model, read.lr, read.steps) == ("demo", 1e-3, 100)
 
 
 def test_older_records_and_broken_files_are_read_or_left_out(tmp_path):
@@ -54,6 +65,7 @@ def test_older_records_and_broken_files_are_read_or_left_out(tmp_path):
     (broken / RECORD_NAME).write_text("{not json")
     (foreign / RECORD_NAME).write_text(json.dumps({"status": "completed"}))  # no adapter: not a run record
     (record,) = list_runs(store)
+    assert record.model is None and record.store is None and record.job == {}
     assert (record.status, record.adapter, record.evaluation, record.curve) == (
         "stopped",
         "a.safetensors",

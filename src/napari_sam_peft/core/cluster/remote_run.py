@@ -143,7 +143,8 @@ def run_on_cluster(
     warning = target.warning()
     if warning:
         say(f"warning: {warning}")
-    out = job.resolved_out()
+    job = job.with_run_folder()
+    out = job.adapter_path
     client = connect(target)
     try:
         info = describe_cluster(client)

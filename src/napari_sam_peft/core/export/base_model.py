@@ -89,5 +89,5 @@ def _model_of_run(adapter_path: Path) -> str | None:
         record = read_run(record_path)
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    model = record.job.get("model")
+    model = record.model
     return str(model) if model else None

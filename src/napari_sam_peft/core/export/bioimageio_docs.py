@@ -55,8 +55,8 @@ def lineage(adapter: Adapter, model: LoadedModel, content: PackageContent) -> di
     training: dict[str, Any] = {}
     if record is not None:
         training = {
-            "steps": record.job.get("steps"),
-            "lr": record.job.get("lr"),
+            "steps": record.steps,
+            "lr": record.lr,
             "best_validation_box_iou": record.best_score,
             "best_step": record.best_step,
             "validation": record.validation.get("measured_on"),

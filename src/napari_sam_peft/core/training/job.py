@@ -9,15 +9,16 @@ From that one schema are made
 - the Finetune widget's settings (``_qt/finetune_settings.py``: every field with a ``label``),
 - the table of ``train`` options in ``docs/cluster.md`` (:func:`options_table`; a test compares them).
 
-A new hyperparameter is a new field here, plus where the training loop uses it: the run passes
-every field named like one of :class:`~.loop.TrainingConfig`'s to the loop.
+A job is frozen: what the run resolves (learning rate, steps, the run folder) is its
+:class:`~.plan.RunPlan`, never written back into the job. A new hyperparameter is a new field here,
+plus a line in :func:`~.plan.training_config`, which hands the loop its values by name.
 """
 
 from __future__ import annotations
 
 import types
 import typing
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,9 +61,13 @@ def _option(default: Any = MISSING, **option: Any) -> Any:
     return field(default=default, metadata={"option": Option(**option)})
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainingJob:
-    """Everything a run needs; it round-trips through ``napari-sam-peft train`` arguments."""
+    """Everything a run needs; it round-trips through ``napari-sam-peft train`` arguments and ``run.json``.
+
+    Frozen: a changed job is a new one (``dataclasses.replace``); :meth:`with_run_folder` names the
+    adapter file of a new run.
+    """
 
     store: Path = _option(
         help="annotation store (.sampeft.zarr) whose training images are trained on",
@@ -180,19 +185,54 @@ class TrainingJob:
     tls_cert: Path | None = _option(None, help="TLS to the cluster: this client's certificate (PEM)", metavar="F")
     tls_key: Path | None = _option(None, help="TLS to the cluster: this client's private key (PEM)", metavar="F")
 
-    def resolved_out(self) -> Path:
-        """The adapter path; without ``out``, a new run folder is made next to the store (and kept)."""
+    def with_run_folder(self) -> TrainingJob:
+        """This job with its adapter file named: without ``out``, in a new run folder made next to the store."""
+        if self.out is not None:
+            return self
+        return replace(self, out=new_run_dir(self.store, self.preset) / "adapter.safetensors")
+
+    @property
+    def adapter_path(self) -> Path:
+        """The adapter file (see :meth:`with_run_folder`).
+
+        Raises
+        ------
+        ValueError
+            If the job names none yet.
+        """
         if self.out is None:
-            self.out = new_run_dir(self.store, self.preset) / "adapter.safetensors"
+            raise ValueError("The job names no adapter file yet: call with_run_folder() first.")
         return Path(self.out)
+
+    def to_json(self) -> dict[str, Any]:
+        """The job as ``run.json`` keeps it (paths as text)."""
+        return {
+            f.name: str(v) if isinstance(v, Path) else v for f in fields(self) for v in [getattr(self, f.name)]
+        }
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> TrainingJob:
+        """The job of ``run.json`` values (keys it does not know are ignored; paths become paths).
+
+        Raises
+        ------
+        TypeError
+            Without the fields every job names (store, model, preset).
+        """
+        known: dict[str, Any] = {}
+        for job_field in job_fields():
+            if job_field.name in values:
+                value = values[job_field.name]
+                known[job_field.name] = Path(value) if job_field.type is Path and value is not None else value
+        return cls(**known)
 
     def spec(self, depth: int) -> PeftSpec:
         """The PEFT spec this job trains on a model of ``depth`` encoder blocks (see :func:`peft_spec`)."""
         return peft_spec(self.preset, depth, self.blocks, self.rank)
 
     def to_argv(self) -> list[str]:
-        """The ``napari-sam-peft train`` arguments that describe this job (``out`` resolved first)."""
-        self.resolved_out()
+        """The ``napari-sam-peft train`` arguments that describe this job (a separate process trains it: name
+        its adapter file first, :meth:`with_run_folder`, so both sides know where it goes)."""
         argv: list[str] = []
         for job_field in job_fields():
             value = getattr(self, job_field.name)

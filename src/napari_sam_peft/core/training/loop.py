@@ -40,6 +40,7 @@ from .distributed import any_rank, distributed_rank
 from .events import TrainingEvent
 from .job import TrainingJob
 from .objective import Backward, Sample, objective, validation_score
+from .plan import NO_TRAINING_OBJECTS, Schedule
 
 #: AdamW's rate for the instance decoder (trained from scratch, unlike the adapter's small updates)
 DECODER_LR = 5e-4
@@ -61,6 +62,20 @@ class TrainingConfig:
     with_decoder: bool = _CHOSEN["with_decoder"]  # train micro_sam's instance decoder jointly (AIS)
     patience: int = 10  # validations without improvement before stopping early
     seed: int = _CHOSEN["seed"]
+
+    @classmethod
+    def of(cls, job: TrainingJob, schedule: Schedule) -> TrainingConfig:
+        """A run's settings: the job's choices, with the rate and steps its schedule resolved."""
+        return cls(
+            steps=schedule.steps,
+            lr=schedule.lr,
+            objects_per_image=job.objects_per_image,
+            sub_iterations=job.sub_iterations,
+            validate_every=job.validate_every,
+            precision=job.precision,
+            with_decoder=job.with_decoder,
+            seed=job.seed,
+        )
 
 
 class _Objective(nn.Module):
@@ -320,7 +335,7 @@ def train(
     config, hooks = config or TrainingConfig(), hooks or TrainingHooks()
     train_samples, val_samples = _annotated(train_samples), _annotated(val_samples)
     if not train_samples:
-        raise SamPeftError("There are no annotated training images: commit some objects first.")
+        raise SamPeftError(f"{NO_TRAINING_OBJECTS}.")
     precision, frozen_precision = training_precisions(model, spec, config.precision)
     rank, world = distributed_rank()
     rng = np.random.default_rng(config.seed + rank)

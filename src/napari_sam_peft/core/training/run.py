@@ -13,11 +13,10 @@ event say what they were measured on. Every adapter is written atomically, so th
 
 from __future__ import annotations
 
-import inspect
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,26 +28,17 @@ from ..annotation.stage_inputs import CacheEmbeddingSource, StageInputs
 from ..data.store import AnnotationStore
 from ..errors import SamPeftError
 from ..peft import Adapter, PeftSpec, count_trainable_parameters
-from ..peft.recommend import recommended_lr, recommended_steps
 from ..sam.devices import select_device
 from ..sam.loading import LoadedModel
 from ..sam.precision import resolve_precision
 from ..volume.store_slices import held_out_volumes, read_samples, z_ranges
 from . import loop
-from .continuation import (
-    CONTINUATION_LR_FACTOR,
-    Replay,
-    check_parent,
-    continuation_steps,
-    parent_summary,
-    read_parent,
-    replay_since,
-    shard_weights,
-)
+from .continuation import Replay, check_parent, parent_summary, read_parent, replay_since, shard_weights
 from .distributed import setup_distributed
 from .events import Baseline, Best, Event, Finished, Prepared, Progress, Started
 from .holdout import ValidationPlan, plan_validation, plan_z_range_validation
 from .job import TrainingJob
+from .plan import check_training_data, schedule_for
 from .run_evaluation import evaluate_run
 from .runs import RECORD_NAME, RunRecord, now
 
@@ -89,10 +79,7 @@ def load_training_data(
     snapshot = store.snapshot()
     stored = {split: [i for i in snapshot.images if i.split == split and i.objects] for split in ("train", "val")}
     if not stored["train"]:
-        raise SamPeftError(
-            "The store has no annotated training images: "
-            "commit objects on at least one image in the training split."
-        )
+        check_training_data(store.info())
     (train, origins), (val, _) = (read_samples(store, stored[split]) for split in ("train", "val"))
     volume_plan = plan_z_range_validation(train, origins) if not val else None
     plan = volume_plan or plan_validation(train, val, seed=seed)
@@ -197,13 +184,24 @@ def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None
     spec = job.spec(model.architecture.depth)
     if parent is not None:
         check_parent(parent, Path(str(job.from_adapter)).name, model, spec)
-    out = job.resolved_out()  # the run folder is made once the input is known to be good
+    job = job.with_run_folder()  # the run folder is made once the input is known to be good
+    out = job.adapter_path
     precision, frozen = loop.training_precisions(model, spec, job.precision)  # the probe decides auto
-    lr_chosen, steps_chosen = _choose_lr_and_steps(job, model, spec, data)
-    assert job.lr is not None and job.steps is not None
+    new_objects = data.replay.new_objects if data.replay is not None else None
+    schedule = schedule_for(
+        spec.method,
+        model.architecture,
+        data.validation["train_objects"],
+        job.objects_per_image,
+        new_objects,
+        lr=job.lr,
+        steps=job.steps,
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     record = RunRecord(
-        job={k: str(v) if isinstance(v, Path) else v for k, v in asdict(job).items()},
+        job=job.to_json(),
+        lr=schedule.lr,
+        steps=schedule.steps,
         preset=job.preset,
         method=spec.describe(model.architecture.depth),
         adapter=str(out),
@@ -225,21 +223,24 @@ def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None
             trainable_params=count_trainable_parameters(spec, model.architecture),
             **data.validation,
             device=str(model.device),
-            steps=job.steps,
+            steps=schedule.steps,
             world_size=world,
-            lr=job.lr,
-            lr_chosen=lr_chosen,
-            steps_chosen=steps_chosen,
+            lr=schedule.lr,
+            lr_chosen=schedule.lr_chosen,
+            steps_chosen=schedule.steps_chosen,
             precision=precision.name,
             precision_reason=precision.reason,
             continued_from=record.parent,
         )
     )
+    config = loop.TrainingConfig.of(job, schedule)
     best = _train(
-        job, model, spec, data, reporter, shard=(rank, world), frozen_precision=frozen.name, parent=parent
+        job, config, model, spec, data, reporter, shard=(rank, world), frozen_precision=frozen.name, parent=parent
     )
     last_step = record.curve[-1][0] if record.curve else 0
-    record.status = "stopped" if reporter.stopped else "completed" if last_step >= job.steps else "early_stopped"
+    record.status = (
+        "stopped" if reporter.stopped else "completed" if last_step >= config.steps else "early_stopped"
+    )
     if job.evaluate and reporter.lead and not reporter.stopped:  # a stop ends the run at once
         record.evaluation = evaluate_run(
             model, best, data.plan, data.validation, data.volumes, reporter.say, reporter.stop_requested
@@ -251,41 +252,9 @@ def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None
     return record
 
 
-def _choose_lr_and_steps(
-    job: TrainingJob, model: LoadedModel, spec: PeftSpec, data: TrainingData
-) -> tuple[str, str]:
-    """Fill in the learning rate and step count a job leaves open; returns how each was chosen.
-
-    A continuation (``data.replay``) is recommended a smaller rate and steps for its new objects
-    (see :mod:`.continuation`).
-    """
-    continuing = data.replay is not None
-    lr_chosen = (
-        "given" if job.lr is not None else "recommended for a continuation" if continuing else "recommended"
-    )
-    if job.lr is None:
-        job.lr = recommended_lr(spec.method, model.architecture) * (CONTINUATION_LR_FACTOR if continuing else 1)
-    steps_chosen = "given" if job.steps else "recommended for a continuation" if continuing else "recommended"
-    if not job.steps:  # 0, as the widget's empty field, is auto too
-        train_objects = data.validation["train_objects"]
-        job.steps = (
-            continuation_steps(data.replay.new_objects, train_objects, job.objects_per_image)
-            if data.replay is not None
-            else recommended_steps(train_objects, job.objects_per_image)
-        )
-    return lr_chosen, steps_chosen
-
-
-def loop_settings(job: TrainingJob) -> dict[str, Any]:
-    """The job's values for the training loop: every field named as one of :class:`~.loop.TrainingConfig`'s."""
-    names = {f.name for f in fields(job)}
-    return {
-        name: getattr(job, name) for name in inspect.signature(loop.TrainingConfig).parameters if name in names
-    }
-
-
 def _train(
     job: TrainingJob,
+    config: loop.TrainingConfig,
     model: LoadedModel,
     spec: PeftSpec,
     data: TrainingData,
@@ -304,7 +273,6 @@ def _train(
     if job.cache_dir is not None:
         # the frozen stages run in the annotator's embedding precision, which the cache key names
         source = CacheEmbeddingSource(EmbeddingCache(job.cache_dir), model, frozen_precision)
-    config = loop.TrainingConfig(**loop_settings(job))
     try:
         return loop.train(
             model,

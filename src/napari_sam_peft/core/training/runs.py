@@ -49,12 +49,16 @@ def now() -> str:
 class RunRecord:
     """What ``run.json`` says about one run; the fields are its keys.
 
-    ``curve`` holds ``[step, loss, val_score]`` rows; ``validation`` is what validation was measured
-    on (see :meth:`.holdout.ValidationPlan.summary`, with the store ids held out); ``run_dir`` is the
-    folder the record was read from (not written).
+    ``job`` is the :class:`~.job.TrainingJob` as the user gave it (``TrainingJob.from_json`` reads it back);
+    ``lr`` and ``steps`` what the run took (the job's, or the recommended ones). ``curve`` holds
+    ``[step, loss, val_score]`` rows; ``validation`` is what validation was measured on (see
+    :meth:`.holdout.ValidationPlan.summary`, with the store ids held out); ``run_dir`` is the folder the
+    record was read from (not written).
     """
 
-    job: dict[str, Any] = field(default_factory=dict)
+    job: dict[str, Any] = field(default_factory=dict)  # TrainingJob.to_json()
+    lr: float | None = None
+    steps: int | None = None
     preset: str = ""
     method: str = ""
     adapter: str
@@ -78,6 +82,25 @@ class RunRecord:
     #: a continuation's parent: its ``adapter`` file and ``hash``, and what the steps drew (``replay``)
     parent: dict[str, Any] = field(default_factory=dict)
     run_dir: Path | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.job, dict):  # a damaged record
+            self.job = {}
+        # records written before 2026-12-06 kept the steps and rate the run took in the job
+        self.lr = self.lr if self.lr is not None else self.job.get("lr")
+        self.steps = self.steps if self.steps is not None else self.job.get("steps")
+
+    @property
+    def model(self) -> str | None:
+        """The base model the run trained (its name or file), or None where the record does not say."""
+        model = self.job.get("model")
+        return str(model) if model else None
+
+    @property
+    def store(self) -> Path | None:
+        """The store the run trained on, or None where the record does not say."""
+        store = self.job.get("store")
+        return Path(store) if store else None
 
     def to_json(self) -> dict[str, Any]:
         """The JSON-ready values written to ``run.json``."""

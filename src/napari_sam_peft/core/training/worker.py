@@ -26,11 +26,11 @@ class TrainingProcess:
     """One training run in a child process, with its events."""
 
     def __init__(self, job: TrainingJob, python: str = sys.executable, env: dict[str, str] | None = None) -> None:
-        self.job = job
+        self._owns_run_dir = job.out is None  # a new run folder is made for this run: tidy it if unused
+        self.job = job.with_run_folder()
         self.python = python
         self.env = env
-        self._owns_run_dir = job.out is None  # a new run folder is made for this run: tidy it if unused
-        self.path = job.resolved_out()
+        self.path = self.job.adapter_path
         self._events: queue.Queue[Event] = queue.Queue()
         self._stderr: deque[str] = deque(maxlen=40)
         self._process: subprocess.Popen | None = None
