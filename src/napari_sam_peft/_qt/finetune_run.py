@@ -152,7 +152,7 @@ class RunPanel(Container):
         self.evaluated_on.value = ""
         self.settings.hold_layout(True)  # Stop stays where the user aims while texts above it change
         where = "(loading the model in the training process)"
-        if job.cluster or job.scheduler_file:
+        if job.on_a_cluster:
             cluster = job.cluster or job.scheduler_file
             where = f"on the Dask cluster {cluster}: sending the store, loading the model there"
         self.status.value = f"Starting {job.preset} {where}..."

@@ -163,3 +163,15 @@ def test_a_job_is_frozen_and_its_run_folder_is_a_new_job(tmp_path):
     named = job.with_run_folder()
     assert job.out is None and named.adapter_path.parent.is_dir() and named.with_run_folder() is named
     assert TrainingJob.from_json(named.to_json()) == named
+
+
+def test_where_a_job_trains_is_apart_from_what_it_trains():
+    from napari_sam_peft.core.training.job import TARGET_FIELDS
+
+    job = TrainingJob(**OTHER_VALUES)
+    assert job.on_a_cluster
+    here = job.on_this_machine()
+    assert not here.on_a_cluster and not any(getattr(here, name) for name in TARGET_FIELDS)
+    what = [f.name for f in job_fields() if f.name not in TARGET_FIELDS]
+    assert [getattr(here, n) for n in what] == [getattr(job, n) for n in what]  # the same training
+    assert "--cluster" not in here.to_argv() and "--tls-key" not in here.to_argv()

@@ -43,7 +43,7 @@ class ClusterTarget:
     @classmethod
     def from_job(cls, job: Any) -> ClusterTarget | None:
         """The target a :class:`~..training.job.TrainingJob` names; None for a run on this machine."""
-        if not job.cluster and not job.scheduler_file:
+        if not job.on_a_cluster:
             return None
         return cls(job.cluster or None, job.scheduler_file, job.tls_ca_file, job.tls_cert, job.tls_key)
 

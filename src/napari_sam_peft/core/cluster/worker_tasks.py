@@ -132,8 +132,6 @@ def train_on_worker(
 
     values = dict(job_values)
     values.update(out=folder / "adapter.safetensors", cache_dir=None)
-    values.update(cluster=None, scheduler_file=None, cluster_gpu=False)  # this worker trains it
-    values.update(tls_ca_file=None, tls_cert=None, tls_key=None)
     flag = DaskEvent(stop_flag_name(run_id))
     last_look = [0.0, False]
 
@@ -147,7 +145,7 @@ def train_on_worker(
         for job_field, (name, digest) in job_files.items():
             name = Path(name).name
             values[job_field] = str(blobs.materialize({name: [digest, 0]}, folder / job_field) / name)
-        record = run_job(TrainingJob(**values), emit, should_stop)
+        record = run_job(TrainingJob(**values).on_this_machine(), emit, should_stop)  # this worker trains it
     except BaseException as error:  # noqa: BLE001 - every failure is one event, as a local run reports it
         emit(error_event(error, device=str(values.get("device", "")), adapter=folder / "adapter.safetensors"))
         return "failed"

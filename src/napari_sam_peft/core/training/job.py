@@ -185,6 +185,23 @@ class TrainingJob:
     tls_cert: Path | None = _option(None, help="TLS to the cluster: this client's certificate (PEM)", metavar="F")
     tls_key: Path | None = _option(None, help="TLS to the cluster: this client's private key (PEM)", metavar="F")
 
+    @property
+    def on_a_cluster(self) -> bool:
+        """Whether the job names a Dask cluster to train on (``cluster`` or ``scheduler_file``)."""
+        return bool(self.cluster or self.scheduler_file)
+
+    def on_this_machine(self) -> TrainingJob:
+        """The same training with no cluster named: what a cluster's worker runs (:data:`TARGET_FIELDS`)."""
+        return replace(
+            self,
+            cluster=None,
+            scheduler_file=None,
+            cluster_gpu=False,
+            tls_ca_file=None,
+            tls_cert=None,
+            tls_key=None,
+        )
+
     def with_run_folder(self) -> TrainingJob:
         """This job with its adapter file named: without ``out``, in a new run folder made next to the store."""
         if self.out is not None:
@@ -245,6 +262,10 @@ class TrainingJob:
             else:
                 argv += [job_field.flag, repr(value) if isinstance(value, float) else str(value)]  # exact
         return argv
+
+
+#: the fields that say where a job trains (a Dask cluster, how to reach it), not what it trains
+TARGET_FIELDS = ("cluster", "scheduler_file", "cluster_gpu", "tls_ca_file", "tls_cert", "tls_key")
 
 
 def format_value(value: Any) -> str:
