@@ -171,6 +171,29 @@ def test_evaluate_json_on_a_store_with_the_demo_model(tmp_path):
     assert all(0.0 <= scores[k] <= 1.0 for k in ("point", "box", "i_p", "i_b"))
     assert scores["box"] > 0.5  # the demo model is trained on this domain
     assert 0.0 <= scores["ais"] <= 1.0 and scores["ais_method"] == "amg"  # no decoder: mask generation
+    assert (
+        "automatic segmentation: 1 image ..." in result.stderr
+        and "automatic segmentation: image 1/1" in result.stderr
+    )
+
+
+def test_evaluate_says_each_part_and_leaves_out_the_automatic_segmentation_when_asked(tmp_path):
+    import json
+
+    from napari_sam_peft.core.data.sample_data import make_series
+    from napari_sam_peft.core.data.store import AnnotationStore
+
+    store = AnnotationStore.create(tmp_path / "eval.sampeft.zarr")
+    for sample in make_series("nuclei", 2, shape=(128, 128)):
+        store.add_labels(sample.image, sample.labels, split="val")
+    args = ("evaluate", str(store.path), "--model", "demo", "--device", "cpu", "--iterations", "1", "--json")
+    result = _cli(*args, "--no-automatic")
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(result.stdout)
+    assert "ais" not in scores and scores["ais_method"] == "not run (--no-automatic)" and scores["box"] > 0
+    assert "interactive (point, box, corrections): image 2/2" in result.stderr
+    assert "image 1/2, about" in result.stderr and "left" in result.stderr  # how long is left, after each image
+    assert "automatic segmentation" not in result.stderr
 
 
 def test_evaluate_without_validation_images_exits_2(tmp_path):

@@ -44,6 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--iterations", type=int, default=8, help="correction iterations (default 8)")
     parser.add_argument(
+        "--no-automatic",
+        dest="automatic",
+        action="store_false",
+        help="leave out the automatic segmentation (ais, volume_ais): without an instance decoder it runs "
+        "micro_sam's mask generation, a grid of point prompts on every image and slice, the slowest part",
+    )
+    parser.add_argument(
         "--json", action="store_true", help="print JSON (scores, split, validation, measured_on, n_images)"
     )
 
@@ -82,19 +89,67 @@ def run(args: argparse.Namespace) -> int:
     samples, _ = read_samples(store, images)  # a volume gives its slices with objects
     volumes = [(store.lazy_image(i.image_id), store.labels(i)) for i in images if i.volume]
 
-    def progress(done: int, total: int) -> None:
-        if not args.json:
-            print(f"\revaluating image {done}/{total}", end="", file=sys.stderr, flush=True)
-
-    measured = evaluate_model(model, adapter, samples, volumes, n_iterations=args.iterations, progress=progress)
-    assert measured.automatic is not None
-    result: dict[str, Any] = {**measured.scores, "ais_method": measured.automatic.method}
+    report = EvaluationProgress(len(samples), len(volumes))
+    measured = evaluate_model(
+        model,
+        adapter,
+        samples,
+        volumes,
+        automatic=args.automatic,
+        n_iterations=args.iterations,
+        progress=report.progress,
+        phase=report.phase,
+    )
+    report.done()
+    method = measured.automatic.method if measured.automatic is not None else "not run (--no-automatic)"
+    result: dict[str, Any] = {**measured.scores, "ais_method": method}
     if measured.volumes is not None:
         result["n_volumes"] = measured.volumes.n_volumes
     if args.json:
         described = {"split": args.split, "validation": validation, "measured_on": measured_on}
         print(json.dumps({**result, **described, "n_images": len(images)}, indent=2))
     else:
-        print(file=sys.stderr)
-        print(f"mSA on {measured_on}:  {scores_line(result)} (automatic: {measured.automatic.method.upper()})")
+        print(f"mSA on {measured_on}:  {scores_line(result)} (automatic: {method.upper()})")
     return 0
+
+
+class EvaluationProgress:
+    """What ``evaluate`` is doing and how long is left, on stderr: a line per part, counting its images."""
+
+    def __init__(self, n_images: int, n_volumes: int) -> None:
+        self.totals = {"volumes": n_volumes}
+        self.n_images = n_images
+        self.name = ""
+        self.started = 0.0
+        self.open = False
+
+    def phase(self, name: str) -> None:
+        """A part of the evaluation starts."""
+        import time
+
+        self.done()
+        self.name, self.started = name, time.perf_counter()
+        count = self.totals.get(name, self.n_images)
+        things = ("volume" if name == "volumes" else "image") + ("s" if count != 1 else "")
+        print(f"{name}: {count} {things} ...", end="", file=sys.stderr, flush=True)
+        self.open = True
+
+    def progress(self, done: int, total: int) -> None:
+        """Another image (or volume) of the part is scored: say how many and how long is left."""
+        import time
+
+        elapsed = time.perf_counter() - self.started
+        left = elapsed / done * (total - done)
+        things = "volume" if self.name == "volumes" else "image"
+        when = f", about {_duration(left)} left" if done < total else f", {_duration(elapsed)}"
+        print(f"\r{self.name}: {things} {done}/{total}{when}   ", end="", file=sys.stderr, flush=True)
+
+    def done(self) -> None:
+        """End the current part's line."""
+        if self.open:
+            print(file=sys.stderr, flush=True)
+            self.open = False
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"

@@ -23,6 +23,10 @@ from .volume import VolumeScore
 
 Samples = Sequence[tuple[np.ndarray, np.ndarray]]
 Progress = Callable[[int, int], None]
+Phase = Callable[[str], None]
+
+#: the parts of an evaluation, as :func:`evaluate_model` names them to its ``phase`` callback
+INTERACTIVE, AUTOMATIC, VOLUMES = "interactive (point, box, corrections)", "automatic segmentation", "volumes"
 
 
 @dataclass
@@ -63,13 +67,15 @@ def evaluate_model(
     n_iterations: int = 8,
     points_per_side: int | None = None,
     progress: Progress | None = None,
+    phase: Phase | None = None,
 ) -> ModelScores:
     """Score ``model`` with ``adapter`` attached (None: the base) on ``samples`` (image, labels) and
     ``volumes`` (volume, 3D labels); the model is left as it was.
 
     ``automatic``: also the automatic segmentation (2D ``ais``; 3D ``volume_ais``); ``automatic_2d`` False
-    leaves out the 2D one (the volume demo scores its slices interactively only). ``progress`` is called
-    after every image (it may raise to stop).
+    leaves out the 2D one (the volume demo scores its slices interactively only). ``phase`` is called with
+    the name of each part as it starts (:data:`INTERACTIVE`, :data:`AUTOMATIC`, :data:`VOLUMES`),
+    ``progress`` after every image or volume of the part (it may raise to stop).
     """
     from segment_anything import SamPredictor
 
@@ -81,16 +87,22 @@ def evaluate_model(
     handle = adapter.attach_to(model) if adapter is not None else None
     try:
         predictor = SamPredictor(model.sam)
+        if phase is not None:
+            phase(INTERACTIVE)
         result = ModelScores(
             evaluate_interactive(predictor, samples, n_iterations=n_iterations, progress=progress)
         )
         decoder = automatic_decoder(model, adapter) if automatic else None
         if automatic and (automatic_2d is None or automatic_2d):
+            if phase is not None:
+                phase(AUTOMATIC)
             result.automatic = evaluate_automatic(
                 predictor, decoder, samples, points_per_side=points_per_side, progress=progress
             )
             result.scores["ais"] = result.automatic.msa
         if volumes:
+            if phase is not None:
+                phase(VOLUMES)
             result.volumes = evaluate_volumes(
                 predictor,
                 decoder,
