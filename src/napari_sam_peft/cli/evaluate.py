@@ -117,7 +117,10 @@ class EvaluationProgress:
     """What ``evaluate`` is doing and how long is left, on stderr: a line per part, counting its images."""
 
     def __init__(self, n_images: int, n_volumes: int) -> None:
-        self.totals = {"volumes": n_volumes}
+        from napari_sam_peft.core.evaluation.base_vs_adapter import VOLUMES
+
+        self.volumes = VOLUMES
+        self.totals = {VOLUMES: n_volumes}
         self.n_images = n_images
         self.name = ""
         self.started = 0.0
@@ -130,7 +133,7 @@ class EvaluationProgress:
         self.done()
         self.name, self.started = name, time.perf_counter()
         count = self.totals.get(name, self.n_images)
-        things = ("volume" if name == "volumes" else "image") + ("s" if count != 1 else "")
+        things = ("volume" if name == self.volumes else "image") + ("s" if count != 1 else "")
         print(f"{name}: {count} {things} ...", end="", file=sys.stderr, flush=True)
         self.open = True
 
@@ -140,7 +143,7 @@ class EvaluationProgress:
 
         elapsed = time.perf_counter() - self.started
         left = elapsed / done * (total - done)
-        things = "volume" if self.name == "volumes" else "image"
+        things = "volume" if self.name == self.volumes else "image"
         when = f", about {_duration(left)} left" if done < total else f", {_duration(elapsed)}"
         print(f"\r{self.name}: {things} {done}/{total}{when}   ", end="", file=sys.stderr, flush=True)
 

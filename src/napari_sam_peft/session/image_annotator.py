@@ -45,6 +45,7 @@ class ImageAnnotator:
         self._model = model
         self._embeddings = embeddings
         self._embedded: tuple[int, Embedded, bool] | None = None  # model version, embeddings, from the cache
+        self._in_cache: tuple[int, bool] | None = None  # model version, whether the cache holds them
 
     def slice_of(self, z: int) -> int | None:
         """Which slice prompts on screen belong to: None, an image has one plane."""
@@ -77,9 +78,17 @@ class ImageAnnotator:
         model = self._model
         with model.lock:  # no adapter switch between reading the version and embedding
             version = model.version
-            cached = self._embeddings.key(self.data) in self._embeddings.cache
+            cached = self._cached()
             embedded = self._embeddings.compute(self.data, self.rgb, progress=progress)
         self._embedded = (version, embedded, cached)
+
+    def _cached(self) -> bool:
+        """Whether the cache holds the embeddings for the current model version (the image is hashed once per
+        version, not at every status update)."""
+        version = self._model.version
+        if self._in_cache is None or self._in_cache[0] != version:
+            self._in_cache = (version, self._embeddings.key(self.data) in self._embeddings.cache)
+        return self._in_cache[1]
 
     def embedding_status(self, z: int = 0) -> str:
         """Where the embeddings are, in a line for the user."""
@@ -88,8 +97,7 @@ class ImageAnnotator:
             return f"Embeddings ready ({'cached' if done[2] else 'computed'})."
         if self._model.loaded is None:
             return "Load a model to compute embeddings."
-        cached = self._embeddings.key(self.data) in self._embeddings.cache
-        return "Loading cached embeddings..." if cached else "Computing embeddings..."
+        return "Loading cached embeddings..." if self._cached() else "Computing embeddings..."
 
     def require(self) -> None:
         """Check that prompts and automatic segmentation can run now.
