@@ -243,7 +243,11 @@ def test_train_without_a_validation_split_says_what_it_held_out(tmp_path):
     assert "held out automatically:" in result.stderr and "objects of 2 training images" in result.stderr
     assert "val box IoU" in result.stderr and "validation: held out automatically)" in result.stderr
     # no --lr: the run takes the rate recommended for the demo model and says so
-    assert "learning rate 0.001 (recommended for this model and method" in result.stderr
+    assert "learning rate 0.001 (recommended for this model, method and recipe" in result.stderr
+    # on a CPU the run takes the CPU recipe, names the other, and estimates its time from the probe's pass
+    assert "the CPU recipe: 4 objects and 4 correction passes" in result.stderr
+    assert "(given: 2 objects per step, validation every 1 step) (--recipe paper for the other)" in result.stderr
+    assert re.search(r"estimate: [\d.]+ s per step, \d+ min for 2 steps", result.stderr), result.stderr
     # no --precision: the run says what auto took and why (no native bfloat16, or the probe's figures)
     no_bf16 = r"this CPU \(no AVX512-BF16 or AMX\) has no native bfloat16"
     why = rf"({no_bf16}|.*\(probe: fp32 \d+ ms, bf16 (\d+ ms|>3x)\))"

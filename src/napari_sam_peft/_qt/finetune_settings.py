@@ -23,7 +23,7 @@ from napari_sam_peft.core.peft.recommend import recommend_preset
 from napari_sam_peft.core.sam.architecture import VIT_B
 from napari_sam_peft.core.sam.devices import select_device
 from napari_sam_peft.core.sam.precision import resolve_precision, supported_precisions
-from napari_sam_peft.core.sam.precision_probe import cached_probe
+from napari_sam_peft.core.sam.precision_probe import cached_probe, measured_decoder_pass
 from napari_sam_peft.core.training.job import (
     JobField,
     TrainingJob,
@@ -33,10 +33,20 @@ from napari_sam_peft.core.training.job import (
     peft_spec,
 )
 from napari_sam_peft.core.training.plan import continued_lr, schedule_steps
+from napari_sam_peft.core.training.recipe import RECIPES, Recipe, recipe_for
 from napari_sam_peft.session import AnnotatorSession
 
 #: settings whose change changes the estimate
-ESTIMATED_FROM = ("preset", "blocks", "rank", "objects_per_image", "steps", "precision")
+ESTIMATED_FROM = (
+    "preset",
+    "blocks",
+    "rank",
+    "recipe",
+    "objects_per_image",
+    "sub_iterations",
+    "steps",
+    "precision",
+)
 #: the largest value of a whole-number setting whose schema sets no maximum
 INT_MAXIMUM = 1_000_000
 
@@ -124,6 +134,7 @@ class SettingsPanel(Container):
         self.remote: WorkerInfo | None = None  # the cluster worker a run would go to (see set_remote)
         self.cluster = ClusterPanel(on_connected=self.set_remote)
         self.recommended_lr: float | None = None  # for a run from the base model (see recommend)
+        self.picked = ""  # the recommended preset and why (see recommend)
         self.continuation = ContinueChoice(session, self.spec)
         switches = [w for w in self.fields.values() if isinstance(w, CheckBox)]
         values = [w for w in self.fields.values() if not isinstance(w, CheckBox)]
@@ -133,7 +144,8 @@ class SettingsPanel(Container):
             self.fields[name].changed.connect(self.update_estimate)
         for name in ("preset", "blocks", "rank"):  # whether the live adapter fits the run
             self.fields[name].changed.connect(self.continuation.update)
-        self.continuation.changed.connect(self._continuation_changed)
+        self.continuation.changed.connect(self._follow_lr)
+        self.fields["recipe"].changed.connect(self._recipe_changed)
         session.model.adapter_changed.connect(self.update_estimate)  # a continuation's steps
         self.fields["device"].changed.connect(self.recommend)
         session.model.base_changed.connect(self.recommend)
@@ -198,28 +210,54 @@ class SettingsPanel(Container):
         self.fields["preset"].value = pick.preset
         self.fields["blocks"].value = pick.blocks or ""
         self.recommended_lr = pick.lr
-        self.fields["lr"].value = format_value(self._schedule_lr(pick.lr, self._continuing()))
+        self.fields["lr"].value = format_value(self._schedule_lr(pick.lr, self.recipe(), self._continuing()))
         where = device.type if self.remote is None else f"the cluster's worker {self.remote.host} ({device.type})"
+        self.picked = f"Recommended on {where}: {pick.preset}. {pick.reason}"
+        self._recipe_changed()
+
+    def recipe(self) -> Recipe:
+        """The recipe the run takes: the one chosen, or ``auto``'s for the device (the paper's where the
+        device cannot be known)."""
+        try:
+            device_type = self.device().type
+        except SamPeftError:
+            device_type = "cuda"
+        return recipe_for(self.value("recipe"), device_type)
+
+    def _recipe_changed(self, *_: Any) -> None:
+        """Say what the recipe does beside the recommended preset, and let the rate follow it."""
+        try:
+            precision = self.auto_precision(self.device())
+        except SamPeftError as err:
+            self.recommendation.value = str(err)
+            return
+        recipe = self.recipe()
+        other = next(name for name in RECIPES if name != recipe.name)
         self.recommendation.value = (
-            f"Recommended on {where}: {pick.preset}. {pick.reason} Precision: {self.auto_precision(device)}."
+            f"{self.picked} {_sentence(recipe.summary)} (recipe '{other}' for the other). Precision: {precision}."
         )
-        self.update_estimate()
+        self._follow_lr()
 
     def _continuing(self) -> bool:
         return hasattr(self, "continuation") and self.continuation.parent() is not None
 
-    def _continuation_changed(self, *_: Any) -> None:
-        """A continuation is recommended a smaller rate: the rate field follows unless the user typed one."""
+    def _follow_lr(self, *_: Any) -> None:
+        """A continuation is recommended a smaller rate, and each recipe its own: the rate field follows
+        unless the user typed one."""
         if self.recommended_lr is not None:
-            both = {format_value(self._schedule_lr(self.recommended_lr, c)) for c in (False, True)}
-            if self.fields["lr"].value.strip() in both:
-                self.fields["lr"].value = format_value(self._schedule_lr(self.recommended_lr, self._continuing()))
+            base = self.recommended_lr
+            shown = {format_value(self._schedule_lr(base, r, c)) for r in RECIPES.values() for c in (False, True)}
+            if self.fields["lr"].value.strip() in shown:
+                lr = self._schedule_lr(base, self.recipe(), self._continuing())
+                self.fields["lr"].value = format_value(lr)
         self.update_estimate()
 
     @staticmethod
-    def _schedule_lr(recommended: float, continuing: bool) -> float:
-        """The rate a run takes from the base model's recommended one (smaller for a continuation)."""
-        return continued_lr(recommended) if continuing else recommended
+    def _schedule_lr(recommended: float, recipe: Recipe, continuing: bool) -> float:
+        """The rate a run takes from the base model's recommended one: the recipe's multiple, smaller for a
+        continuation."""
+        lr = recipe.rate(recommended)
+        return continued_lr(lr) if continuing else lr
 
     def auto_precision(self, device: Any) -> str:
         """What ``auto`` trains in on ``device``, with the probe's figures (never runs a probe itself:
@@ -245,7 +283,8 @@ class SettingsPanel(Container):
         return peft_spec(self.value("preset"), depth, self.value("blocks"), self.value("rank"))
 
     def update_estimate(self, *_: Any) -> None:
-        """Say how many parameters train and how much memory and time the run takes."""
+        """Say how many parameters train and how much memory and time the run takes (the decoder's time from
+        the precision probe's measured pass on this machine, where it ran)."""
         from napari_sam_peft.core.training.estimate import CPU_FLOPS_PER_THREAD, estimate_training
 
         if self.session.model.loaded is None:  # the estimate depends on the model: none until one is loaded
@@ -253,16 +292,23 @@ class SettingsPanel(Container):
             return
         try:
             device = self.device()
-            objects = self.value("objects_per_image")
+            recipe = self.recipe()
+            objects = self.value("objects_per_image") or recipe.objects_per_image
+            corrections = self.value("sub_iterations")
             flops = None
             if self.remote is not None and device.type == "cpu":  # the worker's threads, not this machine's
                 flops = CPU_FLOPS_PER_THREAD * max(self.remote.threads, 1)
+            spec = self.spec()
             estimate = estimate_training(
-                self.spec(), self.architecture(), str(device), objects, flops_per_second=flops
+                spec,
+                self.architecture(),
+                str(device),
+                objects,
+                recipe.sub_iterations if corrections is None else corrections,
+                flops_per_second=flops,
+                decoder_pass_seconds=self._measured_decoder_pass(device, spec),
             )
             steps, why = self.value("steps"), ""
-            if self.remote is None:  # the worker checks the precision against its own hardware
-                resolve_precision(self.value("precision"), device)
         except (SamPeftError, ValueError, TypeError) as err:
             self.estimate.value = f"Cannot train this: {err}"
             return
@@ -270,18 +316,42 @@ class SettingsPanel(Container):
             steps, why = self._recommended_steps(objects)
         self.estimate.value = f"Estimate: {estimate.describe(steps)}{why}"
 
+    def _measured_decoder_pass(self, device: torch.device, spec: PeftSpec) -> float | None:
+        """The seconds of one decoder pass, forward and backward, as the model's precision probe measured it
+        here in the precision the run takes; None for a cluster's worker or before the probe ran.
+
+        Raises
+        ------
+        SamPeftError
+            For a precision this machine cannot train in.
+        """
+        from napari_sam_peft.core.training.loop import step_use
+
+        if self.remote is not None:  # the worker checks the precision against its own hardware
+            return None
+        model = self.session.model.loaded
+        result = cached_probe(model.sam) if model is not None and model.device.type == device.type else None
+        use = step_use(spec)
+        precision = resolve_precision(
+            self.value("precision"), device, (lambda: result) if result is not None else None, use=use
+        )
+        return measured_decoder_pass(model.sam, precision.name) if result is not None and model else None
+
     def _recommended_steps(self, objects_per_image: int) -> tuple[int, str]:
         """The steps a run recommends for the store's training data, and why; a volume's objects count once
         on each slice, as the run's samples do."""
         store = self.session.annotations.store
         info = store.info() if store is not None else {"train_objects": 0, "volumes": 0}
         new_objects = self.continuation.new_objects() if hasattr(self, "continuation") else None
+        passes = self.recipe().passes_over_objects
         if new_objects is not None:
-            steps = schedule_steps(info["train_objects"], objects_per_image, new_objects)
+            steps = schedule_steps(info["train_objects"], objects_per_image, new_objects, passes)
             return steps, f" (recommended for a continuation with {new_objects} new objects)"
         if not info["volumes"]:
             count = info["train_objects"]
-            return schedule_steps(count, objects_per_image), f" (recommended for {count} training objects)"
+            return schedule_steps(
+                count, objects_per_image, passes=passes
+            ), f" (recommended for {count} training objects)"
         count = info["train_sample_objects"]
         samples = info["train_samples"]
         # the same object count as the Dataset dock's; a volume's objects are trained on once per slice
@@ -289,7 +359,7 @@ class SettingsPanel(Container):
             f" (recommended for {info['train_objects']} training objects, seen on {samples} training slices and "
             f"images as {count} outlines)"
         )
-        return schedule_steps(count, objects_per_image), why
+        return schedule_steps(count, objects_per_image, passes=passes), why
 
     def hold_layout(self, hold: bool) -> None:
         """While a run goes on, the texts above Start/Stop keep their height (see :func:`.steady`)."""

@@ -42,6 +42,8 @@ class FinetuneWidget(SessionDock):
         self.rank = fields["rank"]
         self.lr = fields["lr"]
         self.steps = fields["steps"]
+        self.recipe = fields["recipe"]
+        self.corrections = fields["sub_iterations"]
         self.objects = fields["objects_per_image"]
         self.validate_every = fields["validate_every"]
         self.device = fields["device"]

@@ -29,7 +29,7 @@ def status_line(event: Event) -> str | None:
             f"{event.train_images} training images, lr {format_value(event.lr)}"
             f"{' (recommended)' if event.lr_chosen.startswith('recommended') else ''}, {event.steps} steps"
             f"{' (recommended)' if event.steps_chosen.startswith('recommended') else ''}, "
-            f"{event.precision}{warning}; "
+            f"{event.precision}{warning}; {event.recipe_summary or 'the paper recipe'}; "
             f"validation on {event.measured_on or 'n/a'}. "
             "Running the frozen encoder blocks once per image..."
         )

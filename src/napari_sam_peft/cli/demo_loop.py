@@ -206,7 +206,7 @@ def run_headless_demo(workdir: str | Path, settings: DemoSettings | None = None,
 
     from ..core.peft.recommend import recommend_preset
     from ..core.training.continuation import NEW_SHARE
-    from ..core.training.plan import schedule_for
+    from ..core.training.plan import job_schedule
 
     settings = settings or DemoSettings()
     workdir = Path(workdir)
@@ -238,16 +238,15 @@ def run_headless_demo(workdir: str | Path, settings: DemoSettings | None = None,
         committed = session.annotations.store.info()["objects"]
         method = job.spec(model.architecture.depth).method
         new = None if parent is None else committed  # the estimate's count: the run counts since the parent
-        lr = schedule_for(method, model.architecture, committed, job.objects_per_image, new, lr=settings.lr).lr
-        full = schedule_for(method, model.architecture, committed, job.objects_per_image).steps
+        schedule = job_schedule(job, method, model.architecture, committed, "cpu", new)
+        full = job_schedule(replace(job, steps=None), method, model.architecture, committed, "cpu").steps
         start_from = f"continuing round one's adapter (drawing round two's images {NEW_SHARE:.0%} of the time)"
         say(
             f"round {number}: finetuning {settings.model} with {preset} and the instance decoder "
             f"({pick.reason if not settings.preset else 'chosen'}), "
-            f"{start_from + ', ' if parent is not None else ''}lr {lr:g}, {settings.steps} steps of "
-            f"{settings.objects_per_image} objects and {settings.sub_iterations} correction passes (short, to fit "
-            f"the demo's minutes; train without --steps takes the recommended "
-            f"{full} for these {committed} objects)"
+            f"{start_from + ', ' if parent is not None else ''}lr {schedule.lr:g}, {schedule.steps} steps by "
+            f"{schedule.describe()} (short, to fit the demo's minutes; train without --steps takes the "
+            f"recommended {full} for these {committed} objects)"
         )
         start = time.perf_counter()
         record = train(session, job, say)
@@ -258,5 +257,15 @@ def run_headless_demo(workdir: str | Path, settings: DemoSettings | None = None,
     report, automatic = _evaluate(model, rounds[-1][1], settings)
     seconds["evaluate"] = time.perf_counter() - start
     return DemoResult(
-        settings.model, preset, blocks, lr, rounds[-1][1], counts[0], report, seconds, record, counts, automatic
+        settings.model,
+        preset,
+        blocks,
+        schedule.lr,
+        rounds[-1][1],
+        counts[0],
+        report,
+        seconds,
+        record,
+        counts,
+        automatic,
     )

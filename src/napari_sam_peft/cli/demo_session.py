@@ -31,11 +31,10 @@ class DemoSettings:
     blocks: str | None = None
     steps: int = 24
     lr: float | None = None  # None: the recommended rate for the model and preset
-    # fewer objects and correction passes than the paper's 8 and 8: LiteMedSAM's decoder is
-    # SAM's full-size one, and the demo must finish in minutes on a laptop CPU
-    objects_per_image: int = 4
-    sub_iterations: int = 4
-    validate_every: int = 12
+    # None: the recipe's (the demo trains on the CPU: the CPU recipe, core.training.recipe)
+    objects_per_image: int | None = None
+    sub_iterations: int | None = None
+    validate_every: int | None = None
     # an 8 x 8 grid of point prompts for the automatic pre-annotation (16 x 16 is micro_sam's for a
     # 256 px input): a quarter of the decoder passes (LiteMedSAM: 8 s instead of 31 s per image)
     points_per_side: int = 8

@@ -154,25 +154,35 @@ def _print_progress(event: Event) -> None:
             print(
                 f"continuing from {parent['adapter']} ({parent['hash'][:12]}): {parent['replay']}", file=sys.stderr
             )
+        if event.recipe_summary:
+            other = "paper" if event.recipe == "cpu" else "cpu"
+            print(f"{event.recipe_summary} (--recipe {other} for the other)", file=sys.stderr)
         if event.lr_chosen:
             why = {
-                "recommended": " (recommended for this model and method; --lr to change)",
+                "recommended": " (recommended for this model, method and recipe; --lr to change)",
                 "recommended for a continuation": " (recommended for a continuation: half the rate for this model "
                 "and method; --lr to change)",
             }.get(event.lr_chosen, "")
             print(f"learning rate {format_value(event.lr)}{why}", file=sys.stderr)
         why = f" ({event.precision_reason}; --precision to change)" if event.precision_reason != "given" else ""
         print(f"precision {event.precision}{why}", file=sys.stderr)
+        if event.estimated_step_seconds:
+            total = event.estimated_step_seconds * event.steps
+            print(
+                f"estimate: {event.estimated_step_seconds:.1f} s per step, {total / 60:.0f} min for {event.steps} "
+                "steps (each step's progress line then says the measured time left)",
+                file=sys.stderr,
+            )
         if event.steps_chosen == "recommended":
             print(
-                f"{event.steps} steps (recommended for {event.train_objects} training objects: about 25 passes "
-                "over them; --steps to change)",
+                f"{event.steps} steps (recommended for {event.train_objects} training objects by the recipe; "
+                "--steps to change)",
                 file=sys.stderr,
             )
         elif event.steps_chosen.startswith("recommended"):
             print(
-                f"{event.steps} steps (recommended for a continuation with {parent['new_objects']} new objects: "
-                "about 25 passes over them; --steps to change)",
+                f"{event.steps} steps (recommended for a continuation with {parent['new_objects']} new objects by "
+                "the recipe; --steps to change)",
                 file=sys.stderr,
             )
         if event.validation == TRAINING_DATA:

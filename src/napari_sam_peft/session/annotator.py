@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from psygnal import Signal
 
+from napari_sam_peft.core.annotation.automatic import typical_object_size
 from napari_sam_peft.core.annotation.embeddings import EmbeddingCache
 from napari_sam_peft.core.annotation.images import check_image
 from napari_sam_peft.core.annotation.progress import ProgressCallback
@@ -88,10 +89,18 @@ class AnnotatorSession:
         self._shown = None
         if name is None or data is None:
             return None
-        annotator = open_annotator(self.model, self.embeddings, name, data, rgb)
+        annotator = open_annotator(self.model, self.embeddings, name, data, rgb, self.typical_object_size)
         self._shown = annotator
         self.opened.emit(annotator)
         return annotator
+
+    def typical_object_size(self) -> float | None:
+        """The median side in pixels of the store's objects (None without a store or objects): the automatic
+        segmentation's point grid puts two points across it (``core.annotation.automatic.grid_size``)."""
+        store = self.annotations.store
+        if store is None:
+            return None
+        return typical_object_size([obj.bbox for image in store.snapshot().images for obj in image.objects])
 
     def uncertainty(
         self, image: np.ndarray, rgb: bool | None = None, progress: ProgressCallback | None = None

@@ -36,9 +36,16 @@ class ImageAnnotator:
     one_object_at_a_time = False  # batch mode segments several objects at once
 
     def __init__(
-        self, model: LiveModel, embeddings: SessionEmbeddings, image: Any, rgb: bool | None = None, name: str = ""
+        self,
+        model: LiveModel,
+        embeddings: SessionEmbeddings,
+        image: Any,
+        rgb: bool | None = None,
+        name: str = "",
+        object_size: Callable[[], float | None] | None = None,
     ) -> None:
         self.name = name
+        self._object_size = object_size or (lambda: None)  # sizes the automatic point grid
         self.data: np.ndarray = check_image(image, rgb)
         self.rgb = rgb
         self.labels_shape: tuple[int, ...] = tuple(self.data.shape[:2])
@@ -141,7 +148,12 @@ class ImageAnnotator:
         embedded = self.embedded
         assert embedded is not None
         return self._model.automatic(
-            self.data, embedded[1], progress=progress, rgb=self.rgb, points_per_side=points_per_side
+            self.data,
+            embedded[1],
+            progress=progress,
+            rgb=self.rgb,
+            points_per_side=points_per_side,
+            object_size=self._object_size(),
         )
 
     def keep_stage_input(self, stage: int) -> None:

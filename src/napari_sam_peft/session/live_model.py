@@ -67,12 +67,14 @@ class LiveModel(ModelState):
         progress: ProgressCallback | None = None,
         rgb: bool | None = None,
         points_per_side: int | None = None,
+        object_size: float | None = None,
     ) -> np.ndarray:
         """An instance segmentation (H, W) of ``image`` (greyscale, or RGB: ``rgb`` is napari's ``layer.rgb``).
 
         ``embeddings`` are the image's (see :meth:`SessionEmbeddings.compute`). With an instance
-        decoder this is AIS (tiled like the embeddings); otherwise micro_sam's AMG with a
-        ``points_per_side`` grid. :attr:`LiveDecoder.description` says which one runs.
+        decoder this is AIS (tiled like the embeddings); otherwise mask generation with a
+        ``points_per_side`` grid (None: sized to the image and the typical annotated ``object_size``), in
+        the session's precision. :attr:`LiveDecoder.description` says which one runs.
         """
         from napari_sam_peft.core.annotation.automatic import automatic_segmentation
         from napari_sam_peft.core.instance import instance_segmentation
@@ -92,5 +94,7 @@ class LiveModel(ModelState):
                 tile_shape=tile,
                 halo=halo,
                 points_per_side=points_per_side,
+                object_size=object_size,
+                autocast=self.precision.autocast,
                 progress=progress,
             )

@@ -105,8 +105,18 @@ class Annotator(Protocol):
         ...
 
 
-def open_annotator(model: Any, embeddings: Any, name: str, data: Any, rgb: bool | None = None) -> Annotator:
+def open_annotator(
+    model: Any,
+    embeddings: Any,
+    name: str,
+    data: Any,
+    rgb: bool | None = None,
+    object_size: Callable[[], float | None] | None = None,
+) -> Annotator:
     """The annotator for ``data``: a volume's (Z, Y, X[, 3]) or a 2D image's.
+
+    ``object_size`` says the typical annotated object's side in pixels (None: none yet), which sizes the
+    automatic segmentation's point grid.
 
     Raises
     ------
@@ -119,5 +129,5 @@ def open_annotator(model: Any, embeddings: Any, name: str, data: Any, rgb: bool 
     from .volume_annotator import VolumeAnnotator
 
     if is_volume(data, rgb):
-        return VolumeAnnotator(model, embeddings, data, rgb, name=name)
-    return ImageAnnotator(model, embeddings, data, rgb, name=name)
+        return VolumeAnnotator(model, embeddings, data, rgb, name=name, object_size=object_size)
+    return ImageAnnotator(model, embeddings, data, rgb, name=name, object_size=object_size)

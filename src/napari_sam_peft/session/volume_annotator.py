@@ -50,8 +50,10 @@ class VolumeAnnotator:
         volume: Any,
         rgb: bool | None = None,
         name: str = "",
+        object_size: Callable[[], float | None] | None = None,
     ) -> None:
         self.shape: VolumeShape = check_volume(volume, rgb)
+        self._object_size = object_size or (lambda: None)  # sizes the automatic point grid
         self.name = name
         self.volume = volume
         self.data = volume  # read slice by slice, as the layer holds it (zarr, dask, numpy)
@@ -225,6 +227,8 @@ class VolumeAnnotator:
                 self.volume,
                 features,
                 points_per_side=points_per_side,
+                object_size=self._object_size(),
+                autocast=self._model.precision.autocast,
                 progress=progress,
                 should_stop=should_stop,
             )

@@ -23,6 +23,7 @@ OTHER_VALUES = {
     "rank": 16,
     "lr": 3.0e-4,
     "steps": 1234,
+    "recipe": "paper",
     "objects_per_image": 3,
     "sub_iterations": 2,
     "validate_every": 7,
@@ -101,6 +102,7 @@ def test_the_widget_fields_are_the_labelled_ones_in_their_order():
         "rank",
         "lr",
         "steps",
+        "recipe",
         "objects_per_image",
         "sub_iterations",
         "validate_every",
@@ -115,7 +117,8 @@ def test_the_widget_fields_are_the_labelled_ones_in_their_order():
 
 def test_numbers_are_written_as_short_as_they_parse_back():
     assert [format_value(v) for v in (1e-5, 0.001, 3e-4, 1e10, 200)] == ["1e-5", "0.001", "0.0003", "1e+10", "200"]
-    assert job_field("validate_every").help.endswith("(default 25)")
+    assert job_field("seed").help.endswith("(default 0)")
+    assert "(default" not in job_field("validate_every").help.removesuffix(")")[-12:]  # the recipe's: no number
 
 
 def test_the_docs_table_of_train_options_is_the_schemas():
@@ -134,10 +137,10 @@ def test_the_loop_gets_every_field_it_has_a_setting_for():
 
     from napari_sam_peft.core.sam.architecture import VIT_B
     from napari_sam_peft.core.training.loop import TrainingConfig
-    from napari_sam_peft.core.training.plan import schedule_for
+    from napari_sam_peft.core.training.plan import job_schedule
 
     job = TrainingJob(**OTHER_VALUES)
-    schedule = schedule_for("lora", VIT_B, 40, job.objects_per_image, lr=job.lr, steps=job.steps)
+    schedule = job_schedule(job, "lora", VIT_B, 40, "cpu")
     assert (schedule.lr, schedule.steps, schedule.lr_chosen, schedule.steps_chosen) == (
         3.0e-4,
         1234,

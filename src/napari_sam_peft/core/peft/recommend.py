@@ -59,18 +59,18 @@ PASSES_OVER_OBJECTS = 25
 MIN_STEPS, MAX_STEPS, STEP_ROUNDING = 100, 1000, 50
 
 
-def recommended_steps(train_objects: int, objects_per_image: int) -> int:
+def recommended_steps(train_objects: int, objects_per_image: int, passes: float = PASSES_OVER_OBJECTS) -> int:
     """The number of training steps for a run on ``train_objects`` annotated objects.
 
-    About :data:`PASSES_OVER_OBJECTS` passes over the objects (a step draws ``objects_per_image`` of
-    one image's objects), rounded up to a multiple of 50 and kept within 100-1000: 57 objects
-    (three generated images) at 8 per step give 200 steps, where every preset the recommender picks
-    improved held-out scores on the demo model and LiteMedSAM (docs/finetune_results.md). More steps
-    do not hurt quality: the run keeps its best adapter by validation and stops early when
-    validation stops improving.
+    About ``passes`` (:data:`PASSES_OVER_OBJECTS`; a recipe says) passes over the objects (a step
+    draws ``objects_per_image`` of one image's objects), rounded up to a multiple of 50 and kept
+    within 100-1000: 57 objects (three generated images) at 8 per step give 200 steps, where every
+    preset the recommender picks improved held-out scores on the demo model and LiteMedSAM
+    (docs/finetune_results.md). More steps do not hurt quality: the run keeps its best adapter by
+    validation and stops early when validation stops improving.
     """
-    passes = PASSES_OVER_OBJECTS * max(train_objects, 0) / max(objects_per_image, 1)
-    rounded = math.ceil(passes / STEP_ROUNDING) * STEP_ROUNDING
+    steps = passes * max(train_objects, 0) / max(objects_per_image, 1)
+    rounded = math.ceil(steps / STEP_ROUNDING) * STEP_ROUNDING
     return min(max(rounded, MIN_STEPS), MAX_STEPS)
 
 

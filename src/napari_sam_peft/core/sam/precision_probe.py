@@ -271,3 +271,11 @@ def cached_probe(sam: nn.Module, cache: ProbeCache | None = None) -> ProbeResult
     """``sam``'s probe result if it was measured already (never measures: safe on the GUI thread)."""
     device = next(sam.parameters()).device
     return (cache or ProbeCache()).get(probe_key(sam, device))
+
+
+def measured_decoder_pass(sam: nn.Module, precision: str, cache: ProbeCache | None = None) -> float | None:
+    """The seconds of one mask-decoder pass (forward and backward) of ``sam`` in ``precision`` as its probe
+    measured it on this machine; None before the probe ran (never measures)."""
+    result = cached_probe(sam, cache)
+    figure = next((f for f in result.figures if f.name == precision), None) if result is not None else None
+    return figure.decoder_s if figure is not None else None

@@ -139,13 +139,15 @@ class Replay:
         }
 
 
-def continuation_steps(new_objects: int, train_objects: int, objects_per_image: int) -> int:
-    """Steps recommended for a continuation: about 25 passes over the new objects, which :data:`NEW_SHARE`
-    of the steps draw, in multiples of 50, at least :data:`MIN_CONTINUATION_STEPS` and at most what a run
-    from the base model is recommended."""
-    full = recommended_steps(train_objects, objects_per_image)
-    passes = PASSES_OVER_OBJECTS * max(new_objects, 0) / max(objects_per_image, 1) / NEW_SHARE
-    rounded = math.ceil(passes / STEP_ROUNDING) * STEP_ROUNDING
+def continuation_steps(
+    new_objects: int, train_objects: int, objects_per_image: int, passes: float = PASSES_OVER_OBJECTS
+) -> int:
+    """Steps recommended for a continuation: about ``passes`` (25; a recipe says) over the new objects, which
+    :data:`NEW_SHARE` of the steps draw, in multiples of 50, at least :data:`MIN_CONTINUATION_STEPS` and at
+    most what a run from the base model is recommended."""
+    full = recommended_steps(train_objects, objects_per_image, passes)
+    steps = passes * max(new_objects, 0) / max(objects_per_image, 1) / NEW_SHARE
+    rounded = math.ceil(steps / STEP_ROUNDING) * STEP_ROUNDING
     return min(max(rounded, MIN_CONTINUATION_STEPS), full)
 
 

@@ -1,9 +1,12 @@
 """A rough estimate of a run's memory and time, shown before it starts.
 
-The estimate is deterministic: it counts work from the architecture and the adapter and
-divides by a fixed, documented speed per device kind. It measures nothing, so the same
-inputs give the same answer on an idle and on a busy machine (a timing probe reads a busy
-machine as slow and made the estimate swing 20x with load).
+The estimate counts work from the architecture and the adapter and divides by a fixed, documented
+speed per device kind; it measures nothing itself, so the same inputs give the same answer on an idle
+and on a busy machine (a timing probe at each estimate read a busy machine as slow and made the
+estimate swing 20x with load). Where the model's precision probe (``sam.precision_probe``, run once per
+machine and model when the model loads, and cached) has measured a mask-decoder pass, the decoder's
+time is that pass times the step's objects and passes: the decoder is 77-85% of a step on a CPU
+(docs/benchmarks.md), and no fixed speed fits both a CPU whose bfloat16 is fast and one whose is not.
 
 Time per step is two terms:
 
@@ -68,6 +71,11 @@ OPS_PER_ADAPTED_BLOCK = 100  # more where an adapter wraps the block's layers (L
 OPS_PER_NECK = 60
 OPS_PER_TRAINABLE_TENSOR = 11  # AdamW's per-parameter update
 
+#: A step's decoder time per object and pass, as a multiple of the probe's one-object pass (forward and
+#: backward, box prompt): the point start's three masks, the correction points' prompts and loss, the
+#: correction sampling and the instance decoder's share (calibrated in docs/benchmarks.md, "The estimate").
+MEASURED_PASS_FACTOR = 1.0
+
 
 @dataclass(frozen=True)
 class TrainingEstimate:
@@ -77,13 +85,15 @@ class TrainingEstimate:
     first_trained_stage: int  # encoder stages before it run once per image, not per step
     memory_bytes: int
     seconds_per_step: float
+    measured: bool = False  # the decoder's time comes from a pass measured on this machine
 
     def describe(self, steps: int) -> str:
         """One line for the widget and the CLI: parameters, memory, time per step and in total."""
         total = self.seconds_per_step * steps
+        source = " (from this machine's measured decoder pass)" if self.measured else ""
         return (
             f"{self.trainable_params:,} parameters train; about {self.memory_bytes / 1024**3:.1f} GiB, "
-            f"{self.seconds_per_step:.2f} s per step, {_duration(total)} for {steps} steps"
+            f"{self.seconds_per_step:.2f} s per step{source}, {_duration(total)} for {steps} steps"
         )
 
 
@@ -169,11 +179,14 @@ def estimate_training(
     objects_per_image: int = 8,
     sub_iterations: int = 8,
     flops_per_second: float | None = None,
+    decoder_pass_seconds: float | None = None,
 ) -> TrainingEstimate:
     """Memory and seconds per step of training ``spec`` on ``architecture`` (see the module docstring).
 
     ``flops_per_second`` overrides :func:`device_throughput` (the per-operation overhead stays that
     of ``device``'s kind). The encoder's per-stage costs come from its encoder family.
+    ``decoder_pass_seconds``: one object's decoder pass, forward and backward, as measured on the machine
+    that trains (the precision probe's ``decoder_s``); it replaces the decoder's counted cost.
     """
     a = architecture
     counts = _meta_counts(spec, a)
@@ -195,12 +208,16 @@ def estimate_training(
     # Per object and pass: the two-way transformer's image-side projections (two layers and the final
     # attention: 10 N dim^2) and the two transposed convolutions of the upscaling (3 N dim^2).
     decoder_flops = 13 * tokens * dim * dim * objects_per_image * passes * (2 + counts.decoder_trained)
-    ops += passes * OPS_PER_DECODER_PASS * a.decoder_depth / 2
+    decoder_ops = passes * OPS_PER_DECODER_PASS * a.decoder_depth / 2
     ops += counts.trainable_tensors * OPS_PER_TRAINABLE_TENSOR
     kind = torch.device(device).type
     rate = flops_per_second or device_throughput(device)
-    arithmetic = (encoder_flops / ENCODER_EFFICIENCY + decoder_flops / DECODER_EFFICIENCY) / rate
-    seconds = arithmetic + ops * OP_SECONDS.get(kind, OP_SECONDS["cpu"])
+    op_seconds = OP_SECONDS.get(kind, OP_SECONDS["cpu"])
+    if decoder_pass_seconds is None:
+        decoder_seconds = decoder_flops / DECODER_EFFICIENCY / rate + decoder_ops * op_seconds
+    else:
+        decoder_seconds = decoder_pass_seconds * objects_per_image * passes * MEASURED_PASS_FACTOR
+    seconds = encoder_flops / ENCODER_EFFICIENCY / rate + ops * op_seconds + decoder_seconds
     # Autograd keeps about 160 MB per object and decoder pass on vit_b (measured), scaled by tokens. Each
     # pass is backpropagated before the next (objective.LossSink), so about two passes' graphs are held
     # at once (a distributed run sums the passes first and holds them all: more than this says).
@@ -209,4 +226,4 @@ def estimate_training(
     training = _BYTES * (total_params + 3 * trainable + activations + decoder_activations)
     prepare = _BYTES * (total_params + cost.frozen_pass_floats) if stage > 0 else 0
     memory = max(training, prepare)
-    return TrainingEstimate(trainable, stage, int(memory), seconds)
+    return TrainingEstimate(trainable, stage, int(memory), seconds, decoder_pass_seconds is not None)

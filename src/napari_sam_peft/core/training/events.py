@@ -92,6 +92,11 @@ class Started(Event):
     lr_chosen: str = ""
     #: whether ``steps`` was "recommended" (for the number of training objects) or "given"
     steps_chosen: str = ""
+    #: the recipe (``paper`` or ``cpu``) and what it does, with what the job changed (``Schedule.describe``)
+    recipe: str = ""
+    recipe_summary: str = ""
+    #: the estimated seconds of a step (the decoder's from the precision probe's measured pass)
+    estimated_step_seconds: float = 0.0
     #: the precision the run trains in (fp32, bf16, fp16) and why ("auto: ..." or "given")
     precision: str = "fp32"
     precision_reason: str = ""

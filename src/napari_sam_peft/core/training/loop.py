@@ -41,6 +41,7 @@ from .events import TrainingEvent
 from .job import TrainingJob
 from .objective import Backward, Sample, objective, validation_score
 from .plan import NO_TRAINING_OBJECTS, Schedule
+from .recipe import PAPER
 
 #: AdamW's rate for the instance decoder (trained from scratch, unlike the adapter's small updates)
 DECODER_LR = 5e-4
@@ -55,9 +56,9 @@ class TrainingConfig:
 
     steps: int = 200  # a run without a count takes ``peft.recommend.recommended_steps`` for its data
     lr: float = 1e-5  # the paper's; a run without one takes ``peft.recommend.recommended_lr``
-    objects_per_image: int = _CHOSEN["objects_per_image"]
-    sub_iterations: int = _CHOSEN["sub_iterations"]
-    validate_every: int = _CHOSEN["validate_every"]
+    objects_per_image: int = PAPER.objects_per_image  # a run takes its recipe's (see .recipe)
+    sub_iterations: int = PAPER.sub_iterations
+    validate_every: int = PAPER.validate_every
     precision: str = _CHOSEN["precision"]  # see ``sam.precision``: auto measures the model on the hardware
     with_decoder: bool = _CHOSEN["with_decoder"]  # train micro_sam's instance decoder jointly (AIS)
     patience: int = 10  # validations without improvement before stopping early
@@ -65,13 +66,13 @@ class TrainingConfig:
 
     @classmethod
     def of(cls, job: TrainingJob, schedule: Schedule) -> TrainingConfig:
-        """A run's settings: the job's choices, with the rate and steps its schedule resolved."""
+        """A run's settings: the job's choices, with the recipe, rate and steps its schedule resolved."""
         return cls(
             steps=schedule.steps,
             lr=schedule.lr,
-            objects_per_image=job.objects_per_image,
-            sub_iterations=job.sub_iterations,
-            validate_every=job.validate_every,
+            objects_per_image=schedule.objects_per_image,
+            sub_iterations=schedule.sub_iterations,
+            validate_every=schedule.validate_every,
             precision=job.precision,
             with_decoder=job.with_decoder,
             seed=job.seed,

@@ -31,14 +31,16 @@ from ..peft import Adapter, PeftSpec, count_trainable_parameters
 from ..sam.devices import select_device
 from ..sam.loading import LoadedModel
 from ..sam.precision import resolve_precision
+from ..sam.precision_probe import measured_decoder_pass
 from ..volume.store_slices import held_out_volumes, read_samples, z_ranges
 from . import loop
 from .continuation import Replay, check_parent, parent_summary, read_parent, replay_since, shard_weights
 from .distributed import setup_distributed
+from .estimate import estimate_training
 from .events import Baseline, Best, Event, Finished, Prepared, Progress, Started
 from .holdout import ValidationPlan, plan_validation, plan_z_range_validation
 from .job import TrainingJob
-from .plan import check_training_data, schedule_for
+from .plan import check_training_data, job_schedule
 from .run_evaluation import evaluate_run
 from .runs import RECORD_NAME, RunRecord, now
 
@@ -188,14 +190,8 @@ def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None
     out = job.adapter_path
     precision, frozen = loop.training_precisions(model, spec, job.precision)  # the probe decides auto
     new_objects = data.replay.new_objects if data.replay is not None else None
-    schedule = schedule_for(
-        spec.method,
-        model.architecture,
-        data.validation["train_objects"],
-        job.objects_per_image,
-        new_objects,
-        lr=job.lr,
-        steps=job.steps,
+    schedule = job_schedule(
+        job, spec.method, model.architecture, data.validation["train_objects"], model.device.type, new_objects
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     record = RunRecord(
@@ -228,6 +224,16 @@ def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None
             lr=schedule.lr,
             lr_chosen=schedule.lr_chosen,
             steps_chosen=schedule.steps_chosen,
+            recipe=schedule.recipe.name,
+            recipe_summary=schedule.describe(),
+            estimated_step_seconds=estimate_training(
+                spec,
+                model.architecture,
+                str(model.device),
+                schedule.objects_per_image,
+                schedule.sub_iterations,
+                decoder_pass_seconds=measured_decoder_pass(model.sam, precision.name),
+            ).seconds_per_step,
             precision=precision.name,
             precision_reason=precision.reason,
             continued_from=record.parent,

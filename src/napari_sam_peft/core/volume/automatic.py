@@ -5,6 +5,7 @@ merged across z by micro_sam's ``merge_instance_segmentation_3d`` (as its
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,8 @@ def automatic_volume(
     features: VolumeFeatures,
     *,
     points_per_side: int | None = None,
+    object_size: float | None = None,
+    autocast: Callable[[], AbstractContextManager] | None = None,
     min_object_size: int = 25,
     gap_closing: int | None = None,
     min_z_extent: int | None = None,
@@ -29,8 +32,9 @@ def automatic_volume(
 ) -> np.ndarray:
     """Instance labels (Z, Y, X) uint32 of a whole volume, objects merged across slices.
 
-    ``decoder`` is the live instance decoder (None: micro_sam's automatic mask generation per
-    slice). Every slice must be embedded in ``features``. micro_sam's merge defaults (beta 0.5).
+    ``decoder`` is the live instance decoder (None: automatic mask generation per slice, with a grid
+    sized to the slice and ``object_size``, decoding in ``autocast``: see ``annotation.automatic``).
+    Every slice must be embedded in ``features``. micro_sam's merge defaults (beta 0.5).
 
     Raises
     ------
@@ -54,7 +58,13 @@ def automatic_volume(
             labels = instance_segmentation(predictor, decoder, image, embeddings, min_object_size=min_object_size)
         else:
             labels = automatic_segmentation(
-                predictor, image, embeddings, points_per_side=points_per_side, min_object_size=min_object_size
+                predictor,
+                image,
+                embeddings,
+                points_per_side=points_per_side,
+                object_size=object_size,
+                autocast=autocast,
+                min_object_size=min_object_size,
             )
         if segmentation is None:
             segmentation = np.zeros((n_slices, *labels.shape), dtype=np.uint32)
