@@ -1,7 +1,8 @@
 """Learning per CPU-minute: held-out Box and I_B after 2, 5 and 10 minutes of training, recipe against recipe.
 
 What a user on a CPU has after a few minutes is the best adapter the run has hot-reloaded so far. So
-each recipe trains LiteMedSAM (``freeze_encoder``, the preset recommended on a CPU) for at most
+each recipe trains LiteMedSAM (``freeze_encoder``, the preset of the GPU default run in
+docs/finetune_results.md and of the issue's CPU run) for at most
 ``--minutes`` of wall-clock time from the call that starts training (frozen encoder pass and
 starting validation included, model load not), keeps every new best adapter with the time it
 arrived, and afterwards (off the clock) evaluates the adapter that was live at each checkpoint

@@ -19,30 +19,14 @@ import sys
 import time
 from pathlib import Path
 
-import napari
 from qtpy.QtCore import Qt
 from qtpy.QtTest import QTest
-from qtpy.QtWidgets import QApplication
 
-from napari_sam_peft.cli.demo import dock_widgets, fit_window_to_screen, open_demo_samples
 from napari_sam_peft.core.data.sample_data import make_sample
 from napari_sam_peft.core.data.store import AnnotationStore
 
-
-def settle(seconds: float) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        QApplication.processEvents()
-        time.sleep(0.02)
-
-
-def wait_for(condition, timeout: float, what: str) -> float:
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            raise SystemExit(f"timed out after {timeout:.0f} s waiting for {what}")
-        settle(0.1)
-    return time.monotonic() - start
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from first_hour_walk import settle, start_window, wait_for  # noqa: E402  (the walk's waits, on events of the Qt loop)
 
 
 def main() -> int:
@@ -50,6 +34,9 @@ def main() -> int:
     parser.add_argument("--model", default="lite_medsam")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/first_reload"))
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument(
+        "--shots", type=Path, default=None, help="folder for screenshots before Start and at the reload"
+    )
     args = parser.parse_args()
     shutil.rmtree(args.workdir, ignore_errors=True)
     args.workdir.mkdir(parents=True)
@@ -59,15 +46,26 @@ def main() -> int:
         sample = make_sample("cells", seed)
         store.add_labels(sample.image, sample.labels, name=f"cells {seed}", split="val" if seed == 2 else "train")
 
-    viewer = napari.Viewer(title="napari-sam-peft: first reload")
-    fit_window_to_screen(viewer)
-    open_demo_samples(viewer, "cells")
-    dock_widgets(viewer, store=store_path, model=args.model)
-    docks = {key.split(" ")[0]: widget for key, widget in viewer.window.dock_widgets.items()}
-    segment = next(w for k, w in docks.items() if k.startswith("Segment"))
-    finetune = next(w for k, w in docks.items() if k.startswith("Finetune"))
-    wait_for(lambda: segment.embeddings is not None and not segment.active_workers, 300, "the first embeddings")
+    viewer, segment, finetune = start_window(store_path, args.model)  # the demo's window, embeddings ready
     settle(1.0)
+
+    def shot(name: str) -> None:
+        if args.shots is not None:
+            from qtpy.QtWidgets import QApplication
+
+            args.shots.mkdir(parents=True, exist_ok=True)
+            size = QApplication.primaryScreen().size()
+            path = args.shots / f"first_reload_{size.width()}x{size.height()}_{name}.png"
+            QApplication.primaryScreen().grabWindow(0).save(str(path))
+            print(f"wrote {path}", flush=True)
+
+    from qtpy.QtWidgets import QDockWidget
+
+    for dock in viewer.window._qt_window.findChildren(QDockWidget):
+        if dock.windowTitle() == "Finetune":
+            dock.raise_()  # the Finetune tab in front, as a user clicks it
+    settle(0.5)
+    shot("1_before_start")
     print(f"Recommendation: {finetune.recommendation.value}", flush=True)
     print(f"Estimate: {finetune.estimate.value}", flush=True)
     model = finetune.session.model
@@ -78,6 +76,7 @@ def main() -> int:
     seconds = time.monotonic() - start
     print(f"first hot reload {seconds:.1f} s after Start; status: {finetune.status.value}", flush=True)
     print(f"Segment dock: {segment.model_status.value}", flush=True)
+    shot("2_first_reload")
     QTest.mouseClick(finetune.stop_button.native, Qt.MouseButton.LeftButton)
     run = finetune.run
     wait_for(lambda: run.process is None or run.process.terminal_event is not None, 600, "the run to stop")

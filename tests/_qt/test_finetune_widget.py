@@ -91,6 +91,27 @@ def test_the_recommended_preset_is_preselected_with_its_reason(loop):
     assert "3 training objects" in finetune.data_status.value
 
 
+def test_the_recipe_is_said_and_the_papers_is_one_key_away(loop, qtbot):
+    _, _, finetune = loop
+    said = finetune.recommendation.value
+    assert "The CPU recipe: 4 objects and 4 correction passes per step" in said  # auto on a CPU
+    assert "(recipe 'paper' for the other)" in said
+    cpu_estimate = finetune.estimate.value
+    combo = finetune.recipe.native
+    combo.setFocus()
+    qtbot.waitUntil(combo.hasFocus)
+    qtbot.keyClick(combo, Qt.Key.Key_Down)  # auto -> paper, as a user steps through a drop-down
+    assert finetune.recipe.value == "paper" and finetune.job().recipe == "paper"
+    assert "The paper's recipe: 8 objects and 8 correction passes" in finetune.recommendation.value
+    assert "(recipe 'cpu' for the other)" in finetune.recommendation.value
+
+    def per_step(text: str) -> float:
+        return float(text.split(" s per step")[0].rsplit(" ", 1)[1])
+
+    # 8 correction passes instead of 4 (objects are set to 4 above): each step costs more
+    assert per_step(finetune.estimate.value) > per_step(cpu_estimate)
+
+
 def test_steps_left_empty_take_the_count_recommended_for_the_data(loop, qtbot):
     _, _, finetune = loop
     field = finetune.steps.native

@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from magicgui.widgets import CheckBox, ComboBox, Container, Label, LineEdit, SpinBox
+from magicgui.widgets import CheckBox, Container, Label
 from magicgui.widgets.bases import ValueWidget
 
 from napari_sam_peft._qt.dock_layout import full_width, hold_heights, show_text, steady
 from napari_sam_peft._qt.finetune_cluster import ClusterPanel
 from napari_sam_peft._qt.finetune_continue import ContinueChoice
+from napari_sam_peft._qt.job_field_widgets import field_value, field_widget, sentence
 from napari_sam_peft.core.cluster.connect import ClusterInfo, WorkerInfo
 from napari_sam_peft.core.errors import SamPeftError
 from napari_sam_peft.core.peft import PeftSpec
@@ -25,14 +26,13 @@ from napari_sam_peft.core.sam.devices import select_device
 from napari_sam_peft.core.sam.precision import resolve_precision, supported_precisions
 from napari_sam_peft.core.sam.precision_probe import cached_probe, measured_decoder_pass
 from napari_sam_peft.core.training.job import (
-    JobField,
     TrainingJob,
     format_value,
     job_fields,
     model_argument,
     peft_spec,
 )
-from napari_sam_peft.core.training.plan import continued_lr, schedule_steps
+from napari_sam_peft.core.training.plan import Schedule, continued_lr, schedule_for
 from napari_sam_peft.core.training.recipe import RECIPES, Recipe, recipe_for
 from napari_sam_peft.session import AnnotatorSession
 
@@ -47,71 +47,6 @@ ESTIMATED_FROM = (
     "steps",
     "precision",
 )
-#: the largest value of a whole-number setting whose schema sets no maximum
-INT_MAXIMUM = 1_000_000
-
-
-def _sentence(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
-
-def field_widget(job_field: JobField) -> ValueWidget:
-    """The widget for a job field: a choice, a switch, a number box or a text field, as the schema says."""
-    option = job_field.option
-    value = job_field.widget_default
-    widget: ValueWidget
-    if option.choices:
-        widget = ComboBox(label=option.label, choices=list(option.choices))
-        if value is not None:
-            widget.value = value
-    elif job_field.type is bool:
-        widget = CheckBox(text=option.label, value=bool(value))
-    elif job_field.type is int and not job_field.optional:
-        low = 0 if option.minimum is None else option.minimum
-        high = INT_MAXIMUM if option.maximum is None else option.maximum
-        widget = SpinBox(label=option.label, value=value or 0, min=low, max=high)
-    else:  # text, and numbers that may be left to the run: empty shows "auto"
-        widget = LineEdit(label=option.label, value="" if value is None else format_value(value))
-        if job_field.optional and job_field.type in (int, float):
-            widget.native.setPlaceholderText("auto")
-    widget.tooltip = _sentence(option.tooltip or option.help)
-    return widget
-
-
-def field_value(job_field: JobField, widget: ValueWidget) -> Any:
-    """The job value a field's widget holds: empty text and a 0 for an optional number mean None.
-
-    Raises
-    ------
-    SamPeftError
-        For a number field whose text is not a positive number.
-    """
-    value = widget.value
-    if isinstance(value, str):
-        value = value.strip()
-    if job_field.optional and not value:
-        return None
-    if job_field.type in (int, float) and isinstance(value, str):
-        value = _positive_number(job_field, value)
-    return value
-
-
-def _positive_number(job_field: JobField, text: str) -> float | int | None:
-    """The number in ``text``; a whole number for an int field, where 0 means auto (None)."""
-    label, whole = job_field.option.label, job_field.type is int
-    try:
-        value = int(text) if whole else float(text)
-    except ValueError:
-        kind = "a whole number like 200" if whole else f"a number like {job_field.default_text or '1e-4'}"
-        raise SamPeftError(f"The {label} must be {kind}, or empty for auto; not {text!r}.") from None
-    if whole and value == 0:
-        return None
-    if not value > 0:
-        raise SamPeftError(f"The {label} must be positive, or empty for auto.")
-    maximum = job_field.option.maximum
-    if maximum is not None and value > maximum:
-        raise SamPeftError(f"The {label} can be at most {maximum:,}; not {value:,}.")
-    return value
 
 
 class SettingsPanel(Container):
@@ -234,7 +169,7 @@ class SettingsPanel(Container):
         recipe = self.recipe()
         other = next(name for name in RECIPES if name != recipe.name)
         self.recommendation.value = (
-            f"{self.picked} {_sentence(recipe.summary)} (recipe '{other}' for the other). Precision: {precision}."
+            f"{self.picked} {sentence(recipe.summary)} (recipe '{other}' for the other). Precision: {precision}."
         )
         self._follow_lr()
 
@@ -292,29 +227,24 @@ class SettingsPanel(Container):
             return
         try:
             device = self.device()
-            recipe = self.recipe()
-            objects = self.value("objects_per_image") or recipe.objects_per_image
-            corrections = self.value("sub_iterations")
+            spec = self.spec()
+            schedule, why = self.schedule(spec.method)
             flops = None
             if self.remote is not None and device.type == "cpu":  # the worker's threads, not this machine's
                 flops = CPU_FLOPS_PER_THREAD * max(self.remote.threads, 1)
-            spec = self.spec()
             estimate = estimate_training(
                 spec,
                 self.architecture(),
                 str(device),
-                objects,
-                recipe.sub_iterations if corrections is None else corrections,
+                schedule.objects_per_image,
+                schedule.sub_iterations,
                 flops_per_second=flops,
                 decoder_pass_seconds=self._measured_decoder_pass(device, spec),
             )
-            steps, why = self.value("steps"), ""
         except (SamPeftError, ValueError, TypeError) as err:
             self.estimate.value = f"Cannot train this: {err}"
             return
-        if steps is None:
-            steps, why = self._recommended_steps(objects)
-        self.estimate.value = f"Estimate: {estimate.describe(steps)}{why}"
+        self.estimate.value = f"Estimate: {estimate.describe(schedule.steps)}{why}"
 
     def _measured_decoder_pass(self, device: torch.device, spec: PeftSpec) -> float | None:
         """The seconds of one decoder pass, forward and backward, as the model's precision probe measured it
@@ -337,29 +267,43 @@ class SettingsPanel(Container):
         )
         return measured_decoder_pass(model.sam, precision.name) if result is not None and model else None
 
-    def _recommended_steps(self, objects_per_image: int) -> tuple[int, str]:
-        """The steps a run recommends for the store's training data, and why; a volume's objects count once
-        on each slice, as the run's samples do."""
+    def schedule(self, method: str) -> tuple[Schedule, str]:
+        """The schedule a run of these settings takes on the store's training data (as ``train`` resolves it:
+        ``core.training.plan.schedule_for``), and why its steps where they are recommended; a volume's
+        objects count once on each slice, as the run's samples do.
+
+        Raises
+        ------
+        SamPeftError
+            For a setting that is not a number.
+        """
         store = self.session.annotations.store
         info = store.info() if store is not None else {"train_objects": 0, "volumes": 0}
         new_objects = self.continuation.new_objects() if hasattr(self, "continuation") else None
-        passes = self.recipe().passes_over_objects
+        count = info["train_sample_objects"] if info["volumes"] else info["train_objects"]
+        schedule = schedule_for(
+            method,
+            self.architecture(),
+            count,
+            self.recipe(),
+            new_objects,
+            steps=self.value("steps"),
+            objects_per_image=self.value("objects_per_image"),
+            sub_iterations=self.value("sub_iterations"),
+            validate_every=self.value("validate_every"),
+        )
+        if schedule.steps_chosen == "given":
+            return schedule, ""
         if new_objects is not None:
-            steps = schedule_steps(info["train_objects"], objects_per_image, new_objects, passes)
-            return steps, f" (recommended for a continuation with {new_objects} new objects)"
+            return schedule, f" (recommended for a continuation with {new_objects} new objects)"
         if not info["volumes"]:
-            count = info["train_objects"]
-            return schedule_steps(
-                count, objects_per_image, passes=passes
-            ), f" (recommended for {count} training objects)"
-        count = info["train_sample_objects"]
-        samples = info["train_samples"]
+            return schedule, f" (recommended for {count} training objects)"
         # the same object count as the Dataset dock's; a volume's objects are trained on once per slice
         why = (
-            f" (recommended for {info['train_objects']} training objects, seen on {samples} training slices and "
-            f"images as {count} outlines)"
+            f" (recommended for {info['train_objects']} training objects, seen on {info['train_samples']} "
+            f"training slices and images as {count} outlines)"
         )
-        return schedule_steps(count, objects_per_image, passes=passes), why
+        return schedule, why
 
     def hold_layout(self, hold: bool) -> None:
         """While a run goes on, the texts above Start/Stop keep their height (see :func:`.steady`)."""

@@ -17,6 +17,7 @@ from napari_sam_peft.core.peft import Adapter
 from napari_sam_peft.core.peft.adapter_file import AdapterMismatchError
 from napari_sam_peft.core.peft.adapter_format import InvalidAdapterError
 from napari_sam_peft.core.training.continuation import NEW_SHARE, Replay, continuation_steps
+from napari_sam_peft.core.training.recipe import CPU
 from napari_sam_peft.core.training.run import load_training_data, run_job
 from napari_sam_peft.core.training.runs import list_runs, runs_dir
 from tests.core.training.conftest import _job
@@ -131,7 +132,8 @@ def test_a_continuation_is_recommended_a_smaller_rate_and_steps_for_its_new_obje
     model = load_model("demo")
     assert started.lr == pytest.approx(recommended_lr("lora", model.architecture) / 2)
     new_objects = started.continued_from["new_objects"]
-    assert started.steps == continuation_steps(new_objects, started.train_objects, 4)
+    # on a CPU the run takes the CPU recipe's passes over the objects
+    assert started.steps == continuation_steps(new_objects, started.train_objects, 4, CPU.passes_over_objects)
     assert continuation_steps(0, 60, 8) == 50 and continuation_steps(10, 200, 8) == 100
     assert continuation_steps(100, 60, 8) == 200  # never more than a run from the base model
 

@@ -126,3 +126,17 @@ def test_a_given_speed_overrides_the_device_figure_and_gpus_have_fixed_figures()
     assert slow.seconds_per_step > 10 * fast.seconds_per_step
     for device in ("cuda", "mps"):  # asked from the device's properties or a constant: never timed
         assert device_throughput(device) == device_throughput(device) > device_throughput("cpu")
+
+
+def test_a_decoder_pass_measured_on_this_machine_sets_the_decoders_share_of_a_step():
+    from napari_sam_peft.core.training.estimate import MEASURED_PASS_FACTOR
+
+    cpu = _estimate("freeze_encoder", objects=4, sub_iterations=4, decoder_pass_seconds=0.12)
+    paper = _estimate("freeze_encoder", objects=8, sub_iterations=8, decoder_pass_seconds=0.12)
+    assert cpu.measured and "from this machine's measured decoder pass" in cpu.describe(150)
+    assert not _estimate("freeze_encoder").measured  # before the probe ran: counted at a fixed speed
+    # the passes per object: a box start, a point start and one per correction
+    decoder = 0.12 * MEASURED_PASS_FACTOR
+    assert paper.seconds_per_step - cpu.seconds_per_step == pytest.approx(decoder * (8 * 10 - 4 * 6))
+    slow = _estimate("freeze_encoder", objects=4, sub_iterations=4, decoder_pass_seconds=0.24)
+    assert slow.seconds_per_step - cpu.seconds_per_step == pytest.approx(decoder * 4 * 6)

@@ -139,14 +139,17 @@ def test_a_validation_split_is_named_as_such(store, trained_on):
 
 def test_without_a_step_count_the_run_takes_the_recommended_one_and_says_so(store):
     from napari_sam_peft.core.peft.recommend import recommended_steps
+    from napari_sam_peft.core.training.recipe import CPU
 
     events: list[Event] = []
     # stopped at once: only the resolved settings matter here
     record = run_job(_job(store, steps=None), events.append, should_stop=lambda: True)
     started = events[0]
     assert started.steps_chosen == "recommended"
-    assert started.steps == recommended_steps(started.train_objects, 4) >= 100
+    assert started.steps == recommended_steps(started.train_objects, 4, CPU.passes_over_objects) >= 100
+    assert started.recipe == "cpu" and started.recipe_summary.startswith(CPU.summary)
     assert record.steps == started.steps and record.lr == started.lr  # what the run took, as it said
+    assert record.recipe == "cpu"
     given = TrainingJob.from_json(record.job)  # the job as the user gave it
     assert given.steps is None and given.store == store.path
     assert record.status == "stopped"

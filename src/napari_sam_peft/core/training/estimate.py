@@ -72,9 +72,11 @@ OPS_PER_NECK = 60
 OPS_PER_TRAINABLE_TENSOR = 11  # AdamW's per-parameter update
 
 #: A step's decoder time per object and pass, as a multiple of the probe's one-object pass (forward and
-#: backward, box prompt): the point start's three masks, the correction points' prompts and loss, the
-#: correction sampling and the instance decoder's share (calibrated in docs/benchmarks.md, "The estimate").
-MEASURED_PASS_FACTOR = 1.0
+#: backward, box prompt): the point start's three masks, the correction points' prompts, their sampling
+#: and the loss, one backward pass per decoder pass, and the validations every few steps. Calibrated on
+#: LiteMedSAM freeze_encoder steps on 2 cores (bf16): 4.1-4.3 s measured for 4 objects x 6 passes, 10.8-12.8 s
+#: for 8 x 10, with the probe's 0.105 s pass (docs/benchmarks.md, "The estimate against measured steps").
+MEASURED_PASS_FACTOR = 1.4
 
 
 @dataclass(frozen=True)

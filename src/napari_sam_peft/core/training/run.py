@@ -206,6 +206,7 @@ def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None
         validation=data.validation,
         world_size=world,
         precision=precision.name,
+        recipe=schedule.recipe.name,
         parent=parent_summary(job.from_adapter, parent, data.replay),
     )
     reporter = RunReporter(record, out, emit, lead=rank == 0, should_stop=should_stop)

@@ -73,6 +73,8 @@ class RunRecord:
     world_size: int = 1
     #: the precision it trained in (fp32, bf16, fp16); "" in records written before precision was chosen
     precision: str = ""
+    #: the recipe it trained by (paper, cpu: ``.recipe``); "" in records written before recipes
+    recipe: str = ""
     error: str | None = None
     finished: str | None = None
     #: where it trained: "" on this machine; for a Dask cluster a sentence naming the scheduler and worker
