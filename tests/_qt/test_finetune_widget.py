@@ -97,10 +97,8 @@ def test_the_recipe_is_said_and_the_papers_is_one_key_away(loop, qtbot):
     assert "The CPU recipe: 4 objects and 4 correction passes per step" in said  # auto on a CPU
     assert "(recipe 'paper' for the other)" in said
     cpu_estimate = finetune.estimate.value
-    combo = finetune.recipe.native
-    combo.setFocus()
-    qtbot.waitUntil(combo.hasFocus)
-    qtbot.keyClick(combo, Qt.Key.Key_Down)  # auto -> paper, as a user steps through a drop-down
+    # the key a user presses on the drop-down (QTest delivers it to the widget, docked behind Segment's tab)
+    qtbot.keyClick(finetune.recipe.native, Qt.Key.Key_Down)  # auto -> paper
     assert finetune.recipe.value == "paper" and finetune.job().recipe == "paper"
     assert "The paper's recipe: 8 objects and 8 correction passes" in finetune.recommendation.value
     assert "(recipe 'cpu' for the other)" in finetune.recommendation.value
