@@ -68,6 +68,7 @@ def test_private_names_of_other_libraries_are_used_in_the_internals_module_only(
         "._hash",
         "._is_amx_tile_supported",
         "._is_avx512_bf16_supported",
+        "._to_mask_data",
         "._version",
         "__class__ =",
         "micro_sam.util._create_dataset_with_data",

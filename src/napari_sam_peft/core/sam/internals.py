@@ -24,6 +24,11 @@ micro_sam:
   without the resize to the input image, which training on a crop of the embedding grid needs
   (:func:`unetr_forward_on_embeddings`).
 
+- ``_predictor`` and ``_to_mask_data`` of micro_sam's ``AutomaticMaskGenerator``, and its ``_process_batch``
+  overridden: the fast generator drops masks below the IoU threshold before micro_sam upscales and
+  encodes them, then hands the rest to micro_sam's own ``_to_mask_data``
+  (:func:`filtered_mask_generator`, ``core.annotation.mask_generator``).
+
 - ``_cached_input`` and ``_cached_original_size`` of micro_sam's bioimage.io ``PredictorAdaptor``: its
   ``__init__`` builds one of the registry's 1024 px models, so a package of any other SAM (LiteMedSAM, the
   demo model) makes the adaptor without it and sets the attributes ``__init__`` sets, these two included
@@ -131,3 +136,70 @@ def predictor_adaptor_around(sam: Any) -> Any:
     adaptor._cached_input = None
     adaptor._cached_original_size = None
     return adaptor
+
+
+#: points the fast mask generator decodes at once on a CPU (micro_sam: 64; fewer, larger operations)
+CPU_POINTS_PER_BATCH = 256
+
+
+def filtered_mask_generator(
+    predictor: Any,
+    pred_iou_thresh: float,
+    points_per_side: int,
+    autocast: Any = None,
+    points_per_batch: Any = None,
+) -> Any:
+    """micro_sam's ``AutomaticMaskGenerator`` keeping only what ``generate(pred_iou_thresh=...)`` keeps,
+    dropped before upscaling (see ``core.annotation.mask_generator``); micro_sam is imported here, on use."""
+    from contextlib import nullcontext
+
+    import torch
+    from micro_sam.instance_segmentation import AutomaticMaskGenerator
+
+    class FilteredMaskGenerator(AutomaticMaskGenerator):
+        """An ``AutomaticMaskGenerator`` that keeps only the masks ``generate(pred_iou_thresh=...)`` would keep.
+
+        ``pred_iou_thresh`` must be the value later given to ``generate``; ``autocast`` makes the context the
+        decoder runs in (a precision's ``autocast`` method; None: float32).
+        """
+
+        def __init__(
+            self,
+            predictor: Any,
+            pred_iou_thresh: float,
+            points_per_side: int,
+            autocast: Any = None,
+            points_per_batch: int | None = None,
+        ) -> None:
+            if points_per_batch is None and str(predictor.device) == "cpu":
+                points_per_batch = CPU_POINTS_PER_BATCH
+            super().__init__(predictor, points_per_side=points_per_side, points_per_batch=points_per_batch)
+            self._keep_iou = pred_iou_thresh
+            self._autocast = autocast
+
+        def _process_batch(self, points: np.ndarray, im_size: Any, crop_box: Any, original_size: Any) -> Any:
+            predictor = self._predictor
+            model = predictor.model
+            coords = torch.as_tensor(
+                predictor.transform.apply_coords(points, im_size), device=predictor.device, dtype=torch.float
+            )[:, None, :]
+            labels = torch.ones(coords.shape[:2], dtype=torch.int, device=coords.device)
+            with torch.no_grad(), self._autocast() if self._autocast is not None else nullcontext():
+                sparse, dense = model.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+                low_res, iou = model.mask_decoder(
+                    image_embeddings=predictor.features,
+                    image_pe=model.prompt_encoder.get_dense_pe(),
+                    sparse_prompt_embeddings=sparse,
+                    dense_prompt_embeddings=dense,
+                    multimask_output=True,
+                )
+            keep = iou.float() > self._keep_iou  # (points, 3): what generate() would keep
+            kept_points = np.repeat(points, iou.shape[1], axis=0)[keep.flatten().cpu().numpy()]
+            masks = model.postprocess_masks(
+                low_res[keep][:, None].float(), predictor.input_size, predictor.original_size
+            )
+            return self._to_mask_data(
+                masks, iou[keep][:, None].float(), crop_box, original_size, points=kept_points
+            )
+
+    return FilteredMaskGenerator(predictor, pred_iou_thresh, points_per_side, autocast, points_per_batch)

@@ -1,17 +1,7 @@
-"""The schema of a training run: one dataclass whose fields say everything about themselves.
-
-Each field of :class:`TrainingJob` carries an :class:`Option` in its metadata: its help text,
-choices, metavar, and how the Finetune widget shows it (label, tooltip, limits, its default there).
-From that one schema are made
-
-- the options of ``napari-sam-peft train`` (``cli/train.py`` walks :func:`job_fields`),
-- the worker's command line (:meth:`TrainingJob.to_argv`, parsed back by that same command),
-- the Finetune widget's settings (``_qt/finetune_settings.py``: every field with a ``label``),
-- the table of ``train`` options in ``docs/cluster.md`` (:func:`options_table`; a test compares them).
-
-A job is frozen: what the run resolves (learning rate, steps, the run folder) is its
-:class:`~.plan.RunPlan`, never written back into the job. A new hyperparameter is a new field here,
-plus a line in :func:`~.plan.training_config`, which hands the loop its values by name.
+"""The schema of a training run: one dataclass whose fields say everything about themselves (an
+:class:`Option` each), from which come ``train``'s options, the worker's command line, the Finetune
+widget's settings and docs/cluster.md's table. A job is frozen: what a run resolves is its
+:class:`~.plan.Schedule`, never written back into the job.
 """
 
 from __future__ import annotations
@@ -110,19 +100,15 @@ class TrainingJob:
     recipe: str = _option(
         "auto",
         help="how steps spend the compute: 'paper' (8 objects and 8 correction passes per step, the paper's), "
-        "'cpu' (4 objects and 4 correction passes at 3x the learning rate, validation every 5 steps, 10 passes "
-        "over the objects: more learning per CPU-minute) or auto (cpu on a CPU, paper elsewhere); objects, "
-        "corrections, validation, rate and steps given on their own override it",
+        "'cpu' (4 and 4 at 3x the rate, validation every 5 steps, 10 passes over the objects) or auto (cpu on a "
+        "CPU, paper elsewhere); objects, corrections, validation, rate and steps given override it",
         choices=RECIPE_CHOICES,
         label="recipe",
-        tooltip="auto = the CPU recipe on a CPU (4 objects and 4 correction passes per step at 3x the rate, "
-        "validation every 5 steps: a useful adapter in minutes), the paper's recipe (8 and 8) on a GPU",
     )
     objects_per_image: int | None = _option(
         None,
         help="objects per step (default: the recipe's, paper 8, CPU 4)",
         label="objects / step",
-        tooltip="Objects trained on per step; empty = the recipe's (paper: 8, CPU: 4)",
         minimum=1,
         maximum=64,
     )
@@ -131,8 +117,6 @@ class TrainingJob:
         help="correction sub-iterations per step (default: the recipe's, the paper's 8 or the CPU recipe's 4); "
         "fewer make a step faster",
         label="corrections / step",
-        tooltip="Decoder passes with added correction points per step; empty = the recipe's (paper: 8, CPU: 4); "
-        "each costs a decoder pass",
         minimum=0,
         maximum=16,
     )
@@ -140,8 +124,6 @@ class TrainingJob:
         None,
         help="steps between validations (default: the recipe's, 25 for the paper's, 5 for the CPU's)",
         label="validate every",
-        tooltip="Steps between validations; each improvement writes and loads a new adapter; empty = the "
-        "recipe's (paper: 25, CPU: 5)",
         minimum=1,
         maximum=100_000,
     )
