@@ -11,8 +11,6 @@ only the adapted blocks, the neck and the decoder. With the whole encoder frozen
 
 Under ``torch.distributed`` (``torchrun``), each rank trains on its own stream of images and
 the trainable modules are wrapped in DistributedDataParallel; rank 0 reports and writes.
-
-This module runs in whatever process calls it; the training job wraps it.
 """
 
 from __future__ import annotations
@@ -41,7 +39,7 @@ from .events import TrainingEvent
 from .job import TrainingJob
 from .objective import Backward, Sample, objective, validation_score
 from .plan import NO_TRAINING_OBJECTS, Schedule
-from .recipe import PAPER
+from .recipe import PAPER  # a config made without a schedule takes the paper's recipe
 
 #: AdamW's rate for the instance decoder (trained from scratch, unlike the adapter's small updates)
 DECODER_LR = 5e-4
@@ -56,7 +54,7 @@ class TrainingConfig:
 
     steps: int = 200  # a run without a count takes ``peft.recommend.recommended_steps`` for its data
     lr: float = 1e-5  # the paper's; a run without one takes ``peft.recommend.recommended_lr``
-    objects_per_image: int = PAPER.objects_per_image  # a run takes its recipe's (see .recipe)
+    objects_per_image: int = PAPER.objects_per_image
     sub_iterations: int = PAPER.sub_iterations
     validate_every: int = PAPER.validate_every
     precision: str = _CHOSEN["precision"]  # see ``sam.precision``: auto measures the model on the hardware
