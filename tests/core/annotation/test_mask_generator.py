@@ -8,8 +8,8 @@ from micro_sam.instance_segmentation import AutomaticMaskGenerator
 
 from napari_sam_peft.core.annotation.automatic import grid_size, typical_object_size
 from napari_sam_peft.core.annotation.embeddings import EmbeddingCache
-from napari_sam_peft.core.annotation.mask_generator import FilteredMaskGenerator
 from napari_sam_peft.core.data.sample_data import make_sample
+from napari_sam_peft.core.sam.internals import filtered_mask_generator
 from napari_sam_peft.session import AnnotatorSession
 
 IMAGE = make_sample("nuclei", seed=0, shape=(64, 64)).image
@@ -33,7 +33,8 @@ def test_dropping_masks_before_upscaling_keeps_what_micro_sams_generator_keeps(e
     predictor, embeddings = embedded
     results = []
     for threshold in (-10.0, 0.0, 0.05, 0.1, 0.2):  # the random model's predicted IoUs lie around 0
-        ours = _generate(FilteredMaskGenerator(predictor, threshold, 8, points_per_batch=7), embeddings, threshold)
+        fast = filtered_mask_generator(predictor, threshold, 8, points_per_batch=7)
+        ours = _generate(fast, embeddings, threshold)
         theirs = _generate(AutomaticMaskGenerator(predictor, points_per_side=8), embeddings, threshold)
         np.testing.assert_array_equal(ours, theirs)
         results.append(len(np.unique(ours)))

@@ -75,13 +75,13 @@ def automatic_segmentation(
 
     ``points_per_side`` (None: :func:`grid_size` for the image and ``object_size``, the typical annotated
     object's side in pixels). Uses the already computed ``embeddings`` with micro_sam's
-    ``TiledAutomaticMaskGenerator`` for tiled embeddings, else :class:`~.mask_generator.FilteredMaskGenerator`
+    ``TiledAutomaticMaskGenerator`` for tiled embeddings, else ``internals.filtered_mask_generator``
     (micro_sam's, decoding in the context ``autocast`` makes, a precision's ``autocast`` method, and
     dropping the masks below ``pred_iou_thresh`` before it upscales them).
     """
     from micro_sam.instance_segmentation import TiledAutomaticMaskGenerator
 
-    from .mask_generator import FilteredMaskGenerator
+    from ..sam.internals import filtered_mask_generator
 
     if points_per_side is None:
         points_per_side = grid_size(image.shape, default_points_per_side(predictor), object_size)
@@ -97,7 +97,7 @@ def automatic_segmentation(
             **bar.callbacks,
         )
     else:
-        generator = FilteredMaskGenerator(predictor, pred_iou_thresh, points_per_side, autocast)
+        generator = filtered_mask_generator(predictor, pred_iou_thresh, points_per_side, autocast)
         generator.initialize(image, image_embeddings=embeddings, **bar.callbacks)
     segmentation = generator.generate(
         pred_iou_thresh=pred_iou_thresh,

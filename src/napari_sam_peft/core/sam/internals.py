@@ -27,7 +27,7 @@ micro_sam:
 - ``_predictor`` and ``_to_mask_data`` of micro_sam's ``AutomaticMaskGenerator``, and its ``_process_batch``
   overridden: the fast generator drops masks below the IoU threshold before micro_sam upscales and
   encodes them, then hands the rest to micro_sam's own ``_to_mask_data``
-  (:func:`filtered_mask_generator`, ``core.annotation.mask_generator``).
+  (:func:`filtered_mask_generator`, used by ``core.annotation.automatic``).
 
 - ``_cached_input`` and ``_cached_original_size`` of micro_sam's bioimage.io ``PredictorAdaptor``: its
   ``__init__`` builds one of the registry's 1024 px models, so a package of any other SAM (LiteMedSAM, the
@@ -149,8 +149,21 @@ def filtered_mask_generator(
     autocast: Any = None,
     points_per_batch: Any = None,
 ) -> Any:
-    """micro_sam's ``AutomaticMaskGenerator`` keeping only what ``generate(pred_iou_thresh=...)`` keeps,
-    dropped before upscaling (see ``core.annotation.mask_generator``); micro_sam is imported here, on use."""
+    """micro_sam's ``AutomaticMaskGenerator``, made fast on a CPU without changing what it keeps.
+
+    micro_sam's generator decodes three masks per grid point, upscales every one to the image's size,
+    scores its stability and run-length encodes it, and only then (in ``generate``) drops the masks whose
+    predicted IoU is below the threshold. On a CPU the upscaling and encoding of masks that will be
+    dropped cost more than the decoder (a 32 x 32 grid is 3,072 masks). This one
+
+    - drops the masks below ``pred_iou_thresh`` (which must be the value later given to ``generate``)
+      right after the decoder, at its low resolution: ``generate`` would drop exactly these;
+    - decodes ``points_per_batch`` points at once (``CPU_POINTS_PER_BATCH`` on a CPU, micro_sam's 64
+      elsewhere);
+    - decodes in the context ``autocast()`` makes (a precision's ``autocast``; None: float32).
+
+    Everything after the decoder is micro_sam's (stability, boxes, NMS, the instance segmentation).
+    micro_sam is imported here, on use (it loads napari)."""
     from contextlib import nullcontext
 
     import torch
