@@ -100,13 +100,19 @@ if [ "$NEWEST" = 1 ]; then
   # What pip gives a user today: the newest releases the ranges allow. PIP_CONSTRAINT=/dev/null sets aside
   # any constraints file this machine's pip configuration names (some machines cap torch there).
   PIP_CONSTRAINT=/dev/null run_pip --upgrade --upgrade-strategy eager -e ".${EXTRAS}"
+  PIP_CONSTRAINT=/dev/null SAM2_BUILD_CUDA=0 run_pip --upgrade --no-build-isolation "sam2>=1.1"
   echo "Resolved (newest the ranges allow):"
   "${PIP[@]}" list 2>/dev/null | grep -i -E "^(pydantic|bioimageio\.spec|bioimageio\.core|torch|torchvision|napari|micro.sam|dask|distributed|zarr|numpy) " \
     | sed 's/^/  /'
 else
   # exactly the tested versions, each checked against the lock's hashes; the test tools come with them
   # (one lock for users and CI: the set a user gets is the set CI ran)
-  run_pip --require-hashes -r "$LOCK"
+  # sam2 (SAM 2.1) is a source distribution that builds against torch: everything else first, then sam2
+  # against the installed torch, without its optional CUDA extension (see pyproject.toml)
+  awk -v rest="$VENV/.lock-rest.txt" -v sam2="$VENV/.lock-sam2.txt" \
+    'BEGIN { out = rest } /^[A-Za-z0-9]/ { out = ($1 ~ /^sam2==/) ? sam2 : rest } { print > out }' "$LOCK"
+  run_pip --require-hashes -r "$VENV/.lock-rest.txt"
+  SAM2_BUILD_CUDA=0 run_pip --require-hashes --no-deps --no-build-isolation -r "$VENV/.lock-sam2.txt"
   run_pip --quiet --no-deps -e .
   echo "$stamp" > "$stamp_file"
 fi

@@ -12,6 +12,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/install.sh --test >/dev/null  # uv comes with the test tools
-exec .venv/bin/uv pip compile pyproject.toml --extra test --universal --fork-strategy fewest \
+# sam2 is a source distribution whose build imports torch: read its metadata against the venv's torch
+# (no isolated build environment, which would download a second torch), without its CUDA extension
+SAM2_BUILD_CUDA=0 exec .venv/bin/uv pip compile pyproject.toml --extra test --extra sam2 \
+    --no-build-isolation-package sam2 --universal --fork-strategy fewest \
     --python-version 3.11 --generate-hashes --quiet --custom-compile-command "bash scripts/lock.sh" \
     --output-file requirements-lock.txt "$@"

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         default="vit_b",
         metavar="NAME|FILE",
-        help="registry name (vit_b, vit_b_lm, ...), 'demo', or a checkpoint file (default: vit_b)",
+        help="registry name (vit_b, vit_b_lm, hvit_t, ...), 'demo', or a checkpoint file (default: vit_b)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -37,6 +37,7 @@ def architecture_of(model: str) -> Architecture:
     from napari_sam_peft.core.sam.architecture import architecture_for_model_name, infer_architecture
     from napari_sam_peft.core.sam.loading import CHECKPOINT_SUFFIXES, read_checkpoint, registry_model_names
     from napari_sam_peft.core.sam.registry import BUNDLED_MODELS
+    from napari_sam_peft.core.sam.sam2_registry import sam2_model_names
 
     if model in BUNDLED_MODELS:
         state, architecture, _ = read_checkpoint(BUNDLED_MODELS[model].path())
@@ -47,10 +48,11 @@ def architecture_of(model: str) -> Architecture:
         return architecture or infer_architecture(state, name=name or path.stem)
     if path.suffix in CHECKPOINT_SUFFIXES or "/" in model:
         raise InvalidCheckpointError(f"No model file at {path}. Check the path, or pick a registry name.")
-    if model in registry_model_names():
+    names = [*registry_model_names(), *sam2_model_names()]
+    if model in names:
         return architecture_for_model_name(model)
     raise ModelNotAvailableError(
-        f"Unknown model {model!r}: give 'demo', a checkpoint file, or one of {', '.join(registry_model_names())}."
+        f"Unknown model {model!r}: give 'demo', a checkpoint file, or one of {', '.join(names)}."
     )
 
 
@@ -82,7 +84,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     total = count_trainable_parameters(spec_from_preset("full_ft", architecture.depth), architecture)
-    print(f"PEFT presets for {args.model} ({architecture.depth} encoder blocks, {total:,} parameters)\n")
+    print(f"PEFT presets for {args.model} ({architecture.depth} encoder blocks, {total:,} parameters)")
+    if architecture.block_summary():
+        print(architecture.block_summary())
+    print()
     print(f"{'preset':<16}{'method':<16}{'blocks':<10}{'trainable':>14}{'share':>9}")
     for row in rows:
         blocks = format_blocks(row["blocks"], architecture.depth) if row["blocks"] else "-"

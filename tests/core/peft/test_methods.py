@@ -1,5 +1,6 @@
 """One contract for every preset, table-driven (rows: presets; the same assertions for each), on a
-small model of each encoder family: SAM's ViT and TinyViT (micro_sam's vit_t, LiteMedSAM)."""
+small model of each encoder family: SAM's ViT, TinyViT (micro_sam's vit_t, LiteMedSAM) and SAM 2.1's
+Hiera (micro_sam dev's hvit_*)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ from napari_sam_peft.core.peft import (
 )
 from napari_sam_peft.core.peft.attachment import base_name
 from napari_sam_peft.core.sam.architecture import TINY, build_sam
+from napari_sam_peft.core.sam.hiera_architecture import TINY_HIERA
 from napari_sam_peft.core.sam.loading import LoadedModel, model_identity
 from napari_sam_peft.core.sam.registry import family_for
 from napari_sam_peft.core.sam.tiny_vit import TINY_VIT_TEST
 from tests.conftest import sam_forward, sam_train_loss
 
-ARCHITECTURES = {"vit": TINY, "tiny_vit": TINY_VIT_TEST}
+ARCHITECTURES = {"vit": TINY, "tiny_vit": TINY_VIT_TEST, "hiera": TINY_HIERA}
 
 
 def _in_late_blocks(name, arch):
@@ -109,6 +111,8 @@ def test_gradients_reach_only_the_intended_tensors(arch, sam, preset):
 
     trainable = set(handle.trainable_names)
     assert trainable, "a method that trains nothing"
+    prefixes = family_for(arch).decoder_prefixes  # the prompt encoder's and the mask decoder's
+    decoder = prefixes[1]
     encoder_rule, trains_decoder = INTENT[preset]
     for name, param in sam.named_parameters():
         plain = base_name(name)
@@ -116,17 +120,17 @@ def test_gradients_reach_only_the_intended_tensors(arch, sam, preset):
         if name not in trainable:
             assert param.grad is None, f"{preset}: frozen {name} received a gradient"
             continue
-        if name.startswith("image_encoder.") or name.startswith("mask_decoder.transformer."):
+        if name.startswith(("image_encoder.", f"{decoder}transformer.")):
             assert param.grad is not None, f"{preset}: trainable {name} received no gradient"
         if plain not in original:  # a tensor the method added
             assert encoder_rule == "added", f"{preset} added {name}"
-        elif plain.startswith(("prompt_encoder.", "mask_decoder.")):
+        elif plain.startswith(prefixes):
             assert trains_decoder, f"{preset} trains the decoder tensor {name}"
         else:
             assert encoder_rule != "added" and encoder_rule(plain, arch), f"{preset} trains {name}"
     if trains_decoder:
-        decoder = {n for n, _ in sam.named_parameters() if n.startswith("mask_decoder.") and ".base." not in n}
-        assert decoder <= trainable
+        decoder_names = {n for n, _ in sam.named_parameters() if n.startswith(decoder) and ".base." not in n}
+        assert decoder_names <= trainable
 
 
 @pytest.mark.parametrize("preset", CPU_PRESETS)

@@ -42,7 +42,10 @@ def test_micro_sam_vit_t_names_give_mobile_sams_tiny_vit(name):
 
 
 def test_an_unsupported_micro_sam_encoder_says_what_to_choose():
-    with pytest.raises(InvalidCheckpointError, match=r"vit_z_lm.*Choose a vit_b, vit_l, vit_h or vit_t"):
+    with pytest.raises(
+        InvalidCheckpointError,
+        match=r"vit_z_lm.*Choose a vit_b, vit_l, vit_h, vit_t, hvit_t, hvit_s, hvit_b or hvit_l",
+    ):
         architecture_for_model_name("vit_z_lm")
 
 

@@ -46,6 +46,7 @@ from napari_sam_peft.core.sam.encoder_family import (
 )
 from napari_sam_peft.core.sam.loading import LoadedModel, load_model, model_identity, save_model
 from napari_sam_peft.core.sam.preprocessing import model_input
+from napari_sam_peft.core.sam.sam1_model import SamOneModel
 from napari_sam_peft.core.sam.stages import StageInputCapture, run_stages, stage_count
 from napari_sam_peft.core.training.estimate import estimate_training, first_trained_stage
 from napari_sam_peft.core.training.loop import TrainingConfig, train
@@ -143,7 +144,7 @@ def _channels_last(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 2, 3, 1)
 
 
-class ToyFamily:
+class ToyFamily(SamOneModel):
     """The whole of what the package needs to know about the toy encoder."""
 
     name = "toy"

@@ -165,11 +165,12 @@ class FacTQKV(PeftWrapper):
         super().__init__(base)
         if rank <= 0:
             raise SamPeftError(f"FacT rank must be a positive integer, not {rank}.")
-        dim = base.in_features
         device = base.weight.device
         self.groups = groups
-        self.fact_u = nn.Parameter(torch.empty(rank, dim, device=device))
-        self.fact_v = nn.Parameter(torch.zeros(dim, rank, device=device))
+        # q and v are a third of the output each: as wide as the input in SAM's ViT, twice as wide
+        # in the first block of a Hiera stage
+        self.fact_u = nn.Parameter(torch.empty(rank, base.in_features, device=device))
+        self.fact_v = nn.Parameter(torch.zeros(base.out_features // 3, rank, device=device))
         self.fact_s_q = nn.Parameter(torch.empty(rank, rank, device=device))
         self.fact_s_v = nn.Parameter(torch.empty(rank, rank, device=device))
         if device.type != "meta":

@@ -26,7 +26,7 @@ from ..errors import SamPeftError
 from ..sam.registry import image_encoder_of
 from .layers import FacTQKV, LoRALinear, ParallelAdapter, PeftWrapper, ScaleShift
 from .options import AdaptFormerOptions, DecoderLoraOptions, FactOptions, LoraOptions, MethodOptions
-from .target import DECODER_PREFIXES, ENCODER, EncoderTarget, parent_and_attribute
+from .target import ENCODER, EncoderTarget, parent_and_attribute
 
 __all__ = ["METHODS", "PeftMethod", "Replacement", "UnknownMethodError", "get_method", "register_method"]
 
@@ -84,7 +84,7 @@ class PeftMethod:
 
     def selects_base(self, name: str, target: EncoderTarget) -> bool:
         """Whether an original (not added) parameter of SAM, named as in plain SAM, trains."""
-        return (self.trains_decoder and name.startswith(DECODER_PREFIXES)) or self.selects(name, target)
+        return (self.trains_decoder and name.startswith(target.decoder_prefixes)) or self.selects(name, target)
 
 
 METHODS: dict[str, PeftMethod] = {}
@@ -172,7 +172,7 @@ def _inject_decoder_lora(target: EncoderTarget, options: DecoderLoraOptions) -> 
     """LoRA inside the mask decoder's two-way transformer: the same for every encoder family."""
     done: list[Replacement] = []
     make = partial(LoRALinear, rank=options.rank, alpha=options.scale_alpha)
-    for module in list(target.sam.mask_decoder.transformer.modules()):
+    for module in list(target.mask_decoder.get_submodule("transformer").modules()):
         if all(hasattr(module, f"{p}_proj") for p in ("q", "k", "v", "out")):
             for part in ("q", "k", "v", "out"):
                 if part in options.targets:

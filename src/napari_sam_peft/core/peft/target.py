@@ -9,21 +9,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from segment_anything.modeling import Sam
 from torch import nn
 
 from ..sam.encoder_family import BlockLayout, EncoderFamily
 from ..sam.registry import family_of, image_encoder_of
 
 ENCODER = "image_encoder."
-DECODER_PREFIXES = ("prompt_encoder.", "mask_decoder.")
 
 
 @dataclass
 class EncoderTarget:
-    """A SAM model, its encoder family and the selected block indices."""
+    """A SAM model (SAM 1 or SAM 2.1), its encoder family and the selected block indices."""
 
-    sam: Sam
+    sam: nn.Module
     blocks: tuple[int, ...]
     family: EncoderFamily = field(init=False)
     block_paths: list[str] = field(init=False)  # every block, relative to ``sam``
@@ -37,6 +35,16 @@ class EncoderTarget:
     def layout(self) -> BlockLayout:
         """Where the method's layers are inside a block."""
         return self.family.layout
+
+    @property
+    def decoder_prefixes(self) -> tuple[str, ...]:
+        """Parameter-name prefixes of the prompt encoder and mask decoder (every encoder method trains them)."""
+        return self.family.decoder_prefixes
+
+    @property
+    def mask_decoder(self) -> nn.Module:
+        """The model's mask decoder."""
+        return self.family.mask_decoder(self.sam)
 
     @property
     def all_blocks(self) -> bool:

@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 
 import torch
-from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+from torch import nn
 
 from ..errors import InvalidCheckpointError
 from .encoder_family import Architecture
@@ -23,6 +23,7 @@ from .registry import (
     NAMED_ARCHITECTURES,
     family_for,
     family_named,
+    micro_sam_base,
 )
 from .vit import DEMO, TINY, VIT_B, VIT_H, VIT_L, VitArchitecture
 
@@ -48,21 +49,21 @@ __all__ = [
 
 
 def architecture_for_model_name(name: str) -> Architecture:
-    """The architecture of a micro_sam registry name such as ``vit_b_lm`` (its first five letters).
+    """The architecture of a micro_sam registry name such as ``vit_b_lm`` (its base model, ``vit_b``).
 
     Raises
     ------
     InvalidCheckpointError
         For a micro_sam model whose encoder napari-sam-peft does not support.
     """
-    prefix = name[:5]
-    if prefix not in MICRO_SAM_ARCHITECTURES:
+    base = micro_sam_base(name)
+    if base is None:
         *others, last = MICRO_SAM_ARCHITECTURES
         raise InvalidCheckpointError(
             f"Model {name!r} has an architecture napari-sam-peft does not support (its image encoder is of "
             f"another family). Choose a {', '.join(others)} or {last} model."
         )
-    return MICRO_SAM_ARCHITECTURES[prefix]
+    return MICRO_SAM_ARCHITECTURES[base]
 
 
 def architecture_from_json(text: str) -> Architecture:
@@ -99,35 +100,14 @@ def same_weight_shapes(declared: Architecture, inferred: Architecture) -> bool:
     return type(declared) is type(inferred) and declared.weight_shapes() == inferred.weight_shapes()
 
 
-def build_sam(arch: Architecture, device: str | torch.device | None = None) -> Sam:
-    """Build an untrained SAM model of the given architecture, in eval mode.
+def build_sam(arch: Architecture, device: str | torch.device | None = None) -> nn.Module:
+    """Build an untrained model of the given architecture, in eval mode: ``segment_anything``'s
+    ``Sam`` for SAM 1 families, ``SAM2Base`` for SAM 2.1's.
 
     ``device="meta"`` builds it without allocating memory, which is how tests count the
     parameters of vit_b in milliseconds.
     """
     context = torch.device(device) if device is not None else torch.device("cpu")
     with context:
-        sam = Sam(
-            image_encoder=family_for(arch).build_encoder(arch),
-            prompt_encoder=PromptEncoder(
-                embed_dim=arch.prompt_embed_dim,
-                image_embedding_size=(arch.embedding_size, arch.embedding_size),
-                input_image_size=(arch.img_size, arch.img_size),
-                mask_in_chans=16,
-            ),
-            mask_decoder=MaskDecoder(
-                num_multimask_outputs=arch.num_multimask_outputs,
-                transformer=TwoWayTransformer(
-                    depth=arch.decoder_depth,
-                    embedding_dim=arch.prompt_embed_dim,
-                    mlp_dim=arch.decoder_mlp_dim,
-                    num_heads=arch.decoder_num_heads,
-                ),
-                transformer_dim=arch.prompt_embed_dim,
-                iou_head_depth=3,
-                iou_head_hidden_dim=arch.iou_head_hidden_dim,
-            ),
-            pixel_mean=list(arch.pixel_mean),
-            pixel_std=list(arch.pixel_std),
-        )
-    return sam.eval()
+        model = family_for(arch).build_model(arch)
+    return model.eval()

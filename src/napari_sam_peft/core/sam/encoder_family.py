@@ -70,6 +70,10 @@ class Architecture:
         """What ``Sam.preprocess`` divides by (SAM's ImageNet deviation)."""
         return (58.395, 57.12, 57.375)
 
+    def block_summary(self) -> str:
+        """A line on how the adaptable blocks lie in the encoder, where the count alone does not say it."""
+        return ""
+
     def weight_shapes(self) -> dict[str, Any]:
         """The fields the tensor shapes of its weights show (all but the name and the decoder's head
         count, which only a file's record can say)."""
@@ -200,8 +204,22 @@ class EncoderFamily(Protocol):
         """
         ...
 
+    @property
+    def decoder_prefixes(self) -> tuple[str, ...]:
+        """Parameter-name prefixes of the model's prompt encoder and mask decoder (SAM 1:
+        ``prompt_encoder.``, ``mask_decoder.``; SAM 2.1: ``sam_prompt_encoder.``, ``sam_mask_decoder.``)."""
+        ...
+
     def build_encoder(self, architecture: Architecture) -> nn.Module:
-        """An untrained image encoder: input (N, 3, S, S), output (N, prompt_embed_dim, E, E)."""
+        """An untrained image encoder: input (N, 3, S, S)."""
+        ...
+
+    def build_model(self, architecture: Architecture) -> nn.Module:
+        """An untrained whole model on the current default device: ``Sam`` (SAM 1) or ``SAM2Base`` (SAM 2.1)."""
+        ...
+
+    def mask_decoder(self, model: nn.Module) -> nn.Module:
+        """The model's mask decoder (SAM's ``mask_decoder``, SAM 2's ``sam_mask_decoder``)."""
         ...
 
     def global_blocks(self, architecture: Architecture) -> tuple[int, ...]:

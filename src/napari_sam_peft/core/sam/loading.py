@@ -34,7 +34,8 @@ from .architecture import (
 )
 from .devices import select_device
 from .internals import load_checkpoint
-from .registry import BUNDLED_MODELS, MICRO_SAM_ARCHITECTURES, UnknownFamilyError
+from .registry import BUNDLED_MODELS, UnknownFamilyError, family_for, micro_sam_base
+from .sam2_registry import SAM2_WEIGHTS, fetch_sam2_weights, sam2_model_names
 
 DEMO_MODEL_NAME = "demo"
 MODEL_FILE_FORMAT = "napari-sam-peft/model"
@@ -105,7 +106,7 @@ def registry_model_names() -> list[str]:
     (``registry.MICRO_SAM_ARCHITECTURES``)."""
     from micro_sam.util import models
 
-    return sorted(n for n in models().registry if not n.endswith("_decoder") and n[:5] in MICRO_SAM_ARCHITECTURES)
+    return sorted(n for n in models().registry if not n.endswith("_decoder") and micro_sam_base(n) is not None)
 
 
 def offline_model_names() -> list[str]:
@@ -168,6 +169,8 @@ def load_model(
         say(f"Reading {path.name}")
         state, architecture, stored_name = read_checkpoint(path)
         return _assemble(state, architecture, stored_name or path.stem, str(path), target)
+    if name in SAM2_WEIGHTS:
+        return _load_sam2_by_name(name, target, say)
     path = _fetch_registry_weights(name, say)
     say(f"Reading {path.name}")
     architecture_for_model_name(name)  # refuses architectures we cannot adapt, before reading
@@ -194,11 +197,47 @@ def check_model_name(model: str | os.PathLike[str]) -> None:
         if not path.is_file():
             raise InvalidCheckpointError(f"No model file at {path}. Check the path, or pick a registry name.")
         return
-    if name not in registry_model_names():
+    if name not in registry_model_names() and name not in SAM2_WEIGHTS:
         offline = ", ".join(map(repr, BUNDLED_MODELS))
         raise ModelNotAvailableError(
             f"Unknown model {name!r}. Choose {offline}, a checkpoint file, or one of: "
-            + ", ".join(registry_model_names())
+            + ", ".join([*registry_model_names(), *sam2_model_names()])
+        )
+
+
+def _load_sam2_by_name(name: str, device: torch.device, say: Callable[[str], None]) -> LoadedModel:
+    """SAM 2.1 model ``name`` from micro_sam dev's cache (downloaded once where online)."""
+    path = fetch_sam2_weights(name, say)
+    say(f"Reading {path.name}")
+    state, _, _ = read_checkpoint(path)
+    expected = architecture_for_model_name(name)
+    found = infer_architecture(state)  # named after the size its shapes show
+    if found.family != expected.family:
+        raise InvalidCheckpointError(
+            f"The weights file for {name!r} ({path}) holds a SAM 1 checkpoint ({found.family} encoder), not "
+            f"SAM 2.1's Hiera: replace it with {SAM2_WEIGHTS[name][0]}."
+        )
+    if found != expected:
+        raise InvalidCheckpointError(
+            f"The weights file for {name!r} ({path}) holds another SAM 2.1 size ({found.name}): "
+            f"replace it with {SAM2_WEIGHTS[name][0]}."
+        )
+    return _assemble(state, expected, name, name, device)
+
+
+def check_loop_support(model: LoadedModel) -> None:
+    """Refuse a model the annotation, training and evaluation loop cannot run yet (SAM 2.1).
+
+    Raises
+    ------
+    ModelNotAvailableError
+        For a SAM 2.1 model, in one line saying what works with it today.
+    """
+    if family_for(model.architecture).name == "hiera":
+        raise ModelNotAvailableError(
+            f"{model.identity.name} is a SAM 2.1 model: napari-sam-peft lists its PEFT methods "
+            f"(napari-sam-peft methods --model {model.identity.name}) but does not annotate, train or evaluate "
+            "with SAM 2.1 yet. Choose a SAM 1 model such as lite_medsam or vit_b_lm."
         )
 
 
@@ -319,6 +358,8 @@ def sam_state_from(raw: object, path: Path) -> dict[str, torch.Tensor]:
     """
     if isinstance(raw, Mapping) and "model_state" in raw:
         raw = raw["model_state"]
+    if isinstance(raw, Mapping) and isinstance(raw.get("model"), Mapping):  # Meta's SAM 2.1 checkpoints
+        raw = raw["model"]
     if not isinstance(raw, Mapping) or not raw:
         raise InvalidCheckpointError(f"{path.name} holds no state dict of a SAM model.")
     state: dict[str, torch.Tensor] = OrderedDict()

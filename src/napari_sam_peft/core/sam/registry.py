@@ -15,21 +15,39 @@ from torch import nn
 
 from ..errors import ModelNotAvailableError, SamPeftError
 from .encoder_family import Architecture, EncoderFamily
+from .hiera import HIERA
+from .hiera_architecture import HVIT_B, HVIT_L, HVIT_S, HVIT_T, TINY_HIERA
 from .tiny_vit import LITE_MEDSAM_ARCHITECTURE, TINY_VIT, VIT_T
 from .vit import DEMO, TINY, VIT, VIT_B, VIT_H, VIT_L
 
 #: Every encoder family, by the name architectures record.
-FAMILIES: dict[str, EncoderFamily] = {VIT.name: VIT, TINY_VIT.name: TINY_VIT}
+FAMILIES: dict[str, EncoderFamily] = {VIT.name: VIT, TINY_VIT.name: TINY_VIT, HIERA.name: HIERA}
 #: The family of an architecture record without a ``family`` field (every file written before
 #: families existed) and the one whose message explains a state dict no family recognises.
 DEFAULT_FAMILY = VIT.name
 #: Architectures by name: micro_sam's sizes and the small models of this package.
 NAMED_ARCHITECTURES: dict[str, Architecture] = {
-    a.name: a for a in (VIT_B, VIT_L, VIT_H, VIT_T, LITE_MEDSAM_ARCHITECTURE, DEMO, TINY)
+    a.name: a
+    for a in (VIT_B, VIT_L, VIT_H, VIT_T, LITE_MEDSAM_ARCHITECTURE, DEMO, TINY)
+    + (HVIT_T, HVIT_S, HVIT_B, HVIT_L, TINY_HIERA)
 }
-#: micro_sam registry names by their first five letters (``vit_b_lm`` -> ``vit_b``) -> the
-#: architecture built for them; micro_sam models of any other prefix are not offered.
-MICRO_SAM_ARCHITECTURES: dict[str, Architecture] = {"vit_b": VIT_B, "vit_l": VIT_L, "vit_h": VIT_H, "vit_t": VIT_T}
+#: micro_sam registry names by their base model (``vit_b_lm`` -> ``vit_b``, ``hvit_t_cells`` ->
+#: ``hvit_t``) -> the architecture built for them; micro_sam models of any other base are not offered.
+MICRO_SAM_ARCHITECTURES: dict[str, Architecture] = {
+    "vit_b": VIT_B,
+    "vit_l": VIT_L,
+    "vit_h": VIT_H,
+    "vit_t": VIT_T,
+    "hvit_t": HVIT_T,
+    "hvit_s": HVIT_S,
+    "hvit_b": HVIT_B,
+    "hvit_l": HVIT_L,
+}
+
+
+def micro_sam_base(name: str) -> str | None:
+    """The base model a micro_sam registry name starts with (``vit_b_lm`` -> ``vit_b``), if supported."""
+    return next((base for base in MICRO_SAM_ARCHITECTURES if name == base or name.startswith(base + "_")), None)
 
 
 @dataclass(frozen=True)

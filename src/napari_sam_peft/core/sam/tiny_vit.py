@@ -33,6 +33,7 @@ from torch import nn
 
 from ..errors import InvalidCheckpointError
 from .encoder_family import Architecture, BlockLayout, EncoderCost, StageCost, decoder_fields
+from .sam1_model import SamOneModel
 from .tiny_vit_encoder import (
     LITE_MEDSAM,
     MOBILE_SAM,
@@ -182,7 +183,7 @@ def _layer_sides(arch: TinyVitArchitecture) -> list[int]:
     return [grid // 2 ** (i - 1 if i == 3 else i) for i in range(len(arch.depths))]
 
 
-class TinyVitFamily:
+class TinyVitFamily(SamOneModel):
     """MobileSAM's and LiteMedSAM's TinyViT encoder."""
 
     name = "tiny_vit"

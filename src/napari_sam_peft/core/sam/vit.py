@@ -26,6 +26,7 @@ from torch import nn
 from ..errors import InvalidCheckpointError
 from .encoder_family import Architecture, BlockLayout, EncoderCost, StageCost, decoder_fields
 from .internals import to_image
+from .sam1_model import SamOneModel
 from .vit_attention import use_chunked_attention
 
 
@@ -145,7 +146,7 @@ def _vit(architecture: Any) -> VitArchitecture:
     return architecture
 
 
-class VitFamily:
+class VitFamily(SamOneModel):
     """SAM's ViT encoder (``segment_anything.modeling.ImageEncoderViT``)."""
 
     name = "vit"

@@ -1,0 +1,1 @@
+"""Reference implementations that tests compare with (copied from other projects, each file says whence)."""
