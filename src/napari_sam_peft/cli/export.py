@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_sam_peft.core.export.base_model import load_adapter_base
     from napari_sam_peft.core.export.merged import merged_checkpoint
     from napari_sam_peft.core.peft import Adapter
+    from napari_sam_peft.core.sam.registry import is_sam1
 
     if args.out is None and args.bioimageio is None:
         raise SamPeftError("Say what to write: --out MERGED.pth (for micro_sam) and/or --bioimageio PACKAGE.zip.")
@@ -74,6 +75,13 @@ def run(args: argparse.Namespace) -> int:
     if args.bioimageio is not None and args.bioimageio.suffix != ".zip":
         raise SamPeftError(f"--bioimageio must end in .zip (a bioimage.io package), not {args.bioimageio.name!r}.")
     adapter = Adapter.load(args.adapter)
+    sam1 = is_sam1(adapter.architecture)
+    if args.bioimageio is not None and not sam1:
+        raise SamPeftError(
+            f"A bioimage.io package holds a SAM 1 model (micro_sam's format); {args.adapter.name} adapts a "
+            "SAM 2.1 model. Export the merged checkpoint with --out MERGED.pt instead (sam2 and micro_sam dev "
+            "load it)."
+        )
     model = load_adapter_base(adapter, args.adapter, args.model, device=args.device)
     checkpoint = merged_checkpoint(adapter, model)
     architecture = model.architecture.name
@@ -84,8 +92,18 @@ def run(args: argparse.Namespace) -> int:
 
         with atomic_path(args.out) as tmp:
             torch.save(checkpoint, tmp)
+        what = adapter.spec.describe(model.architecture.depth)
+        merged = f"wrote {args.out}: {model.identity.name} + {what}, merged"
+        if not sam1:
+            print(
+                f"{merged}, as Meta's SAM 2.1 checkpoints are. In micro_sam dev: get_sam2_model("
+                f"model_type={architecture!r}, checkpoint_path={str(args.out)!r}); in sam2: build_sam2(the "
+                f"{architecture} config, ckpt_path={str(args.out)!r})",
+                file=sys.stderr,
+            )
+            return 0
         print(
-            f"wrote {args.out}: {model.identity.name} + {adapter.spec.describe(model.architecture.depth)}, merged"
+            merged
             + (", with the instance decoder" if adapter.has_decoder else "")
             + f". In micro_sam: get_sam_model(model_type={architecture!r}, checkpoint_path={str(args.out)!r})"
             + (" and, for AIS, get_predictor_and_decoder with the same arguments" if adapter.has_decoder else ""),

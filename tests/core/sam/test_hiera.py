@@ -12,6 +12,7 @@ from napari_sam_peft.cli import main
 from napari_sam_peft.core.data.sample_data import make_sample
 from napari_sam_peft.core.data.store import AnnotationStore
 from napari_sam_peft.core.errors import InvalidCheckpointError, ModelNotAvailableError
+from napari_sam_peft.core.peft import Adapter, attach, spec_from_preset
 from napari_sam_peft.core.sam.architecture import TINY, build_sam
 from napari_sam_peft.core.sam.hiera_architecture import (
     HVIT_B,
@@ -23,6 +24,7 @@ from napari_sam_peft.core.sam.hiera_architecture import (
 )
 from napari_sam_peft.core.sam.loading import check_loop_support, load_model, model_identity
 from napari_sam_peft.core.sam.registry import family_of
+from napari_sam_peft.core.sam.sam2_model import BASE_CONFIG, config_overrides
 from napari_sam_peft.core.sam.sam2_registry import sam2_weights_path
 from tests.conftest import sam_forward
 
@@ -135,3 +137,41 @@ def test_the_loop_refuses_sam2_in_one_line_until_it_runs_it(tiny_sam2, tmp_path,
         check_loop_support(load_model(path, device="cpu"))
     err = _one_line_exit_2(capsys, _train(store, str(path)))
     assert "is a SAM 2.1 model" in err
+
+
+def _trained_adapter(tiny_sam2, tmp_path):
+    """A LoRA adapter on the tiny SAM 2.1 (its tensors moved off their start, as training would) and the
+    outputs of the model carrying it."""
+    base = tmp_path / "tiny_sam2.pt"
+    torch.save({"model": tiny_sam2.state_dict()}, base)
+    model = load_model(base, device="cpu")
+    handle = attach(model.sam, spec_from_preset("late_lora", TINY_HIERA.depth))
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in handle.trainable_parameters():
+            p.add_(torch.randn(p.shape, generator=generator) * 0.05)
+    expected = sam_forward(model.sam, 128)
+    path = Adapter.from_attached(handle, model).save(tmp_path / "lora.safetensors")
+    return base, path, expected
+
+
+def test_export_writes_a_merged_sam2_checkpoint_that_sam2s_builder_loads(tiny_sam2, tmp_path, capsys):
+    from sam2.build_sam import build_sam2
+
+    base, adapter, expected = _trained_adapter(tiny_sam2, tmp_path)
+    out = tmp_path / "merged.pt"
+    assert main(["export", str(adapter), "--model", str(base), "--out", str(out)]) == 0
+    assert "get_sam2_model(model_type='tiny_hiera'" in capsys.readouterr().err
+    rebuilt = build_sam2(
+        BASE_CONFIG, ckpt_path=str(out), device="cpu", hydra_overrides_extra=config_overrides(TINY_HIERA)
+    )
+    torch.testing.assert_close(sam_forward(rebuilt, 128)["masks"], expected["masks"], rtol=0, atol=1e-4)
+
+
+def test_bioimageio_export_of_a_sam2_adapter_is_refused_in_one_line(tiny_sam2, tmp_path, capsys):
+    base, adapter, _ = _trained_adapter(tiny_sam2, tmp_path)
+    err = _one_line_exit_2(
+        capsys, ["export", str(adapter), "--model", str(base), "--bioimageio", str(tmp_path / "p.zip")]
+    )
+    assert "holds a SAM 1 model" in err and "--out MERGED.pt" in err
+    assert not (tmp_path / "p.zip").exists()

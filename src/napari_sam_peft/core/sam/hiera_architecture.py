@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -121,7 +121,8 @@ def infer_hiera_architecture(state: Mapping[str, torch.Tensor], name: str = "cus
     """Read the architecture off a SAM 2.1 state dict.
 
     Head counts, windows and global blocks do not show in tensor shapes, so the shapes must be
-    those of one of SAM 2.1's four sizes (or the test model).
+    those of one of SAM 2.1's four sizes (or the test model), and the architecture is named after it
+    (``name`` is not used: a file of hvit_t's shapes is hvit_t, as micro_sam dev calls it).
 
     Raises
     ------
@@ -149,7 +150,7 @@ def infer_hiera_architecture(state: Mapping[str, torch.Tensor], name: str = "cus
             background,
             hidden,
         ):
-            return HieraArchitecture(**{**asdict(known), "name": known.name if name == "custom" else name})
+            return known  # by its size's name, whatever the file is called (as for SAM's vit_b, vit_l, vit_h)
     raise InvalidCheckpointError(
         f"This SAM 2.1 checkpoint has a Hiera of width {embed_dim} with stages {stages}, which is none of "
         "SAM 2.1's sizes (tiny, small, base+, large). napari-sam-peft loads those four."

@@ -34,7 +34,7 @@ from .architecture import (
 )
 from .devices import select_device
 from .internals import load_checkpoint
-from .registry import BUNDLED_MODELS, UnknownFamilyError, family_for, micro_sam_base
+from .registry import BUNDLED_MODELS, UnknownFamilyError, is_sam1, micro_sam_base
 from .sam2_registry import SAM2_WEIGHTS, fetch_sam2_weights, sam2_model_names
 
 DEMO_MODEL_NAME = "demo"
@@ -233,7 +233,7 @@ def check_loop_support(model: LoadedModel) -> None:
     ModelNotAvailableError
         For a SAM 2.1 model, in one line saying what works with it today.
     """
-    if family_for(model.architecture).name == "hiera":
+    if not is_sam1(model.architecture):
         raise ModelNotAvailableError(
             f"{model.identity.name} is a SAM 2.1 model: napari-sam-peft lists its PEFT methods "
             f"(napari-sam-peft methods --model {model.identity.name}) but does not annotate, train or evaluate "

@@ -17,6 +17,7 @@ from ..errors import ModelNotAvailableError, SamPeftError
 from .encoder_family import Architecture, EncoderFamily
 from .hiera import HIERA
 from .hiera_architecture import HVIT_B, HVIT_L, HVIT_S, HVIT_T, TINY_HIERA
+from .sam1_model import SamOneModel
 from .tiny_vit import LITE_MEDSAM_ARCHITECTURE, TINY_VIT, VIT_T
 from .vit import DEMO, TINY, VIT, VIT_B, VIT_H, VIT_L
 
@@ -108,6 +109,12 @@ def family_named(name: str) -> EncoderFamily:
 def family_for(architecture: Architecture) -> EncoderFamily:
     """The family an architecture belongs to."""
     return family_named(architecture.family)
+
+
+def is_sam1(architecture: Architecture) -> bool:
+    """Whether models of ``architecture`` are ``segment_anything``'s ``Sam`` (SAM 1: ViT, TinyViT), which
+    the annotation and training loop, micro_sam 1.x and the bioimage.io export take; SAM 2.1's are not."""
+    return isinstance(family_for(architecture), SamOneModel)
 
 
 def image_encoder_of(model: nn.Module) -> nn.Module:
