@@ -35,9 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def architecture_of(model: str) -> Architecture:
     """The architecture of a model name or file, without downloading weights."""
     from napari_sam_peft.core.sam.architecture import architecture_for_model_name, infer_architecture
-    from napari_sam_peft.core.sam.loading import CHECKPOINT_SUFFIXES, read_checkpoint, registry_model_names
+    from napari_sam_peft.core.sam.loading import CHECKPOINT_SUFFIXES, known_model_names, read_checkpoint
     from napari_sam_peft.core.sam.registry import BUNDLED_MODELS
-    from napari_sam_peft.core.sam.sam2_registry import sam2_model_names
 
     if model in BUNDLED_MODELS:
         state, architecture, _ = read_checkpoint(BUNDLED_MODELS[model].path())
@@ -48,7 +47,7 @@ def architecture_of(model: str) -> Architecture:
         return architecture or infer_architecture(state, name=name or path.stem)
     if path.suffix in CHECKPOINT_SUFFIXES or "/" in model:
         raise InvalidCheckpointError(f"No model file at {path}. Check the path, or pick a registry name.")
-    names = [*registry_model_names(), *sam2_model_names()]
+    names = known_model_names()
     if model in names:
         return architecture_for_model_name(model)
     raise ModelNotAvailableError(

