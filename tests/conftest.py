@@ -58,8 +58,12 @@ def sam2_image_features(model, image: torch.Tensor) -> tuple[torch.Tensor, list[
 
 def _sam2_decode(model, image, points, labels, box, multimask):
     embedding, high_res = sam2_image_features(model, image)
+    if box is not None:  # as SAM 2's image predictor prompts a box: its corners as points 2 and 3
+        corners, corner_labels = box.reshape(-1, 2, 2), torch.tensor([[2, 3]])
+        points = corners if points is None else torch.cat([corners, points], 1)
+        labels = corner_labels if labels is None else torch.cat([corner_labels, labels], 1)
     sparse, dense = model.sam_prompt_encoder(
-        points=(points, labels) if points is not None else None, boxes=box, masks=None
+        points=(points, labels) if points is not None else None, boxes=None, masks=None
     )
     masks, iou, _, _ = model.sam_mask_decoder(
         image_embeddings=embedding,

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_sam_peft.core.evaluation.base_vs_adapter import evaluate_model
     from napari_sam_peft.core.evaluation.report import scores_line
     from napari_sam_peft.core.peft import Adapter
-    from napari_sam_peft.core.sam.loading import check_loop_support, check_model_name, load_model
+    from napari_sam_peft.core.sam.loading import check_model_name, load_model
     from napari_sam_peft.core.volume.store_slices import read_samples
 
     check_model_name(args.model)  # a misspelt model is said first, before the store's content
@@ -85,7 +85,6 @@ def run(args: argparse.Namespace) -> int:
         measured_on = f"training data, as --split train asks: {where}, not held out (optimistic for a model "
         measured_on += "trained on them)"
     model = load_model(args.model, device=args.device)
-    check_loop_support(model)
     adapter = Adapter.load(args.adapter) if args.adapter is not None else None
     samples, _ = read_samples(store, images)  # a volume gives its slices with objects
     volumes = [(store.lazy_image(i.image_id), store.labels(i)) for i in images if i.volume]

@@ -20,7 +20,7 @@ from psygnal import Signal
 
 from napari_sam_peft.core.annotation.embeddings import BASE_ADAPTER_KEY, tag_predictor
 from napari_sam_peft.core.peft import Adapter, AttachedPeft, frozen_prefix_stages
-from napari_sam_peft.core.sam.loading import LoadedModel, check_loop_support, load_model
+from napari_sam_peft.core.sam.loading import LoadedModel, load_model
 from napari_sam_peft.core.sam.precision import FP32_CPU, Precision, resolve_precision
 from napari_sam_peft.core.sam.precision_probe import model_probe
 from napari_sam_peft.core.sam.stages import stage_count
@@ -136,7 +136,6 @@ class ModelState:
         """
         from segment_anything import SamPredictor
 
-        check_loop_support(loaded)  # raises before anything changes
         if precision is None:
             precision = self.embedding_precision(loaded)
         with self.lock:

@@ -22,7 +22,7 @@ from napari_sam_peft.core.sam.hiera_architecture import (
     TINY_HIERA,
     infer_hiera_architecture,
 )
-from napari_sam_peft.core.sam.loading import check_loop_support, load_model, model_identity
+from napari_sam_peft.core.sam.loading import load_model, model_identity
 from napari_sam_peft.core.sam.registry import family_of
 from napari_sam_peft.core.sam.sam2_model import BASE_CONFIG, config_overrides
 from napari_sam_peft.core.sam.sam2_registry import sam2_weights_path
@@ -36,9 +36,11 @@ def tiny_sam2():
 
 
 def test_tiny_sam2_is_meta_s_sam2base_with_a_hiera_encoder(tiny_sam2):
-    assert type(tiny_sam2).__name__ == "SAM2Base"
+    from sam2.modeling.sam2_base import SAM2Base
+
+    assert isinstance(tiny_sam2, SAM2Base)
     assert family_of(tiny_sam2).name == "hiera"
-    features = tiny_sam2.image_encoder(torch.rand(1, 3, 128, 128))
+    features = tiny_sam2.image_encoder.backbone(torch.rand(1, 3, 128, 128))  # Meta's forward
     assert features["vision_features"].shape == (1, 32, 8, 8)  # 1/16 of the input, prompt_embed_dim wide
     assert [f.shape[-1] for f in features["backbone_fpn"]] == [32, 16, 8]  # the decoder's high-res features
 
@@ -130,13 +132,11 @@ def test_another_sam2_size_placed_as_hvit_t_is_refused(offline_cache, tiny_sam2)
         load_model("hvit_t", device="cpu")
 
 
-def test_the_loop_refuses_sam2_in_one_line_until_it_runs_it(tiny_sam2, tmp_path, store, capsys):
+def test_training_the_instance_decoder_on_sam2_is_refused_in_one_line(tiny_sam2, tmp_path, store, capsys):
     path = tmp_path / "tiny_sam2.pt"
     torch.save({"model": tiny_sam2.state_dict()}, path)
-    with pytest.raises(ModelNotAvailableError, match="methods --model"):
-        check_loop_support(load_model(path, device="cpu"))
-    err = _one_line_exit_2(capsys, _train(store, str(path)))
-    assert "is a SAM 2.1 model" in err
+    err = _one_line_exit_2(capsys, [*_train(store, str(path)), "--with-decoder"])
+    assert "instance decoder (AIS) does not read" in err and "leave out --with-decoder" in err
 
 
 def _trained_adapter(tiny_sam2, tmp_path):

@@ -1,4 +1,4 @@
-"""Every private name of micro_sam, segment_anything and torch is used in one module, which says why."""
+"""Every private name of micro_sam, segment_anything, sam2 and torch is used in one module, which says why."""
 
 from __future__ import annotations
 
@@ -68,6 +68,7 @@ def test_private_names_of_other_libraries_are_used_in_the_internals_module_only(
         "._hash",
         "._is_amx_tile_supported",
         "._is_avx512_bf16_supported",
+        "._prepare_backbone_features",
         "._to_mask_data",
         "._version",
         "__class__ =",

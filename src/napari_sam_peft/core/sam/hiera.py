@@ -12,7 +12,7 @@ queries and widens the channels (a *transition* block: its qkv maps ``dim`` to `
 The mask decoder reads the outputs of stages 1 and 2 directly (SAM 2's high-resolution
 features), so an adapter on late blocks changes only the 64 x 64 embedding.
 
-Stages (the frozen-prefix cache's unit): the patch and position embedding, each block, the neck.
+Stages (the frozen-prefix cache's unit): the whole encoder is one (see :meth:`HieraFamily.stages`).
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ from torch import nn
 
 from .encoder_family import BlockLayout, EncoderCost, StageCost
 from .hiera_architecture import HieraArchitecture, infer_hiera_architecture
-from .internals import to_image
-from .vit import VIT, VIT_B
+from .vit import VIT, VIT_B, sam_model_input
 
 
 def _hiera(architecture: Any) -> HieraArchitecture:
@@ -53,7 +52,7 @@ class HieraFamily:
 
     def owns(self, encoder: nn.Module) -> bool:
         """Whether ``encoder`` is SAM 2's ``ImageEncoder`` (one with a Hiera trunk)."""
-        return type(encoder).__module__.startswith("sam2.") and hasattr(encoder, "trunk")
+        return hasattr(encoder, "trunk") and any(c.__module__.startswith("sam2.") for c in type(encoder).__mro__)
 
     def recognises(self, state: Mapping[str, torch.Tensor]) -> bool:
         """Whether the state dict has ``image_encoder.trunk`` tensors."""
@@ -94,25 +93,20 @@ class HieraFamily:
         return 1
 
     def stages(self, encoder: nn.Module) -> list[tuple[str, ...]]:
-        """The patch and position embeddings, each block, the neck."""
-        stem = ("trunk.patch_embed", "trunk.pos_embed", "trunk.pos_embed_window")
-        return [stem, *[(path,) for path in self.block_paths(encoder)], ("neck",)]
+        """One stage, the whole encoder: Hiera's neck reads the output of every trunk stage, so a block's
+        input is several tensors at four resolutions (44 MB an image at block 6 of hvit_t), which the
+        frozen-prefix cache does not keep. A frozen encoder is still embedded once per image."""
+        return [("trunk", "neck")]
 
     def stage_functions(self, encoder: nn.Module) -> list[Callable[[torch.Tensor], torch.Tensor]]:
-        """Not yet: Hiera's neck reads every stage's output, so a stage's input is more than one tensor.
-
-        Raises
-        ------
-        NotImplementedError
-            Always; callers treat a SAM 2.1 encoder as one stage until the multi-scale cache exists.
-        """
-        raise NotImplementedError("the frozen-prefix cache does not run SAM 2.1's encoder in parts yet")
+        """The encoder's call (the packed embedding, see ``sam2_as_sam``)."""
+        return [encoder]
 
     def stage_entry(
         self, encoder: nn.Module, stage: int
     ) -> tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor]]:
-        """See :meth:`stage_functions`."""
-        raise NotImplementedError("the frozen-prefix cache does not run SAM 2.1's encoder in parts yet")
+        """The encoder and its own input (stage 0 is the only one)."""
+        return encoder, _same
 
     def input_size(self, encoder: nn.Module) -> int:
         """The square side SAM 2 resizes every image to (1024 for the four sizes): Hiera interpolates its
@@ -120,14 +114,9 @@ class HieraFamily:
         return int(encoder.image_size)  # type: ignore[arg-type]
 
     def model_input(self, sam: nn.Module, image: np.ndarray) -> torch.Tensor:
-        """SAM 2's preprocessing (``SAM2Transforms``): the RGB image resized to a square, without
-        keeping its aspect ratio, scaled to [0, 1] and normalised by ImageNet's mean and deviation."""
-        from sam2.utils.transforms import SAM2Transforms
-
-        size = self.input_size(sam.get_submodule("image_encoder"))
-        transforms = SAM2Transforms(resolution=size, mask_threshold=0.0)
-        device = next(sam.parameters()).device
-        return transforms(to_image(image)).unsqueeze(0).to(device)
+        """SAM's preprocessing: the longest side resized to the input size, normalised, padded (micro_sam's
+        dev branch configures SAM 2's image predictor the same way, ``configure_image_predictor``)."""
+        return sam_model_input(sam, image, self.input_size(sam.get_submodule("image_encoder")))
 
     def encoder_cost(self, architecture: Any) -> EncoderCost:
         """Windowed or global attention, qkv, projection and MLP per block at its stage's grid; the neck's
@@ -163,6 +152,10 @@ class HieraFamily:
             return sum(s.flops + s.attention_flops for s in cost.stages)
 
         return total(self.encoder_cost(architecture)) / total(VIT.encoder_cost(VIT_B))
+
+
+def _same(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 #: The family object: ``registry.FAMILIES["hiera"]``.

@@ -1,4 +1,4 @@
-"""Every private name of micro_sam, segment_anything and torch this package uses, in one place.
+"""Every private name of micro_sam, segment_anything, sam2 and torch this package uses, in one place.
 
 None of these has a public API, and doing them differently would make our files or tensors
 differ from micro_sam's own, or cost what the private route saves. Checked against micro_sam
@@ -41,11 +41,18 @@ torch:
 - ``Tensor._version``: the in-place version counter, so an adapter's identity hash is kept until
   a tensor changes (:func:`tensor_version`).
 
-Python, on segment_anything's and MobileSAM's modules:
+sam2 (Meta's package):
+
+- ``_prepare_backbone_features`` of ``SAM2Base``: flattens an image's backbone features the way every
+  SAM 2 path reads them; the video predictor on stored embeddings hands its frames' features to it
+  (:func:`sam2_frame_features`, used by ``core.volume.memory_propagation``).
+
+Python, on segment_anything's, MobileSAM's and sam2's modules:
 
 - ``module.__class__ = ...``: swaps a module's forward for a subclass that computes the same
-  thing with the same parameters (chunked ViT attention; TinyViT attention with grouped qkv), in
-  place, so state dicts, hooks and PEFT wrappers see the original module (:func:`swap_class`).
+  thing with the same parameters (chunked ViT attention; TinyViT attention with grouped qkv; SAM 2.1
+  behind SAM's interface, ``sam2_as_sam``), in place, so state dicts, hooks and PEFT wrappers see the
+  original module (:func:`swap_class`).
 """
 
 from __future__ import annotations
@@ -120,6 +127,12 @@ def tensor_version(tensor: Any) -> int:
 def swap_class(module: Any, cls: type) -> None:
     """Make ``module`` an instance of ``cls`` in place (a subclass, or the original class back)."""
     module.__class__ = cls
+
+
+def sam2_frame_features(predictor: Any, backbone_out: dict) -> tuple:
+    """``SAM2Base._prepare_backbone_features``: a frame's (backbone dict, flattened features, positions,
+    sizes), as SAM 2's video predictor's ``_get_image_feature`` hands them on."""
+    return predictor._prepare_backbone_features(backbone_out)
 
 
 def predictor_adaptor_around(sam: Any) -> Any:

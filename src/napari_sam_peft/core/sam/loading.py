@@ -227,14 +227,14 @@ def _load_sam2_by_name(name: str, device: torch.device, say: Callable[[str], Non
     return _assemble(state, expected, name, name, device)
 
 
-def check_loop_support(model: LoadedModel) -> None:
-    """Refuse a model the annotation, training and evaluation loop cannot run yet (SAM 2.1) with a one-line
-    ``ModelNotAvailableError`` saying what works with it today."""
+def check_instance_decoder_support(model: LoadedModel) -> None:
+    """Refuse micro_sam's instance decoder (AIS) for a SAM 2.1 model in one line: its UNETR reads SAM 1's
+    ViT embedding only."""
     if not is_sam1(model.architecture):
         raise ModelNotAvailableError(
-            f"{model.identity.name} is a SAM 2.1 model: napari-sam-peft lists its PEFT methods "
-            f"(napari-sam-peft methods --model {model.identity.name}) but does not annotate, train or evaluate "
-            "with SAM 2.1 yet. Choose a SAM 1 model such as lite_medsam or vit_b_lm."
+            f"The instance decoder (AIS) does not read {model.identity.name}'s SAM 2.1 embeddings yet: train "
+            "without it (Finetune: untick 'Train the instance decoder'; train: leave out --with-decoder). "
+            "Automatic segmentation then uses the mask generator."
         )
 
 

@@ -41,6 +41,7 @@ from ... import __version__
 from ..atomic import write_atomic
 from ..cache_dir import default_cache_dir
 from .precision import Precision, PrecisionFigures, ProbeResult, supported_precisions
+from .preprocessing import embedding_channels
 from .registry import family_of, image_encoder_of
 
 #: token rows and columns of a ViT block's probe input (the block takes any size)
@@ -96,22 +97,33 @@ def _meta_tensors(module: nn.Module) -> dict[int, Any]:
     return memo
 
 
+class _Reached(Exception):
+    """Raised by the hook that found the last block's input: the rest of the encoder need not run."""
+
+
 def _block_input(sam: nn.Module, device: torch.device) -> tuple[Any, torch.Tensor]:
     """A copy of the last encoder block and a random input of the shape it takes (shapes found on meta)."""
     encoder = image_encoder_of(sam)
     family = family_of(encoder)
-    functions = family.stage_functions(encoder)
-    last_block = len(functions) - 2  # the neck is the last stage
+    last_block = family.block_paths(encoder)[-1]
     meta = copy.deepcopy(encoder, memo=_meta_tensors(encoder))  # shapes only: no weights copied
     x = torch.empty(1, 3, family.input_size(encoder), family.input_size(encoder), device="meta")
-    for function in family.stage_functions(meta)[:last_block]:
-        x = function(x)
-    shape = list(x.shape)
-    if len(shape) == 4:  # a ViT block (1, H, W, C) runs on any H, W: a crop keeps the probe short
+    shape: list[int] = []
+
+    def keep_shape(_module: nn.Module, args: tuple[Any, ...]) -> None:
+        shape.extend(args[0].shape)
+        raise _Reached
+
+    handle = meta.get_submodule(last_block).register_forward_pre_hook(keep_shape)
+    try:
+        meta(x)
+    except _Reached:
+        pass
+    finally:
+        handle.remove()
+    if len(shape) == 4:  # a ViT or Hiera block (1, H, W, C) runs on any H, W: a crop keeps the probe short
         shape[1], shape[2] = min(shape[1], _CROP), min(shape[2], _CROP)
-    block = functions[last_block]
-    if not isinstance(block, nn.Module):
-        raise TypeError("the last encoder stage is not a module")
+    block = encoder.get_submodule(last_block)
     generator = torch.Generator().manual_seed(0)
     return copy.deepcopy(block).float().requires_grad_(True), torch.randn(shape, generator=generator).to(device)
 
@@ -121,7 +133,7 @@ def _decoder_inputs(sam: Any, device: torch.device) -> tuple[Any, Any, torch.Ten
     decoder = copy.deepcopy(sam.mask_decoder).float().requires_grad_(True)
     side = prompt_encoder.image_embedding_size
     generator = torch.Generator().manual_seed(1)
-    embeddings = torch.randn(1, prompt_encoder.embed_dim, *side, generator=generator).to(device)
+    embeddings = torch.randn(1, embedding_channels(sam), *side, generator=generator).to(device)
     return prompt_encoder, decoder, embeddings
 
 

@@ -31,3 +31,10 @@ def input_size(sam: nn.Module) -> int:
 def embedding_side(sam: Sam) -> int:
     """Side length of the image embedding grid the mask decoder reads (64 for SAM)."""
     return int(sam.prompt_encoder.image_embedding_size[0])
+
+
+def embedding_channels(sam: nn.Module) -> int:
+    """Channels of the embedding the model's encoder hands the decoder: the prompt encoder's width for
+    SAM (256), four times that for SAM 2.1, whose embedding packs its high-resolution maps (``sam2_as_sam``)."""
+    width = int(sam.prompt_encoder.embed_dim)  # type: ignore[union-attr, arg-type]
+    return 4 * width if hasattr(sam, "sam_mask_decoder") else width

@@ -54,6 +54,8 @@ def config_overrides(architecture: HieraArchitecture) -> list[str]:
         f"{attention}layer.cross_attention.embedding_dim={a.prompt_embed_dim}",
         f"{attention}layer.cross_attention.feat_sizes={_list((feat, feat))}",
         f"{attention}layer.cross_attention.kv_in_dim={a.memory_dim}",
+        f"++model.memory_encoder.in_dim={a.prompt_embed_dim}",
+        f"++model.memory_encoder.mask_downsampler.embed_dim={a.prompt_embed_dim}",
         f"++model.memory_encoder.out_dim={a.memory_dim}",
         f"++model.memory_encoder.position_encoding.num_pos_feats={a.memory_dim}",
         f"++model.memory_encoder.fuser.layer.dim={a.prompt_embed_dim}",
@@ -107,7 +109,8 @@ def _sam2_builder() -> Callable[..., nn.Module]:
 
 def build_sam2_model(architecture: HieraArchitecture, device: str | torch.device | None = None) -> nn.Module:
     """An untrained ``SAM2Base`` of ``architecture`` in eval mode, with SAM 2's image post-processing
-    settings (as ``build_sam2`` applies them for its image predictor).
+    settings (as ``build_sam2`` applies them for its image predictor), behind SAM's interface
+    (``sam2_as_sam.as_sam_shaped``).
 
     ``device="meta"`` builds it without memory (to count parameters); ``None`` builds on the
     current default device (``with torch.device(...)``).
@@ -129,4 +132,6 @@ def build_sam2_model(architecture: HieraArchitecture, device: str | torch.device
         )
     encoder: Any = model.get_submodule("image_encoder")
     encoder.image_size = architecture.img_size  # HieraFamily.input_size reads it
-    return model
+    from .sam2_as_sam import as_sam_shaped
+
+    return as_sam_shaped(model)

@@ -169,7 +169,7 @@ def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None
     SamPeftError
         For bad input (no training objects, a bad store, preset or blocks).
     """
-    from ..sam.loading import check_loop_support, check_model_name, load_model
+    from ..sam.loading import check_instance_decoder_support, check_model_name, load_model
 
     check_model_name(job.model)  # a misspelt model is said before anything about the store
     if job.steps is not None and job.steps < 0:
@@ -183,7 +183,8 @@ def run_job(job: TrainingJob, emit: Emit, should_stop: Callable[[], bool] | None
     rank, world, device = setup_distributed(job.device)
     data = load_training_data(job.store, job.seed, parent.training_snapshot if parent is not None else None)
     model = load_model(job.model, device=device)
-    check_loop_support(model)
+    if job.with_decoder:
+        check_instance_decoder_support(model)
     spec = job.spec(model.architecture.depth)
     if parent is not None:
         check_parent(parent, Path(str(job.from_adapter)).name, model, spec)

@@ -1,4 +1,5 @@
-"""Propagating one object through z: micro_sam's ``segment_mask_in_volume`` on per-slice embeddings.
+"""Propagating one object through z: micro_sam's ``segment_mask_in_volume`` on per-slice embeddings
+(for SAM 2.1 models, SAM 2's video predictor with its memory: ``memory_propagation``).
 
 A user segments an object on one or several slices (the *seeds*); propagation projects it slice
 by slice away from them (by micro_sam's projection modes) and stops where the IoU between
@@ -119,6 +120,8 @@ def propagate(
     """
     from micro_sam.multi_dimensional_segmentation import segment_mask_in_volume
 
+    if hasattr(predictor.model, "sam_mask_decoder"):  # SAM 2.1: its video predictor and memory
+        return _propagate_with_memory(predictor.model, features, seeds, progress, should_stop)
     settings = settings or PropagationSettings()
     if settings.projection not in projections_for(predictor.model):
         raise ValueError(
@@ -127,8 +130,7 @@ def propagate(
         )
     order = sorted(int(z) for z in seeds)
     masks = {z: seeds[z] for z in order if seeds[z] is not None and np.asarray(seeds[z]).any()}
-    if not masks:
-        raise NoSeedSliceError("Segment the object on at least one slice (S) before propagating it (Shift+S).")
+    _require_seed(masks)
     stop_lower = seeds[order[0]] is None and len(order) > 1
     stop_upper = seeds[order[-1]] is None and len(order) > 1
     # a stop slice in the middle is ignored and segmented by the propagation, as micro_sam does
@@ -163,3 +165,33 @@ def propagate(
     if progress is not None:
         progress(features.n_slices, features.n_slices)
     return Propagated(mask=segmentation > 0, z_range=(int(z_min), int(z_max)), seeds=tuple(order))
+
+
+def _require_seed(masks: Mapping[int, Any]) -> None:
+    if not masks:
+        raise NoSeedSliceError("Segment the object on at least one slice (S) before propagating it (Shift+S).")
+
+
+def _propagate_with_memory(
+    model: Any,
+    features: VolumeFeatures,
+    seeds: Mapping[int, np.ndarray | None],
+    progress: Callable[[int, int], None] | None,
+    should_stop: Callable[[], bool] | None,
+) -> Propagated:
+    from .memory_propagation import propagate_with_memory
+
+    _require_seed({z: m for z, m in seeds.items() if m is not None and np.asarray(m).any()})
+
+    def on_slice(done: int) -> None:
+        if progress is not None:
+            progress(done, features.n_slices)
+        if should_stop is not None and should_stop():
+            raise StoppedError()
+
+    mask = propagate_with_memory(model, features, seeds, on_slice=on_slice)
+    if progress is not None:
+        progress(features.n_slices, features.n_slices)
+    filled = np.flatnonzero(mask.any(axis=(1, 2)))
+    z_range = (int(filled[0]), int(filled[-1])) if len(filled) else (0, 0)
+    return Propagated(mask=mask, z_range=z_range, seeds=tuple(sorted(int(z) for z in seeds)))
