@@ -25,6 +25,7 @@ from napari_sam_peft.core.sam.architecture import VIT_B
 from napari_sam_peft.core.sam.devices import select_device
 from napari_sam_peft.core.sam.precision import resolve_precision, supported_precisions
 from napari_sam_peft.core.sam.precision_probe import cached_probe, measured_decoder_pass
+from napari_sam_peft.core.sam.registry import is_sam1
 from napari_sam_peft.core.training.job import (
     TrainingJob,
     format_value,
@@ -148,7 +149,25 @@ class SettingsPanel(Container):
         self.fields["lr"].value = format_value(self._schedule_lr(pick.lr, self.recipe(), self._continuing()))
         where = device.type if self.remote is None else f"the cluster's worker {self.remote.host} ({device.type})"
         self.picked = f"Recommended on {where}: {pick.preset}. {pick.reason}"
+        self._decoder_follows_model()
         self._recipe_changed()
+
+    def _decoder_follows_model(self) -> None:
+        """The instance decoder (micro_sam's UNETR) reads SAM 1 embeddings only: off and greyed out for a
+        SAM 2.1 model, back on when a SAM 1 model replaces one."""
+        box = self.fields["with_decoder"]
+        sam1 = is_sam1(self.architecture())
+        if sam1 and not box.enabled:
+            box.value = True
+        elif not sam1:
+            box.value = False
+        box.enabled = sam1
+        box.tooltip = (
+            next(f for f in self.job_fields if f.name == "with_decoder").option.tooltip
+            if sam1
+            else "The instance decoder does not read SAM 2.1 embeddings yet: automatic segmentation uses the mask "
+            "generator with a SAM 2.1 model"
+        )
 
     def recipe(self) -> Recipe:
         """The recipe the run takes: the one chosen, or ``auto``'s for the device (the paper's where the

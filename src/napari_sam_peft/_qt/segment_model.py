@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,8 @@ from napari_sam_peft.core.sam.loading import (
     offline_model_names,
     registry_model_names,
 )
+from napari_sam_peft.core.sam.model_needs import model_needs_line
+from napari_sam_peft.core.sam.sam2_registry import sam2_model_names
 from napari_sam_peft.session import AnnotatorSession
 
 if TYPE_CHECKING:
@@ -34,10 +37,14 @@ class ModelPanel:
         offline = offline_model_names()  # real weights (LiteMedSAM) first: the default
         self.model_choice = ComboBox(
             label="model",
-            choices=[*offline, *registry_model_names()],
+            choices=[*offline, *registry_model_names(), *sam2_model_names()],
             value=offline[0] if offline else DEMO_MODEL_NAME,
-            tooltip="lite_medsam and demo load offline; micro_sam's models download once",
+            tooltip="lite_medsam and demo load offline; micro_sam's models (SAM 1: vit_*, SAM 2.1: hvit_*) "
+            "download once",
         )
+        self.needs = wrapping(Label(value=""))
+        self.model_choice.changed.connect(self.show_needs)
+        self.show_needs()
         self.model_file = FileEdit(label="or file", mode="r", filter="*.pth *.pt *.safetensors")
         self.device_choice = ComboBox(label="device", choices=list(DEVICE_CHOICES), value="auto")
         self.load_button = PushButton(text="Load model")
@@ -63,6 +70,7 @@ class ModelPanel:
         """The panel's widgets, top to bottom."""
         return [
             self.model_choice,
+            self.needs,
             self.model_file,
             self.device_choice,
             self.load_button,
@@ -70,6 +78,14 @@ class ModelPanel:
             self.adapter_row,
             self.status,
         ]
+
+    def show_needs(self, *_: object) -> None:
+        """Say under the list what the chosen model needs (measured input size, seconds, memory)."""
+        name = str(self.model_choice.value)
+        line = model_needs_line(name)
+        if name.startswith("hvit") and importlib.util.find_spec("sam2") is None:
+            line += "; needs Meta's sam2 package, not installed (scripts/install.sh installs it)"
+        show_text(self.needs, f"needs: {line}" if line else "", tooltip=line)
 
     def load_model(self) -> None:
         """Load the chosen model on a worker thread (downloads can take minutes)."""

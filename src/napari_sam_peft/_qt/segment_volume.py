@@ -21,12 +21,14 @@ from napari_sam_peft._qt.segment_image import ImagePanel
 from napari_sam_peft._qt.segment_prompts import PromptPanel
 from napari_sam_peft._qt.user_errors import user_errors
 from napari_sam_peft.core.volume.propagation import (
+    MEMORY_PROPAGATION,
     PROJECTIONS,
     Propagated,
     PropagationSettings,
     StoppedError,
     default_settings,
     projections_for,
+    propagates_with_memory,
 )
 from napari_sam_peft.session import Annotator, AnnotatorSession
 from napari_sam_peft.session.volume_annotator import VolumeAnnotator
@@ -90,12 +92,19 @@ class VolumePanel:
         for widget in self.widgets:
             widget.visible = visible
         loaded = self.session.model.loaded
-        if visible and loaded is not None:
+        memory = loaded is not None and propagates_with_memory(loaded.sam)
+        self.projection.visible = self.iou_threshold.visible = visible and not memory
+        if visible and loaded is not None and not memory:
             self.projection.choices = list(projections_for(loaded.sam))
             if self._defaults_for is not loaded:  # a new base model: its default (box for LiteMedSAM)
                 self._defaults_for = loaded
                 self.projection.value = default_settings(loaded.architecture).projection
-        self.status.value = ""
+        self.status.value = MEMORY_PROPAGATION if visible and memory else ""
+
+    def follow_model(self, *_: object) -> None:
+        """A new base model: show the propagation settings it takes (none for SAM 2.1's memory)."""
+        shown = self.session.shown
+        self.show_for(shown if isinstance(shown, VolumeAnnotator) else None)
 
     def settings(self) -> PropagationSettings:
         """The propagation settings the widgets show."""

@@ -177,6 +177,7 @@ class SegmentWidget(SessionDock):
             (shown.opened, self.commits_panel.show),
             (shown.opened, self.prompt_panel.show),
             (shown.opened, self.volume_panel.show_for),
+            (shown.model.base_changed, self.volume_panel.follow_model),
         ]
 
     def _layer_inserted(self, event: Any) -> None:

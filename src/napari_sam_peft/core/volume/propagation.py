@@ -73,6 +73,19 @@ def projections_for(sam: Any) -> tuple[str, ...]:
     return tuple(p for p in PROJECTIONS if p not in MASK_PROJECTIONS)
 
 
+#: what the volume panel says for a model that propagates with SAM 2's memory
+MEMORY_PROPAGATION = (
+    "SAM 2.1 carries the object with its memory (its video predictor), forward and backward from the "
+    "prompted slices, and stops after 2 empty slices; projection and IoU stop are SAM 1's."
+)
+
+
+def propagates_with_memory(sam: Any) -> bool:
+    """Whether ``sam`` propagates with SAM 2's video predictor (a SAM 2.1 model) rather than micro_sam's
+    ``segment_mask_in_volume``."""
+    return hasattr(sam, "sam_mask_decoder")
+
+
 @dataclass(frozen=True)
 class Propagated:
     """A propagated object: its 3D mask and the slices it spans."""
@@ -120,7 +133,7 @@ def propagate(
     """
     from micro_sam.multi_dimensional_segmentation import segment_mask_in_volume
 
-    if hasattr(predictor.model, "sam_mask_decoder"):  # SAM 2.1: its video predictor and memory
+    if propagates_with_memory(predictor.model):
         return _propagate_with_memory(predictor.model, features, seeds, progress, should_stop)
     settings = settings or PropagationSettings()
     if settings.projection not in projections_for(predictor.model):
