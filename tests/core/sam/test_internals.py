@@ -65,6 +65,7 @@ def test_private_names_of_other_libraries_are_used_in_the_internals_module_only(
         "._cached_input",
         "._cached_original_size",
         "._forward_impl",
+        "._get_pos_embed",
         "._hash",
         "._is_amx_tile_supported",
         "._is_avx512_bf16_supported",

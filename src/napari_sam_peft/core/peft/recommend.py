@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from ..sam.architecture import VIT_B, Architecture
-from ..sam.registry import family_for, is_sam1
+from ..sam.registry import family_for
 from ..sam.tiny_vit import VIT_T
 from .methods import get_method
 
@@ -114,14 +114,12 @@ def _recommend(device: torch.device, architecture: Architecture, free_memory: in
     size = family_for(architecture).relative_compute(architecture)  # vit_b 1, vit_l ~3.5, TinyViT 0.08
     if device.type == "cpu":
         if size < 0.1:
-            earlier = (
-                "the earlier blocks run once per image, so a step costs only the adapted blocks and the decoder."
-                if is_sam1(architecture)
-                else "the backward pass stops at the first adapted block (SAM 2.1's earlier blocks still run "
-                "at each step: its frozen-prefix cache is not built)."
+            return _Pick(
+                "late_lora",
+                None,
+                "CPU with a small encoder: LoRA in the later half of the blocks; the earlier blocks run once "
+                "per image, so a step costs only the adapted blocks and the decoder.",
             )
-            reason = f"CPU with a small encoder: LoRA in the later half of the blocks; {earlier}"
-            return _Pick("late_lora", None, reason)
         return _Pick(
             "freeze_encoder",
             None,

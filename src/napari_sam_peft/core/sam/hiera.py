@@ -12,7 +12,8 @@ queries and widens the channels (a *transition* block: its qkv maps ``dim`` to `
 The mask decoder reads the outputs of stages 1 and 2 directly (SAM 2's high-resolution
 features), so an adapter on late blocks changes only the 64 x 64 embedding.
 
-Stages (the frozen-prefix cache's unit): the whole encoder is one (see :meth:`HieraFamily.stages`).
+Stages (the frozen-prefix cache's unit): the patch and position embedding, each block, the neck; a
+stage's input carries the stage outputs finished before it (``hiera_stages``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from .encoder_family import BlockLayout, EncoderCost, StageCost
 from .hiera_architecture import HieraArchitecture, infer_hiera_architecture
@@ -93,20 +95,35 @@ class HieraFamily:
         return 1
 
     def stages(self, encoder: nn.Module) -> list[tuple[str, ...]]:
-        """One stage, the whole encoder: Hiera's neck reads the output of every trunk stage, so a block's
-        input is several tensors at four resolutions (44 MB an image at block 6 of hvit_t), which the
-        frozen-prefix cache does not keep. A frozen encoder is still embedded once per image."""
-        return [("trunk", "neck")]
+        """The patch and position embeddings, each block, the neck."""
+        stem = ("trunk.patch_embed", "trunk.pos_embed", "trunk.pos_embed_window")
+        return [stem, *[(path,) for path in self.block_paths(encoder)], ("neck",)]
 
     def stage_functions(self, encoder: nn.Module) -> list[Callable[[torch.Tensor], torch.Tensor]]:
-        """The encoder's call (the packed embedding, see ``sam2_as_sam``)."""
-        return [encoder]
+        """See ``hiera_stages``: a stage's input carries the stage outputs finished before it."""
+        from .hiera_stages import stage_functions
+
+        return stage_functions(encoder)
 
     def stage_entry(
         self, encoder: nn.Module, stage: int
     ) -> tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor]]:
-        """The encoder and its own input (stage 0 is the only one)."""
-        return encoder, _same
+        """Not for Hiera: a block's input alone is not its stage's input (see :meth:`stage_input_hooks`).
+
+        Raises
+        ------
+        NotImplementedError
+            Always.
+        """
+        raise NotImplementedError("Hiera's stage inputs are captured by stage_input_hooks")
+
+    def stage_input_hooks(
+        self, encoder: nn.Module, stage: int, keep: Callable[[torch.Tensor], None]
+    ) -> list[RemovableHandle]:
+        """Hooks that hand ``keep`` stage ``stage``'s input while the encoder runs whole (``hiera_stages``)."""
+        from .hiera_stages import stage_input_hooks
+
+        return stage_input_hooks(encoder, stage, keep)
 
     def input_size(self, encoder: nn.Module) -> int:
         """The square side SAM 2 resizes every image to (1024 for the four sizes): Hiera interpolates its
@@ -152,10 +169,6 @@ class HieraFamily:
             return sum(s.flops + s.attention_flops for s in cost.stages)
 
         return total(self.encoder_cost(architecture)) / total(VIT.encoder_cost(VIT_B))
-
-
-def _same(x: torch.Tensor) -> torch.Tensor:
-    return x
 
 
 #: The family object: ``registry.FAMILIES["hiera"]``.

@@ -43,6 +43,9 @@ torch:
 
 sam2 (Meta's package):
 
+- ``_get_pos_embed`` of the Hiera trunk: its position embedding for a grid, which the trunk's own forward
+  adds after the patch embedding; the frozen-prefix cache runs that stem as a stage of its own
+  (:func:`hiera_position_embedding`, used by ``core.sam.hiera_stages``).
 - ``_prepare_backbone_features`` of ``SAM2Base``: flattens an image's backbone features the way every
   SAM 2 path reads them; the video predictor on stored embeddings hands its frames' features to it
   (:func:`sam2_frame_features`, used by ``core.volume.memory_propagation``).
@@ -127,6 +130,11 @@ def tensor_version(tensor: Any) -> int:
 def swap_class(module: Any, cls: type) -> None:
     """Make ``module`` an instance of ``cls`` in place (a subclass, or the original class back)."""
     module.__class__ = cls
+
+
+def hiera_position_embedding(trunk: Any, grid: Any) -> Any:
+    """``Hiera._get_pos_embed``: the trunk's position embedding for a (H, W) grid of patches."""
+    return trunk._get_pos_embed(grid)
 
 
 def sam2_frame_features(predictor: Any, backbone_out: dict) -> tuple:

@@ -79,11 +79,18 @@ class PackedImageEncoder(ImageEncoder):
 
     def forward(self, sample: torch.Tensor) -> torch.Tensor:
         """The packed embedding of a preprocessed image batch."""
+        return self.head(self.trunk(sample))
+
+    def head(self, stage_outputs: list[torch.Tensor]) -> torch.Tensor:
+        """The packed embedding from the trunk's stage outputs: the neck, ``conv_s0``/``conv_s1`` on the
+        1/4 and 1/8 maps, ``no_mem_embed`` on the 1/16 one (as ``SAM2ImagePredictor.set_image``)."""
         model = self._owner()
         assert model is not None, "the SAM 2.1 model of this encoder is gone"
         decoder: Any = model.sam_mask_decoder
-        out = self.backbone(sample)
-        s0, s1, top = out["backbone_fpn"][-3:]
+        features, _ = self.neck(stage_outputs)
+        if self.scalp > 0:
+            features = features[: -self.scalp]
+        s0, s1, top = features[-3:]
         embedding = top + model.no_mem_embed.reshape(1, -1, 1, 1)
         return pack_features(embedding, [decoder.conv_s0(s0), decoder.conv_s1(s1)])
 

@@ -79,23 +79,29 @@ class StageInputCapture:
         self.sam = sam
         self.stage = stage
         self.captured: torch.Tensor | None = None
-        self._handle: RemovableHandle | None = None
+        self._handles: list[RemovableHandle] = []
 
     def __enter__(self) -> StageInputCapture:
         encoder = image_encoder_of(self.sam)
+        family = family_of(encoder)
         if self.stage == stage_count(self.sam):  # past the last stage: the input is the embedding itself
-            self._handle = encoder.register_forward_hook(self._keep_output)
+            self._handles = [encoder.register_forward_hook(self._keep_output)]
+        elif hasattr(family, "stage_input_hooks"):  # a stage input of several tensors (SAM 2.1's Hiera)
+            self._handles = family.stage_input_hooks(encoder, self.stage, self._keep)
         else:
-            module, to_stage_input = family_of(encoder).stage_entry(encoder, self.stage)
+            module, to_stage_input = family.stage_entry(encoder, self.stage)
 
             def keep_input(_module: nn.Module, args: tuple[Any, ...]) -> None:
-                self.captured = to_stage_input(args[0]).detach().to("cpu", copy=True)
+                self._keep(to_stage_input(args[0]))
 
-            self._handle = module.register_forward_pre_hook(keep_input)
+            self._handles = [module.register_forward_pre_hook(keep_input)]
         return self
 
+    def _keep(self, stage_input: torch.Tensor) -> None:
+        self.captured = stage_input.detach().to("cpu", copy=True)
+
     def _keep_output(self, _module: nn.Module, _args: tuple[Any, ...], output: torch.Tensor) -> None:
-        self.captured = output.detach().to("cpu", copy=True)
+        self._keep(output)
 
     def __exit__(
         self,
@@ -103,6 +109,6 @@ class StageInputCapture:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-        self._handle = None
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []

@@ -156,16 +156,6 @@ def _counts(spec_json: str, architecture: Architecture) -> _Counts:
     )
 
 
-def _per_cost_stage(counts: _Counts, n: int) -> tuple[int, tuple[float, ...], tuple[bool, ...]]:
-    """The first stage that runs every step, and each cost stage's trained share and adaptation, for an
-    encoder cost of ``n`` stages: an encoder that is one frozen-prefix stage (SAM 2.1's) spreads its
-    one figure over all of them."""
-    if len(counts.stage_trained) == n:
-        return counts.stage, counts.stage_trained, counts.stage_adapted
-    first = 0 if counts.stage == 0 else n
-    return first, counts.stage_trained * n, counts.stage_adapted * n
-
-
 def device_throughput(device: str | torch.device) -> float:
     """The fixed float32 throughput (FLOP/s) the estimate assumes for ``device``; measures nothing.
 
@@ -202,18 +192,18 @@ def estimate_training(
     """
     a = architecture
     counts = _meta_counts(spec, a)
+    stage = counts.stage
     cost = family_for(a).encoder_cost(a)
-    stage, stage_trained, stage_adapted = _per_cost_stage(counts, len(cost.stages))
     tokens, dim = a.embedding_size**2, a.prompt_embed_dim
     passes = 2 + sub_iterations  # box start, point start, then one pass per correction
     encoder_flops, activations, ops = 0.0, 0.0, 0.0
     for index in range(stage, len(cost.stages)):  # earlier stages run once per image
-        part, trained = cost.stages[index], stage_trained[index]
+        part, trained = cost.stages[index], counts.stage_trained[index]
         if part.kind == "block":
             # backward: input gradients (1x) plus weight gradients of the trained share; attention maps 2x
             encoder_flops += part.flops * (2 + trained) + 3 * part.attention_flops
             activations += part.activation_floats
-            ops += OPS_PER_ENCODER_BLOCK + (OPS_PER_ADAPTED_BLOCK if stage_adapted[index] else 0)
+            ops += OPS_PER_ENCODER_BLOCK + (OPS_PER_ADAPTED_BLOCK if counts.stage_adapted[index] else 0)
         elif part.kind == "neck":
             encoder_flops += part.flops * (2 + trained)
             ops += OPS_PER_NECK
