@@ -141,3 +141,43 @@ def test_shift_s_on_sam2_stops_two_empty_slices_after_the_object_in_each_directi
     assert result.n_slices == 1 and result.mask[5].sum() == seed.sum()
     assert result.mask.shape == (12, 96, 128)
     assert max(reached[:-1]) < 12  # slices 0-2 and 8-11 were never run
+
+
+def test_evaluate_runs_sam2_on_images_and_volumes_with_the_mask_generator(tiny_sam2, tmp_path, capsys):
+    import json
+
+    from napari_sam_peft.cli import main
+    from napari_sam_peft.core.data.sample_volume import make_volume
+
+    store = AnnotationStore.create(tmp_path / "mixed.sampeft.zarr")
+    sample = make_sample("nuclei", seed=2, shape=(96, 96))
+    store.add_labels(sample.image, sample.labels, split="val")
+    volume = make_volume(seed=1, shape=(8, 64, 64))
+    store.add_labels(volume.image, volume.labels, split="val")
+    base = tmp_path / "tiny_sam2.pt"
+    torch.save({"model": tiny_sam2.state_dict()}, base)
+    assert main(["evaluate", str(store.path), "--model", str(base), "--iterations", "1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    scores = report["scores"] if "scores" in report else report
+    assert {"box", "point", "ais", "volume"} <= set(scores)
+
+
+def test_a_separate_process_loads_an_hvit_model_by_its_name(tiny_sam2):
+    from napari_sam_peft.core.sam.loading import LoadedModel, model_identity
+    from napari_sam_peft.core.training.job import model_argument
+
+    loaded = LoadedModel(tiny_sam2, model_identity(tiny_sam2, "hvit_t"), TINY_HIERA, source="hvit_t")
+    assert model_argument(loaded) == "hvit_t"  # the Finetune dock's run loads it by name
+
+
+def test_a_copy_of_a_sam2_model_embeds_with_its_own_decoder_projections(tiny_sam2):
+    import copy
+
+    twin = copy.deepcopy(tiny_sam2)
+    with torch.no_grad():
+        twin.sam_mask_decoder.conv_s0.weight.mul_(2)  # the copy's high-resolution projection only
+        x = torch.rand(1, 3, 128, 128)
+        ours, theirs = twin.image_encoder(x), tiny_sam2.image_encoder(x)
+    assert twin.image_encoder._owner() is twin
+    assert torch.equal(ours[:, :64], theirs[:, :64])  # the 1/16 embedding and the 1/8 map: unchanged
+    assert not torch.equal(ours[:, 64:], theirs[:, 64:])  # the 1/4 map: the copy's conv_s0

@@ -15,7 +15,7 @@ import torch
 
 from ..errors import SamPeftError
 from ..peft import Adapter, AdapterMismatchError
-from ..sam.loading import BUNDLED_MODELS, LoadedModel, load_model, registry_model_names
+from ..sam.loading import BUNDLED_MODELS, LoadedModel, known_model_names, load_model
 from ..training.runs import RECORD_NAME, read_run
 
 
@@ -75,7 +75,7 @@ def _known_by_name(name: str) -> bool:
     if name in BUNDLED_MODELS:
         return True
     try:
-        return name in registry_model_names()
+        return name in known_model_names()
     except Exception:  # noqa: BLE001 - no registry (micro_sam missing or broken): not a name we know
         return False
 

@@ -172,6 +172,11 @@ class SamShapedSam2(SAM2Base):
         """``sam_mask_decoder``, taking SAM's call."""
         return self.sam_mask_decoder
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """After a copy (``copy.deepcopy``), the copy's encoder reads the copy's ``conv_s0``/``conv_s1``."""
+        super().__setstate__(state)
+        self.image_encoder._owner = weakref.ref(self)
+
     def forward_image(self, img_batch: torch.Tensor) -> dict[str, Any]:
         """Meta's, through the encoder's :meth:`PackedImageEncoder.backbone`."""
         backbone_out = self.image_encoder.backbone(img_batch)

@@ -387,11 +387,11 @@ def model_argument(model: LoadedModel) -> str:
     SamPeftError
         For a model built in memory, which no other process can load.
     """
-    from ..sam.loading import DEMO_MODEL_NAME, registry_model_names
+    from ..sam.loading import DEMO_MODEL_NAME, known_model_names
 
     if model.identity.name == DEMO_MODEL_NAME:
         return DEMO_MODEL_NAME
-    if model.source in registry_model_names() or Path(model.source).is_file():
+    if model.source in known_model_names() or Path(model.source).is_file():
         return str(model.source)
     raise SamPeftError(
         "This model was built in memory, so a training process cannot load it: save it with "
