@@ -68,6 +68,11 @@ def test_a_tiny_sam2_model_segments_trains_reloads_and_propagates_by_clicks_and_
     assert segment.session.model.loaded.architecture.name == "tiny_hiera"
     assert segment.embeddings["features"].shape[1] == 4 * 32  # SAM 2's embedding and high-res maps, packed
 
+    click(segment.auto_button)  # automatic segmentation: the mask generator on SAM 2.1's decoder
+    qtbot.waitUntil(lambda: segment.automatic_panel.last_run is not None, timeout=120_000)
+    assert "auto_segmentation" in viewer.layers
+    qtbot.waitUntil(lambda: not segment.active_workers, timeout=60_000)
+
     truth = viewer.layers[f"{CELLS} ground truth"].data
     for obj in (1, 2, 3, 4):
         _segment_and_commit(viewer, segment, truth, obj)

@@ -181,3 +181,14 @@ def test_a_copy_of_a_sam2_model_embeds_with_its_own_decoder_projections(tiny_sam
     assert twin.image_encoder._owner() is twin
     assert torch.equal(ours[:, :64], theirs[:, :64])  # the 1/16 embedding and the 1/8 map: unchanged
     assert not torch.equal(ours[:, 64:], theirs[:, 64:])  # the 1/4 map: the copy's conv_s0
+
+
+def test_stop_ends_a_sam2_propagation_and_changes_nothing(tiny_sam2):
+    from napari_sam_peft.core.volume.propagation import StoppedError
+
+    volume = (np.random.default_rng(4).random((6, 64, 64)) * 255).astype(np.uint8)
+    features, _ = _volume_features(tiny_sam2, volume)
+    seed = np.zeros((64, 64), bool)
+    seed[20:40, 20:40] = True
+    with pytest.raises(StoppedError):
+        propagate(SamPredictor(tiny_sam2), features, {2: seed}, should_stop=lambda: True)
