@@ -129,3 +129,20 @@ def test_no_estimate_is_shown_before_a_model_is_loaded(make_napari_viewer, qtbot
     viewer.window.add_dock_widget(finetune, name="Finetune")
     assert "load a model" in finetune.estimate.value.lower()
     assert "GiB" not in finetune.estimate.value and " h " not in finetune.estimate.value
+
+
+@pytest.mark.gui
+def test_an_image_opened_after_the_docks_fills_the_canvas_as_napari_shows_a_first_image(make_napari_viewer, qtbot):
+    from tests._qt.conftest import dock_from_menu, trigger_menu
+
+    viewer = make_napari_viewer(show=True)
+    dock_from_menu(viewer, "Segment")  # its empty prompt layers come first
+    trigger_menu(viewer, "File", "Open Sample", "SAM PEFT", "Cells, dim and elongated")
+    qtbot.waitUntil(
+        lambda: "cells (domain B)" in viewer.layers and "current_object" in viewer.layers, timeout=10_000
+    )
+    qtbot.waitUntil(lambda: viewer.camera.center[-1] != 255.5, timeout=10_000)  # napari's empty 512 x 512 world
+    height, width = viewer.layers["cells (domain B)"].data.shape[:2]
+    assert viewer.camera.center[-2:] == pytest.approx(((height - 1) / 2, (width - 1) / 2))
+    canvas = viewer.window._qt_viewer.canvas.native
+    assert min(canvas.width() / width, canvas.height() / height) * 0.9 <= viewer.camera.zoom  # fits, not a corner

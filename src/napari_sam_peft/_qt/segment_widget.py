@@ -162,6 +162,7 @@ class SegmentWidget(SessionDock):
         return self.jobs.active
 
     def _connect(self) -> None:
+        self._fit_view = False  # see _layer_inserted
         self.viewer.layers.events.inserted.connect(self._layer_inserted)
         self.viewer.layers.events.removed.connect(self._refresh_image_choices)
         for signal, slot in self._session_slots():
@@ -191,11 +192,18 @@ class SegmentWidget(SessionDock):
             if not self._new_images:
                 self._shown_before_new = self.image_panel.name
             self._new_images.append(layer.name)
+        # The first image opened after the dock: napari fits the view to the first layer only, and the
+        # dock's empty prompt layers came first (the view would show napari's empty 512 x 512 world).
+        others = [o for o in self.viewer.layers if o is not layer and o.name not in prompt_layers.ANNOTATOR_LAYERS]
+        self._fit_view = self._fit_view or not others
         # after napari has finished adding it (moving layers inside its own insert event is not safe)
         QTimer.singleShot(0, self._after_layers_added)
 
     def _after_layers_added(self) -> None:
         try:
+            if self._fit_view:
+                self._fit_view = False
+                self.viewer.reset_view()
             prompt_layers.raise_annotator_layers(self.viewer)
             new, self._new_images = [n for n in self._new_images if n in self.viewer.layers], []
             # unless an image was chosen meanwhile (a folder opened as a series shows its first)
