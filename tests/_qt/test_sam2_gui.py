@@ -85,6 +85,7 @@ def test_a_tiny_sam2_model_segments_trains_reloads_and_propagates_by_clicks_and_
     qtbot.waitUntil(lambda: not segment.active_workers and segment.embeddings is not None, timeout=60_000)
     adapter = segment.session.model.adapter
     assert adapter is not None and adapter.spec.describe()
+    assert segment.session.embeddings.reembedded_from_stage >= 1  # from the kept carry: blocks before late once
     click(finetune.stop_button)
     qtbot.waitUntil(lambda: finetune.process.terminal_event is not None, timeout=120_000)
     qtbot.waitUntil(lambda: finetune.start_button.enabled, timeout=10_000)
