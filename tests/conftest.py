@@ -36,6 +36,15 @@ def tiny_sam():
 
 
 @pytest.fixture
+def tiny_sam2():
+    """A randomly initialised SAM 2.1 of the TINY_HIERA architecture (128 px, 5 Hiera blocks), seeded."""
+    from napari_sam_peft.core.sam.hiera_architecture import TINY_HIERA
+
+    torch.manual_seed(0)
+    return build_sam(TINY_HIERA)
+
+
+@pytest.fixture
 def tiny_model(tiny_sam) -> LoadedModel:
     return LoadedModel(sam=tiny_sam, identity=model_identity(tiny_sam, "tiny"), architecture=TINY, source="test")
 

@@ -29,12 +29,6 @@ from napari_sam_peft.core.sam.sam2_registry import sam2_weights_path
 from tests.conftest import sam_forward
 
 
-@pytest.fixture
-def tiny_sam2():
-    torch.manual_seed(0)
-    return build_sam(TINY_HIERA)
-
-
 def test_tiny_sam2_is_meta_s_sam2base_with_a_hiera_encoder(tiny_sam2):
     from sam2.modeling.sam2_base import SAM2Base
 

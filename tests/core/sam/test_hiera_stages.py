@@ -14,12 +14,6 @@ from napari_sam_peft.core.sam.hiera_stages import carry_shapes
 from napari_sam_peft.core.sam.stages import StageInputCapture, run_stages, stage_count
 
 
-@pytest.fixture
-def tiny_sam2():
-    torch.manual_seed(0)
-    return build_sam(TINY_HIERA)
-
-
 @pytest.mark.parametrize("split", range(TINY_HIERA.depth + 3))
 def test_two_runs_split_anywhere_equal_the_whole_encoder_and_the_capture_keeps_the_split_input(tiny_sam2, split):
     assert stage_count(tiny_sam2) == TINY_HIERA.depth + 2  # the stem, each block, the neck

@@ -10,7 +10,6 @@ from segment_anything import SamPredictor
 
 from napari_sam_peft.core.data.sample_data import make_sample
 from napari_sam_peft.core.data.store import AnnotationStore
-from napari_sam_peft.core.sam.architecture import build_sam
 from napari_sam_peft.core.sam.hiera_architecture import TINY_HIERA
 from napari_sam_peft.core.sam.preprocessing import embedding_channels
 from napari_sam_peft.core.sam.sam2_as_sam import SamShapedSam2, pack_features, unpack_features
@@ -19,12 +18,6 @@ from napari_sam_peft.core.training.run import run_job
 from napari_sam_peft.core.volume.memory_propagation import _inference_state, video_predictor_for
 from napari_sam_peft.core.volume.propagation import propagate
 from napari_sam_peft.core.volume.slice_features import VolumeFeatures
-
-
-@pytest.fixture
-def tiny_sam2():
-    torch.manual_seed(0)
-    return build_sam(TINY_HIERA)
 
 
 def _image(seed: int = 0, shape=(128, 128)) -> np.ndarray:
