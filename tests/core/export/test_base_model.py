@@ -17,7 +17,7 @@ from napari_sam_peft.core.training.runs import RECORD_NAME, RunRecord
 @pytest.fixture(autouse=True)
 def registry(monkeypatch):
     """micro_sam's registry names, without importing micro_sam (a name here would be downloaded)."""
-    monkeypatch.setattr(base_model, "registry_model_names", lambda: ["vit_b", "vit_b_lm"])
+    monkeypatch.setattr(base_model, "known_model_names", lambda: ["vit_b", "vit_b_lm"])
 
 
 def _adapter(model, path):
@@ -106,7 +106,7 @@ def test_without_micro_sam_a_registry_name_is_unknown_and_the_file_is_asked_for(
     def broken():
         raise ImportError("No module named 'micro_sam'")
 
-    monkeypatch.setattr(base_model, "registry_model_names", broken)
+    monkeypatch.setattr(base_model, "known_model_names", broken)
     base_file = save_model(tiny_model, tmp_path / "vit_b.safetensors", name="vit_b")
     path = tmp_path / "run" / "adapter.safetensors"
     adapter = _adapter(load_model(base_file, device="cpu"), path)
