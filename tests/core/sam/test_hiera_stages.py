@@ -60,3 +60,17 @@ def test_training_through_the_cache_gives_the_gradients_of_the_whole_encoder(tin
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
     assert any(np.abs(g.numpy()).sum() > 0 for g in grads[1])
+
+
+def test_freeze_encoder_trains_sam2s_high_resolution_projections_through_the_cached_neck(tiny_sam2):
+    from napari_sam_peft.core.annotation.stage_inputs import StageInputs
+
+    attach(tiny_sam2, spec_from_preset("freeze_encoder", TINY_HIERA.depth))
+    stage = frozen_prefix_stages(tiny_sam2)
+    assert stage == stage_count(tiny_sam2) - 1  # the neck runs at each step: it feeds conv_s0 and conv_s1
+    image = (np.random.default_rng(0).random((100, 120)) * 255).astype(np.uint8)
+    inputs = StageInputs(tiny_sam2, [image], stage)
+    inputs.features(0).square().mean().backward()
+    decoder = tiny_sam2.sam_mask_decoder
+    assert decoder.conv_s0.weight.grad.abs().sum() > 0 and decoder.conv_s1.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in tiny_sam2.image_encoder.parameters())  # the encoder stays frozen

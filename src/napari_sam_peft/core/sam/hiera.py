@@ -51,6 +51,9 @@ class HieraFamily:
     )
     stem = "trunk.patch_embed.proj"
     decoder_prefixes = ("sam_prompt_encoder.", "sam_mask_decoder.")
+    #: the decoder's high-resolution projections run in the neck stage (``sam2_as_sam``): a run that trains
+    #: them (``freeze_encoder`` trains the whole decoder) runs the neck at each step, from the kept carry
+    last_stage_runs = ("sam_mask_decoder.conv_s0", "sam_mask_decoder.conv_s1")
 
     def owns(self, encoder: nn.Module) -> bool:
         """Whether ``encoder`` is SAM 2's ``ImageEncoder`` (one with a Hiera trunk)."""

@@ -18,8 +18,9 @@ predictor), both behave as Meta wrote them. The parameter names stay Meta's: the
 swapped in place (:func:`as_sam_shaped`), nothing is re-registered, so checkpoints, adapters and
 parameter counts are those of ``SAM2Base``.
 
-``conv_s0`` and ``conv_s1`` run when an image is embedded, as in ``SAM2ImagePredictor``: they train
-with the encoder's trainable stages, and stay as loaded where training reuses stored embeddings.
+``conv_s0`` and ``conv_s1`` run when an image is embedded, as in ``SAM2ImagePredictor``, in the encoder's
+last stage (the neck): a run that trains them (every preset that trains the whole mask decoder, as
+``freeze_encoder``) runs the neck at each step from the kept stage input (``HieraFamily.last_stage_runs``).
 
 Images are resized along the longest side and padded, as SAM's predictor does and micro_sam's dev
 branch configures SAM 2's (``configure_image_predictor``).

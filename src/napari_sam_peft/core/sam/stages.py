@@ -32,9 +32,16 @@ ENCODER = "image_encoder."
 
 
 def encoder_stages(sam: nn.Module) -> list[tuple[str, ...]]:
-    """Module and parameter paths (relative to ``sam``) of the encoder's stages, in order."""
-    stages = family_of(sam).stages(image_encoder_of(sam))
-    return [tuple(ENCODER + path for path in stage) for stage in stages]
+    """Module and parameter paths (relative to ``sam``) of the encoder's stages, in order.
+
+    A family whose last stage also runs modules outside the encoder names them in ``last_stage_runs``
+    (SAM 2.1: the mask decoder's ``conv_s0``/``conv_s1``, which project the high-resolution maps when an
+    image is embedded): training them keeps that stage running at each step.
+    """
+    family = family_of(sam)
+    stages = [tuple(ENCODER + path for path in stage) for stage in family.stages(image_encoder_of(sam))]
+    stages[-1] += tuple(getattr(family, "last_stage_runs", ()))
+    return stages
 
 
 def stage_count(sam: nn.Module) -> int:
