@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,10 +80,7 @@ class ModelPanel:
 
     def show_needs(self, *_: object) -> None:
         """Say under the list what the chosen model needs (measured input size, seconds, memory)."""
-        name = str(self.model_choice.value)
-        line = model_needs_line(name)
-        if name.startswith("hvit") and importlib.util.find_spec("sam2") is None:
-            line += "; needs Meta's sam2 package, not installed (scripts/install.sh installs it)"
+        line = model_needs_line(str(self.model_choice.value))
         show_text(self.needs, f"needs: {line}" if line else "", tooltip=line)
 
     def load_model(self) -> None:

@@ -8,9 +8,10 @@ GPU seconds are not listed: no GPU measured them.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 
-from .registry import micro_sam_base
+from .registry import MICRO_SAM_ARCHITECTURES, is_sam1, micro_sam_base
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,13 @@ UNMEASURED = {
 
 
 def model_needs_line(name: str) -> str:
-    """What model ``name`` (a registry or bundled name) needs, in one line; "" for a name not known here."""
+    """What model ``name`` (a registry or bundled name) needs, in one line (and that Meta's ``sam2`` package
+    is missing, for a SAM 2.1 model where it is); "" for a name not known here."""
     base = name if name in MEASURED_NEEDS or name in UNMEASURED else micro_sam_base(name)
-    if base in MEASURED_NEEDS:
-        return MEASURED_NEEDS[base].describe()
-    return UNMEASURED.get(base or "", "")
+    if base not in MEASURED_NEEDS:
+        return UNMEASURED.get(base or "", "")
+    line = MEASURED_NEEDS[base].describe()
+    architecture = MICRO_SAM_ARCHITECTURES.get(base)
+    if architecture is not None and not is_sam1(architecture) and importlib.util.find_spec("sam2") is None:
+        line += "; needs Meta's sam2 package, not installed (scripts/install.sh installs it)"
+    return line

@@ -11,7 +11,7 @@ import torch
 from segment_anything.modeling import Sam
 from torch import nn
 
-from .registry import family_of, image_encoder_of
+from .registry import family_of, image_encoder_of, is_sam1_model
 
 
 def model_input(sam: nn.Module, image: np.ndarray) -> torch.Tensor:
@@ -37,4 +37,4 @@ def embedding_channels(sam: nn.Module) -> int:
     """Channels of the embedding the model's encoder hands the decoder: the prompt encoder's width for
     SAM (256), four times that for SAM 2.1, whose embedding packs its high-resolution maps (``sam2_as_sam``)."""
     width = int(sam.prompt_encoder.embed_dim)  # type: ignore[union-attr, arg-type]
-    return 4 * width if hasattr(sam, "sam_mask_decoder") else width
+    return width if is_sam1_model(sam) else 4 * width

@@ -117,6 +117,11 @@ def is_sam1(architecture: Architecture) -> bool:
     return isinstance(family_for(architecture), SamOneModel)
 
 
+def is_sam1_model(model: nn.Module) -> bool:
+    """:func:`is_sam1` for a live model (a ``Sam``, or SAM 2.1's ``SAM2Base``)."""
+    return isinstance(family_of(model), SamOneModel)
+
+
 def image_encoder_of(model: nn.Module) -> nn.Module:
     """The image encoder of a SAM model (an encoder is its own)."""
     return getattr(model, "image_encoder", model)

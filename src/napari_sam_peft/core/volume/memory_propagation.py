@@ -121,17 +121,17 @@ def _direction(
 def propagate_with_memory(
     model: Any,
     features: VolumeFeatures,
-    seeds: Mapping[int, np.ndarray | None],
+    masks: Mapping[int, np.ndarray],
+    stops: set[int],
     *,
     on_slice: Callable[[int], None] | None = None,
 ) -> np.ndarray:
-    """The object of ``seeds`` (slice -> 2D mask; None: a stop slice) through the volume, (Z, Y, X) bool.
+    """The object of ``masks`` (prompted slice -> its 2D mask, at least one) through the volume, up to any
+    slice of ``stops``: (Z, Y, X) bool.
 
     ``model`` is the live SAM 2.1 model; the slices propagation reaches must be embedded.
     ``on_slice(n)`` is called with the number of slices done after each one (it may raise to stop).
     """
-    masks = {int(z): np.asarray(m, dtype=bool) for z, m in seeds.items() if m is not None and np.any(m)}
-    stops = {int(z) for z, m in seeds.items() if m is None}
     shape = next(iter(masks.values())).shape
     side = max(shape)
     predictor = video_predictor_for(model)
@@ -151,7 +151,7 @@ def propagate_with_memory(
             padded[: shape[0], : shape[1]] = mask
             predictor.add_new_mask(state, frame_idx=z, obj_id=1, mask=torch.from_numpy(padded))
         found = _direction(predictor.propagate_in_video(state), shape, stops, step)
-        if min(masks) > 0 and (len(found) < features.n_slices):
+        if min(masks) > 0 and len(found) < features.n_slices:
             backward = predictor.propagate_in_video(state, start_frame_idx=min(masks), reverse=True)
             found = {**_direction(backward, shape, stops, step), **found}
     for z, mask in found.items():

@@ -83,7 +83,9 @@ MEMORY_PROPAGATION = (
 def propagates_with_memory(sam: Any) -> bool:
     """Whether ``sam`` propagates with SAM 2's video predictor (a SAM 2.1 model) rather than micro_sam's
     ``segment_mask_in_volume``."""
-    return hasattr(sam, "sam_mask_decoder")
+    from ..sam.registry import is_sam1_model
+
+    return not is_sam1_model(sam)
 
 
 @dataclass(frozen=True)
@@ -142,8 +144,7 @@ def propagate(
             f"micro_sam's size): choose one of {', '.join(projections_for(predictor.model))}."
         )
     order = sorted(int(z) for z in seeds)
-    masks = {z: seeds[z] for z in order if seeds[z] is not None and np.asarray(seeds[z]).any()}
-    _require_seed(masks)
+    masks = seed_masks(seeds)
     stop_lower = seeds[order[0]] is None and len(order) > 1
     stop_upper = seeds[order[-1]] is None and len(order) > 1
     # a stop slice in the middle is ignored and segmented by the propagation, as micro_sam does
@@ -180,9 +181,22 @@ def propagate(
     return Propagated(mask=segmentation > 0, z_range=(int(z_min), int(z_max)), seeds=tuple(order))
 
 
-def _require_seed(masks: Mapping[int, Any]) -> None:
+def seed_masks(seeds: Mapping[int, np.ndarray | None]) -> dict[int, np.ndarray]:
+    """The seed slices that hold a mask, in slice order, as boolean masks.
+
+    Raises
+    ------
+    NoSeedSliceError
+        When no seed slice holds a mask.
+    """
+    masks = {
+        int(z): np.asarray(seeds[z], dtype=bool)
+        for z in sorted(seeds)
+        if seeds[z] is not None and np.asarray(seeds[z]).any()
+    }
     if not masks:
         raise NoSeedSliceError("Segment the object on at least one slice (S) before propagating it (Shift+S).")
+    return masks
 
 
 def _propagate_with_memory(
@@ -194,7 +208,8 @@ def _propagate_with_memory(
 ) -> Propagated:
     from .memory_propagation import propagate_with_memory
 
-    _require_seed({z: m for z, m in seeds.items() if m is not None and np.asarray(m).any()})
+    masks = seed_masks(seeds)
+    stops = {int(z) for z, m in seeds.items() if m is None}
 
     def on_slice(done: int) -> None:
         if progress is not None:
@@ -202,7 +217,7 @@ def _propagate_with_memory(
         if should_stop is not None and should_stop():
             raise StoppedError()
 
-    mask = propagate_with_memory(model, features, seeds, on_slice=on_slice)
+    mask = propagate_with_memory(model, features, masks, stops, on_slice=on_slice)
     if progress is not None:
         progress(features.n_slices, features.n_slices)
     filled = np.flatnonzero(mask.any(axis=(1, 2)))
