@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from child_run import measured_in_child, write_rows
 
 TRAIN_SEEDS = (0, 1, 2)
 HELD_OUT_SEEDS = (100, 101, 102)
@@ -217,16 +218,11 @@ def main(argv: list[str] | None = None) -> int:
                 folder.mkdir()
                 command = [sys.executable, __file__, "--worker", row, domain, str(folder)]
                 command += ["--minutes", str(args.minutes), "--threads", str(args.threads)]
-                done = subprocess.run(command, capture_output=True, text=True)
-                if done.returncode != 0:
-                    print(done.stderr, file=sys.stderr)
-                    return 1
-                results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+                results.append(measured_in_child(command, f"Training {row} on {domain}"))
                 print(f"trained {row} on {domain}: {results[-1]['steps_done']} steps", file=sys.stderr, flush=True)
         evaluate_rows(results, checkpoints, args.threads)
     print(table(results, checkpoints))
-    if args.json is not None:
-        args.json.write_text(json.dumps(results, indent=1))
+    write_rows(results, args.json)
     return 0
 
 

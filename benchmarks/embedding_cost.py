@@ -23,9 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
+
+from child_run import measured_in_child, write_rows
 
 MODELS = ("lite_medsam", "vit_t", "vit_b", "hvit_t", "hvit_s", "hvit_b", "hvit_l")
 
@@ -117,8 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         for precision in args.precisions.split(","):
             child = [sys.executable, __file__, "--one", f"{name},{precision}", "--repeats", str(args.repeats)]
             child += ["--threads", str(args.threads)]
-            out = subprocess.run(child, capture_output=True, text=True, check=True).stdout
-            rows.append(json.loads(out.strip().splitlines()[-1]))
+            rows.append(measured_in_child(child, f"Measuring {name} in {precision}"))
             print(json.dumps(rows[-1]), flush=True)
     header = "| model | family | input | parameters | precision | s per embedding | embedding memory "
     header += "| process, model loaded |"
@@ -129,9 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| {r['model']} | {r['family']} | {r['input']} | {r['parameters'] / 1e6:.1f} M | {r['precision']} "
             f"| {r['seconds']:.2f} | {r['embedding_mib']:.0f} MiB | {r['loaded_mib']:.0f} MiB |"
         )
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(rows, handle, indent=1)
+    write_rows(rows, args.json)
     return 0
 
 

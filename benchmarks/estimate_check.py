@@ -27,9 +27,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
+
+from child_run import measured_in_child
 
 DEMO_PRESETS = ("late_lora", "freeze_encoder", "lora", "late_ft")
 VIT_B_ROWS = ("freeze_encoder", "late_ft:11", "late_lora:6-11")
@@ -119,8 +120,7 @@ def _measure_in_subprocess(model: str, row: str, args: argparse.Namespace, steps
         "--device",
         args.device,
     ]
-    result = subprocess.run(command, capture_output=True, text=True, check=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return measured_in_child(command, f"Measuring {row} on {model}")
 
 
 def main() -> None:

@@ -22,13 +22,13 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
 import numpy as np
 import torch
 
+from child_run import write_rows
 from napari_sam_peft.core.data.sample_volume import make_volume
 from napari_sam_peft.core.sam.architecture import NAMED_ARCHITECTURES, build_sam
 from napari_sam_peft.core.sam.internals import to_image
@@ -123,9 +123,7 @@ def main() -> None:
             f"| {r['model']} | {r['input']} | {r['path']} | {r['embed_s_per_slice']:.2f} | "
             f"{r['propagation_s_per_object']:.2f} | {r['slices_reached_mean']:.1f} | {r['iou_3d_mean']:.3f} |"
         )
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+    write_rows(rows, args.json)
 
 
 if __name__ == "__main__":

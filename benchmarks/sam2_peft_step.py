@@ -54,13 +54,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+
+from child_run import measured_in_child, write_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDES = ("ours", "micro_sam")
@@ -355,16 +356,10 @@ def main(argv: list[str] | None = None) -> int:
     for side in SIDES:
         child = [sys.executable, __file__, "--child", side, "--model", args.model, "--preset", args.preset]
         child += ["--steps", str(args.steps), "--threads", str(args.threads)]
-        done = subprocess.run(child, capture_output=True, text=True)
-        if done.returncode != 0:
-            sys.stderr.write(done.stderr)
-            raise SystemExit(f"The {side} side failed (exit status {done.returncode}).")
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        rows.append(measured_in_child(child, f"The {side} side"))
         print(json.dumps(rows[-1]), flush=True)
     _report(rows)
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(rows, handle, indent=1)
+    write_rows(rows, args.json)
     return 0
 
 
