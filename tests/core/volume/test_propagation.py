@@ -16,6 +16,7 @@ from napari_sam_peft.core.volume.propagation import (
     StoppedError,
     projections_for,
     propagate,
+    stop_slices,
 )
 from napari_sam_peft.core.volume.slice_features import VolumeFeatures
 from napari_sam_peft.session import AnnotatorSession
@@ -144,3 +145,10 @@ def test_litemedsam_carries_a_nucleus_through_z_by_its_box_not_by_a_single_point
     by_default = propagate(predictor, features, seed, default_settings(model.architecture))
     assert by_point.n_slices < by_default.n_slices  # a single point leaves LiteMedSAM's mask on fewer slices
     assert by_default.n_slices >= len(spans) - 2
+
+
+def test_only_a_first_or_last_stop_slice_ends_propagation_on_both_paths():
+    mask = np.ones((4, 4), dtype=bool)
+    assert stop_slices({3: None, 5: mask, 7: None, 9: mask, 11: None}) == {3, 11}  # 7 is segmented
+    assert stop_slices({5: mask, 6: None}) == {6}
+    assert stop_slices({5: None}) == set()  # the only seed: no mask to propagate, said by NoSeedSliceError

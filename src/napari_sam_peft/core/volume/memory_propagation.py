@@ -5,7 +5,8 @@ frames, as micro_sam's dev branch does (``micro_sam.v2``): every prompted slice'
 memory, propagation runs forward from the first prompted slice, then backward when the forward pass
 did not reach the volume's end, and each direction stops after :data:`EMPTY_SLICES_TO_STOP`
 consecutive slices where the object is empty (micro_sam dev's ``early_stop_patience``, 2 in its
-annotator). A stop slice (one with negative points only) ends the propagation there.
+annotator). A stop slice (one with negative points only) as the first or last seed ends the propagation
+there; one between prompted slices is segmented, as on the SAM 1 path (``propagation.stop_slices``).
 
 The frames are never read: the predictor's image features come from the volume's stored embeddings
 (the packed SAM 2.1 embedding, see ``core.sam.sam2_as_sam``), so the slices the annotator embedded are

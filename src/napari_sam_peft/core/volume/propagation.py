@@ -145,11 +145,8 @@ def propagate(
         )
     order = sorted(int(z) for z in seeds)
     masks = seed_masks(seeds)
-    stop_lower = seeds[order[0]] is None and len(order) > 1
-    stop_upper = seeds[order[-1]] is None and len(order) > 1
-    # a stop slice in the middle is ignored and segmented by the propagation, as micro_sam does
-    stops = {order[0]} if stop_lower else set()
-    stops |= {order[-1]} if stop_upper else set()
+    stops = stop_slices(seeds)
+    stop_lower, stop_upper = order[0] in stops, order[-1] in stops
     slices = np.array([z for z in order if z in masks or z in stops])
     shape = (features.n_slices, *np.asarray(next(iter(masks.values()))).shape)
     segmentation = np.zeros(shape, dtype=np.uint32)
@@ -199,6 +196,16 @@ def seed_masks(seeds: Mapping[int, np.ndarray | None]) -> dict[int, np.ndarray]:
     return masks
 
 
+def stop_slices(seeds: Mapping[int, np.ndarray | None]) -> set[int]:
+    """The slices where propagation ends: the first or the last seed slice when it is a stop slice (only
+    negative points) and not the only seed. A stop slice in the middle is ignored and segmented by the
+    propagation, as micro_sam does."""
+    order = sorted(int(z) for z in seeds)
+    if len(order) < 2:
+        return set()
+    return {z for z in (order[0], order[-1]) if seeds[z] is None}
+
+
 def _propagate_with_memory(
     model: Any,
     features: VolumeFeatures,
@@ -209,7 +216,7 @@ def _propagate_with_memory(
     from .memory_propagation import propagate_with_memory
 
     masks = seed_masks(seeds)
-    stops = {int(z) for z, m in seeds.items() if m is None}
+    stops = stop_slices(seeds)
 
     def on_slice(done: int) -> None:
         if progress is not None:
